@@ -1,0 +1,24 @@
+# The two commands: `make demo` (a local stack with the controller, following the quickstart)
+# and `make test` (lint, types, unit, integration and end-to-end tests on the local stack).
+SHELL := /bin/bash
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+.PHONY: setup test lint unit devstack demo bench
+
+setup:
+	@bash hack/setup.sh
+
+lint: setup
+	uv run ruff check .
+	uv run ruff format --check .
+	uv run mypy
+	uv run lint-imports
+
+test: setup lint
+	uv run pytest -q
+
+unit: setup
+	uv run pytest -q tests/unit
+
+devstack: setup
+	uv run python -m devstack

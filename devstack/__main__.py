@@ -1,0 +1,67 @@
+"""``python -m devstack`` (``make devstack``): start the local stack and keep it up until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from devstack.binaries import REPO, find_binaries
+from devstack.stack import LocalStack
+
+
+def build_binaries() -> None:
+    """Build (or find in the cache) the Go binaries, showing progress when it takes a while."""
+    started = time.monotonic()
+    done = threading.Event()
+
+    def ticker() -> None:
+        while not done.wait(15):
+            print(f"  ... still building ({time.monotonic() - started:.0f}s)", flush=True)
+
+    print("Checking test binaries (the first build takes 10-20 minutes; later runs are instant)")
+    thread = threading.Thread(target=ticker, daemon=True)
+    thread.start()
+    try:
+        subprocess.run(["bash", str(REPO / "hack" / "build-testbins.sh")], check=True,
+                       stdout=subprocess.DEVNULL)
+    finally:
+        done.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="devstack", description=__doc__)
+    parser.add_argument("--workdir", type=Path, help="directory for the stack (default: a temp dir)")
+    parser.add_argument("--token-lifetime", type=int, default=3600,
+                        help="lifetime in seconds of the tokens the token service issues")
+    args = parser.parse_args(argv)
+    build_binaries()
+    started = time.monotonic()
+    stack = LocalStack(args.workdir, token_lifetime=args.token_lifetime,
+                       binaries=find_binaries())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stack.start()
+        print(f"\nLocal stack up in {time.monotonic() - started:.1f}s ({stack.workdir})\n")
+        for key, value in stack.env().items():
+            print(f"  export {key}={value}")
+        print(f"\n  kubectl:   kubectl --kubeconfig {stack.kubeconfig} get --raw /openid/v1/jwks")
+        print("  identity:  python -m devstack.chainctl iam identities create NAME ... (env above)")
+        print(f"  summary:   {stack.workdir / 'stack.json'}")
+        print("\nPress Ctrl-C to stop; everything started here is torn down.")
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nStopping the local stack ...")
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""The whole local stack: control plane, token service, registry and a test image in it.
+
+``LocalStack`` backs both the session-scoped pytest fixtures and ``python -m devstack``
+(``make devstack``). Everything lives in one temporary directory that ``stop()`` removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack import pki
+from devstack.binaries import Binaries, find_binaries
+from devstack.cluster import SERVICE_ACCOUNT_ISSUER, ControlPlane
+from devstack.procs import Process, free_port, wait_until
+from devstack.registry import Registry, push_test_image
+from devstack.tokenservice import TokenServiceAdmin
+
+REGISTRY_TOKEN_ISSUER = "local-registry-token-service"
+SA_AUDIENCE = "issuer.enforce.dev"
+
+
+@dataclass(frozen=True)
+class TokenService:
+    url: str
+    admin_url: str
+    admin_token: str
+    process: Process
+
+    def admin(self, ca_file: Path) -> TokenServiceAdmin:
+        return TokenServiceAdmin(self.admin_url, self.admin_token, ca_file)
+
+
+class LocalStack:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        token_lifetime: int = 3600,
+        binaries: Binaries | None = None,
+    ) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="psu-stack-"))
+        self.binaries = binaries or find_binaries()
+        self.token_lifetime = token_lifetime
+        self.pki_dir = self.workdir / "pki"
+        self.pki_dir.mkdir(parents=True, exist_ok=True)
+        self.ca = pki.create_ca(self.pki_dir)
+        self.ca_file = self.ca.cert_file
+        self.control_plane = ControlPlane(self.workdir, binaries=self.binaries, ca=self.ca)
+        self._admin_password = secrets.token_urlsafe(16)
+        registry_port = free_port()
+        self.token_service = self._make_token_service(registry_host=f"127.0.0.1:{registry_port}")
+        self.registry = Registry(
+            self.workdir / "registry",
+            port=registry_port,
+            binary=self.binaries.registry,
+            ca=self.ca,
+            token_realm=f"{self.token_service.url}/registry/token",
+            token_issuer=REGISTRY_TOKEN_ISSUER,
+            token_cert=self._registry_signer.cert,
+        )
+        self.timings: dict[str, float] = {}
+
+    def _make_token_service(self, *, registry_host: str) -> TokenService:
+        port, admin_port = free_port(), free_port()
+        serving = pki.issue_cert(
+            self.ca, self.pki_dir, stem="tokenservice", common_name="token-service",
+            hosts=("127.0.0.1", "localhost"),
+        )
+        self._registry_signer = pki.issue_cert(
+            self.ca, self.pki_dir, stem="registry-token-signer", common_name="registry-tokens"
+        )
+        admin_token = secrets.token_urlsafe(24)
+        url = f"https://127.0.0.1:{port}"
+        self._token_ready = self.workdir / "tokenservice" / "ready.json"
+        self._token_ready.parent.mkdir(parents=True, exist_ok=True)
+        process = Process(
+            "tokenservice",
+            [
+                sys.executable, "-m", "devstack.tokenservice", "serve",
+                f"--listen=127.0.0.1:{port}",
+                f"--admin-listen=127.0.0.1:{admin_port}",
+                f"--tls-cert={serving.cert}",
+                f"--tls-key={serving.key}",
+                f"--issuer-url={url}",
+                f"--state-dir={self.workdir / 'tokenservice'}",
+                f"--registry-key={self._registry_signer.key}",
+                f"--registry-cert={self._registry_signer.cert}",
+                f"--registry-issuer={REGISTRY_TOKEN_ISSUER}",
+                f"--registry-service={registry_host}",
+                f"--lifetime={self.token_lifetime}",
+                f"--sa-audience={SA_AUDIENCE}",
+                f"--admin-token={admin_token}",
+                f"--admin-password={self._admin_password}",
+                f"--ready-file={self._token_ready}",
+            ],
+            log_dir=self.workdir / "logs",
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        return TokenService(
+            url=url, admin_url=f"https://127.0.0.1:{admin_port}", admin_token=admin_token,
+            process=process,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        try:
+            self._timed("control plane", self.control_plane.start)
+            self._timed("token service", self._start_token_service)
+            self._timed("registry", self.registry.start)
+            self._timed("test image push", self._push_image)
+            self._write_summary()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _timed(self, what: str, step: object) -> None:
+        started = time.monotonic()
+        assert callable(step)
+        step()
+        self.timings[what] = round(time.monotonic() - started, 2)
+
+    def _start_token_service(self) -> None:
+        self.token_service.process.start()
+        wait_until(
+            self._token_ready.exists,
+            what="waiting for the token service",
+            timeout=30,
+            process=self.token_service.process,
+        )
+
+    def _push_image(self) -> None:
+        push_test_image(
+            skopeo=self.binaries.skopeo,
+            registry=self.registry,
+            ca_file=self.ca_file,
+            username="admin",
+            password=self._admin_password,
+        )
+
+    def stop(self) -> None:
+        self.registry.stop()
+        self.token_service.process.stop()
+        self.control_plane.stop()
+        if self._own_workdir and os.environ.get("PSU_KEEP_STACK") != "1":
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what users of the stack need ------------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.control_plane.admin.kubeconfig
+
+    def token_admin(self) -> TokenServiceAdmin:
+        return self.token_service.admin(self.ca_file)
+
+    def create_kind_identity(
+        self,
+        *,
+        name: str = "kind-pull-secrets",
+        namespace: str = "pull-secret-updater",
+        service_account: str = "controller",
+    ) -> str:
+        """The identity the original KinD instructions create; returns its UID."""
+        return self.token_admin().create_identity(
+            name=name,
+            issuer=SERVICE_ACCOUNT_ISSUER,
+            subject=f"system:serviceaccount:{namespace}:{service_account}",
+            issuer_keys=json.dumps(self.control_plane.jwks()),
+            roles=["registry.pull"],
+        )
+
+    def env(self) -> dict[str, str]:
+        """Environment for a shell or process that uses the stack (kubectl, chainctl, skopeo)."""
+        return {
+            "KUBECONFIG": str(self.kubeconfig),
+            "PSU_CA_FILE": str(self.ca_file),
+            "PSU_TOKENSERVICE_URL": self.token_service.url,
+            "PSU_TOKENSERVICE_ADMIN_URL": self.token_service.admin_url,
+            "PSU_TOKENSERVICE_ADMIN_TOKEN": self.token_service.admin_token,
+            "PSU_REGISTRY": self.registry.host,
+            "PSU_TEST_IMAGE": self.registry.image,
+        }
+
+    def _write_summary(self) -> None:
+        summary = {
+            "workdir": str(self.workdir),
+            "apiserver": self.control_plane.server,
+            "timings_seconds": self.timings,
+            **self.env(),
+        }
+        (self.workdir / "stack.json").write_text(json.dumps(summary, indent=2))

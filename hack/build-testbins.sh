@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Build the binaries the local stack needs (kube-apiserver, etcd, and kubectl when the machine
+# has none) from Go modules, once, into a cache outside the repository keyed by version.
+# A second run with the same versions is a no-op. Prints the bin directory on stdout.
+#
+#   hack/build-testbins.sh            # build what is missing
+#   PSU_CACHE_DIR=/somewhere hack/build-testbins.sh
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+cache=${PSU_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pull-secret-updater}
+bindir="$cache/bin"
+mkdir -p "$bindir"
+export GOFLAGS=${GOFLAGS:--buildvcs=false}
+export CGO_ENABLED=0
+
+log() { printf '[build-testbins] %s\n' "$*" >&2; }
+
+# k8s.io/kubernetes replaces every k8s.io/<staging> module with ./staging/src/...; a module that
+# depends on it must replace each one with the published v0.N.x release of the same patch level.
+build_kubernetes() {
+  local want=("$@")
+  local missing=()
+  for b in "${want[@]}"; do
+    [ -x "$bindir/$b-$KUBERNETES_VERSION" ] || missing+=("$b")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local staging=v0.${KUBERNETES_VERSION#v1.}
+  local work="$cache/build/kubernetes-$KUBERNETES_VERSION"
+  mkdir -p "$work"
+  log "building ${missing[*]} $KUBERNETES_VERSION (staging $staging); the first time takes 10-20 minutes"
+  (
+    cd "$work"
+    local modfile
+    modfile=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+    {
+      echo "module psu-testbins/kubernetes"
+      echo
+      grep -E '^go ' "$modfile"
+      echo
+      echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+      echo
+      echo "replace ("
+      sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\t\1 => \1 '"$staging"'#p' "$modfile"
+      echo ")"
+    } > go.mod
+    printf 'package tools\n\nimport (\n' > tools.go
+    for b in "${missing[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$b" >> tools.go; done
+    printf ')\n' >> tools.go
+    go mod tidy >&2
+    for b in "${missing[@]}"; do
+      go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION" \
+        -o "$bindir/$b-$KUBERNETES_VERSION.tmp" "k8s.io/kubernetes/cmd/$b"
+      mv "$bindir/$b-$KUBERNETES_VERSION.tmp" "$bindir/$b-$KUBERNETES_VERSION"
+      log "built $b"
+    done
+  )
+}
+
+build_etcd() {
+  [ -x "$bindir/etcd-$ETCD_VERSION" ] && return 0
+  local work="$cache/build/etcd-$ETCD_VERSION"
+  mkdir -p "$work"
+  log "building etcd $ETCD_VERSION"
+  (
+    cd "$work"
+    # etcd's server module replaces its sibling modules with ../ paths, so go install pkg@v refuses
+    # it; a wrapper module that requires it (and the siblings at the same version) builds fine.
+    printf 'module psu-testbins/etcd\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" > go.mod
+    printf 'package tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' > tools.go
+    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "go.etcd.io/etcd/api/v3@$ETCD_VERSION" \
+      "go.etcd.io/etcd/client/pkg/v3@$ETCD_VERSION" "go.etcd.io/etcd/client/v3@$ETCD_VERSION" \
+      "go.etcd.io/etcd/pkg/v3@$ETCD_VERSION" >&2
+    go mod tidy >&2 || true
+    go build -trimpath -ldflags "-s -w" -o "$bindir/etcd-$ETCD_VERSION.tmp" go.etcd.io/etcd/server/v3
+    mv "$bindir/etcd-$ETCD_VERSION.tmp" "$bindir/etcd-$ETCD_VERSION"
+    log "built etcd"
+  )
+}
+
+build_helm() {
+  [ -x "$bindir/helm-$HELM_VERSION" ] && return 0
+  log "building helm $HELM_VERSION"
+  GOBIN="$cache/build/helm-$HELM_VERSION" go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  mv "$cache/build/helm-$HELM_VERSION/helm" "$bindir/helm-$HELM_VERSION"
+  log "built helm"
+}
+
+k8s=(kube-apiserver)
+if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$bindir/kubectl-$KUBERNETES_VERSION" ]; then
+  k8s+=(kubectl)
+fi
+what=${1:-all}
+case "$what" in
+  all) build_etcd; build_kubernetes "${k8s[@]}" ;;
+  helm) build_helm ;;
+  *) echo "usage: $0 [all|helm]" >&2; exit 2 ;;
+esac
+
+echo "$bindir"
