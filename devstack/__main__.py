@@ -27,22 +27,30 @@ def build_binaries() -> None:
     thread = threading.Thread(target=ticker, daemon=True)
     thread.start()
     try:
-        subprocess.run(["bash", str(REPO / "hack" / "build-testbins.sh")], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["bash", str(REPO / "hack" / "build-testbins.sh")],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     finally:
         done.set()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="devstack", description=__doc__)
-    parser.add_argument("--workdir", type=Path, help="directory for the stack (default: a temp dir)")
-    parser.add_argument("--token-lifetime", type=int, default=3600,
-                        help="lifetime in seconds of the tokens the token service issues")
+    parser.add_argument(
+        "--workdir", type=Path, help="directory for the stack (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--token-lifetime",
+        type=int,
+        default=3600,
+        help="lifetime in seconds of the tokens the token service issues",
+    )
     args = parser.parse_args(argv)
     build_binaries()
     started = time.monotonic()
-    stack = LocalStack(args.workdir, token_lifetime=args.token_lifetime,
-                       binaries=find_binaries())
+    stack = LocalStack(args.workdir, token_lifetime=args.token_lifetime, binaries=find_binaries())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -61,8 +61,12 @@ def find_binaries(*, build: bool = False) -> Binaries:
         if not path.exists():
             raise MissingBinary(f"{path} is missing: run hack/build-testbins.sh")
     built_kubectl = bindir / f"kubectl-{v['KUBERNETES_VERSION']}"
-    kubectl = built_kubectl if built_kubectl.exists() else _system(
-        "kubectl", "run hack/build-testbins.sh (it builds kubectl when the machine has none)"
+    kubectl = (
+        built_kubectl
+        if built_kubectl.exists()
+        else _system(
+            "kubectl", "run hack/build-testbins.sh (it builds kubectl when the machine has none)"
+        )
     )
     return Binaries(
         etcd=etcd,

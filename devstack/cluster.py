@@ -277,7 +277,11 @@ class ControlPlane:
         with self.admin.client() as client:
             response = client.post(
                 f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
-                json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+                json={
+                    "apiVersion": "authentication.k8s.io/v1",
+                    "kind": "TokenRequest",
+                    "spec": spec,
+                },
             )
             response.raise_for_status()
             return str(response.json()["status"]["token"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,3 +148,8 @@ def create_service_account_keys(directory: Path) -> CertPair:
     )
     _write_key(pair.key, key)
     return pair
+
+
+def trust(ca_file: Path) -> ssl.SSLContext:
+    """A client TLS context that trusts exactly the stack's CA."""
+    return ssl.create_default_context(cafile=str(ca_file))

@@ -62,7 +62,7 @@ class Process:
                 stdin=subprocess.DEVNULL,
                 env=self._env,
                 cwd=self._cwd,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - the stack is single-threaded here
+                preexec_fn=_die_with_parent,
             )
         finally:
             log.close()
@@ -117,7 +117,7 @@ def wait_until(
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001, S110 - a server that is starting refuses or errors
+        except Exception:
             pass
         if process is not None and not process.running():
             raise StartupError(f"{process.name} exited while {what}:\n{process.log_tail()}")

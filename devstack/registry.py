@@ -81,7 +81,7 @@ class Registry:
 
     def start(self) -> None:
         self.process.start()
-        with httpx2.Client(verify=str(self._ca.cert_file), timeout=2.0) as client:
+        with httpx2.Client(verify=pki.trust(self._ca.cert_file), timeout=2.0) as client:
             # 401 is the healthy answer of a registry with token auth to an anonymous /v2/.
             wait_until(
                 lambda: client.get(f"https://{self.host}/v2/").status_code == 401,

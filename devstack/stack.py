@@ -32,6 +32,7 @@ class TokenService:
     url: str
     admin_url: str
     admin_token: str
+    registry_realm: str
     process: Process
 
     def admin(self, ca_file: Path) -> TokenServiceAdmin:
@@ -63,16 +64,19 @@ class LocalStack:
             port=registry_port,
             binary=self.binaries.registry,
             ca=self.ca,
-            token_realm=f"{self.token_service.url}/registry/token",
+            token_realm=self.token_service.registry_realm,
             token_issuer=REGISTRY_TOKEN_ISSUER,
             token_cert=self._registry_signer.cert,
         )
         self.timings: dict[str, float] = {}
 
     def _make_token_service(self, *, registry_host: str) -> TokenService:
-        port, admin_port = free_port(), free_port()
+        port, admin_port, realm_port = free_port(), free_port(), free_port()
         serving = pki.issue_cert(
-            self.ca, self.pki_dir, stem="tokenservice", common_name="token-service",
+            self.ca,
+            self.pki_dir,
+            stem="tokenservice",
+            common_name="token-service",
             hosts=("127.0.0.1", "localhost"),
         )
         self._registry_signer = pki.issue_cert(
@@ -85,9 +89,15 @@ class LocalStack:
         process = Process(
             "tokenservice",
             [
-                sys.executable, "-m", "devstack.tokenservice", "serve",
+                sys.executable,
+                "-m",
+                "devstack.tokenservice",
+                "serve",
                 f"--listen=127.0.0.1:{port}",
                 f"--admin-listen=127.0.0.1:{admin_port}",
+                # The registry's token realm has its own port, so an STS outage (the refuse
+                # fault) leaves pulls with still-valid tokens working, as on cgr.dev.
+                f"--registry-listen=127.0.0.1:{realm_port}",
                 f"--tls-cert={serving.cert}",
                 f"--tls-key={serving.key}",
                 f"--issuer-url={url}",
@@ -106,7 +116,10 @@ class LocalStack:
             cwd=Path(__file__).resolve().parent.parent,
         )
         return TokenService(
-            url=url, admin_url=f"https://127.0.0.1:{admin_port}", admin_token=admin_token,
+            url=url,
+            admin_url=f"https://127.0.0.1:{admin_port}",
+            admin_token=admin_token,
+            registry_realm=f"https://127.0.0.1:{realm_port}/registry/token",
             process=process,
         )
 

@@ -6,14 +6,15 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
 import jwt
 import pytest
 
+from devstack import pki
 from devstack.cluster import SERVICE_ACCOUNT_ISSUER
+from devstack.controller import install_manifests
 from devstack.registry import skopeo_inspect
 from devstack.stack import SA_AUDIENCE, LocalStack
 
@@ -27,7 +28,7 @@ def _apply(stack: LocalStack, manifest: dict[str, object]) -> None:
 def _bearer_client(stack: LocalStack, token: str) -> httpx2.Client:
     return httpx2.Client(
         base_url=stack.control_plane.server,
-        verify=str(stack.ca_file),
+        verify=pki.trust(stack.ca_file),
         headers={"Authorization": f"Bearer {token}"},
         timeout=10.0,
     )
@@ -43,7 +44,9 @@ def test_apiserver_is_ready_and_serves_oidc_discovery(stack: LocalStack) -> None
 
 
 def test_validating_admission_policy_api_is_served(stack: LocalStack) -> None:
-    resources = stack.control_plane.kubectl("api-resources", "--api-group=admissionregistration.k8s.io")
+    resources = stack.control_plane.kubectl(
+        "api-resources", "--api-group=admissionregistration.k8s.io"
+    )
     assert "validatingadmissionpolicies" in resources
 
 
@@ -64,29 +67,46 @@ def test_token_request_token_verifies_against_the_cluster_jwks(stack: LocalStack
 
 
 @pytest.fixture(scope="module")
-def confined_sa(stack: LocalStack) -> Iterator[str]:
+def confined_sa(stack: LocalStack) -> str:
     """A ServiceAccount allowed get/list/watch only on Secrets named pull-secret, everywhere."""
     cp = stack.control_plane
     cp.kubectl("create", "namespace", "confined")
     cp.kubectl("create", "serviceaccount", "reader", "-n", "confined")
-    _apply(stack, {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": "pull-secret-reader"},
-        "rules": [{"apiGroups": [""], "resources": ["secrets"],
-                   "resourceNames": ["pull-secret"], "verbs": ["get", "list", "watch"]}],
-    })
-    _apply(stack, {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "pull-secret-reader"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": "pull-secret-reader"},
-        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "confined"}],
-    })
+    _apply(
+        stack,
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "pull-secret-reader"},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["secrets"],
+                    "resourceNames": ["pull-secret"],
+                    "verbs": ["get", "list", "watch"],
+                }
+            ],
+        },
+    )
+    _apply(
+        stack,
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "pull-secret-reader"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "pull-secret-reader",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "confined"}],
+        },
+    )
     for ns in ("team-a", "team-b"):
         cp.kubectl("create", "namespace", ns)
         for name in ("pull-secret", "other-secret"):
             cp.kubectl("create", "secret", "generic", name, "-n", ns, "--from-literal=k=v")
-    yield cp.service_account_token("confined", "reader")
+    return cp.service_account_token("confined", "reader")
 
 
 def test_resource_names_confine_a_service_account_to_its_secrets(
@@ -102,12 +122,15 @@ def test_resource_names_confine_a_service_account_to_its_secrets(
         assert listed.status_code == 200
         assert {i["metadata"]["namespace"] for i in listed.json()["items"]} >= {"team-a", "team-b"}
         assert client.get("/api/v1/secrets").status_code == 403
-        assert client.get(
-            "/api/v1/secrets", params={"fieldSelector": "metadata.name=other-secret"}
-        ).status_code == 403
-        assert client.put(
-            "/api/v1/namespaces/team-a/secrets/pull-secret", json={}
-        ).status_code == 403
+        assert (
+            client.get(
+                "/api/v1/secrets", params={"fieldSelector": "metadata.name=other-secret"}
+            ).status_code
+            == 403
+        )
+        assert (
+            client.put("/api/v1/namespaces/team-a/secrets/pull-secret", json={}).status_code == 403
+        )
 
 
 def test_resource_names_allow_a_cluster_wide_watch_by_name(
@@ -120,8 +143,12 @@ def test_resource_names_allow_a_cluster_wide_watch_by_name(
         stack.control_plane.kubectl(
             "annotate", "secret", "pull-secret", "-n", "team-b", "touched=yes"
         )
-        params = {"fieldSelector": "metadata.name=pull-secret", "watch": "true",
-                  "resourceVersion": rv, "timeoutSeconds": "5"}
+        params = {
+            "fieldSelector": "metadata.name=pull-secret",
+            "watch": "true",
+            "resourceVersion": rv,
+            "timeoutSeconds": "5",
+        }
         with client.stream("GET", "/api/v1/secrets", params=params) as response:
             assert response.status_code == 200
             first = json.loads(next(response.iter_lines()))
@@ -136,13 +163,12 @@ def test_resource_names_allow_a_cluster_wide_watch_by_name(
 
 @pytest.fixture(scope="module")
 def identity(stack: LocalStack) -> str:
-    stack.control_plane.kubectl("create", "namespace", "pull-secret-updater")
-    stack.control_plane.kubectl("create", "serviceaccount", "controller", "-n", "pull-secret-updater")
+    install_manifests(stack)
     return stack.create_kind_identity()
 
 
 def _exchange(stack: LocalStack, sa_token: str, uid: str) -> httpx2.Response:
-    with httpx2.Client(verify=str(stack.ca_file), timeout=10.0) as client:
+    with httpx2.Client(verify=pki.trust(stack.ca_file), timeout=10.0) as client:
         return client.post(
             f"{stack.token_service.url}/sts/exchange",
             params={"aud": stack.registry.host, "identity": uid},
@@ -168,13 +194,20 @@ def test_exchange_with_the_controllers_token_returns_a_registry_token(
     ("namespace", "sa", "audience", "seconds", "status"),
     [
         pytest.param("confined", "reader", SA_AUDIENCE, 3600, 403, id="wrong-subject"),
-        pytest.param("pull-secret-updater", "controller", "other-audience", 3600, 403,
-                     id="wrong-audience"),
+        pytest.param(
+            "pull-secret-updater", "controller", "other-audience", 3600, 403, id="wrong-audience"
+        ),
     ],
 )
 def test_exchange_refuses_tokens_the_identity_does_not_trust(
-    stack: LocalStack, identity: str, confined_sa: str,
-    namespace: str, sa: str, audience: str, seconds: int, status: int,
+    stack: LocalStack,
+    identity: str,
+    confined_sa: str,
+    namespace: str,
+    sa: str,
+    audience: str,
+    seconds: int,
+    status: int,
 ) -> None:
     sa_token = stack.control_plane.service_account_token(
         namespace, sa, audience=audience, seconds=seconds
@@ -225,14 +258,17 @@ def test_exchange_for_an_unknown_identity_is_not_found(stack: LocalStack, identi
 def _authfile(tmp_path: Path, registry: str, token: str) -> Path:
     auth = base64.b64encode(f"_token:{token}".encode()).decode()
     path = tmp_path / "auth.json"
-    path.write_text(json.dumps({"auths": {registry: {
-        "username": "_token", "password": token, "auth": auth}}}))
+    path.write_text(
+        json.dumps({"auths": {registry: {"username": "_token", "password": token, "auth": auth}}})
+    )
     return path
 
 
 def _pull(stack: LocalStack, authfile: Path) -> int:
     return skopeo_inspect(
-        skopeo=stack.binaries.skopeo, image=stack.registry.image, authfile=authfile,
+        skopeo=stack.binaries.skopeo,
+        image=stack.registry.image,
+        authfile=authfile,
         ca_file=stack.ca_file,
     ).returncode
 
@@ -266,6 +302,10 @@ def test_registry_pull_fails_with_an_expired_or_forged_token(
 
     good = _exchange(stack, sa_token, identity).json()["token"]
     claims = jwt.decode(good, options={"verify_signature": False})
-    forged = jwt.encode(claims, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256",
-                        headers={"kid": jwt.get_unverified_header(good)["kid"]})
+    forged = jwt.encode(
+        claims,
+        ec.generate_private_key(ec.SECP256R1()),
+        algorithm="ES256",
+        headers={"kid": jwt.get_unverified_header(good)["kid"]},
+    )
     assert _pull(stack, _authfile(tmp_path, stack.registry.host, forged)) != 0
