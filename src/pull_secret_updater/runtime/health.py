@@ -19,7 +19,7 @@ StartResponse = Callable[..., Any]
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -39,22 +39,26 @@ class Health:
         return self._clock() - self._beat < self._stale_after
 
 
-def serve(
-    *, host: str, port: int, health: Health, registry: CollectorRegistry
-) -> WSGIServer:
+def serve(*, host: str, port: int, health: Health, registry: CollectorRegistry) -> WSGIServer:
     metrics_app = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
             return metrics_app(environ, start_response)  # type: ignore[no-any-return]
-        checks = {"/healthz": health.alive, "/livez": health.alive, "/readyz": lambda: health.ready}
+        checks: dict[str, Callable[[], bool]] = {
+            "/healthz": health.alive,
+            "/livez": health.alive,
+            "/readyz": lambda: health.ready,
+        }
         check = checks.get(path)
         if check is None:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found\n"]
         ok = check()
-        start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+        start_response(
+            "200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")]
+        )
         return [b"ok\n" if ok else b"not ok\n"]
 
     server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from pull_secret_updater.tokens.errors import (
+    ExchangeError,
+    MalformedResponse,
+    RejectedExchangeError,
+    TransientExchangeError,
+)
+from pull_secret_updater.tokens.provider import IssuedToken, TokenProvider
 
 _PREFIX = "pull_secret_updater"
 
@@ -61,3 +70,28 @@ class Metrics:
             "1 while this replica holds the leader Lease and may write, else 0.",
             registry=r,
         )
+
+
+class MeteredProvider:
+    """A TokenProvider that counts and times every exchange of the provider it wraps."""
+
+    def __init__(self, provider: TokenProvider, *, metrics: Metrics) -> None:
+        self._provider = provider
+        self._metrics = metrics
+
+    async def issue(self, *, identity: str) -> IssuedToken:
+        started = time.monotonic()
+        try:
+            token = await self._provider.issue(identity=identity)
+        except ExchangeError as e:
+            outcome = {
+                TransientExchangeError: "transient",
+                RejectedExchangeError: "rejected",
+                MalformedResponse: "malformed",
+            }.get(type(e), "error")
+            self._metrics.exchanges.labels(identity=identity, outcome=outcome).inc()
+            raise
+        finally:
+            self._metrics.exchange_seconds.observe(time.monotonic() - started)
+        self._metrics.exchanges.labels(identity=identity, outcome="success").inc()
+        return token

@@ -9,6 +9,7 @@ backoff and watch events all go through ``add``, so one place decides what runs 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
@@ -75,10 +76,8 @@ class WorkQueue(Generic[K]):
             timeout = None
             if self._heap:
                 timeout = max(0.0, self._heap[0][0] - self._clock())
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
-            except TimeoutError:
-                pass
 
     def done(self, key: K) -> None:
         self._processing.discard(key)

@@ -1,0 +1,3 @@
+from pull_secret_updater.cli import main
+
+raise SystemExit(main())

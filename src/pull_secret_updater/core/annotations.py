@@ -1,0 +1,111 @@
+"""The annotations on a managed Secret: the user's one input and the controller's status.
+
+The user writes only `identity`. Everything else is written by the controller so that
+`kubectl get secret -o yaml` answers "is it working, and until when?", and so that the
+controller can tell, after a restart, whether the credential in the Secret is one it wrote:
+`token-hash` ties the entry to the identity and registry it was obtained for. It is a
+truncated sha256 of a high-entropy token, so it reveals nothing usable.
+
+NB: `from __future__ import annotations` binds the name `annotations` too; a module using it
+must import this one under another name, or import the names it needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime, timedelta
+
+from pull_secret_updater.core.errors import BadInput
+
+PREFIX = "pull-secret-updater.chainguard.dev/"
+
+#: The identity UID whose tokens fill the Secret (written by the user).
+IDENTITY = PREFIX + "identity"
+#: When the token in the Secret expires (RFC3339, UTC).
+EXPIRES_AT = PREFIX + "expires-at"
+#: When the controller last wrote a token (RFC3339, UTC).
+LAST_REFRESH = PREFIX + "last-refresh"
+#: Why the last attempt failed; present only while failing. Never a token.
+LAST_ERROR = PREFIX + "last-error"
+#: Fingerprint of the entry the controller wrote; see `token_hash`.
+TOKEN_HASH = PREFIX + "token-hash"
+#: The identity the current token was obtained for, so a change of `identity` is recognised.
+FILLED_IDENTITY = PREFIX + "filled-identity"
+
+#: Every annotation the controller writes (and may remove).
+STATUS = (EXPIRES_AT, LAST_REFRESH, LAST_ERROR, TOKEN_HASH, FILLED_IDENTITY)
+
+MAX_IDENTITY_LENGTH = 256
+MAX_ERROR_LENGTH = 512
+
+_IDENTITY_CHARACTER = re.compile(r"[A-Za-z0-9/_.-]")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def validate_identity(value: str | None) -> str:
+    """The identity annotation's value if it is a plausible UID; raises BadInput otherwise.
+
+    Chainguard UIDs are hex groups joined by '/'. Surrounding whitespace is rejected rather
+    than stripped: the value the user sees in `kubectl get` must be the one that is used.
+    The message names the problem, never the whole value (it may be something pasted by
+    mistake, such as a token).
+    """
+    if value is None:
+        raise _bad(f"annotation {IDENTITY} is missing")
+    if not value:
+        raise _bad(f"annotation {IDENTITY} is empty")
+    if not value.strip():
+        raise _bad(f"annotation {IDENTITY} is only whitespace")
+    if value != value.strip():
+        raise _bad(f"annotation {IDENTITY} has leading or trailing whitespace; remove it")
+    if len(value) > MAX_IDENTITY_LENGTH:
+        raise _bad(
+            f"annotation {IDENTITY} is {len(value)} characters long, "
+            f"more than {MAX_IDENTITY_LENGTH}"
+        )
+    for position, character in enumerate(value):
+        if not _IDENTITY_CHARACTER.fullmatch(character):
+            raise _bad(
+                f"annotation {IDENTITY} contains {character!r} at position {position + 1}; "
+                "an identity UID has only letters, digits and / _ . -"
+            )
+    return value
+
+
+def token_hash(*, identity: str, registry: str, token: str) -> str:
+    """The `token-hash` value: first 32 hex digits of sha256(identity \\n registry \\n token)."""
+    digest = hashlib.sha256(f"{identity}\n{registry}\n{token}".encode())
+    return digest.hexdigest()[:32]
+
+
+def format_time(epoch: float) -> str:
+    """Epoch seconds as RFC3339 UTC to the second, e.g. 2025-01-02T03:04:05Z."""
+    # Arithmetic rather than fromtimestamp(): no platform limits, no local time zone.
+    moment = _EPOCH + timedelta(seconds=int(epoch))
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str | None) -> float | None:
+    """An RFC3339 time with an offset or Z as epoch seconds; None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return (moment - _EPOCH).total_seconds()
+
+
+def truncate_error(message: str) -> str:
+    """A message short enough for the `last-error` annotation, on one line."""
+    line = " ".join(message.split())
+    if len(line) <= MAX_ERROR_LENGTH:
+        return line
+    return line[: MAX_ERROR_LENGTH - 3] + "..."
+
+
+def _bad(message: str) -> BadInput:
+    return BadInput("BadAnnotation", message)

@@ -1,0 +1,188 @@
+"""Assemble the controller from settings and run it until SIGTERM or SIGINT.
+
+Graceful stop: cancel the watches and workers, release the Lease (so another replica takes
+over at once instead of after the lease duration), close the clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+from pathlib import Path
+
+import structlog
+import yaml
+
+from pull_secret_updater.core.errors import BadInput
+from pull_secret_updater.core.policy import Policy, parse_policy
+from pull_secret_updater.core.timing import Schedule
+from pull_secret_updater.kube.client import make_client
+from pull_secret_updater.kube.events import EventRecorder
+from pull_secret_updater.kube.leader import LeaderElector
+from pull_secret_updater.kube.secrets import WatchEvent, list_and_watch
+from pull_secret_updater.runtime import health as health_server
+from pull_secret_updater.runtime.controller import Controller, ControllerConfig
+from pull_secret_updater.runtime.health import Health
+from pull_secret_updater.runtime.metrics import MeteredProvider, Metrics
+from pull_secret_updater.settings import Settings
+from pull_secret_updater.tokens.cache import TokenCache
+from pull_secret_updater.tokens.satoken import (
+    ProjectedFileTokenSource,
+    ServiceAccountTokenSource,
+    TokenRequestTokenSource,
+)
+from pull_secret_updater.tokens.sts import ChainguardSTS
+
+log = structlog.get_logger("pull_secret_updater")
+
+_HEARTBEAT = 2.0
+
+
+class ConfigurationError(Exception):
+    pass
+
+
+def load_policy(path: Path | None) -> Policy | None:
+    if path is None:
+        return None
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigurationError(f"cannot read the policy file {path}: {e}") from None
+    try:
+        return parse_policy(document)
+    except (BadInput, ValueError) as e:
+        raise ConfigurationError(f"invalid policy file {path}: {e}") from None
+
+
+async def run(settings: Settings) -> None:
+    policy = load_policy(settings.policy_file)
+    if policy is None:
+        log.warning(
+            "no identity policy configured: any namespace can use any identity that trusts "
+            "this controller by creating a Secret with a managed name; set policy_file to "
+            "limit which identities each namespace may use"
+        )
+    client = make_client(kubeconfig=settings.kubeconfig)
+    sa_tokens: ServiceAccountTokenSource
+    if settings.token_source == "file":
+        sa_tokens = ProjectedFileTokenSource(path=settings.token_path)
+    else:
+        sa_tokens = TokenRequestTokenSource(
+            client,
+            namespace=settings.namespace,
+            service_account=settings.service_account,
+            audience=settings.sa_audience,
+        )
+    sts = ChainguardSTS(
+        sa_tokens=sa_tokens,
+        issuer=settings.issuer,
+        audience=settings.registry,
+        ca_bundle=settings.ca_bundle,
+        timeout=settings.exchange_timeout,
+        min_lifetime=settings.min_token_lifetime,
+    )
+    metrics = Metrics()
+    tokens = TokenCache(
+        MeteredProvider(sts, metrics=metrics),
+        refresh_fraction=settings.refresh_fraction,
+        margin=settings.refresh_margin,
+    )
+    health = Health()
+    identity = f"{settings.pod_name}_{secrets.token_hex(4)}"
+    controller = Controller(
+        config=ControllerConfig(
+            registry=settings.registry,
+            secret_names=tuple(settings.secret_names),
+            schedule=Schedule(
+                fraction=settings.refresh_fraction,
+                jitter=settings.refresh_jitter,
+                margin=settings.refresh_margin,
+            ),
+            policy=policy,
+            backoff_base=settings.backoff_base,
+            backoff_cap=settings.backoff_cap,
+            workers=settings.workers,
+        ),
+        client=client,
+        tokens=tokens,
+        events=EventRecorder(client, instance=identity),
+        metrics=metrics,
+        health=health,
+    )
+    elector: LeaderElector | None = None
+    if settings.leader_election:
+        elector = LeaderElector(
+            client,
+            namespace=settings.namespace,
+            name=settings.lease_name,
+            identity=identity,
+            lease_duration=settings.lease_duration,
+            renew_deadline=settings.renew_deadline,
+            retry_period=settings.retry_period,
+            on_started=controller.on_started_leading,
+            on_stopped=controller.on_stopped_leading,
+        )
+        controller.elector = elector
+    else:
+        metrics.leader.set(1)
+    server = health_server.serve(
+        host=settings.metrics_host, port=settings.metrics_port, health=health,
+        registry=metrics.registry,
+    )  # fmt: skip
+    log.info(
+        "starting",
+        instance=identity,
+        secret_names=list(settings.secret_names),
+        registry=settings.registry,
+        issuer=settings.issuer,
+        token_source=settings.token_source,
+        leader_election=settings.leader_election,
+        metrics=f"{settings.metrics_host}:{settings.metrics_port}",
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(_watch(controller, name, settings.watch_timeout))
+                for name in settings.secret_names
+            ]
+            tasks += [group.create_task(controller.work()) for _ in range(settings.workers)]
+            tasks.append(group.create_task(_heartbeat(controller, health)))
+            if elector is not None:
+                tasks.append(group.create_task(elector.run()))
+            await stop.wait()
+            log.info("stopping")
+            for task in tasks:
+                task.cancel()
+    finally:
+        if elector is not None:
+            with contextlib.suppress(Exception):
+                await elector.release()
+        server.shutdown()
+        await tokens.aclose()
+        await sts.aclose()
+        with contextlib.suppress(Exception):
+            await client.close()
+        log.info("stopped")
+
+
+async def _watch(controller: Controller, name: str, server_timeout: int) -> None:
+    async def handler(event: WatchEvent) -> None:
+        await controller.handle_event(name, event)
+
+    await list_and_watch(
+        controller.client, name=name, handler=handler, server_timeout=server_timeout
+    )
+
+
+async def _heartbeat(controller: Controller, health: Health) -> None:
+    while True:
+        health.beat()
+        controller.update_gauges()
+        await asyncio.sleep(_HEARTBEAT)

@@ -1,0 +1,564 @@
+"""Every setting of the controller, in one place.
+
+Each field is read from the environment (`PSU_<NAME>`, e.g. `PSU_SECRET_NAMES`) and from a
+command-line flag (`--<name>` with dashes, e.g. `--secret-names`); a flag wins over the
+environment, which wins over the default. The field descriptions are the documentation:
+`--help` prints them and `settings_reference_markdown()` renders them for the README, so a
+description says what the setting does and what its default is.
+
+Values are checked as a whole when loaded, and a bad one stops the controller at start with a
+one-line `SettingsError` naming the flag and the variable, rather than failing at the first
+refresh an hour later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import socket
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Literal, NoReturn, Self, get_args, get_origin
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as _SourceError
+
+ENV_PREFIX = "PSU_"
+
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_REGISTRY_HOST = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class SettingsError(Exception):
+    """A setting has a value the controller cannot run with; the message is one line."""
+
+
+class Settings(BaseSettings):
+    """The controller's configuration. Immutable once loaded."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    issuer: str = Field(
+        default="https://issuer.enforce.dev",
+        description=(
+            "Base URL of the security token service that exchanges the controller's "
+            "service-account token for registry tokens (POST <issuer>/sts/exchange). Must be "
+            "https; a bare host is taken as https://<host>. Default: https://issuer.enforce.dev."
+        ),
+    )
+    registry: str = Field(
+        default="cgr.dev",
+        description=(
+            "Registry host the tokens are for: sent as the exchange's aud parameter and used "
+            "as the key of the entry written under auths in each Secret. Default: cgr.dev."
+        ),
+    )
+    secret_names: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["pull-secret"],
+        description=(
+            "Names of the Secrets the controller manages, in every namespace; comma-separated "
+            "or a JSON list. The RBAC rules must grant the same names. Default: pull-secret."
+        ),
+    )
+    token_path: Path = Field(
+        default=Path("/var/run/chainguard/oidc/oidc-token"),
+        description=(
+            "File holding the controller's projected service-account token (used when "
+            "token_source is file); re-read at every exchange. "
+            "Default: /var/run/chainguard/oidc/oidc-token."
+        ),
+    )
+    token_source: Literal["file", "tokenrequest"] = Field(
+        default="file",
+        description=(
+            "Where the controller's own service-account token comes from: file (a projected "
+            "volume at token_path) or tokenrequest (the TokenRequest API, for running outside "
+            "a pod; needs create on serviceaccounts/token). Default: file."
+        ),
+    )
+    sa_audience: str = Field(
+        default="issuer.enforce.dev",
+        description=(
+            "Audience requested for the service-account token when token_source is "
+            "tokenrequest; the identity must trust this audience. Default: issuer.enforce.dev."
+        ),
+    )
+    ca_bundle: Path | None = Field(
+        default=None,
+        description=(
+            "PEM file of CA certificates to verify the token service with, instead of the "
+            "system trust store. TLS is always verified. Default: none (system trust store)."
+        ),
+    )
+    exchange_timeout: float = Field(
+        default=10.0,
+        description=(
+            "Seconds allowed to connect to the token service and to read its answer, each; "
+            "a whole exchange gets twice that. Default: 10."
+        ),
+    )
+    refresh_fraction: float = Field(
+        default=0.66,
+        description=(
+            "Share of a token's lifetime (from its iat and exp claims) after which it is "
+            "refreshed; between 0 and 1. Default: 0.66."
+        ),
+    )
+    refresh_jitter: float = Field(
+        default=0.1,
+        description=(
+            "Random spread added to refresh_fraction, as a share of the lifetime (+/-), so "
+            "Secrets filled together are not refreshed together. Default: 0.1."
+        ),
+    )
+    refresh_margin: float = Field(
+        default=60.0,
+        description=(
+            "A token is refreshed at the latest this many seconds before it expires, whatever "
+            "the fraction says. Default: 60."
+        ),
+    )
+    min_token_lifetime: float = Field(
+        default=30.0,
+        description=(
+            "A newly issued token that expires within this many seconds is refused as unusable "
+            "and the exchange is retried. Default: 30."
+        ),
+    )
+    backoff_base: float = Field(
+        default=1.0,
+        description=(
+            "Seconds to wait before the first retry of a failed refresh; doubles at each "
+            "further failure (failures that waiting will not fix start slower). Default: 1."
+        ),
+    )
+    backoff_cap: float = Field(
+        default=300.0,
+        description="Longest wait, in seconds, between retries of a failed refresh. Default: 300.",
+    )
+    policy_file: Path | None = Field(
+        default=None,
+        description=(
+            "YAML file saying which identities may be used in which namespaces. Without one, "
+            "any Secret with a managed name may use any identity that trusts the controller, "
+            "and the controller warns at start. Default: none."
+        ),
+    )
+    namespace: str = Field(
+        default="pull-secret-updater",
+        validation_alias=AliasChoices("PSU_NAMESPACE", "POD_NAMESPACE"),
+        description=(
+            "The controller's own namespace, where its Lease lives and its ServiceAccount is "
+            "(for token_source tokenrequest). Also read from POD_NAMESPACE. "
+            "Default: pull-secret-updater."
+        ),
+    )
+    service_account: str = Field(
+        default="controller",
+        description=(
+            "The controller's own ServiceAccount, whose token is exchanged when token_source "
+            "is tokenrequest. Default: controller."
+        ),
+    )
+    leader_election: bool = Field(
+        default=True,
+        description=(
+            "Whether replicas elect a leader with a Lease, so only one writes Secrets. "
+            "Default: true."
+        ),
+    )
+    lease_name: str = Field(
+        default="pull-secret-updater",
+        description="Name of the Lease used for leader election. Default: pull-secret-updater.",
+    )
+    lease_duration: float = Field(
+        default=15.0,
+        description=(
+            "Seconds a leader's Lease stays valid without renewal before another replica may "
+            "take over. Default: 15."
+        ),
+    )
+    renew_deadline: float = Field(
+        default=10.0,
+        description=(
+            "Seconds the leader keeps trying to renew its Lease before it stops leading; less "
+            "than lease_duration. Default: 10."
+        ),
+    )
+    retry_period: float = Field(
+        default=2.0,
+        description=(
+            "Seconds between attempts to acquire or renew the Lease; less than renew_deadline. "
+            "Default: 2."
+        ),
+    )
+    pod_name: str = Field(
+        default_factory=socket.gethostname,
+        validation_alias=AliasChoices("PSU_POD_NAME", "POD_NAME"),
+        description=(
+            "This replica's name, recorded as the Lease holder. Also read from POD_NAME. "
+            "Default: the host name."
+        ),
+    )
+    metrics_port: int = Field(
+        default=8080,
+        description=(
+            "Port serving /metrics (Prometheus), /healthz and /readyz; 0 picks a free port. "
+            "Default: 8080."
+        ),
+    )
+    metrics_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - a pod is scraped and probed on its pod IP
+        description=("Address the metrics and health endpoints listen on. Default: 0.0.0.0 (all)."),
+    )
+    workers: int = Field(
+        default=4,
+        description="How many Secrets are reconciled concurrently. Default: 4.",
+    )
+    watch_timeout: int = Field(
+        default=60,
+        description=(
+            "Seconds after which the API server ends a watch and the controller resumes it, "
+            "so a silently broken connection is noticed. Default: 60."
+        ),
+    )
+    log_level: str = Field(
+        default="info",
+        description="Least severe log level written: debug, info, warning or error. Default: info.",
+    )
+    kubeconfig: Path | None = Field(
+        default=None,
+        description=(
+            "Kubeconfig file to reach the API server with. Default: none (in-cluster "
+            "configuration, else KUBECONFIG, else ~/.kube/config)."
+        ),
+    )
+
+    # -- one field at a time -----------------------------------------------------------------
+
+    @field_validator("secret_names", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except ValueError:
+                    raise ValueError("is neither a JSON list nor comma-separated names") from None
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("ca_bundle", "policy_file", "kubeconfig", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("issuer")
+    @classmethod
+    def _check_issuer(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if "://" not in value:
+            value = f"https://{value}"
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// URL; the token exchange is never sent in clear")
+        host = value.removeprefix("https://").split("/", 1)[0]
+        if not host or any(c.isspace() for c in value) or "?" in value or "#" in value:
+            raise ValueError("must be a URL such as https://issuer.enforce.dev")
+        return value
+
+    @field_validator("registry")
+    @classmethod
+    def _check_registry(cls, value: str) -> str:
+        if not _REGISTRY_HOST.fullmatch(value):
+            raise ValueError("must be a bare registry host such as cgr.dev or localhost:5000")
+        return value
+
+    @field_validator("secret_names")
+    @classmethod
+    def _check_secret_names(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must name at least one Secret")
+        for name in value:
+            _check_subdomain(name, what=f"{name!r} ")
+        if len(set(value)) != len(value):
+            raise ValueError("names a Secret more than once")
+        return value
+
+    @field_validator("service_account", "lease_name")
+    @classmethod
+    def _check_subdomain_name(cls, value: str) -> str:
+        _check_subdomain(value)
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _check_namespace(cls, value: str) -> str:
+        if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
+            raise ValueError(
+                "is not a valid namespace name (lower-case letters, digits and '-', "
+                "at most 63 characters, starting and ending with a letter or digit)"
+            )
+        return value
+
+    @field_validator("sa_audience", "pod_name")
+    @classmethod
+    def _check_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().lower()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+        return level
+
+    @field_validator("refresh_fraction")
+    @classmethod
+    def _check_fraction(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError("must be between 0 and 1 (exclusive)")
+        return value
+
+    @field_validator("refresh_jitter")
+    @classmethod
+    def _check_jitter(cls, value: float) -> float:
+        if not 0 <= value < 1:
+            raise ValueError("must be at least 0 and less than 1")
+        return value
+
+    @field_validator(
+        "exchange_timeout",
+        "backoff_base",
+        "backoff_cap",
+        "lease_duration",
+        "renew_deadline",
+        "retry_period",
+    )
+    @classmethod
+    def _check_positive(cls, value: float) -> float:
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError("must be a number of seconds greater than 0")
+        return value
+
+    @field_validator("refresh_margin", "min_token_lifetime")
+    @classmethod
+    def _check_non_negative(cls, value: float) -> float:
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError("must be a number of seconds, 0 or more")
+        return value
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _check_port(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError("must be a port number from 0 to 65535")
+        return value
+
+    @field_validator("workers", "watch_timeout")
+    @classmethod
+    def _check_at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    # -- fields that must agree -----------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _check_together(self) -> Self:
+        low, high = (
+            self.refresh_fraction - self.refresh_jitter,
+            self.refresh_fraction + self.refresh_jitter,
+        )
+        if low <= 0 or high >= 1:
+            raise ValueError(
+                f"refresh_fraction +/- refresh_jitter ({low:g} to {high:g}) must stay between "
+                "0 and 1, or refreshes would fall outside the token's lifetime"
+            )
+        if self.refresh_margin < self.exchange_timeout:
+            raise ValueError(
+                f"refresh_margin ({self.refresh_margin:g}s) must be at least exchange_timeout "
+                f"({self.exchange_timeout:g}s): a refresh started at the margin must be able to "
+                "finish before the token expires"
+            )
+        if self.backoff_cap < self.backoff_base:
+            raise ValueError(
+                f"backoff_cap ({self.backoff_cap:g}s) must be at least backoff_base "
+                f"({self.backoff_base:g}s)"
+            )
+        if self.leader_election and not (
+            self.retry_period < self.renew_deadline < self.lease_duration
+        ):
+            raise ValueError(
+                f"leader election needs retry_period ({self.retry_period:g}s) < renew_deadline "
+                f"({self.renew_deadline:g}s) < lease_duration ({self.lease_duration:g}s)"
+            )
+        return self
+
+
+def load_settings(argv: Sequence[str] | None = None, *, prog: str | None = None) -> Settings:
+    """Settings from the environment, overridden by command-line flags in `argv`.
+
+    `argv` None means `sys.argv[1:]`, as with argparse. Raises SettingsError with a one-line
+    message on a bad value or an unknown flag; `--help` prints every setting and exits.
+    """
+    parser = build_parser(prog=prog)
+    namespace = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    overrides = vars(namespace)
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        raise SettingsError(_one_line(e)) from None
+    except _SourceError as e:
+        raise SettingsError(" ".join(str(e).split())) from None
+
+
+def build_parser(*, prog: str | None = None, add_help: bool = True) -> argparse.ArgumentParser:
+    """An argument parser with one flag per setting, for use alone or as a parent parser.
+
+    Flags left out are absent from the parsed namespace (not None), so the environment and
+    the defaults still apply to them.
+    """
+    parser = _Parser(
+        prog=prog,
+        add_help=add_help,
+        formatter_class=_HelpFormatter,
+        description="Settings may also be given as environment variables (shown in brackets).",
+        argument_default=argparse.SUPPRESS,
+    )
+    for name, field in Settings.model_fields.items():
+        help_text = f"{field.description} [{', '.join(env_vars(name))}]".replace("%", "%%")
+        if field.annotation is bool:
+            parser.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction,
+                                help=help_text)  # fmt: skip
+        else:
+            parser.add_argument(flag(name), dest=name, metavar=_metavar(field), help=help_text)
+    return parser
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a setting: `secret_names` -> `--secret-names`."""
+    return "--" + name.replace("_", "-")
+
+
+def env_vars(name: str) -> tuple[str, ...]:
+    """The environment variables a setting is read from, the first one winning."""
+    field = Settings.model_fields[name]
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        return tuple(str(choice) for choice in alias.choices)
+    return (f"{ENV_PREFIX}{name.upper()}",)
+
+
+def settings_reference_markdown() -> str:
+    """A Markdown table of every setting (flag, variable, default, description), for docs."""
+    rows = [
+        "| setting | flag | environment | default | description |",
+        "|---|---|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        flags = flag(name)
+        if field.annotation is bool:
+            flags = f"{flag(name)}, --no-{name.replace('_', '-')}"
+        cells = [
+            f"`{name}`",
+            f"`{flags}`",
+            ", ".join(f"`{var}`" for var in env_vars(name)),
+            f"`{_render_default(field)}`",
+            field.description or "",
+        ]
+        rows.append("| " + " | ".join(_markdown_cell(cell) for cell in cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def _markdown_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    # Wraps at spaces only: "service-account" stays one word, and so does a path.
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise SettingsError(message)
+
+
+def _check_subdomain(value: str, *, what: str = "") -> None:
+    if len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
+        raise ValueError(
+            f"{what}is not a valid Kubernetes name (lower-case letters, digits, '-' and '.', "
+            "at most 253 characters, starting and ending with a letter or digit)"
+        )
+
+
+def _metavar(field: FieldInfo) -> str:
+    annotation = field.annotation
+    if annotation is int:
+        return "INT"
+    if annotation is float:
+        return "SECONDS" if "second" in (field.description or "").lower() else "NUMBER"
+    if annotation in (Path, Path | None):
+        return "PATH"
+    if annotation == list[str]:
+        return "NAME[,NAME...]"
+    if get_origin(annotation) is Literal:
+        return "{" + ",".join(str(choice) for choice in get_args(annotation)) + "}"
+    return "TEXT"
+
+
+def _field_named(key: str) -> str:
+    """The field an error location names: the field itself or one of its variables."""
+    for name in Settings.model_fields:
+        if key == name or key.upper() in env_vars(name):
+            return name
+    return key
+
+
+def _render_default(field: FieldInfo) -> str:
+    if field.default_factory is socket.gethostname:
+        return "(host name)"
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _one_line(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        message = str(item["msg"]).removeprefix("Value error, ")
+        location = item["loc"]
+        name = _field_named(str(location[0])) if location else ""
+        if name in Settings.model_fields:
+            where = f"{name} ({flag(name)}, {', '.join(env_vars(name))})"
+            problems.append(f"{where}: {message}")
+        elif name:
+            problems.append(f"{name}: {message}")
+        else:
+            problems.append(message)
+    return "invalid settings: " + "; ".join(" ".join(p.split()) for p in problems)

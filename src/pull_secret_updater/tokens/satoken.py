@@ -1,0 +1,197 @@
+"""The controller's own service-account token: what it exchanges for registry tokens.
+
+Two sources, as on a real cluster. A projected volume (kubelet writes the file and rotates it
+well before expiry) is the default and needs no API permission; it is re-read at every use,
+because caching it would outlive a rotation. The TokenRequest API is for running outside a pod
+(a laptop, the local stack) or where projected volumes are not available; there the token is
+our own request, so it is kept until most of its lifetime has passed.
+
+The token is a credential: no message here includes it, not even a prefix of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import httpx2
+from lightkube import ApiError, AsyncClient
+from lightkube.models.authentication_v1 import TokenRequestSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import ServiceAccountToken
+
+from pull_secret_updater.tokens.errors import TokenSourceError
+
+DEFAULT_AUDIENCE = "issuer.enforce.dev"
+DEFAULT_TOKEN_PATH = Path("/var/run/chainguard/oidc/oidc-token")
+
+#: The API server's minimum for TokenRequest.spec.expirationSeconds.
+MIN_EXPIRATION_SECONDS = 600
+
+#: Share of a requested token's lifetime after which a new one is requested.
+REUSE_FRACTION = 0.8
+
+
+class ServiceAccountTokenSource(Protocol):
+    """Gives the controller's current service-account token; raises TokenSourceError."""
+
+    async def get(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProjectedFileTokenSource:
+    """Reads the token kubelet projects into the pod, afresh at every call."""
+
+    path: Path = DEFAULT_TOKEN_PATH
+
+    async def get(self) -> str:
+        # NB: read synchronously: it is a tiny file on a tmpfs, cheaper than a thread hop.
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError as e:
+            raise TokenSourceError(
+                f"service-account token file {self.path} does not exist; mount a projected "
+                "serviceAccountToken volume there, or set token_source to tokenrequest"
+            ) from e
+        except IsADirectoryError as e:
+            raise TokenSourceError(
+                f"service-account token path {self.path} is a directory, not a file"
+            ) from e
+        except PermissionError as e:
+            raise TokenSourceError(
+                f"service-account token file {self.path} cannot be read: permission denied"
+            ) from e
+        except OSError as e:
+            raise TokenSourceError(
+                f"service-account token file {self.path} cannot be read: "
+                f"{e.strerror or type(e).__name__}"
+            ) from e
+        token, problem = _decode_token(raw)
+        if problem is not None:
+            raise TokenSourceError(f"service-account token file {self.path} {problem}")
+        return token
+
+
+@dataclass(frozen=True, slots=True)
+class _Requested:
+    token: str = field(repr=False)
+    reuse_until: float
+
+
+class TokenRequestTokenSource:
+    """Asks the API server for a token (TokenRequest) and reuses it for 80% of its life.
+
+    Needs `create` on `serviceaccounts/token` for the ServiceAccount. Concurrent callers share
+    one request.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        namespace: str,
+        service_account: str,
+        audience: str = DEFAULT_AUDIENCE,
+        expiration_seconds: int = MIN_EXPIRATION_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if expiration_seconds < MIN_EXPIRATION_SECONDS:
+            raise ValueError(
+                f"expiration_seconds must be at least {MIN_EXPIRATION_SECONDS} "
+                "(the API server's minimum)"
+            )
+        self._client = client
+        self.namespace = namespace
+        self.service_account = service_account
+        self.audience = audience
+        self.expiration_seconds = expiration_seconds
+        self._clock = clock
+        self._current: _Requested | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(namespace={self.namespace!r}, "
+            f"service_account={self.service_account!r}, audience={self.audience!r})"
+        )
+
+    async def get(self) -> str:
+        async with self._lock:
+            current = self._current
+            if current is not None and self._clock() < current.reuse_until:
+                return current.token
+            self._current = await self._request()
+            return self._current.token
+
+    async def _request(self) -> _Requested:
+        what = f"TokenRequest for ServiceAccount {self.namespace}/{self.service_account}"
+        requested_at = self._clock()
+        # NB: lightkube reads metadata.namespace on every namespaced POST, so it must be set.
+        request = ServiceAccountToken(
+            metadata=ObjectMeta(namespace=self.namespace),
+            spec=TokenRequestSpec(
+                audiences=[self.audience], expirationSeconds=self.expiration_seconds
+            ),
+        )
+        try:
+            response = await self._client.create(
+                request, name=self.service_account, namespace=self.namespace
+            )
+        except ApiError as e:
+            code = e.status.code or e.response.status_code
+            raise TokenSourceError(
+                f"{what} failed: {code} {e.status.reason or ''}: {_short(e.status.message)}",
+                retryable=_retryable(code),
+                status=code,
+            ) from e
+        except httpx2.HTTPStatusError as e:
+            code = e.response.status_code
+            raise TokenSourceError(
+                f"{what} failed: the API server answered {code}",
+                retryable=_retryable(code),
+                status=code,
+            ) from e
+        except httpx2.HTTPError as e:
+            raise TokenSourceError(f"{what} failed: {type(e).__name__}: {_short(str(e))}") from e
+        status = response.status
+        token = status.token if status is not None else None
+        if not token:
+            raise TokenSourceError(f"{what} returned no token")
+        # Kept for 80% of what the server granted (it may grant less or more than asked).
+        expires_at = requested_at + self.expiration_seconds
+        if status is not None and status.expirationTimestamp is not None:
+            expires_at = status.expirationTimestamp.timestamp()
+        lifetime = max(0.0, expires_at - requested_at)
+        if not math.isfinite(lifetime):
+            lifetime = 0.0
+        return _Requested(token=token, reuse_until=requested_at + REUSE_FRACTION * lifetime)
+
+
+def _retryable(status: int) -> bool:
+    # Other 4xx are a missing RBAC rule or ServiceAccount: mended by a human, not by time.
+    return status in (408, 429) or status >= 500
+
+
+def _decode_token(raw: bytes) -> tuple[str, str | None]:
+    # NB: the problem is returned, not raised inside `except`: UnicodeDecodeError.object is
+    # the file's content, which must not stay reachable from our exception.
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return "", "is not ASCII text, so it is not a token"
+    token = text.strip()
+    if not token:
+        return "", "is empty"
+    if any(c.isspace() for c in token):
+        return "", "holds more than one word, so it is not a token"
+    return token, None
+
+
+def _short(text: str | None, limit: int = 200) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -1,0 +1,226 @@
+"""Following the managed Secrets: list, then watch by name across namespaces, and recover."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+import lightkube
+import pytest
+from lightkube.resources.core_v1 import Secret
+from lightkube.types import PatchType
+
+from devstack.stack import LocalStack
+from pull_secret_updater.kube import WatchEvent, list_and_watch
+from pull_secret_updater.kube.client import http_client
+from pull_secret_updater.kube.secrets import _watch_once, list_secrets
+from tests.kube.conftest import NamespaceFactory
+from tests.kube.support import Recorder, cancel, create_secret, grant_secret_access, unique
+
+pytestmark = pytest.mark.stack
+
+LOGGER = "pull_secret_updater.kube.secrets"
+
+
+def _names(event: WatchEvent) -> set[tuple[str, str]]:
+    return {(o.namespace, o.name) for o in event.objects}
+
+
+def _is(kind: str, namespace: str, name: str) -> object:
+    def match(event: WatchEvent) -> bool:
+        obj = event.object
+        return (
+            event.type == kind
+            and obj is not None
+            and (obj.namespace, obj.name) == (namespace, name)
+        )
+
+    return match
+
+
+async def _logged(
+    records: list[logging.LogRecord], predicate: Callable[[logging.LogRecord], bool]
+) -> None:
+    async with asyncio.timeout(5):
+        while not any(predicate(r) for r in records):
+            await asyncio.sleep(0.05)  # noqa: ASYNC110 - logging is synchronous
+
+
+class Watching:
+    """`list_and_watch` running as a task, with its events recorded."""
+
+    def __init__(self, client: lightkube.AsyncClient, name: str, **options: float) -> None:
+        self.recorder = Recorder()
+        self.synced = asyncio.Event()
+
+        async def on_synced() -> None:
+            self.synced.set()
+
+        self.task = asyncio.create_task(
+            list_and_watch(
+                client,
+                name=name,
+                handler=self.recorder,
+                on_synced=on_synced,
+                **options,  # type: ignore[arg-type]
+            )
+        )
+
+    async def wait_synced(self, within: float = 10.0) -> WatchEvent:
+        async with asyncio.timeout(within):
+            await self.synced.wait()
+        return self.recorder.syncs[0]
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+        self.changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.changed.set()
+
+
+@pytest.fixture
+def warnings_logged() -> Iterator[list[logging.LogRecord]]:
+    """The warnings `list_and_watch` logs during the test."""
+    handler = _Collect()
+    logger = logging.getLogger(LOGGER)
+    logger.addHandler(handler)
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+
+
+async def test_changes_in_every_namespace_are_reported_and_no_other_name(
+    admin: lightkube.AsyncClient, new_namespace: NamespaceFactory
+) -> None:
+    name = unique("pull-secret")
+    ns_a, ns_b = await new_namespace(), await new_namespace()
+    await create_secret(admin, namespace=ns_a, name=name)
+    await create_secret(admin, namespace=ns_a, name=unique("other"))
+    watching = Watching(admin, name)
+    try:
+        first = await watching.wait_synced()
+        assert _names(first) == {(ns_a, name)}
+
+        await create_secret(admin, namespace=ns_b, name=unique("other"))
+        await create_secret(admin, namespace=ns_b, name=name)
+        await admin.patch(
+            Secret,
+            name,
+            {"metadata": {"annotations": {"touched": "yes"}}},
+            namespace=ns_a,
+            patch_type=PatchType.MERGE,
+        )
+        await admin.delete(Secret, name, namespace=ns_b)
+        await watching.recorder.wait_for(_is("DELETED", ns_b, name))  # type: ignore[arg-type]
+
+        assert watching.recorder.changes() == [
+            ("ADDED", ns_b, name),
+            ("MODIFIED", ns_a, name),
+            ("DELETED", ns_b, name),
+        ]
+        modified = watching.recorder.events[2].object
+        assert modified is not None
+        assert modified.annotations["touched"] == "yes"
+        assert len(watching.recorder.syncs) == 1
+    finally:
+        await cancel(watching.task)
+
+
+async def test_a_watch_the_server_ends_is_resumed_without_a_relist(
+    admin: lightkube.AsyncClient, namespace: str, warnings_logged: list[logging.LogRecord]
+) -> None:
+    name = unique("pull-secret")
+    watching = Watching(admin, name, server_timeout=1)
+    try:
+        await watching.wait_synced()
+        await asyncio.sleep(2.5)  # the server has ended at least two watches by now
+        await create_secret(admin, namespace=namespace, name=name)
+        await watching.recorder.wait_for(_is("ADDED", namespace, name))  # type: ignore[arg-type]
+        assert len(watching.recorder.syncs) == 1
+        assert warnings_logged == []
+    finally:
+        await cancel(watching.task)
+
+
+async def test_a_service_account_confined_by_resource_names_can_follow_its_secrets(
+    admin: lightkube.AsyncClient,
+    new_namespace: NamespaceFactory,
+    service_account_client: tuple[lightkube.AsyncClient, tuple[str, str]],
+    warnings_logged: list[logging.LogRecord],
+) -> None:
+    client, service_account = service_account_client
+    name = unique("pull-secret")
+    ns_a, ns_b = await new_namespace(), await new_namespace()
+    await create_secret(admin, namespace=ns_a, name=name)
+    watching = Watching(client, name, backoff_base=0.2, backoff_cap=0.5)
+    try:
+        # Without a grant: refused, logged, retried.
+        await _logged(warnings_logged, lambda r: getattr(r, "status", None) == 403)
+        assert not watching.synced.is_set()
+
+        await grant_secret_access(
+            admin, service_account=service_account, secret_name=name, verbs=["list", "watch"]
+        )
+        first = await watching.wait_synced()
+        assert _names(first) == {(ns_a, name)}
+        refused = len(warnings_logged)
+        await create_secret(admin, namespace=ns_b, name=name)
+        await watching.recorder.wait_for(_is("ADDED", ns_b, name))  # type: ignore[arg-type]
+        assert len(warnings_logged) == refused  # no 403 once granted
+    finally:
+        await cancel(watching.task)
+
+
+async def test_compaction_and_a_restart_force_a_relist_that_drops_what_vanished(
+    stack: LocalStack,
+    admin: lightkube.AsyncClient,
+    new_namespace: NamespaceFactory,
+    warnings_logged: list[logging.LogRecord],
+) -> None:
+    name = unique("pull-secret")
+    ns_old, ns_new = await new_namespace(), await new_namespace()
+    await create_secret(admin, namespace=ns_old, name=name)
+    watching = Watching(admin, name, backoff_base=0.5, backoff_cap=1.0)
+    try:
+        await watching.wait_synced()
+        stack.control_plane.compact_etcd()
+        await asyncio.to_thread(stack.control_plane.restart_apiserver)
+        # While the watcher waits to reconnect: a deletion it cannot see happen, and a creation.
+        await admin.delete(Secret, name, namespace=ns_old)
+        await create_secret(admin, namespace=ns_new, name=name)
+
+        await watching.recorder.wait_for(
+            lambda e: e.type == "SYNC" and (ns_new, name) in _names(e), within=15
+        )
+        assert len(watching.recorder.syncs) == 2
+        assert _names(watching.recorder.syncs[-1]) == {(ns_new, name)}
+        assert watching.recorder.changes() == []
+        assert [r.msg for r in warnings_logged].count("relisting Secrets") == 1
+    finally:
+        await cancel(watching.task)
+
+
+async def test_one_watch_request_reports_bookmarks_and_ends_with_the_server(
+    admin: lightkube.AsyncClient, namespace: str
+) -> None:
+    name = unique("pull-secret")
+    _, resource_version = await list_secrets(admin, name=name)
+    await create_secret(admin, namespace=namespace, name=unique("other"))
+    started = time.monotonic()
+    seen = [
+        s
+        async for s in _watch_once(
+            http_client(admin), name=name, resource_version=resource_version, server_timeout=3
+        )
+    ]
+    assert 2.5 < time.monotonic() - started < 6
+    assert all(s.event is None for s in seen)
+    assert int(seen[-1].resource_version) > int(resource_version), "no bookmark came"

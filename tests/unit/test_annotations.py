@@ -1,0 +1,110 @@
+"""The identity annotation is validated strictly; status values are stable and readable."""
+
+# NB: no `from __future__ import annotations` here: it would shadow the module of that name.
+
+import hashlib
+
+import pytest
+
+from pull_secret_updater.core import annotations
+from pull_secret_updater.core.errors import BadInput
+
+UID = "45a0c61ea6fd977f050c5fb9ac06a69eed764595/d6bd5ea6e3ba0f1e"
+
+
+def test_keys_use_the_documented_prefix() -> None:
+    assert annotations.IDENTITY == "pull-secret-updater.chainguard.dev/identity"
+    assert annotations.EXPIRES_AT == "pull-secret-updater.chainguard.dev/expires-at"
+    assert annotations.LAST_REFRESH == "pull-secret-updater.chainguard.dev/last-refresh"
+    assert annotations.LAST_ERROR == "pull-secret-updater.chainguard.dev/last-error"
+    assert annotations.TOKEN_HASH == "pull-secret-updater.chainguard.dev/token-hash"
+    assert all(key.startswith(annotations.PREFIX) for key in annotations.STATUS)
+    assert annotations.IDENTITY not in annotations.STATUS
+
+
+@pytest.mark.parametrize("value", [UID, "abc", "a.b_c-d/E", "x" * 256])
+def test_valid_identities_are_returned_unchanged(value: str) -> None:
+    assert annotations.validate_identity(value) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, "is missing"),
+        ("", "is empty"),
+        ("   ", "is only whitespace"),
+        ("\t\n", "is only whitespace"),
+        (f" {UID}", "has leading or trailing whitespace; remove it"),
+        (f"{UID}\n", "has leading or trailing whitespace; remove it"),
+        ("x" * 257, "is 257 characters long, more than 256"),
+        ("abc def", "contains ' ' at position 4"),
+        ("abc:def", "contains ':' at position 4"),
+        ("abcé", "contains 'é' at position 4"),
+        ("a*", "contains '*' at position 2"),
+    ],
+)
+def test_bad_identities_are_rejected_with_the_cause(value: str | None, message: str) -> None:
+    with pytest.raises(BadInput) as caught:
+        annotations.validate_identity(value)
+    assert caught.value.reason == "BadAnnotation"
+    assert annotations.IDENTITY in caught.value.message
+    assert message in caught.value.message
+
+
+def test_a_pasted_token_is_not_echoed() -> None:
+    pasted = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl with trailing words"
+    with pytest.raises(BadInput) as caught:
+        annotations.validate_identity(pasted)
+    assert "eyJ" not in caught.value.message
+
+
+def test_token_hash_is_the_documented_fingerprint() -> None:
+    expected = hashlib.sha256(f"{UID}\ncgr.dev\nTOKEN".encode()).hexdigest()[:32]
+    assert annotations.token_hash(identity=UID, registry="cgr.dev", token="TOKEN") == expected
+    assert len(expected) == 32
+
+
+def test_token_hash_changes_with_each_input() -> None:
+    base = annotations.token_hash(identity="a", registry="r", token="t")
+    assert base != annotations.token_hash(identity="b", registry="r", token="t")
+    assert base != annotations.token_hash(identity="a", registry="s", token="t")
+    assert base != annotations.token_hash(identity="a", registry="r", token="u")
+    # The separator keeps field boundaries: ("a\nr", "t") is not ("a", "r\nt").
+    assert annotations.token_hash(identity="a", registry="rt", token="") != (
+        annotations.token_hash(identity="ar", registry="t", token="")
+    )
+
+
+@pytest.mark.parametrize(
+    ("epoch", "text"),
+    [
+        (0, "1970-01-01T00:00:00Z"),
+        (1_750_000_000.9, "2025-06-15T15:06:40Z"),
+        (253402300799, "9999-12-31T23:59:59Z"),
+    ],
+)
+def test_format_time_is_rfc3339_utc_to_the_second(epoch: float, text: str) -> None:
+    assert annotations.format_time(epoch) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "epoch"),
+    [
+        ("2025-06-15T15:06:40Z", 1_750_000_000.0),
+        ("2025-06-15T17:06:40+02:00", 1_750_000_000.0),
+        ("2025-06-15T15:06:40.5Z", 1_750_000_000.5),
+        ("2025-06-15T15:06:40", None),  # no offset: ambiguous
+        ("yesterday", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_time(text: str | None, epoch: float | None) -> None:
+    assert annotations.parse_time(text) == epoch
+
+
+def test_truncate_error_keeps_one_short_line() -> None:
+    assert annotations.truncate_error("a\nb\t c") == "a b c"
+    long = annotations.truncate_error("x" * 10_000)
+    assert len(long) == annotations.MAX_ERROR_LENGTH
+    assert long.endswith("...")
