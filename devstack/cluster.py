@@ -42,6 +42,10 @@ _AUDIT_POLICY = {
 }
 
 
+class KubectlError(RuntimeError):
+    pass
+
+
 @dataclass(frozen=True)
 class Credentials:
     """How to reach the API server as the cluster admin."""
@@ -251,9 +255,7 @@ class ControlPlane:
             timeout=60,
         )
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(
-                result.returncode, ["kubectl", *args], result.stdout, result.stderr
-            )
+            raise KubectlError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
         return result.stdout
 
     def jwks(self) -> dict[str, object]:

@@ -1,15 +1,90 @@
-"""Session-wide fixtures: one local stack (real etcd, kube-apiserver, token service, registry)."""
+"""Session-wide fixtures: one local stack (real etcd, kube-apiserver, token service, registry),
+the controller's manifests installed into it, and controller processes on demand."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Generator, Iterator
 
 import pytest
 
+from devstack.controller import ControllerProcess, install_manifests
 from devstack.stack import LocalStack
+from tests.helpers import ClusterHelper
+
+# Short timings so refreshes, retries and failovers happen within seconds.
+FAST = {
+    "PSU_EXCHANGE_TIMEOUT": "2",
+    "PSU_REFRESH_MARGIN": "3",
+    "PSU_MIN_TOKEN_LIFETIME": "4",
+    "PSU_BACKOFF_BASE": "0.5",
+    "PSU_BACKOFF_CAP": "4",
+    "PSU_LEASE_DURATION": "4",
+    "PSU_RENEW_DEADLINE": "3",
+    "PSU_RETRY_PERIOD": "0.5",
+    "PSU_LOG_LEVEL": "debug",
+}
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
     with LocalStack() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def installed(stack: LocalStack) -> str:
+    """config/ applied as a user would; returns the UID of the KinD-style identity."""
+    install_manifests(stack)
+    return stack.create_kind_identity()
+
+
+@pytest.fixture
+def cluster(stack: LocalStack) -> ClusterHelper:
+    return ClusterHelper(stack)
+
+
+@pytest.fixture
+def token_lifetime(stack: LocalStack) -> Iterator[Callable[[int], None]]:
+    """Set the lifetime of the tokens the token service issues; restored afterwards."""
+    admin = stack.token_admin()
+
+    def set_lifetime(seconds: int) -> None:
+        admin.set_lifetime(seconds)
+
+    yield set_lifetime
+    admin.set_lifetime(stack.token_lifetime)
+    admin.clear_faults()
+
+
+@pytest.fixture
+def start_controller(
+    stack: LocalStack, installed: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., ControllerProcess]]:
+    """Start controller processes (as the controller ServiceAccount); all stopped at the end."""
+    started: list[ControllerProcess] = []
+
+    def start(
+        name: str = "controller", *, env: dict[str, str] | None = None, wait_ready: bool = True
+    ) -> ControllerProcess:
+        process = ControllerProcess(stack, name=name, env={**FAST, **(env or {})})
+        started.append(process)
+        return process.start(wait_ready=wait_ready)
+
+    yield start
+    for process in started:
+        process.stop()
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        for process in started:
+            with contextlib.suppress(OSError):
+                print(f"--- {process.name} log (tail) ---\n{process.process.log_tail(80)}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -1,0 +1,119 @@
+"""The quickstart, step by step as a user types it, against the local stack.
+
+Create the identity (chainctl), create the empty Secret and annotate it (kubectl), watch the
+controller fill it, pull the image with it (skopeo, as kubelet would), and see it refreshed
+before the token expires: the new token pulls, the old one stops working once it expires.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jwt
+import pytest
+
+from devstack.controller import ControllerProcess
+from devstack.stack import LocalStack
+from tests.helpers import EXPIRES_AT, ClusterHelper, eventually
+
+pytestmark = pytest.mark.stack
+
+
+def sh(stack: LocalStack, script: str) -> str:
+    """Run a shell snippet the way a user would, with the stack's kubeconfig and tools."""
+    env = {
+        **os.environ,
+        **stack.env(),
+        "PATH": f"{stack.binaries.kubectl.parent}:{os.environ['PATH']}",
+    }
+    env["PSU_PYTHON"] = os.environ.get("PSU_PYTHON", "python")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", textwrap.dedent(script)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert result.returncode == 0, f"{script}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def test_quickstart_fills_a_secret_that_pulls_and_refreshes_it(
+    stack: LocalStack,
+    cluster: ClusterHelper,
+    start_controller: Callable[..., ControllerProcess],
+    token_lifetime: Callable[[int], None],
+    tmp_path: Path,
+) -> None:
+    token_lifetime(12)
+    start_controller()
+    chainctl = "python -m devstack.chainctl"
+    uid = sh(
+        stack,
+        f"""
+        {chainctl} iam identities create kind-pull-secrets \\
+          --issuer-keys="$(kubectl get --raw /openid/v1/jwks)" \\
+          --identity-issuer=https://kubernetes.default.svc.cluster.local \\
+          --subject=system:serviceaccount:pull-secret-updater:controller \\
+          --role=registry.pull
+    """,
+    ).strip()
+    assert uid
+
+    namespace = cluster.namespace("quickstart")
+    sh(
+        stack,
+        f"""
+        kubectl config set-context --current --namespace={namespace} >/dev/null
+        kubectl create secret generic pull-secret --type=kubernetes.io/dockerconfigjson --from-literal=.dockerconfigjson='{{}}'
+        kubectl annotate secret pull-secret pull-secret-updater.chainguard.dev/identity={uid}
+    """,
+    )
+    try:
+        first = cluster.wait_filled(namespace)
+        secret = json.loads(sh(stack, "kubectl get secret pull-secret -ojson"))
+        docker_config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+        entry = docker_config["auths"][stack.registry.host]
+        assert entry["username"] == "_token"
+        assert base64.b64decode(entry["auth"]).decode() == f"_token:{first}"
+        claims = jwt.decode(first, options={"verify_signature": False})
+        assert claims["aud"] == stack.registry.host
+        assert secret["metadata"]["annotations"][EXPIRES_AT]
+        assert cluster.pull(docker_config, tmp_path) == 0
+
+        # The Pod of the quickstart is accepted with the Secret as its imagePullSecret.
+        sh(
+            stack,
+            f"""
+            kubectl create serviceaccount default 2>/dev/null || true
+            kubectl create -f - <<EOF
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          generateName: pull-secret-example-
+        spec:
+          containers:
+          - name: pull-secret-example
+            image: {stack.registry.image}
+            command: ['sleep', 'Infinity']
+          imagePullSecrets:
+          - name: pull-secret
+        EOF
+        """,
+        )
+
+        # Refreshed before it expires (lifetime 12 s: at about 2/3 of it).
+        second = cluster.wait_filled(namespace, other_than=first, timeout=15)
+        assert time.time() < claims["exp"], "the refresh came only after the old token expired"
+        assert cluster.pull(cluster.docker_config(namespace), tmp_path) == 0
+        eventually(lambda: time.time() > claims["exp"] + 1, timeout=15, what="old token expiry")
+        assert cluster.pull(docker_config, tmp_path) != 0, "an expired token still pulls"
+        assert second != first
+        assert {"Filled", "Refreshed"} <= set(cluster.event_reasons(namespace))
+    finally:
+        sh(stack, "kubectl config set-context --current --namespace=default >/dev/null")

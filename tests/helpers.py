@@ -1,0 +1,137 @@
+"""Reading and changing the local cluster from tests, and waiting for outcomes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from devstack.registry import skopeo_inspect
+from devstack.stack import LocalStack
+
+T = TypeVar("T")
+
+IDENTITY = "pull-secret-updater.chainguard.dev/identity"
+EXPIRES_AT = "pull-secret-updater.chainguard.dev/expires-at"
+LAST_ERROR = "pull-secret-updater.chainguard.dev/last-error"
+LAST_REFRESH = "pull-secret-updater.chainguard.dev/last-refresh"
+
+
+def eventually(
+    probe: Callable[[], T | None], *, timeout: float = 20.0, interval: float = 0.1, what: str = ""
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}; last: {last!r}")
+
+
+class ClusterHelper:
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.kubectl = stack.control_plane.kubectl
+        self.registry = stack.registry.host
+
+    def namespace(self, prefix: str = "t", *, labels: dict[str, str] | None = None) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.kubectl("create", "namespace", name)
+        if labels:
+            self.kubectl("label", "namespace", name, *(f"{k}={v}" for k, v in labels.items()))
+        return name
+
+    def create_pull_secret(
+        self,
+        namespace: str,
+        identity: str | None,
+        *,
+        name: str = "pull-secret",
+        config: str = "{}",
+        secret_type: str = "kubernetes.io/dockerconfigjson",
+    ) -> None:
+        """The two commands of the quickstart: an empty pull Secret, then the annotation."""
+        key = ".dockerconfigjson" if secret_type == "kubernetes.io/dockerconfigjson" else "config"
+        self.kubectl(
+            "-n", namespace, "create", "secret", "generic", name,
+            f"--type={secret_type}", f"--from-literal={key}={config}",
+        )  # fmt: skip
+        if identity is not None:
+            self.annotate(namespace, identity, name=name)
+
+    def annotate(self, namespace: str, identity: str, *, name: str = "pull-secret") -> None:
+        self.kubectl("-n", namespace, "annotate", "--overwrite", "secret", name,
+                     f"{IDENTITY}={identity}")  # fmt: skip
+
+    def secret(self, namespace: str, name: str = "pull-secret") -> dict[str, Any] | None:
+        out = self.kubectl("-n", namespace, "get", "secret", name, "-o", "json", check=False)
+        return json.loads(out) if out else None
+
+    def annotations(self, namespace: str, name: str = "pull-secret") -> dict[str, str]:
+        secret = self.secret(namespace, name) or {}
+        return dict(secret.get("metadata", {}).get("annotations") or {})
+
+    def docker_config(self, namespace: str, name: str = "pull-secret") -> dict[str, Any]:
+        secret = self.secret(namespace, name) or {}
+        raw = (secret.get("data") or {}).get(".dockerconfigjson")
+        return json.loads(base64.b64decode(raw)) if raw else {}
+
+    def token(self, namespace: str, name: str = "pull-secret") -> str | None:
+        auths = self.docker_config(namespace, name).get("auths")
+        entry = auths.get(self.registry) if isinstance(auths, dict) else None
+        return entry.get("password") if isinstance(entry, dict) else None
+
+    def wait_filled(self, namespace: str, *, other_than: str | None = None,
+                    timeout: float = 20.0) -> str:  # fmt: skip
+        def filled() -> str | None:
+            token = self.token(namespace)
+            return token if token and token != other_than else None
+
+        return eventually(filled, timeout=timeout, what=f"a token in {namespace}/pull-secret")
+
+    def events(self, namespace: str) -> list[dict[str, Any]]:
+        out = self.kubectl("-n", namespace, "get", "events", "-o", "json")
+        return list(json.loads(out)["items"])
+
+    def event_reasons(self, namespace: str) -> list[str]:
+        return [e["reason"] for e in self.events(namespace)]
+
+    def pull(self, docker_config: dict[str, Any], tmp_path: Path) -> int:
+        """skopeo inspect with the config as its auth file, as kubelet uses a pull Secret."""
+        authfile = tmp_path / f"auth-{uuid.uuid4().hex[:6]}.json"
+        authfile.write_text(json.dumps(docker_config))
+        return skopeo_inspect(
+            skopeo=self.stack.binaries.skopeo, image=self.stack.registry.image,
+            authfile=authfile, ca_file=self.stack.ca_file,
+        ).returncode  # fmt: skip
+
+    def exchanges(self, identity: str) -> int:
+        stats = self.stack.token_admin().stats()["exchanges"].get(identity, {})
+        return int(stats.get("ok", 0)) + int(stats.get("error", 0))
+
+
+def pull_secret_manifest(
+    namespace: str, identity: str | None, *, config: str = "{}",
+    secret_type: str = "kubernetes.io/dockerconfigjson", name: str = "pull-secret",
+) -> dict[str, Any]:  # fmt: skip
+    key = ".dockerconfigjson" if secret_type == "kubernetes.io/dockerconfigjson" else "config"
+    meta: dict[str, Any] = {"name": name, "namespace": namespace}
+    if identity is not None:
+        meta["annotations"] = {IDENTITY: identity}
+    return {
+        "apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": secret_type,
+        "data": {key: base64.b64encode(config.encode()).decode()},
+    }  # fmt: skip
+
+
+def apply_all(cluster: ClusterHelper, objects: list[dict[str, Any]]) -> None:
+    """Create many objects with one kubectl call."""
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                           "items": objects}))  # fmt: skip

@@ -1,0 +1,236 @@
+"""The controller against the real API server and token service, one behaviour per test."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from devstack.controller import ControllerProcess
+from devstack.stack import LocalStack
+from tests.helpers import (
+    LAST_ERROR,
+    ClusterHelper,
+    apply_all,
+    eventually,
+    pull_secret_manifest,
+)
+
+pytestmark = pytest.mark.stack
+
+Start = Callable[..., ControllerProcess]
+
+
+def test_fifty_secrets_sharing_two_identities_cost_two_exchanges_per_window(
+    stack: LocalStack, cluster: ClusterHelper, start_controller: Start,
+    token_lifetime: Callable[[int], None],
+) -> None:  # fmt: skip
+    token_lifetime(20)
+    identities = [stack.create_kind_identity(name=f"shared-{i}") for i in range(2)]
+    namespaces = [f"fifty-{i}-{time.monotonic_ns() % 100000}" for i in range(50)]
+    objects = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in namespaces
+    ]
+    objects += [pull_secret_manifest(ns, identities[i % 2]) for i, ns in enumerate(namespaces)]
+    apply_all(cluster, objects)
+    start_controller()
+    first = {ns: cluster.wait_filled(ns) for ns in namespaces}
+    assert [cluster.exchanges(uid) for uid in identities] == [1, 1]
+    assert len(set(first.values())) == 2
+
+    # One refresh window later every Secret holds a newer token, still for 2 exchanges.
+    second = {ns: cluster.wait_filled(ns, other_than=first[ns], timeout=25) for ns in namespaces}
+    assert len(set(second.values())) == 2
+    assert [cluster.exchanges(uid) for uid in identities] == [2, 2]
+
+
+def test_other_registry_entries_and_keys_are_kept(
+    stack: LocalStack, cluster: ClusterHelper, start_controller: Start, installed: str,
+) -> None:  # fmt: skip
+    start_controller()
+    ns = cluster.namespace("others")
+    other_entry = {"auth": "dXNlcjpwYXNz", "email": "a@b.c"}
+    other = {"auths": {"registry.example.com": other_entry}, "credHelpers": {"gcr.io": "gcloud"}}
+    cluster.create_pull_secret(ns, installed, config=json.dumps(other))
+    cluster.wait_filled(ns)
+    config = cluster.docker_config(ns)
+    assert config["auths"]["registry.example.com"] == other_entry
+    assert config["credHelpers"] == other["credHelpers"]
+    assert set(config["auths"]) == {"registry.example.com", stack.registry.host}
+
+
+def test_a_secret_in_a_namespace_created_after_start_is_filled(
+    cluster: ClusterHelper, start_controller: Start, installed: str, tmp_path: Path
+) -> None:
+    start_controller()
+    ns = cluster.namespace("late")
+    cluster.create_pull_secret(ns, installed)
+    cluster.wait_filled(ns)
+    assert cluster.pull(cluster.docker_config(ns), tmp_path) == 0
+    assert "Filled" in cluster.event_reasons(ns)
+    assert LAST_ERROR not in cluster.annotations(ns)
+
+
+def test_the_controller_account_cannot_read_a_secret_of_another_name(
+    stack: LocalStack, cluster: ClusterHelper, start_controller: Start
+) -> None:
+    controller = start_controller()
+    ns = cluster.namespace("forbidden")
+    cluster.kubectl("-n", ns, "create", "secret", "generic", "db-password", "--from-literal=p=x")
+    denied = stack.control_plane.kubectl(
+        f"--kubeconfig={controller.kubeconfig}", "-n", ns, "get", "secret", "db-password",
+        check=False,
+    )  # fmt: skip
+    assert denied == ""
+    for verb in ("get", "list"):
+        out = cluster.kubectl(
+            "auth", "can-i", verb, "secrets/db-password", "-n", ns,
+            "--as=system:serviceaccount:pull-secret-updater:controller", check=False,
+        )  # fmt: skip
+        assert out.strip() == "no"
+    assert cluster.kubectl(
+        "auth", "can-i", "update", "secrets/pull-secret", "-n", ns,
+        "--as=system:serviceaccount:pull-secret-updater:controller",
+    ).strip() == "yes"  # fmt: skip
+
+
+def test_the_policy_denies_an_identity_outside_its_namespaces(
+    stack: LocalStack, cluster: ClusterHelper, start_controller: Start, installed: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"rules:\n- identities: ['{installed}']\n  namespaces: ['allowed-*']\n")
+    start_controller(env={"PSU_POLICY_FILE": str(policy)})
+    allowed, denied = cluster.namespace("allowed"), cluster.namespace("denied")
+    before = cluster.exchanges(installed)
+    cluster.create_pull_secret(denied, installed)
+    cluster.create_pull_secret(allowed, installed)
+    cluster.wait_filled(allowed)
+    error = eventually(lambda: cluster.annotations(denied).get(LAST_ERROR), what="policy error")
+    assert "may not be used in namespace" in error
+    assert "PolicyDenied" in cluster.event_reasons(denied)
+    assert cluster.token(denied) is None
+    assert cluster.exchanges(installed) - before <= 1
+
+
+@pytest.mark.parametrize(
+    ("secret_type", "config", "annotation", "reason"),
+    [
+        pytest.param("Opaque", "{}", None, "WrongType", id="wrong-type"),
+        # The API server itself refuses a dockerconfigjson Secret whose value is not a JSON
+        # object; what it lets through and the controller must handle is a wrong shape inside.
+        pytest.param(None, '{"auths": "text"}', None, "MalformedDockerConfig", id="auths-string"),
+        pytest.param(
+            None, '{"auths": {"x.io": 5}}', None, "MalformedDockerConfig", id="entry-not-object"
+        ),
+        pytest.param(None, '{"auths": []}', None, "MalformedDockerConfig", id="auths-list"),
+        pytest.param(None, "{}", " ", "BadAnnotation", id="whitespace-annotation"),
+        pytest.param(None, "{}", "bad identity!", "BadAnnotation", id="invalid-characters"),
+    ],
+)
+def test_bad_input_gets_a_warning_and_no_hot_loop(
+    cluster: ClusterHelper, start_controller: Start, installed: str,
+    secret_type: str | None, config: str, annotation: str | None, reason: str,
+) -> None:  # fmt: skip
+    controller = start_controller()
+    ns = cluster.namespace("bad")
+    apply_all(cluster, [pull_secret_manifest(
+        ns, annotation if annotation is not None else installed, config=config,
+        secret_type=secret_type or "kubernetes.io/dockerconfigjson",
+    )])  # fmt: skip
+    error = eventually(lambda: cluster.annotations(ns).get(LAST_ERROR), what="an error status")
+    assert reason in cluster.event_reasons(ns)
+    assert "eyJ" not in error
+    version = (cluster.secret(ns) or {})["metadata"]["resourceVersion"]
+    time.sleep(2)  # no hot loop: nothing more is written
+    assert (cluster.secret(ns) or {})["metadata"]["resourceVersion"] == version
+    data = (cluster.secret(ns) or {}).get("data", {})
+    assert base64.b64decode(next(iter(data.values()))).decode() == config, "content changed"
+    assert controller.process.running()
+
+
+def test_an_exchange_failure_keeps_the_token_reports_and_recovers(
+    stack: LocalStack, cluster: ClusterHelper, start_controller: Start, installed: str,
+    token_lifetime: Callable[[int], None],
+) -> None:  # fmt: skip
+    token_lifetime(12)
+    start_controller()
+    ns = cluster.namespace("outage")
+    cluster.create_pull_secret(ns, installed)
+    token = cluster.wait_filled(ns)
+    stack.token_admin().set_fault("status", status=503)
+    error = eventually(lambda: cluster.annotations(ns).get(LAST_ERROR), timeout=15,
+                       what="the error status")  # fmt: skip
+    assert "503" in error
+    assert cluster.token(ns) == token, "a failed refresh changed the credential"
+    assert "ExchangeFailed" in cluster.event_reasons(ns)
+    stack.token_admin().clear_faults()
+    cluster.wait_filled(ns, other_than=token, timeout=10)
+    eventually(lambda: LAST_ERROR not in cluster.annotations(ns), what="the error to clear")
+
+
+def test_a_restarted_controller_does_not_mint_again(
+    stack: LocalStack, cluster: ClusterHelper, start_controller: Start, installed: str,
+) -> None:  # fmt: skip
+    first = start_controller("first")
+    namespaces = [cluster.namespace("restart") for _ in range(3)]
+    for ns in namespaces:
+        cluster.create_pull_secret(ns, installed)
+    tokens = [cluster.wait_filled(ns) for ns in namespaces]
+    first.stop()
+    before = cluster.exchanges(installed)
+    start_controller("second")
+    time.sleep(2)
+    assert cluster.exchanges(installed) == before
+    assert [cluster.token(ns) for ns in namespaces] == tokens
+
+
+def test_the_tokenrequest_source_fills_too(
+    cluster: ClusterHelper, start_controller: Start, installed: str
+) -> None:
+    start_controller(env={"PSU_TOKEN_SOURCE": "tokenrequest", "PSU_TOKEN_PATH": "/nonexistent"})
+    ns = cluster.namespace("tokenrequest")
+    cluster.create_pull_secret(ns, installed)
+    cluster.wait_filled(ns)
+
+
+def _holder(stack: LocalStack) -> str:
+    out = stack.control_plane.kubectl(
+        "-n", "pull-secret-updater", "get", "lease", "pull-secret-updater", "-o", "json"
+    )  # fmt: skip
+    lease = json.loads(out)
+    return str(lease["spec"].get("holderIdentity") or "")
+
+
+def test_a_standby_takes_over_when_the_leader_dies(
+    stack: LocalStack, cluster: ClusterHelper, start_controller: Start, installed: str,
+) -> None:  # fmt: skip
+    a = start_controller("replica-a")
+    eventually(lambda: _holder(stack).startswith("replica-a"), what="replica-a to lead")
+    b = start_controller("replica-b")
+    ns = cluster.namespace("failover")
+    cluster.create_pull_secret(ns, installed)
+    cluster.wait_filled(ns)
+    assert _holder(stack).startswith("replica-a")
+
+    a.kill()
+    killed = time.monotonic()
+    eventually(lambda: _holder(stack).startswith("replica-b"), timeout=10, what="takeover")
+    takeover = time.monotonic() - killed
+    late = cluster.namespace("failover")
+    cluster.create_pull_secret(late, installed)
+    cluster.wait_filled(late)
+    assert takeover < 4 + 0.5 + 1.5  # lease duration + retry period + polling slack
+    assert b.process.running()
+
+    # A graceful stop releases the Lease: a new replica leads almost at once.
+    b.stop()
+    c = start_controller("replica-c")
+    stopped = time.monotonic()
+    eventually(lambda: _holder(stack).startswith("replica-c"), timeout=10, what="handover")
+    assert time.monotonic() - stopped < 2.5
+    assert c.process.running()

@@ -1,0 +1,125 @@
+"""The watch stream at the HTTP level: bookmarks, errors in the stream, and silent connections.
+
+A silent connection cannot be produced on demand with a real API server, so these tests put
+an httpx2 transport in its place; everything above the transport is the real code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+
+import httpx2
+import lightkube
+import pytest
+from lightkube import KubeConfig
+
+from pull_secret_updater.kube import Gone, WatchEvent, list_and_watch, secrets
+from pull_secret_updater.kube.secrets import _parse_line, _Seen
+from tests.kube.support import cancel
+
+
+def test_a_bookmark_moves_the_position_without_an_event() -> None:
+    line = json.dumps(
+        {
+            "type": "BOOKMARK",
+            "object": {
+                "kind": "Secret",
+                "apiVersion": "v1",
+                "metadata": {"resourceVersion": "221"},
+            },
+        }
+    )
+    assert _parse_line(line) == _Seen("221", None)
+
+
+def test_an_expired_position_in_the_stream_is_gone() -> None:
+    status = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": "too old resource version: 205 (208)",
+        "reason": "Expired",
+        "code": 410,
+    }
+    with pytest.raises(Gone) as caught:
+        _parse_line(json.dumps({"type": "ERROR", "object": status}))
+    assert caught.value.reason == "Expired"
+
+
+class SilentServer:
+    """Answers a list, then watches that send `events` and then nothing, never ending."""
+
+    def __init__(self, events: list[dict[str, object]]) -> None:
+        self.events = events
+        self.requests: list[tuple[bool, str | None]] = []
+
+    def handle(self, request: httpx2.Request) -> httpx2.Response:
+        watch = request.url.params.get("watch") == "true"
+        self.requests.append((watch, request.url.params.get("resourceVersion")))
+        assert request.url.params["fieldSelector"] == "metadata.name=pull-secret"
+        if not watch:
+            body = {"kind": "SecretList", "metadata": {"resourceVersion": "10"}, "items": []}
+            return httpx2.Response(200, json=body)
+        return httpx2.Response(200, stream=_Hang(self.events if len(self.requests) == 2 else []))
+
+    def client(self) -> lightkube.AsyncClient:
+        config = KubeConfig.from_dict(
+            {
+                "clusters": [{"name": "c", "cluster": {"server": "http://apiserver.invalid"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+        return lightkube.AsyncClient(config, transport=httpx2.MockTransport(self.handle))
+
+
+class _Hang(httpx2.AsyncByteStream):
+    def __init__(self, events: list[dict[str, object]]) -> None:
+        self._events = events
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for event in self._events:
+            yield json.dumps(event).encode() + b"\n"
+        await asyncio.Event().wait()
+
+
+def _added(resource_version: str) -> dict[str, object]:
+    meta = {"name": "pull-secret", "namespace": "ns", "resourceVersion": resource_version}
+    return {"type": "ADDED", "object": {"kind": "Secret", "apiVersion": "v1", "metadata": meta}}
+
+
+async def test_a_silent_watch_is_abandoned_and_resumed_without_a_slow_handler_being_cut(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(secrets, "WATCH_GRACE", 0.3)
+    server = SilentServer([_added("11")])
+    handled: list[WatchEvent] = []
+
+    async def slow_handler(event: WatchEvent) -> None:
+        if event.type == "ADDED":
+            await asyncio.sleep(1.5)  # longer than the whole watch deadline
+        handled.append(event)
+
+    client = server.client()
+    task = asyncio.create_task(
+        list_and_watch(
+            client, name="pull-secret", handler=slow_handler, server_timeout=1, backoff_base=0.1
+        )
+    )
+    try:
+        async with asyncio.timeout(10):
+            while len(server.requests) < 3:  # noqa: ASYNC110 - the transport is synchronous
+                await asyncio.sleep(0.05)
+    finally:
+        await cancel(task)
+        await client.close()
+
+    assert [e.type for e in handled] == ["SYNC", "ADDED"]
+    # list, watch from the list, then (after the deadline) a watch from the event: no relist.
+    assert server.requests[:3] == [(False, None), (True, "10"), (True, "11")]
+    dead = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "connection presumed dead" in dead[0].__dict__["error"]
