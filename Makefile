@@ -22,3 +22,6 @@ unit: setup
 
 devstack: setup
 	uv run python -m devstack
+
+demo: setup
+	uv run python -m devstack.demo
