@@ -114,8 +114,8 @@ class Demo:
         print(f"identity UID: {BOLD}{uid}{RESET}")
 
         step("2. Create an empty pull Secret and annotate it with the identity")
-        self.sh("kubectl create namespace demo && kubectl config set-context --current --namespace=demo",
-                echo=False)  # fmt: skip
+        self.sh("kubectl create namespace demo", echo=False)
+        self.sh("kubectl config set-context --current --namespace=demo", echo=False)
         self.sh("kubectl create secret generic pull-secret --type=kubernetes.io/dockerconfigjson "
                 "--from-literal=.dockerconfigjson='{}'")  # fmt: skip
         self.sh(
@@ -127,11 +127,10 @@ class Demo:
         token = self.wait_token()
         print(f"filled in {time.monotonic() - started:.2f}s")
         show("kubectl get secret pull-secret -o yaml   (token shortened here)")
-        print(
-            self.sh("kubectl get secret pull-secret -oyaml", echo=False).replace(
-                self.secret()["data"][".dockerconfigjson"], "<.dockerconfigjson with a fresh token>"
-            )
-        )  # type: ignore[index]
+        data = self.secret()["data"]
+        assert isinstance(data, dict)
+        listing = self.sh("kubectl get secret pull-secret -oyaml", echo=False)
+        print(listing.replace(data[".dockerconfigjson"], "<.dockerconfigjson with a fresh token>"))
 
         step("4. Pull with it, as kubelet does with an imagePullSecret")
         self.pull(self.stack.workdir / "demo-auth.json")
