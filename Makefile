@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: setup test lint unit devstack demo bench
+.PHONY: setup test lint unit devstack demo bench bench-quick docs
 
 setup:
 	@bash hack/setup.sh
@@ -25,3 +25,6 @@ devstack: setup
 
 demo: setup
 	uv run python -m devstack.demo
+
+docs: setup
+	uv run python hack/update-readme.py
