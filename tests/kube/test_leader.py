@@ -19,7 +19,7 @@ from tests.kube.support import cancel
 pytestmark = pytest.mark.stack
 
 LEASE, RENEW, RETRY = 3.0, 2.0, 0.5
-SLACK = 0.5  # request latency and scheduling on a busy machine
+SLACK = 1.0  # request latency and scheduling on a busy machine
 
 
 class Candidate:
@@ -145,7 +145,7 @@ async def test_a_leader_whose_lease_is_taken_steps_down(
         namespace=namespace,
         patch_type=PatchType.MERGE,
     )
-    async with asyncio.timeout(RETRY * (1 + JITTER) + SLACK):
+    async with asyncio.timeout(RETRY + SLACK):  # its next renewal finds out
         await a.stopped.wait()
     assert a.transitions == ["started", "stopped"]
     assert not a.elector.is_leader

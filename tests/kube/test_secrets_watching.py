@@ -15,7 +15,7 @@ from lightkube.types import PatchType
 from devstack.stack import LocalStack
 from pull_secret_updater.kube import WatchEvent, list_and_watch
 from pull_secret_updater.kube.client import http_client
-from pull_secret_updater.kube.secrets import _Seen, _watch_once, list_secrets
+from pull_secret_updater.kube.secrets import _watch_once, list_secrets
 from tests.kube.conftest import NamespaceFactory
 from tests.kube.support import Recorder, cancel, create_secret, grant_secret_access, unique
 
@@ -231,7 +231,8 @@ async def test_one_watch_request_ends_when_the_server_ends_it(
     )
     seen = [s async for s in watch]
     assert 1.5 < time.monotonic() - started < 4
-    assert seen[0] == _Seen(resource_version, None)  # connected
-    assert [
-        (s.event.type, s.event.object.name) for s in seen[1:] if s.event and s.event.object
-    ] == [("ADDED", name)]
+    (added,) = seen
+    assert added.event is not None
+    assert added.event.object is not None
+    assert (added.event.type, added.event.object.name) == ("ADDED", name)
+    assert int(added.resource_version) > int(resource_version)

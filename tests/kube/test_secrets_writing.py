@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 
@@ -167,3 +168,29 @@ async def test_a_secret_being_deleted_is_marked(
     assert held is not None
     assert held.deleting
     await admin.patch(Secret, name, {"metadata": {"finalizers": None}}, namespace=namespace)
+
+
+async def test_writes_are_a_single_patch_that_names_the_controller(
+    stack: LocalStack, admin: lightkube.AsyncClient, namespace: str
+) -> None:
+    await create_secret(admin, namespace=namespace, name="s", data={"k": b"v"})
+    secret = await get_secret(admin, namespace=namespace, name="s")
+    assert secret is not None
+    await write_secret(admin, secret, docker_config=DOCKER_CONFIG, annotations={"a": "b"})
+
+    def writes() -> list[dict[str, object]]:
+        entries = [json.loads(line) for line in stack.control_plane.audit_log.open()]
+        return [
+            e
+            for e in entries
+            if e.get("stage") == "ResponseComplete"
+            and e.get("objectRef", {}).get("namespace") == namespace
+            and e.get("verb") in ("patch", "update")
+        ]
+
+    async with asyncio.timeout(5):
+        while not writes():  # noqa: ASYNC110 - the audit log is a file, flushed each second
+            await asyncio.sleep(0.1)
+    (write,) = writes()
+    assert write["verb"] == "patch"
+    assert str(write["userAgent"]).startswith("pull-secret-updater/")

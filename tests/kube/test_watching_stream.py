@@ -7,8 +7,10 @@ an httpx2 transport in its place; everything above the transport is the real cod
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import httpx2
@@ -16,7 +18,7 @@ import lightkube
 import pytest
 from lightkube import KubeConfig
 
-from pull_secret_updater.kube import Gone, WatchEvent, list_and_watch, secrets
+from pull_secret_updater.kube import Gone, Transient, WatchEvent, list_and_watch, secrets
 from pull_secret_updater.kube.secrets import _parse_line, _Seen
 from tests.kube.support import cancel
 
@@ -49,21 +51,31 @@ def test_an_expired_position_in_the_stream_is_gone() -> None:
     assert caught.value.reason == "Expired"
 
 
-class SilentServer:
-    """Answers a list, then watches that send `events` and then nothing, never ending."""
+def test_a_garbled_event_is_a_transient_failure() -> None:
+    with pytest.raises(Transient):
+        _parse_line('{"type":"ADDED","object":{"metadata":')
 
-    def __init__(self, events: list[dict[str, object]]) -> None:
+
+class FakeServer:
+    """Answers a list, then watches that send `events` and then, if `hang`, go silent."""
+
+    def __init__(self, events: list[dict[str, object]], *, hang: bool = True) -> None:
         self.events = events
+        self.hang = hang
         self.requests: list[tuple[bool, str | None]] = []
+        self.times: list[float] = []
 
     def handle(self, request: httpx2.Request) -> httpx2.Response:
         watch = request.url.params.get("watch") == "true"
         self.requests.append((watch, request.url.params.get("resourceVersion")))
+        self.times.append(time.monotonic())
         assert request.url.params["fieldSelector"] == "metadata.name=pull-secret"
         if not watch:
             body = {"kind": "SecretList", "metadata": {"resourceVersion": "10"}, "items": []}
             return httpx2.Response(200, json=body)
-        return httpx2.Response(200, stream=_Hang(self.events if len(self.requests) == 2 else []))
+        first_watch = len(self.requests) == 2
+        events = self.events if first_watch or not self.hang else []
+        return httpx2.Response(200, stream=_Stream(events, hang=self.hang))
 
     def client(self) -> lightkube.AsyncClient:
         config = KubeConfig.from_dict(
@@ -77,14 +89,16 @@ class SilentServer:
         return lightkube.AsyncClient(config, transport=httpx2.MockTransport(self.handle))
 
 
-class _Hang(httpx2.AsyncByteStream):
-    def __init__(self, events: list[dict[str, object]]) -> None:
+class _Stream(httpx2.AsyncByteStream):
+    def __init__(self, events: list[dict[str, object]], *, hang: bool) -> None:
         self._events = events
+        self._hang = hang
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for event in self._events:
             yield json.dumps(event).encode() + b"\n"
-        await asyncio.Event().wait()
+        if self._hang:
+            await asyncio.Event().wait()
 
 
 def _added(resource_version: str) -> dict[str, object]:
@@ -96,7 +110,7 @@ async def test_a_silent_watch_is_abandoned_and_resumed_without_a_slow_handler_be
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(secrets, "WATCH_GRACE", 0.3)
-    server = SilentServer([_added("11")])
+    server = FakeServer([_added("11")])
     handled: list[WatchEvent] = []
 
     async def slow_handler(event: WatchEvent) -> None:
@@ -123,3 +137,30 @@ async def test_a_silent_watch_is_abandoned_and_resumed_without_a_slow_handler_be
     assert server.requests[:3] == [(False, None), (True, "10"), (True, "11")]
     dead = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "connection presumed dead" in dead[0].__dict__["error"]
+
+
+async def test_relisting_slows_down_when_every_watch_is_gone_at_once() -> None:
+    expired: dict[str, object] = {
+        "type": "ERROR",
+        "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"},
+    }
+    server = FakeServer([expired], hang=False)
+    client = server.client()
+
+    async def ignore(event: WatchEvent) -> None:
+        pass
+
+    task = asyncio.create_task(
+        list_and_watch(client, name="pull-secret", handler=ignore, backoff_base=0.4)
+    )
+    try:
+        await asyncio.sleep(1.5)
+    finally:
+        await cancel(task)
+        await client.close()
+
+    lists = [t for (watch, _), t in zip(server.requests, server.times, strict=True) if not watch]
+    gaps = [b - a for a, b in itertools.pairwise(lists)]
+    assert gaps[0] < 0.15  # the first 410 relists at once
+    assert all(gap >= 0.2 for gap in gaps[1:])  # then each waits at least half a backoff step
+    assert len(lists) <= 8

@@ -24,6 +24,7 @@ the side of never having two leaders.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -157,8 +158,7 @@ class LeaderElector:
                 await self._stop_leading(reason="renewal failed or lease lost")
         finally:
             self._running = False
-            if self._renewed_at is not None:
-                await self._stop_leading(reason="stopped")
+            await self._stop_leading(reason="stopped")
 
     async def release(self) -> bool:
         """Give up the Lease if we hold it, so another replica takes over at once.
@@ -171,8 +171,7 @@ class LeaderElector:
         lease = self._lease
         if lease is None or LeaseRecord.of(lease).holder != self.identity:
             return False
-        if self._renewed_at is not None:
-            await self._stop_leading(reason="released")
+        await self._stop_leading(reason="released")
         stamp = _micro(self._now())
         # NB: client-go's ReleaseOnCancel: empty holder, one-second duration, same transitions.
         spec = LeaseSpec(
@@ -237,9 +236,11 @@ class LeaderElector:
             with translated(f"update Lease {self.namespace}/{self.name}"):
                 written = await self._client.replace(Lease(metadata=lease.metadata, spec=spec))
         except (Conflict, NotFound):
-            # NB: someone else wrote (or deleted) the Lease after we read it; forget our copy
-            # so the next attempt reads what they wrote.
+            # NB: someone else wrote (or deleted) the Lease after we read it. Read what they
+            # wrote right away, so the caller sees the new holder instead of retrying blind.
             self._lease = None
+            with contextlib.suppress(KubeError):
+                await self._read()
             return False
         self._remember(written, at=self._clock())
         self._renewed_at = started
@@ -341,6 +342,8 @@ class LeaderElector:
 
     async def _stop_leading(self, *, reason: str) -> None:
         self._renewed_at = None
+        if not self._leading.is_set():
+            return  # acquired, but stopped before leading began: nothing was started
         self._leading.clear()
         logger.info(
             "stopped leading",

@@ -301,8 +301,9 @@ class _Follower:
         self.failures = 0
 
     async def relist(self) -> None:
+        # NB: a successful list does not reset `failures`: were every watch after it to fail
+        # at once (410 included), relisting must still slow down.
         objects, resource_version = await list_secrets(self.client, name=self.name)
-        self.failures = 0
         await self.handler(WatchEvent(type="SYNC", objects=objects))
         self.resource_version = resource_version
 
@@ -320,7 +321,7 @@ class _Follower:
         try:
             async with deadline, aclosing(watch) as seen_events:
                 async for seen in seen_events:
-                    self.failures = 0
+                    self.failures = 0  # the server is answering: any next failure is a first
                     if seen.event is not None:
                         # NB: the deadline bounds the connection, not the handler: it is
                         # paused while the handler runs, so an event is never cancelled
@@ -333,6 +334,7 @@ class _Follower:
                             if when is not None:
                                 deadline.reschedule(when + loop.time() - paused_at)
                     self.resource_version = seen.resource_version or self.resource_version
+            self.failures = 0
         except TimeoutError as e:
             if not deadline.expired():
                 raise
@@ -351,7 +353,7 @@ class _Seen:
 async def _watch_once(
     http: httpx2.AsyncClient, *, name: str, resource_version: str, server_timeout: int
 ) -> AsyncGenerator[_Seen, None]:
-    """One watch request: a `_Seen` without event once connected, then one per event."""
+    """One watch request: a `_Seen` per event or bookmark, until the server ends it."""
     params = {
         "watch": "true",
         "fieldSelector": f"metadata.name={name}",
@@ -370,20 +372,24 @@ async def _watch_once(
             if response.status_code != 200:
                 await response.aread()
                 response.raise_for_status()
-            yield _Seen(resource_version, None)
             async for line in response.aiter_lines():
                 if line.strip():
                     yield _parse_line(line)
 
 
 def _parse_line(line: str) -> _Seen:
-    event = decoders.decode_watch_event(line.encode())
+    try:
+        event = decoders.decode_watch_event(line.encode())
+        if event.type == "ERROR":
+            status = decoders.decode_status(event.object)
+        else:
+            secret = cast(Secret, decoders.decode_object(event.object, Secret))
+    except ValueError as e:  # msgspec's decode and validation errors
+        raise Transient("watch Secrets: an event could not be decoded") from e
     if event.type == "ERROR":
         # NB: an expired resourceVersion usually arrives here, as a Status with code 410 inside
         # a 200 reply, rather than as an HTTP 410.
-        status = decoders.decode_status(event.object)
         raise from_status(status.code, status.reason, status.message, what="watch Secrets")
-    secret = cast(Secret, decoders.decode_object(event.object, Secret))
     resource_version = (secret.metadata.resourceVersion if secret.metadata else None) or ""
     if event.type in ("ADDED", "MODIFIED", "DELETED"):
         kind = cast(Literal["ADDED", "MODIFIED", "DELETED"], event.type)
