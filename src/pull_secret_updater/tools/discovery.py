@@ -27,6 +27,9 @@ JWKS_PATH = "/openid/v1/jwks"
 #: Discovery documents and key sets are a few kilobytes; anything far larger is not one.
 MAX_DOCUMENT_BYTES = 1024 * 1024
 
+# NB: the API server answers 406 for the JWKS unless its own media type is acceptable.
+_ACCEPT = "application/json, application/jwk-set+json"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterIssuer:
@@ -54,7 +57,7 @@ async def _get_json(client: lightkube.AsyncClient, path: str) -> dict[str, objec
     try:
         # NB: relative to the server URL, which may carry a path (a proxy in front of it).
         with translated(f"GET {path}"):
-            response = await http.get(path.lstrip("/"), headers={"Accept": "application/json"})
+            response = await http.get(path.lstrip("/"), headers={"Accept": _ACCEPT})
             response.raise_for_status()
     except NotFound as e:
         raise ToolError(

@@ -34,6 +34,7 @@ __all__ = [
     "IdentityPlan",
     "IssuerClass",
     "Kind",
+    "check_target",
     "classify_issuer",
     "compact_jwks",
     "plan_identity",
@@ -139,8 +140,7 @@ def classify_issuer(issuer: str) -> IssuerClass:
             kind="aks",
             label="AKS cluster",
             reason=(
-                f"the issuer is an AKS OIDC issuer ({region}); Azure serves its discovery "
-                "publicly"
+                f"the issuer is an AKS OIDC issuer ({region}); Azure serves its discovery publicly"
             ),
         )
     problem = _non_public_host(host)
@@ -204,12 +204,7 @@ def plan_identity(
     the subject's dots escaped, so the pattern matches that one ServiceAccount only.
     Raises ValueError for a bad name or missing keys.
     """
-    if not _DNS1123_LABEL.fullmatch(namespace):
-        raise ValueError(f"{namespace!r} is not a valid namespace name")
-    if len(service_account) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(service_account):
-        raise ValueError(f"{service_account!r} is not a valid ServiceAccount name")
-    if name is not None and not name.strip():
-        raise ValueError("the identity name must not be empty")
+    check_target(namespace=namespace, service_account=service_account, name=name)
     subject = service_account_subject(namespace, service_account)
     pattern = issuer_class.kind == "gke"
     keys: str | None = None
@@ -224,6 +219,16 @@ def plan_identity(
         subject_is_pattern=pattern,
         issuer_keys=keys,
     )
+
+
+def check_target(*, namespace: str, service_account: str, name: str | None = None) -> None:
+    """Raise ValueError unless the names can be those of a ServiceAccount and an identity."""
+    if not _DNS1123_LABEL.fullmatch(namespace):
+        raise ValueError(f"{namespace!r} is not a valid namespace name")
+    if len(service_account) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(service_account):
+        raise ValueError(f"{service_account!r} is not a valid ServiceAccount name")
+    if name is not None and not name.strip():
+        raise ValueError("the identity name must not be empty")
 
 
 def compact_jwks(jwks: Mapping[str, object]) -> str:

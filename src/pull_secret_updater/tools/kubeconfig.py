@@ -52,8 +52,7 @@ def open_cluster(
         raise ToolError(f"cannot use kubeconfig {source}: {_flat(e)}", exit_code=USAGE) from None
     except KeyError as e:
         raise ToolError(
-            f"cannot use kubeconfig {source}: its context refers to a missing cluster or user "
-            f"{e}",
+            f"cannot use kubeconfig {source}: its context refers to a missing cluster or user {e}",
             exit_code=USAGE,
         ) from None
     if single is None:  # pragma: no cover - get() without a default never returns None

@@ -13,6 +13,7 @@ cut to one line of printable characters before it reaches a terminal.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -29,6 +30,7 @@ __all__ = [
     "COLUMNS",
     "Listing",
     "SecretStatus",
+    "check_secret_name",
     "list_statuses",
     "render_json",
     "render_table",
@@ -38,10 +40,9 @@ __all__ = [
 COLUMNS = ("NAMESPACE", "NAME", "IDENTITY", "EXPIRES IN", "LAST REFRESH", "LAST ERROR")
 
 #: Ask for metadata only: the Secrets' data never leaves the API server.
-_METADATA_ONLY = (
-    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
-)
+_METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 _PAGE = 500
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _MAX_SHOWN = 512
 
 
@@ -118,6 +119,12 @@ def render_json(rows: Iterable[SecretStatus], *, now: float) -> str:
     return json.dumps(items, indent=2)
 
 
+def check_secret_name(name: str) -> None:
+    """Raise ValueError unless `name` can be a Secret's (it goes into a field selector)."""
+    if not _SECRET_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a valid Secret name")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Listing:
     """The Secrets found, where they were looked for, and why there rather than everywhere."""
@@ -182,9 +189,11 @@ async def _list_named(
             document = json.loads(response.content)
         except (ValueError, RecursionError):
             document = None
-        if not isinstance(document, dict) or not isinstance(document.get("items"), list):
+        # NB: an empty PartialObjectMetadataList has `"items": null`, not `[]`.
+        items = document.get("items") if isinstance(document, dict) else None
+        if not isinstance(document, dict) or not isinstance(items or [], list):
             raise KubeError(f"list Secrets named {name} {where}: the answer is not a list")
-        for item in document["items"]:
+        for item in items or []:
             meta = item.get("metadata") if isinstance(item, dict) else None
             if isinstance(meta, dict):
                 found.append(_from_metadata(meta))

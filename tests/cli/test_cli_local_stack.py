@@ -1,0 +1,196 @@
+"""The helper commands against the local stack, run as a user runs them: as a process.
+
+identity-command recognises the local cluster (its issuer is KinD's) as private and prints a
+command that, run with the chainctl stand-in, creates an identity the controller fills a Secret
+with; status shows that Secret and the error of a badly annotated one; check performs one
+exchange with the controller's token and reports a refusal in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from devstack.binaries import REPO
+from devstack.cluster import SERVICE_ACCOUNT_ISSUER
+from devstack.controller import ControllerProcess
+from devstack.stack import SA_AUDIENCE, LocalStack
+from tests.helpers import LAST_ERROR, ClusterHelper, eventually
+
+pytestmark = pytest.mark.stack
+
+SUBJECT = "system:serviceaccount:pull-secret-updater:controller"
+
+
+def cli(
+    stack: LocalStack, *args: str, kubeconfig: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PSU_")}
+    env["KUBECONFIG"] = str(kubeconfig or stack.kubeconfig)
+    return subprocess.run(
+        [sys.executable, "-m", "pull_secret_updater", *args],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def flags(command: str) -> dict[str, str]:
+    words = shlex.split(command.replace("\\\n", " "))
+    return dict(w.removeprefix("--").split("=", 1) for w in words if w.startswith("--"))
+
+
+def one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_identity_command_recognises_the_local_cluster_and_inlines_its_keys(
+    stack: LocalStack,
+) -> None:
+    result = cli(stack, "identity-command")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("chainctl iam identities create kind-pull-secrets \\\n")
+    printed = flags(result.stdout)
+    assert json.loads(printed["issuer-keys"]) == stack.control_plane.jwks()
+    assert printed["identity-issuer"] == SERVICE_ACCOUNT_ISSUER
+    assert printed["subject"] == SUBJECT
+    assert printed["role"] == "registry.pull"
+    assert "recognised: KinD-like cluster (private issuer)" in result.stderr
+    assert "rotates its signing key" in result.stderr
+
+
+def test_the_printed_command_creates_an_identity_the_controller_fills_secrets_with(
+    stack: LocalStack,
+    cluster: ClusterHelper,
+    start_controller: Callable[..., ControllerProcess],
+    tmp_path: Path,
+) -> None:
+    name = f"kind-pull-secrets-{tmp_path.name[-12:]}".lower().replace("_", "-")
+    printed = cli(stack, "identity-command", "--name", name)
+    assert printed.returncode == 0, printed.stderr
+    # Pasted into a shell where chainctl is the local stand-in.
+    shell = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c",
+         f'chainctl() {{ "{sys.executable}" -m devstack.chainctl "$@"; }}\n{printed.stdout}'],
+        env={**os.environ, **stack.env()}, cwd=REPO, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert shell.returncode == 0, shell.stderr
+    uid = shell.stdout.strip()
+    assert uid
+
+    start_controller()
+    filled = cluster.namespace("cli")
+    cluster.create_pull_secret(filled, uid)
+    cluster.wait_filled(filled)
+    broken = cluster.namespace("clibad")
+    cluster.create_pull_secret(broken, "bad identity!")
+    error = eventually(lambda: cluster.annotations(broken).get(LAST_ERROR), what="an error")
+
+    result = cli(stack, "status", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["namespace"]: row for row in json.loads(result.stdout)}
+    assert rows[filled]["identity"] == uid
+    assert rows[filled]["expiresInSeconds"] > 0
+    assert rows[filled]["lastRefresh"] is not None
+    assert rows[filled]["lastError"] is None
+    assert rows[broken]["identity"] is None
+    assert rows[broken]["lastError"] == error
+
+    table = cli(stack, "status", "-A")
+    assert table.returncode == 0, table.stderr
+    lines = {line.split()[0]: line for line in table.stdout.splitlines()}
+    assert lines["NAMESPACE"].split()[:3] == ["NAMESPACE", "NAME", "IDENTITY"]
+    assert lines[filled].split()[:4] == [filled, "pull-secret", uid, "in"]
+    assert lines[filled].split()[4].endswith("m"), "the token lasts an hour"
+    assert lines[broken].split()[2] == "<invalid>"
+    assert lines[broken].endswith(error)
+    token = cluster.token(filled)
+    assert token
+    assert token not in table.stdout + result.stdout
+
+
+def test_status_falls_back_to_the_current_namespace_when_it_may_not_list_all(
+    stack: LocalStack, cluster: ClusterHelper, tmp_path: Path
+) -> None:
+    namespace = cluster.namespace("cliview")
+    cluster.create_pull_secret(namespace, "abc/def")
+    kubectl = cluster.kubectl
+    kubectl("-n", namespace, "create", "serviceaccount", "viewer")
+    kubectl("-n", namespace, "create", "role", "viewer", "--verb=list",
+            "--resource=secrets", "--resource-name=pull-secret")  # fmt: skip
+    kubectl("-n", namespace, "create", "rolebinding", "viewer", "--role=viewer",
+            f"--serviceaccount={namespace}:viewer")  # fmt: skip
+    viewer = stack.control_plane.service_account_kubeconfig(
+        namespace, "viewer", tmp_path / "viewer.kubeconfig"
+    )
+
+    result = cli(stack, "status", kubeconfig=viewer)
+    assert result.returncode == 0, result.stderr
+    assert "not allowed to list Secrets in all namespaces (403" in result.stderr
+    assert f"showing namespace {namespace} only" in " ".join(result.stderr.split())
+    (row,) = result.stdout.splitlines()[1:]
+    assert row.split()[:3] == [namespace, "pull-secret", "abc/def"]
+
+    everywhere = cli(stack, "status", "-A", kubeconfig=viewer)
+    assert everywhere.returncode == 1
+    assert "403 Forbidden" in one_line(everywhere.stderr)
+
+
+def test_check_exchanges_the_controllers_token_once(
+    stack: LocalStack, installed: str, tmp_path: Path
+) -> None:
+    token = stack.control_plane.service_account_token(
+        "pull-secret-updater", "controller", audience=SA_AUDIENCE
+    )
+    token_file = tmp_path / "oidc-token"
+    token_file.write_text(token)
+    common = ["--issuer", stack.token_service.url, "--registry", stack.registry.host,
+              "--ca-bundle", str(stack.ca_file)]  # fmt: skip
+
+    ok = cli(stack, "check", "--identity", installed, "--token-path", str(token_file), *common)
+    assert ok.returncode == 0, ok.stderr
+    first, registry_token, sent = ok.stdout.splitlines()
+    assert first.startswith(f"ok: token for {stack.registry.host} expires at ")
+    assert first.endswith("(in 59m)")
+    assert f"subject {installed}" in registry_token
+    assert f"issuer {SERVICE_ACCOUNT_ISSUER}, subject {SUBJECT}" in sent
+    assert token not in ok.stdout + ok.stderr
+
+    # The same, with a TokenRequest token as `run --token-source tokenrequest` gets it.
+    requested = cli(stack, "check", "--identity", installed, "--token-source", "tokenrequest",
+                    "--kubeconfig", str(stack.kubeconfig), *common)  # fmt: skip
+    assert requested.returncode == 0, requested.stderr
+    assert requested.stdout.startswith("ok: ")
+
+    unknown = "0000000000000000000000000000000000000000/0000000000000000"
+    refused = cli(stack, "check", "--identity", unknown, "--token-path", str(token_file), *common)
+    assert refused.returncode == 1
+    line = one_line(refused.stderr)
+    assert line.startswith(f"pull-secret-updater check: exchange for identity {unknown} failed: ")
+    assert "404" in line
+    assert token not in refused.stdout + refused.stderr
+
+
+def test_an_unreadable_kubeconfig_is_one_line(stack: LocalStack, tmp_path: Path) -> None:
+    # Every kind of unusable kubeconfig is covered in-process (test_cli_usage); here, once each
+    # through KUBECONFIG and through the flag, as a process.
+    garbage = tmp_path / "kubeconfig"
+    garbage.write_text("apiVersion: v1\nclusters: [ {\n")
+    by_variable = cli(stack, "status", kubeconfig=garbage)
+    by_flag = cli(stack, "identity-command", "--kubeconfig", str(tmp_path))
+    for result, command, path in ((by_variable, "status", garbage),
+                                  (by_flag, "identity-command", tmp_path)):  # fmt: skip
+        assert result.returncode == 2
+        assert one_line(result.stderr).startswith(
+            f"pull-secret-updater {command}: cannot use kubeconfig {path}: "
+        )
+        assert result.stdout == ""

@@ -1,0 +1,161 @@
+"""The command line: every command is listed and documented, every failure is one line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pull_secret_updater.cli import main
+
+COMMANDS = ("run", "identity-command", "status", "check")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("PSU_") or name in ("KUBECONFIG", "POD_NAMESPACE", "POD_NAME"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+def one_error_line(err: str, prog: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"{prog}: ")
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_help_lists_every_command_with_a_description(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in COMMANDS:
+        (line,) = [line for line in out.splitlines() if line.strip().startswith(command + " ")]
+        assert len(line.split()) > 3, f"{command} has no description"
+
+
+def test_no_command_prints_the_usage_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "commands:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: pull-secret-updater {command}")
+
+
+def test_check_help_offers_the_controllers_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--identity", "--issuer", "--registry", "--token-path", "--token-source",
+                 "--ca-bundle", "--kubeconfig"):  # fmt: skip
+        assert flag in out
+
+
+def test_an_unknown_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frobnicate"]) == 2
+    line = one_error_line(capsys.readouterr().err, "pull-secret-updater")
+    assert "unknown command 'frobnicate'" in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["status", "--bogus"], "unrecognized arguments: --bogus"),
+        (["status", "-n", "a", "-A"], "not allowed with argument"),
+        (["status", "-o", "yaml"], "invalid choice: 'yaml'"),
+        (["status", "--names", ","], "at least one name"),
+        (["status", "--names", "pull-secret,a=b"], "'a=b' is not a valid Secret name"),
+        (["check"], "required: --identity"),
+        (["check", "--identity", "has space"], "--identity contains ' '"),
+        (["check", "--identity", "x", "--token-source", "carrier-pigeon"], "token_source"),
+        (["check", "--identity", "x", "--issuer", "http://clear.example"], "https://"),
+        (["identity-command", "--namespace", "Not_Valid"], "not a valid namespace name"),
+    ],
+)
+def test_usage_mistakes_are_one_line_and_exit_2(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert words in one_error_line(capsys.readouterr().err, f"pull-secret-updater {argv[0]}")
+
+
+@pytest.mark.parametrize("command", ["status", "identity-command"])
+def test_an_unusable_kubeconfig_is_one_line(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    garbage = tmp_path / "garbage"
+    garbage.write_text("clusters: [unclosed\n")
+    not_a_kubeconfig = tmp_path / "list.yaml"
+    not_a_kubeconfig.write_text("- 1\n- 2\n")
+    cases = {
+        tmp_path / "absent": "does not exist",
+        tmp_path: "does not exist or is not a file",
+        garbage: "not valid YAML",
+        not_a_kubeconfig: "not a kubeconfig",
+    }
+    for path, words in cases.items():
+        assert main([command, "--kubeconfig", str(path)]) == 2
+        line = one_error_line(capsys.readouterr().err, f"pull-secret-updater {command}")
+        assert f"cannot use kubeconfig {path}: " in line
+        assert words in line
+
+
+def test_without_any_kubeconfig_the_way_to_give_one_is_named(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert main(["status"]) == 2
+    assert "pass --kubeconfig or set KUBECONFIG" in capsys.readouterr().err
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "nowhere"))
+    assert main(["status"]) == 2
+    line = one_error_line(capsys.readouterr().err, "pull-secret-updater status")
+    assert f"KUBECONFIG={tmp_path / 'nowhere'} does not exist" in line
+
+
+def write_kubeconfig(path: Path, *, server: str, context: str = "c") -> Path:
+    path.write_text(
+        f"""
+apiVersion: v1
+kind: Config
+clusters: [{{name: k, cluster: {{server: "{server}"}}}}]
+users: [{{name: u, user: {{token: not-a-real-token}}}}]
+contexts: [{{name: {context}, context: {{cluster: k, user: u, namespace: team}}}}]
+current-context: {context}
+"""
+    )
+    return path
+
+
+def test_an_unknown_context_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "config", server="https://127.0.0.1:1")
+    assert main(["status", "--kubeconfig", str(kubeconfig), "--context", "other"]) == 2
+    assert "Context 'other' not found" in one_error_line(
+        capsys.readouterr().err, "pull-secret-updater status"
+    )
+
+
+@pytest.mark.parametrize("command", ["status", "identity-command"])
+def test_an_unreachable_api_server_is_one_line_and_exit_1(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "config", server="https://127.0.0.1:1")
+    assert main([command, "--kubeconfig", str(kubeconfig)]) == 1
+    line = one_error_line(capsys.readouterr().err, f"pull-secret-updater {command}")
+    assert "connection failed" in line
+    assert "not-a-real-token" not in line
+
+
+def test_a_missing_token_file_for_check_is_a_configuration_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["check", "--identity", "abc/def", "--token-path", str(tmp_path / "absent")]
+    assert main(argv) == 2
+    line = one_error_line(capsys.readouterr().err, "pull-secret-updater check")
+    assert f"service-account token file {tmp_path / 'absent'} does not exist" in line
