@@ -75,3 +75,17 @@ def find_binaries(*, build: bool = False) -> Binaries:
         registry=_system("docker-registry", "apt-get install docker-registry"),
         skopeo=_system("skopeo", "apt-get install skopeo"),
     )
+
+
+def find_helm(*, build: bool = False) -> Path:
+    """The helm that ``hack/build-testbins.sh helm`` built, else the machine's.
+
+    Optional: only the chart's tests need it. With ``build``, build it first (a no-op when
+    cached; the first build takes a few minutes). Raises ``MissingBinary`` if there is none.
+    """
+    if build:
+        subprocess.run(["bash", str(_BUILD_SCRIPT), "helm"], check=True, stdout=subprocess.DEVNULL)
+    built = cache_dir() / "bin" / f"helm-{versions()['HELM_VERSION']}"
+    if built.exists():
+        return built
+    return _system("helm", "run hack/build-testbins.sh helm")

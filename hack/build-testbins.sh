@@ -84,7 +84,17 @@ build_etcd() {
 build_helm() {
   [ -x "$bindir/helm-$HELM_VERSION" ] && return 0
   log "building helm $HELM_VERSION"
-  GOBIN="$cache/build/helm-$HELM_VERSION" go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  # helm's own Makefile stamps its version and the Kubernetes version that `helm template` and
+  # `helm lint` assume (.Capabilities.KubeVersion) from its client-go; without these it reports
+  # "v3.N" and assumes Kubernetes 1.20.
+  local modfile client_go k8s_minor pkg=helm.sh/helm/v3
+  modfile=$(go mod download -json "$pkg@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+  client_go=$(sed -n 's#^[[:space:]]*k8s.io/client-go \(v[0-9.]*\).*#\1#p' "$modfile" | head -n1)
+  k8s_minor=$(echo "$client_go" | cut -d. -f2)
+  local ldflags="-s -w -X $pkg/internal/version.version=$HELM_VERSION"
+  ldflags+=" -X $pkg/pkg/lint/rules.k8sVersionMajor=1 -X $pkg/pkg/lint/rules.k8sVersionMinor=$k8s_minor"
+  ldflags+=" -X $pkg/pkg/chartutil.k8sVersionMajor=1 -X $pkg/pkg/chartutil.k8sVersionMinor=$k8s_minor"
+  GOBIN="$cache/build/helm-$HELM_VERSION" go install -trimpath -ldflags "$ldflags" "$pkg/cmd/helm@$HELM_VERSION"
   mv "$cache/build/helm-$HELM_VERSION/helm" "$bindir/helm-$HELM_VERSION"
   log "built helm"
 }

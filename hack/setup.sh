@@ -2,7 +2,7 @@
 # Install everything the demo and the tests need on a fresh Debian machine; quick when done.
 #   apt: docker-registry (CNCF distribution 2.8) and skopeo
 #   PyPI: uv, then the project and its dev dependencies (uv sync --frozen)
-#   Go modules: kube-apiserver, etcd (and kubectl if missing), cached by version
+#   Go modules: kube-apiserver, etcd, helm (and kubectl if missing), cached by version
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +22,4 @@ fi
 export PATH="$HOME/.local/bin:$PATH"
 uv sync --frozen -q
 bash hack/build-testbins.sh >/dev/null
+bash hack/build-testbins.sh helm >/dev/null

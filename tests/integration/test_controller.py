@@ -154,10 +154,11 @@ def test_bad_input_gets_a_warning_and_no_hot_loop(
 
 
 def test_an_exchange_failure_keeps_the_token_reports_and_recovers(
-    stack: LocalStack, cluster: ClusterHelper, start_controller: Start, installed: str,
+    stack: LocalStack, cluster: ClusterHelper, start_controller: Start,
     token_lifetime: Callable[[int], None],
 ) -> None:  # fmt: skip
     token_lifetime(12)
+    installed = stack.create_kind_identity(name="outage")  # no long-lived token cached for it
     start_controller()
     ns = cluster.namespace("outage")
     cluster.create_pull_secret(ns, installed)

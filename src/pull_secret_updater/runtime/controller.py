@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 import structlog
 from lightkube import AsyncClient
-from lightkube.resources.core_v1 import Namespace
 
 from pull_secret_updater.core import annotations as ann
+from pull_secret_updater.core.claims import InvalidToken, read_claims
 from pull_secret_updater.core.decision import (
     Fill,
     Ignore,
@@ -45,12 +45,14 @@ from pull_secret_updater.core.timing import Schedule, backoff
 from pull_secret_updater.kube.errors import Conflict, KubeError, NotFound
 from pull_secret_updater.kube.events import EventRecorder
 from pull_secret_updater.kube.leader import LeaderElector
+from pull_secret_updater.kube.namespaces import namespace_labels
 from pull_secret_updater.kube.secrets import SecretObject, WatchEvent, get_secret, write_secret
 from pull_secret_updater.runtime.health import Health
 from pull_secret_updater.runtime.metrics import Metrics
 from pull_secret_updater.runtime.workqueue import QueueClosed, WorkQueue
 from pull_secret_updater.tokens.cache import TokenCache
 from pull_secret_updater.tokens.errors import ExchangeError
+from pull_secret_updater.tokens.provider import IssuedToken
 
 log = structlog.get_logger("pull_secret_updater.controller")
 
@@ -63,6 +65,9 @@ _FILL_EVENT = {
     "identity changed": "Filled",
 }
 _NAMESPACE_LABELS_TTL = 30.0
+#: However a token's times look (an STS clock far off ours, say), a Secret is not refreshed
+#: again sooner than this after the last write: a bounded rate instead of an exchange loop.
+_MIN_REFRESH_INTERVAL = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,7 +192,17 @@ class Controller:
             docker_config_raw=secret.docker_config,
             resource_version=secret.resource_version,
         )
-        labels = await self._namespace_labels(secret.namespace)
+        try:
+            labels = await self._namespace_labels(secret.namespace)
+        except KubeError as e:
+            await self._report_failure(
+                secret,
+                reason="PolicyUnavailable",
+                message=f"cannot apply the identity policy: {e} (the policy selects namespaces "
+                "by label, so the controller needs get on namespaces)",
+                retry=True,
+            )
+            return
         now = self.clock()
         decision = decide(
             view,
@@ -202,10 +217,23 @@ class Controller:
                 self._failures.pop(key, None)
             case Invalid(reason_code=reason, message=message):
                 await self._report_failure(secret, reason=reason, message=message, retry=False)
-            case Wait(refresh_at=refresh_at):
+            case Wait(identity=identity, refresh_at=refresh_at, expires_at=expires_at):
                 self._failures.pop(key, None)
                 self.queue.add(key, delay=refresh_at - now)
+                self._share_token(view, identity=identity, expires_at=expires_at)
+                if ann.LAST_ERROR in secret.annotations and self.is_leader():
+                    await self._clear_error(secret)
             case Fill(identity=identity, reason=why):
+                last = ann.parse_time(secret.annotations.get(ann.LAST_REFRESH))
+                if why == "due for refresh" and last is not None:
+                    too_soon = last + _MIN_REFRESH_INTERVAL - now
+                    if too_soon > 0:
+                        log.warning(
+                            "token due for refresh right after it was written; is the token "
+                            "service's clock far off?", namespace=key[0], name=key[1],
+                        )  # fmt: skip
+                        self.queue.add(key, delay=too_soon)
+                        return
                 if self.is_leader():
                     await self._fill(secret, view=view, identity=identity, why=why)
 
@@ -285,6 +313,39 @@ class Controller:
             message=f"{reason} {self.config.registry} token for identity {identity} ({why}); "
             f"expires at {expires}",
         )
+
+    def _share_token(self, view: SecretView, *, identity: str, expires_at: float) -> None:
+        """Offer a valid token this controller wrote (found after a restart) to the cache,
+        so other Secrets of the same identity reuse it instead of costing an exchange."""
+        entry = parse_docker_config(view.docker_config_raw).entry(self.config.registry)
+        if entry is None or entry.password is None:
+            return
+        try:
+            issued_at = read_claims(entry.password).iat
+        except InvalidToken:
+            return
+        if issued_at is None:
+            return
+        self.tokens.seed(
+            identity,
+            IssuedToken(
+                token=entry.password,
+                expires_at=expires_at,
+                issued_at=issued_at,
+                registry=self.config.registry,
+            ),
+        )
+
+    async def _clear_error(self, secret: SecretObject) -> None:
+        try:
+            written = await write_secret(
+                self.client, secret, docker_config=None, annotations={ann.LAST_ERROR: None}
+            )
+        except KubeError as e:
+            log.info("could not clear the error status", namespace=secret.namespace,
+                     name=secret.name, error=str(e))  # fmt: skip
+            return
+        self.store[(secret.namespace, secret.name)] = written
 
     async def _reread(self, key: Key) -> None:
         try:
@@ -367,8 +428,7 @@ class Controller:
         now = time.monotonic()
         if cached is not None and now - cached.read_at < _NAMESPACE_LABELS_TTL:
             return cached.labels
-        ns = await self.client.get(Namespace, name=namespace)
-        labels = dict((ns.metadata.labels if ns.metadata else None) or {})
+        labels = await namespace_labels(self.client, name=namespace)
         self._labels[namespace] = _NamespaceLabels(labels=labels, read_at=now)
         return labels
 
