@@ -8,7 +8,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx2
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
@@ -237,3 +239,33 @@ def test_a_standby_takes_over_when_the_leader_dies(
     eventually(lambda: _holder(stack).startswith("replica-c"), timeout=10, what="handover")
     assert time.monotonic() - stopped < 2.5
     assert c.process.running()
+
+
+def test_metrics_and_probes_report_the_state(
+    stack: LocalStack, cluster: ClusterHelper, start_controller: Start
+) -> None:
+    identity = stack.create_kind_identity(name="metrics")
+    controller = start_controller()
+    ns = cluster.namespace("metrics")
+    cluster.create_pull_secret(ns, identity)
+    token = cluster.wait_filled(ns)
+
+    def sample(name: str, **labels: str) -> float | None:
+        for family in text_string_to_metric_families(controller.metrics()):
+            for s in family.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    return float(s.value)
+        return None
+
+    assert sample("pull_secret_updater_exchanges_total", identity=identity, outcome="success") == 1
+    # Gauges are refreshed every couple of seconds.
+    eventually(lambda: (sample("pull_secret_updater_managed_secrets") or 0) >= 1,
+               what="the managed Secrets gauge")  # fmt: skip
+    assert sample("pull_secret_updater_leader") == 1
+    assert (sample("pull_secret_updater_exchange_duration_seconds_count") or 0) >= 1
+    eventually(lambda: (sample("pull_secret_updater_earliest_expiry_seconds") or 0) != 0,
+               what="the expiry gauge")  # fmt: skip
+    assert token not in controller.metrics()
+    with httpx2.Client(timeout=5) as client:
+        assert client.get(f"{controller.metrics_url}/healthz").status_code == 200
+        assert client.get(f"{controller.metrics_url}/readyz").status_code == 200
