@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: setup test lint unit devstack demo bench bench-quick docs
+.PHONY: setup test lint unit devstack demo bench bench-quick docs image
 
 setup:
 	@bash hack/setup.sh
@@ -28,3 +28,6 @@ demo: setup
 
 docs: setup
 	uv run python hack/update-readme.py
+
+image: setup
+	bash hack/build-image.sh

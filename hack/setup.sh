@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the demo and the tests need on a fresh Debian machine; quick when done.
-#   apt: docker-registry (CNCF distribution 2.8) and skopeo
+#   apt: docker-registry (CNCF distribution 2.8), skopeo, buildah, podman, runc, mmdebstrap
 #   PyPI: uv, then the project and its dev dependencies (uv sync --frozen)
 #   Go modules: kube-apiserver, etcd, helm (and kubectl if missing), cached by version
 set -euo pipefail
@@ -9,6 +9,11 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
+# The container image is built without a Docker engine, from Debian packages (tests/image).
+command -v buildah >/dev/null 2>&1 || need_apt+=(buildah)
+command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+command -v runc >/dev/null 2>&1 || need_apt+=(runc)
+command -v mmdebstrap >/dev/null 2>&1 || need_apt+=(mmdebstrap)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] apt-get install ${need_apt[*]}" >&2
   sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_=sudo

@@ -21,7 +21,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 kind=${1:?builder or runtime}
 sources_file=${2:?sources file}
 out=${3:?output tarball}
-suite=${PSU_DEBIAN_SUITE:-bookworm}
+suite=bookworm
 
 log() { printf '[build-base] %s\n' "$*" >&2; }
 
@@ -29,7 +29,8 @@ log() { printf '[build-base] %s\n' "$*" >&2; }
 command -v mmdebstrap >/dev/null || { log "mmdebstrap is missing: apt-get install mmdebstrap"; exit 1; }
 
 work=$(mktemp -d "$(dirname "$out")/.base-$kind.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# --one-file-system: should mmdebstrap be killed, its mounts (proc, sys, dev) are left alone.
+trap 'rm -rf --one-file-system "$work"' EXIT
 root="$work/root"
 mirrors=()
 while IFS= read -r line; do
@@ -42,6 +43,7 @@ case "$kind" in
       --include=python3.11-venv,ca-certificates \
       --customize-hook="$here/builder-trust.sh \"\$1\"" \
       --format=directory "$suite" "$root" "${mirrors[@]}"
+    # shellcheck disable=SC2016  # dpkg-query's format, not the shell's
     chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' >"$work/packages"
     rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
     ;;
@@ -60,7 +62,7 @@ case "$kind" in
 esac
 
 # Device nodes and mount points' contents belong to the container runtime, not to a layer.
-rm -rf "${root:?}"/dev/* "${root:?}"/proc/* "${root:?}"/sys/* "${root:?}"/run/*
+rm -rf --one-file-system "${root:?}"/dev/* "${root:?}"/proc/* "${root:?}"/sys/* "${root:?}"/run/*
 mkdir -p "$root"/dev "$root"/proc "$root"/sys "$root"/run
 tar --create --file "$work/rootfs.tar" --directory "$root" --numeric-owner --sort=name .
 sort "$work/packages" >"$out.packages"

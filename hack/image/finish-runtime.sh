@@ -29,8 +29,14 @@ for deb in "$archives"/*.deb; do
   pkg=$(dpkg-deb --field "$deb" Package)
   version=$(dpkg-deb --field "$deb" Version)
   if [[ $kept != *" $pkg "* ]]; then
-    dpkg-deb --fsys-tarfile "$deb" | tar --list | grep -v '/$' | while IFS= read -r path; do
-      rm -f "$root/${path#./}"
+    # Its files, then its directories that nothing else uses (deepest first).
+    dpkg-deb --fsys-tarfile "$deb" | tar --list | sort -r | while IFS= read -r path; do
+      path="$root/${path#./}"
+      if [ -d "$path" ] && [ ! -L "$path" ]; then
+        rmdir --ignore-fail-on-non-empty "$path"
+      else
+        rm -f "$path"
+      fi
     done
     continue
   fi
