@@ -12,8 +12,9 @@ One process serves three HTTPS listeners, each for one kind of client:
   credential keeps working, as it would against cgr.dev while the STS is down. The STS
   listener serves the same endpoint too, for a realm that must be known before the registry
   listener's port is (it then goes down with ``refuse``);
-- the admin listener (``--admin-listen``): identities, statistics, faults and runtime config,
-  behind a bearer token. It must stay reachable to clear a ``refuse`` fault.
+- the admin listener (``--admin-listen``): identities, statistics, faults, runtime config and
+  every token issued (``/admin/issued``, for leak scans), behind a bearer token. It must stay
+  reachable to clear a ``refuse`` fault.
 
 State that must survive a restart (identities, the signing keys) lives in ``--state-dir``.
 Once every listener is up, the ports, URLs and admin token are written to ``--ready-file``
@@ -43,6 +44,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -67,6 +69,8 @@ REGISTRY_PULL: Final = "registry.pull"
 REGISTRY_USERNAME: Final = "_token"
 ADMIN_USERNAME: Final = "admin"
 SA_TOKEN_LEEWAY: Final = 10
+#: How many issued tokens ``/admin/issued`` remembers; older ones are dropped (and counted).
+MAX_ISSUED: Final = 100_000
 DISCOVERY_TTL: Final = 60.0
 # Algorithms a cluster may sign service-account tokens with; never HMAC or "none".
 SA_TOKEN_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "ES256", "ES384"})
@@ -761,9 +765,15 @@ class FaultSwitch:
 
 
 class Stats:
-    """Exchanges per identity UID (ok = a normal token was issued) and registry tokens issued."""
+    """Exchanges per identity UID (ok = a normal token was issued) and registry tokens issued.
+
+    ``in_flight`` counts, per identity UID, the exchanges being answered right now (a ``slow``
+    fault keeps them open), so a test can act while a client waits for an answer; a reset
+    leaves it alone.
+    """
 
     def __init__(self) -> None:
+        self.in_flight: dict[str, int] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -782,6 +792,30 @@ class Stats:
             "exchanges": self.exchanges,
             "exchanges_total": self.exchanges_total,
             "registry_tokens": self.registry_tokens,
+            "in_flight": {uid: n for uid, n in self.in_flight.items() if n},
+        }
+
+
+class IssuedTokens:
+    """Every token handed out, oldest first, so a test can search what a client emitted for them.
+
+    ``kind`` is ``sts`` (an exchange answer, faulty ones included) or ``registry`` (the
+    registry's token endpoint). Bounded by ``limit``; ``dropped`` counts what fell off.
+    """
+
+    def __init__(self, *, limit: int = MAX_ISSUED) -> None:
+        self._items: deque[tuple[str, str]] = deque(maxlen=limit)
+        self.dropped = 0
+
+    def add(self, kind: str, token: str) -> None:
+        if len(self._items) == self._items.maxlen:
+            self.dropped += 1
+        self._items.append((kind, token))
+
+    def to_json(self) -> JSONObject:
+        return {
+            "items": [{"kind": kind, "token": token} for kind, token in self._items],
+            "dropped": self.dropped,
         }
 
 
@@ -903,6 +937,7 @@ class TokenService:
         self._faults = FaultSwitch()
         self._fault_expiry: asyncio.Task[None] | None = None
         self._stats = Stats()
+        self._issued = IssuedTokens()
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(settings.tls_cert, settings.tls_key)
         self._sts = Listener(self._sts_app(), settings.listen, tls)
@@ -969,6 +1004,7 @@ class TokenService:
         app.router.add_delete("/admin/identities/{uid:.+}", self.handle_delete_identity)
         app.router.add_get("/admin/stats", self.handle_stats)
         app.router.add_post("/admin/stats/reset", self.handle_reset_stats)
+        app.router.add_get("/admin/issued", self.handle_issued)
         app.router.add_get("/admin/faults", self.handle_get_faults)
         app.router.add_post("/admin/faults", self.handle_set_fault)
         app.router.add_get("/admin/config", self.handle_get_config)
@@ -992,7 +1028,12 @@ class TokenService:
         except ApiError as e:
             self._stats.record_exchange(None, ok=False)
             return e.response()
-        response, ok = await self._answer_exchange(ask, fault)
+        asking = ask.identity or ""
+        self._stats.in_flight[asking] = self._stats.in_flight.get(asking, 0) + 1
+        try:
+            response, ok = await self._answer_exchange(ask, fault)
+        finally:
+            self._stats.in_flight[asking] -= 1
         self._stats.record_exchange(ask.identity, ok=ok)
         return response
 
@@ -1048,9 +1089,15 @@ class TokenService:
         }
         if mode == "no_exp":
             del claims["exp"]
-            return {"token": self._sts_key.sign(claims)}
-        token = f"not-a-jwt-{secrets.token_hex(16)}" if mode == "garbage_token" else None
-        return {"token": token or self._sts_key.sign(claims), "expiry": rfc3339(exp)}
+            token = self._sts_key.sign(claims)
+            self._issued.add("sts", token)
+            return {"token": token}
+        if mode == "garbage_token":
+            token = f"not-a-jwt-{secrets.token_hex(16)}"
+        else:
+            token = self._sts_key.sign(claims)
+        self._issued.add("sts", token)
+        return {"token": token, "expiry": rfc3339(exp)}
 
     async def handle_discovery(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -1094,6 +1141,7 @@ class TokenService:
             }
         )
         self._stats.registry_tokens += 1
+        self._issued.add("registry", token)
         return web.json_response(
             {
                 "token": token,
@@ -1172,6 +1220,9 @@ class TokenService:
     async def handle_reset_stats(self, request: web.Request) -> web.Response:
         self._stats.reset()
         return web.json_response(self._stats.to_json())
+
+    async def handle_issued(self, request: web.Request) -> web.Response:
+        return web.json_response(self._issued.to_json())
 
     async def handle_get_faults(self, request: web.Request) -> web.Response:
         return web.json_response(self._faults.to_json())
@@ -1353,6 +1404,11 @@ class TokenServiceAdmin:
 
     def reset_stats(self) -> None:
         self._call("POST", "/admin/stats/reset")
+
+    def issued(self, kind: str | None = None) -> list[str]:
+        """Every token the service has issued (``kind``: only ``sts`` or ``registry`` ones)."""
+        items: list[JSONObject] = self._call("GET", "/admin/issued")["items"]
+        return [str(i["token"]) for i in items if kind is None or i["kind"] == kind]
 
     def set_fault(
         self,

@@ -96,6 +96,36 @@ class ClusterHelper:
 
         return eventually(filled, timeout=timeout, what=f"a token in {namespace}/pull-secret")
 
+    def tokens(self, namespaces: list[str]) -> dict[str, str | None]:
+        """The registry token of every namespace's pull-secret, read in one list call."""
+        out = self.kubectl("get", "secrets", "-A", "--field-selector=metadata.name=pull-secret",
+                           "-o", "json")  # fmt: skip
+        found: dict[str, str | None] = dict.fromkeys(namespaces)
+        for item in json.loads(out)["items"]:
+            ns = item["metadata"]["namespace"]
+            if ns not in found:
+                continue
+            raw = (item.get("data") or {}).get(".dockerconfigjson")
+            config = json.loads(base64.b64decode(raw)) if raw else {}
+            auths = config.get("auths") if isinstance(config, dict) else None
+            entry = auths.get(self.registry) if isinstance(auths, dict) else None
+            found[ns] = entry.get("password") if isinstance(entry, dict) else None
+        return found
+
+    def wait_all_filled(
+        self, namespaces: list[str], *, other_than: dict[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> dict[str, str]:  # fmt: skip
+        """One consistent snapshot in which every Secret holds a token (newer than before)."""
+
+        def snapshot() -> dict[str, str] | None:
+            tokens = self.tokens(namespaces)
+            if all(t and (other_than is None or t != other_than[ns]) for ns, t in tokens.items()):
+                return {ns: str(t) for ns, t in tokens.items()}
+            return None
+
+        return eventually(snapshot, timeout=timeout, interval=0.3, what="every Secret filled")
+
     def events(self, namespace: str) -> list[dict[str, Any]]:
         out = self.kubectl("-n", namespace, "get", "events", "-o", "json")
         return list(json.loads(out)["items"])

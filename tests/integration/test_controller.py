@@ -31,7 +31,7 @@ def test_fifty_secrets_sharing_two_identities_cost_two_exchanges_per_window(
     stack: LocalStack, cluster: ClusterHelper, start_controller: Start,
     token_lifetime: Callable[[int], None],
 ) -> None:  # fmt: skip
-    token_lifetime(20)
+    token_lifetime(30)
     identities = [stack.create_kind_identity(name=f"shared-{i}") for i in range(2)]
     namespaces = [f"fifty-{i}-{time.monotonic_ns() % 100000}" for i in range(50)]
     objects = [
@@ -40,12 +40,12 @@ def test_fifty_secrets_sharing_two_identities_cost_two_exchanges_per_window(
     objects += [pull_secret_manifest(ns, identities[i % 2]) for i, ns in enumerate(namespaces)]
     apply_all(cluster, objects)
     start_controller()
-    first = {ns: cluster.wait_filled(ns) for ns in namespaces}
+    first = cluster.wait_all_filled(namespaces)
     assert [cluster.exchanges(uid) for uid in identities] == [1, 1]
     assert len(set(first.values())) == 2
 
     # One refresh window later every Secret holds a newer token, still for 2 exchanges.
-    second = {ns: cluster.wait_filled(ns, other_than=first[ns], timeout=25) for ns in namespaces}
+    second = cluster.wait_all_filled(namespaces, other_than=first, timeout=30)
     assert len(set(second.values())) == 2
     assert [cluster.exchanges(uid) for uid in identities] == [2, 2]
 

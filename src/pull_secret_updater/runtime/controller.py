@@ -43,6 +43,7 @@ from pull_secret_updater.core.dockerconfig import parse_docker_config, with_toke
 from pull_secret_updater.core.policy import Policy
 from pull_secret_updater.core.timing import Schedule, backoff
 from pull_secret_updater.kube.errors import Conflict, KubeError, NotFound
+from pull_secret_updater.kube.errors import Invalid as KubeInvalid
 from pull_secret_updater.kube.events import EventRecorder
 from pull_secret_updater.kube.leader import LeaderElector
 from pull_secret_updater.kube.namespaces import namespace_labels
@@ -224,16 +225,10 @@ class Controller:
                 if ann.LAST_ERROR in secret.annotations and self.is_leader():
                     await self._clear_error(secret)
             case Fill(identity=identity, reason=why):
-                last = ann.parse_time(secret.annotations.get(ann.LAST_REFRESH))
-                if why == "due for refresh" and last is not None:
-                    too_soon = last + _MIN_REFRESH_INTERVAL - now
-                    if too_soon > 0:
-                        log.warning(
-                            "token due for refresh right after it was written; is the token "
-                            "service's clock far off?", namespace=key[0], name=key[1],
-                        )  # fmt: skip
-                        self.queue.add(key, delay=too_soon)
-                        return
+                hold = self._refresh_hold(secret, now=now) if why == "due for refresh" else 0
+                if hold > 0:
+                    self.queue.add(key, delay=hold)
+                    return
                 if self.is_leader():
                     await self._fill(secret, view=view, identity=identity, why=why)
 
@@ -290,6 +285,9 @@ class Controller:
                 reason="WriteFailed",
                 message=f"writing the Secret failed: {e}",
                 retry=True,
+                # A write the API server finds invalid (a Secret over the size limit, say)
+                # will not succeed by itself: retry it at the slow rate.
+                retryable=not isinstance(e, KubeInvalid),
             )
             return
         self.metrics.secret_writes.labels(outcome="success").inc()
@@ -313,6 +311,24 @@ class Controller:
             message=f"{reason} {self.config.registry} token for identity {identity} ({why}); "
             f"expires at {expires}",
         )
+
+    def _refresh_hold(self, secret: SecretObject, *, now: float) -> float:
+        """Seconds to hold back a due refresh so one Secret is refreshed at most once per
+        _MIN_REFRESH_INTERVAL, but never past the safety margin before its token expires."""
+        last = ann.parse_time(secret.annotations.get(ann.LAST_REFRESH))
+        if last is None:
+            return 0.0
+        hold_until = last + _MIN_REFRESH_INTERVAL
+        expires = ann.parse_time(secret.annotations.get(ann.EXPIRES_AT))
+        if expires is not None:
+            hold_until = min(hold_until, expires - self.config.schedule.margin)
+        if hold_until <= now:
+            return 0.0
+        log.info(
+            "refresh held back: the token was due within seconds of being written",
+            namespace=secret.namespace, name=secret.name,
+        )  # fmt: skip
+        return hold_until - now
 
     def _share_token(self, view: SecretView, *, identity: str, expires_at: float) -> None:
         """Offer a valid token this controller wrote (found after a restart) to the cache,

@@ -199,15 +199,15 @@ class ChainguardSTS:
         remaining = claims.exp - now
         if remaining <= 0:
             raise MalformedResponse(
-                f"token service answered {status} with a token that expired "
-                f"{-remaining:.0f}s ago (is a clock wrong?)",
+                f"token service answered {status} with a token that has already expired "
+                "(is a clock wrong?)",
                 cause="expired",
                 status=status,
             )
         if remaining < self.min_lifetime:
             raise MalformedResponse(
-                f"token service answered {status} with a token that expires in "
-                f"{remaining:.0f}s, less than the minimum {self.min_lifetime:g}s",
+                f"token service answered {status} with a token that expires in less than "
+                f"the minimum of {self.min_lifetime:g}s",
                 cause="short_lived",
                 status=status,
             )

@@ -1,0 +1,242 @@
+"""What the reliability tests share: quick reads of Secrets, tokens, the audit log, figures.
+
+Reads go through the cluster admin's HTTP client rather than kubectl, so a test can sample
+every Secret several times a second while something is failing, without a process per look.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx2
+import jwt
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from devstack.controller import ControllerProcess
+from devstack.stack import LocalStack
+from tests.helpers import IDENTITY, LAST_ERROR
+
+__all__ = [
+    "CONTROLLER_USER",
+    "IDENTITY",
+    "LAST_ERROR",
+    "MANAGED",
+    "Api",
+    "AuditRecord",
+    "attempted_exchanges",
+    "audit_records",
+    "claims",
+    "controller_jti",
+    "exchanges",
+    "figure",
+    "log_records",
+    "metric",
+]
+
+CONTROLLER_USER = "system:serviceaccount:pull-secret-updater:controller"
+MANAGED = "pull-secret"
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+Json = dict[str, Any]
+
+
+def figure(name: str, value: float, unit: str = "") -> None:
+    """A measured figure, printed for the record (run pytest with -s to see it)."""
+    shown = f"{value:d}" if isinstance(value, int) else f"{value:.2f}"
+    print(f"FIGURE: {name} = {shown}{' ' + unit if unit else ''}")
+
+
+def claims(token: str | None) -> Json | None:
+    """The claims of a JWT without checking its signature; None if it is not one."""
+    if not token:
+        return None
+    try:
+        decoded: Json = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    return decoded
+
+
+def exchanges(stack: LocalStack, identities: Iterable[str]) -> int:
+    """Exchanges the token service has seen for these identities (ok and failed)."""
+    stats = stack.token_admin().stats()["exchanges"]
+    return sum(
+        int(stats.get(uid, {}).get("ok", 0)) + int(stats.get(uid, {}).get("error", 0))
+        for uid in identities
+    )
+
+
+def metric(controller: ControllerProcess, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` on the controller's /metrics that carry `labels`."""
+    total = 0.0
+    for family in text_string_to_metric_families(controller.metrics()):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def attempted_exchanges(controller: ControllerProcess, identities: Iterable[str]) -> int:
+    """Exchanges the controller attempted for these identities, whatever their outcome.
+
+    Unlike the token service's own count, this includes attempts that never reached it.
+    """
+    return int(
+        sum(metric(controller, "pull_secret_updater_exchanges_total", identity=uid)
+            for uid in identities)
+    )  # fmt: skip
+
+
+class Api:
+    """Reads and writes as the cluster admin over plain HTTP."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.http: httpx2.Client = stack.control_plane.admin.client(timeout=15.0)
+        self.registry = stack.registry.host
+
+    def close(self) -> None:
+        self.http.close()
+
+    def secret(self, namespace: str, name: str = MANAGED) -> Json | None:
+        response = self.http.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        secret: Json = response.json()
+        return secret
+
+    def managed(self, name: str = MANAGED) -> list[Json]:
+        """Every Secret called `name`, in every namespace."""
+        response = self.http.get(
+            "/api/v1/secrets", params={"fieldSelector": f"metadata.name={name}"}
+        )
+        response.raise_for_status()
+        items: list[Json] = response.json()["items"]
+        return items
+
+    def docker_config(self, secret: Json | None) -> Json:
+        raw = ((secret or {}).get("data") or {}).get(".dockerconfigjson")
+        if not raw:
+            return {}
+        config: Json = json.loads(base64.b64decode(raw))
+        return config
+
+    def token(self, secret: Json | None) -> str | None:
+        auths = self.docker_config(secret).get("auths")
+        entry = auths.get(self.registry) if isinstance(auths, dict) else None
+        password = entry.get("password") if isinstance(entry, dict) else None
+        return password if isinstance(password, str) else None
+
+    @staticmethod
+    def annotations(secret: Json | None) -> dict[str, str]:
+        return dict(((secret or {}).get("metadata") or {}).get("annotations") or {})
+
+    @staticmethod
+    def resource_version(secret: Json | None) -> str:
+        return str(((secret or {}).get("metadata") or {}).get("resourceVersion") or "")
+
+    def events(self, namespace: str) -> list[Json]:
+        response = self.http.get(f"/api/v1/namespaces/{namespace}/events")
+        response.raise_for_status()
+        items: list[Json] = response.json()["items"]
+        return items
+
+    def warnings(self, namespace: str) -> list[str]:
+        """Reasons of the Warning Events in `namespace`."""
+        return [e["reason"] for e in self.events(namespace) if e.get("type") == "Warning"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditRecord:
+    """One audit-log entry (stage ResponseComplete), times as epoch seconds."""
+
+    verb: str
+    resource: str
+    namespace: str | None
+    name: str | None
+    code: int
+    user: str
+    jti: str | None
+    user_agent: str
+    received: float
+    completed: float
+
+    @property
+    def is_write(self) -> bool:
+        return self.verb in WRITE_VERBS
+
+    @classmethod
+    def of(cls, entry: Json) -> AuditRecord:
+        ref = entry.get("objectRef") or {}
+        user = entry.get("user") or {}
+        credential = ((user.get("extra") or {}).get("authentication.kubernetes.io/credential-id")
+                      or [""])[0]  # fmt: skip
+        return cls(
+            verb=str(entry.get("verb")),
+            resource=str(ref.get("resource")),
+            namespace=ref.get("namespace"),
+            name=ref.get("name"),
+            code=int((entry.get("responseStatus") or {}).get("code") or 0),
+            user=str(user.get("username")),
+            jti=credential.removeprefix("JTI=") if credential.startswith("JTI=") else None,
+            user_agent=str(entry.get("userAgent") or ""),
+            received=_epoch(entry["requestReceivedTimestamp"]),
+            completed=_epoch(entry["stageTimestamp"]),
+        )
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def audit_records(
+    stack: LocalStack, *, since: float = 0.0, settle: float = 2.0
+) -> list[AuditRecord]:
+    """Audit entries of requests received at or after `since` (epoch seconds).
+
+    The API server writes its audit log in batches (at most a second apart); `settle` waits
+    for the last batch first.
+    """
+    time.sleep(settle)
+    records = []
+    for line in stack.control_plane.audit_log.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by an API server restart
+        if entry.get("stage") != "ResponseComplete":
+            continue
+        record = AuditRecord.of(entry)
+        if record.received >= since:
+            records.append(record)
+    return records
+
+
+def controller_jti(controller: ControllerProcess) -> str:
+    """The credential ID the API server's audit log shows for this replica's requests."""
+    config = yaml.safe_load(controller.kubeconfig.read_text())
+    token = str(config["users"][0]["user"]["token"])
+    decoded = claims(token) or {}
+    assert "jti" in decoded, "the ServiceAccount token has no jti"
+    return str(decoded["jti"])
+
+
+def log_records(controller: ControllerProcess) -> list[Json]:
+    """The controller's JSON log lines, with `at` (epoch seconds) added to each."""
+    records = []
+    for line in controller.logs().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "timestamp" in record:
+            record["at"] = _epoch(str(record["timestamp"]))
+            records.append(record)
+    return records

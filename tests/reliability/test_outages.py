@@ -1,0 +1,143 @@
+"""A token service outage shorter than the tokens' remaining lifetime costs the users nothing.
+
+Each fault the local token service can inject is held from just before the Secrets' refresh
+point until every Secret has reported it for a while, then cleared. Tokens live 30 s and are
+refreshed after 12-18 % of that, so the outage always starts before the refresh point and
+ends long before expiry: the old credential must stay in place, the retries must back off,
+the failure must be visible (Warning Event, `last-error`), and the first retry after the
+recovery must bring every Secret a fresh token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from devstack.controller import ControllerProcess
+from devstack.stack import LocalStack
+from tests.helpers import ClusterHelper, apply_all, eventually, pull_secret_manifest
+from tests.reliability.support import (
+    LAST_ERROR,
+    Api,
+    attempted_exchanges,
+    claims,
+    exchanges,
+    figure,
+)
+
+pytestmark = pytest.mark.stack
+
+Start = Callable[..., ControllerProcess]
+
+LIFETIME = 30
+#: Refresh after 12-18 % of the lifetime: 3.6-5.4 s after issue, so the fault goes in first.
+REFRESH = {"PSU_REFRESH_FRACTION": "0.15", "PSU_REFRESH_JITTER": "0.03"}
+BACKOFF_CAP = 4.0
+#: Time allowed beyond one backoff cap for the retry itself (an exchange, a write, a watch).
+RECOVERY_MARGIN = 6.0
+#: How long the fault stays on after every Secret has reported it, so retries pile up.
+HOLD_AFTER_REPORTED = 2.0
+HOT_LOOP_INTERVAL = 0.1
+
+
+@pytest.mark.parametrize(
+    ("mode", "options", "words"),
+    [
+        pytest.param("refuse", {}, ("could not reach",), id="refused-connections"),
+        pytest.param("status", {"status": 503}, ("503",), id="503"),
+        # Slower than PSU_EXCHANGE_TIMEOUT (2 s): the controller gives up on each answer.
+        pytest.param("slow", {"delay": 5.0}, ("timed out", "did not answer"), id="slow"),
+        pytest.param("malformed", {}, ("not JSON",), id="malformed-json"),
+        pytest.param("expired", {}, ("expired",), id="expired-token"),
+        pytest.param("no_exp", {}, ("no exp",), id="token-without-exp"),
+        pytest.param("garbage_token", {}, ("unusable token",), id="garbage-token"),
+    ],
+)
+def test_an_outage_keeps_valid_tokens_backs_off_reports_and_recovers(
+    stack: LocalStack, cluster: ClusterHelper, api: Api, start_controller: Start,
+    token_lifetime: Callable[[int], None], new_identity: Callable[[str], str],
+    mode: str, options: dict[str, Any], words: tuple[str, ...],
+) -> None:  # fmt: skip
+    token_lifetime(LIFETIME)
+    identities = [new_identity("outage"), new_identity("outage")]
+    namespaces = [f"outage-{mode.replace('_', '-')}-{i}-{time.time_ns() % 10**6}" for i in range(3)]
+    owners = dict(zip(namespaces, [identities[0], identities[0], identities[1]], strict=True))
+    apply_all(cluster, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+                        for ns in namespaces])  # fmt: skip
+    apply_all(cluster, [pull_secret_manifest(ns, uid) for ns, uid in owners.items()])
+    controller = start_controller(f"outage-{mode}", env=REFRESH)
+    before = {ns: cluster.wait_filled(ns) for ns in namespaces}
+    issued_at = min(float((claims(t) or {})["iat"]) for t in before.values())
+    assert time.time() < issued_at + LIFETIME * 0.12, "filling took past the refresh point"
+
+    admin = stack.token_admin()
+    admin.set_fault(mode, **options)
+    injected = time.monotonic()
+    attempted_from = attempted_exchanges(controller, identities)
+    served_from = exchanges(stack, identities)
+    reported: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    versions: dict[str, set[str]] = {ns: set() for ns in namespaces}
+    try:
+        while len(reported) < len(namespaces) or (
+            time.monotonic() - max(reported.values()) < HOLD_AFTER_REPORTED
+        ):
+            # The outage must end before the refresh margin (3 s) before expiry.
+            assert time.time() < issued_at + LIFETIME - 3 - HOLD_AFTER_REPORTED, (
+                f"not every Secret reported the fault in time: {errors}"
+            )
+            for ns in namespaces:
+                secret = api.secret(ns)
+                versions[ns].add(api.resource_version(secret))
+                token = api.token(secret)
+                assert token == before[ns], f"{ns}: the credential changed during the outage"
+                assert float((claims(token) or {})["exp"]) > time.time(), "the token expired"
+                error = api.annotations(secret).get(LAST_ERROR)
+                if error is not None:
+                    reported.setdefault(ns, time.monotonic())
+                    errors[ns] = error
+            time.sleep(0.2)
+        during = attempted_exchanges(controller, identities) - attempted_from
+        served = exchanges(stack, identities) - served_from
+        window = time.monotonic() - injected
+    finally:
+        admin.clear_faults()
+    cleared = time.monotonic()
+
+    hot_loop = len(namespaces) * window / HOT_LOOP_INTERVAL
+    # NB: the controller's own count includes attempts a refused connection kept from the service.
+    figure(f"outage[{mode}] exchanges attempted during a {window:.1f} s outage (3 Secrets)", during)
+    figure(f"outage[{mode}] exchanges seen by the token service in that time", served)
+    assert 0 < during < hot_loop / 4, f"{during} exchanges in {window:.1f}s: no backoff"
+    # Status writes and Events: one each per Secret, unless the message changes per attempt.
+    writes = sum(len(v) - 1 for v in versions.values())
+    warnings = sum(len(api.warnings(ns)) for ns in namespaces)
+    figure(f"outage[{mode}] status writes to the 3 Secrets during the outage", writes)
+    figure(f"outage[{mode}] Warning Events for the 3 Secrets", warnings)
+    assert writes < hot_loop / 4, f"{writes} status writes in {window:.1f}s"
+    for ns, error in errors.items():
+        assert any(word in error for word in words), f"{ns}: unclear last-error {error!r}"
+        assert "eyJ" not in error
+        assert "ExchangeFailed" in api.warnings(ns)
+
+    recovered: dict[str, float] = {}
+
+    def all_fresh() -> bool:
+        for ns in namespaces:
+            if ns in recovered:
+                continue
+            secret = api.secret(ns)
+            token = api.token(secret)
+            if token != before[ns] and LAST_ERROR not in api.annotations(secret):
+                assert float((claims(token) or {})["exp"]) > time.time()
+                recovered[ns] = time.monotonic() - cleared
+        return len(recovered) == len(namespaces)
+
+    eventually(all_fresh, timeout=BACKOFF_CAP + RECOVERY_MARGIN, interval=0.1,
+               what="every Secret refreshed and its error cleared")  # fmt: skip
+    figure(f"outage[{mode}] recovery after the fault cleared (slowest of 3)",
+           max(recovered.values()), "s")  # fmt: skip
+    assert controller.process.running()
