@@ -28,12 +28,7 @@ from pull_secret_updater.runtime.health import Health
 from pull_secret_updater.runtime.metrics import MeteredProvider, Metrics
 from pull_secret_updater.settings import Settings
 from pull_secret_updater.tokens.cache import TokenCache
-from pull_secret_updater.tokens.satoken import (
-    ProjectedFileTokenSource,
-    ServiceAccountTokenSource,
-    TokenRequestTokenSource,
-)
-from pull_secret_updater.tokens.sts import ChainguardSTS
+from pull_secret_updater.tokens.configured import service_account_tokens, token_service
 
 log = structlog.get_logger("pull_secret_updater")
 
@@ -66,24 +61,7 @@ async def run(settings: Settings) -> None:
             "limit which identities each namespace may use"
         )
     client = make_client(kubeconfig=settings.kubeconfig)
-    sa_tokens: ServiceAccountTokenSource
-    if settings.token_source == "file":
-        sa_tokens = ProjectedFileTokenSource(path=settings.token_path)
-    else:
-        sa_tokens = TokenRequestTokenSource(
-            client,
-            namespace=settings.namespace,
-            service_account=settings.service_account,
-            audience=settings.sa_audience,
-        )
-    sts = ChainguardSTS(
-        sa_tokens=sa_tokens,
-        issuer=settings.issuer,
-        audience=settings.registry,
-        ca_bundle=settings.ca_bundle,
-        timeout=settings.exchange_timeout,
-        min_lifetime=settings.min_token_lifetime,
-    )
+    sts = token_service(settings, sa_tokens=service_account_tokens(settings, client=lambda: client))
     metrics = Metrics()
     tokens = TokenCache(
         MeteredProvider(sts, metrics=metrics),

@@ -19,13 +19,9 @@ import lightkube
 from pull_secret_updater.core import annotations as keys
 from pull_secret_updater.core.claims import InvalidToken, TokenClaims, read_claims
 from pull_secret_updater.settings import Settings
+from pull_secret_updater.tokens.configured import service_account_tokens, token_service
 from pull_secret_updater.tokens.errors import ExchangeError
-from pull_secret_updater.tokens.satoken import (
-    ProjectedFileTokenSource,
-    ServiceAccountTokenSource,
-    TokenRequestTokenSource,
-)
-from pull_secret_updater.tokens.sts import ChainguardSTS
+from pull_secret_updater.tokens.satoken import ServiceAccountTokenSource
 from pull_secret_updater.tools.durations import format_expiry
 from pull_secret_updater.tools.errors import USAGE, ToolError
 
@@ -97,29 +93,11 @@ async def run_check(
     exchange is an outcome, not an exception.
     """
     client: lightkube.AsyncClient | None = None
-    source: ServiceAccountTokenSource
-    if settings.token_source == "file":
-        source = ProjectedFileTokenSource(path=settings.token_path)
-    else:
-        client = open_client()
-        source = TokenRequestTokenSource(
-            client,
-            namespace=settings.namespace,
-            service_account=settings.service_account,
-            audience=settings.sa_audience,
-        )
+    source = service_account_tokens(settings, client=open_client)
     recording = _Recording(source)
     try:
         try:
-            sts = ChainguardSTS(
-                sa_tokens=recording,
-                issuer=settings.issuer,
-                audience=settings.registry,
-                ca_bundle=settings.ca_bundle,
-                timeout=settings.exchange_timeout,
-                min_lifetime=settings.min_token_lifetime,
-                transport=transport,
-            )
+            sts = token_service(settings, sa_tokens=recording, transport=transport)
         except ValueError as e:
             raise ToolError(str(e), exit_code=USAGE) from None
         async with sts:
