@@ -88,8 +88,9 @@ class EventRecorder:
         self._clock = clock
         self._now = now
         self._recent: OrderedDict[_Key, _Recent] = OrderedDict()
-        # NB: one Event write at a time, so two repeats racing cannot both create an Event.
-        self._lock = asyncio.Lock()
+        # NB: one write at a time per Event key, so two repeats racing cannot both create an
+        # Event; Events about different things are written concurrently.
+        self._locks: dict[_Key, asyncio.Lock] = {}
 
     async def emit(
         self,
@@ -104,9 +105,14 @@ class EventRecorder:
         ref = secret.ref if isinstance(secret, SecretObject) else secret
         key: _Key = (ref.uid or f"{ref.namespace}/{ref.name}", type, reason, message)
         try:
-            async with self._lock:
-                if not await self._bump(key):
-                    await self._create(key, ref=ref, type=type, reason=reason, message=message)
+            lock = self._locks.setdefault(key, asyncio.Lock())
+            try:
+                async with lock:
+                    if not await self._bump(key):
+                        await self._create(key, ref=ref, type=type, reason=reason, message=message)
+            finally:
+                if not lock.locked():
+                    self._locks.pop(key, None)
         except Exception as e:
             logger.warning(
                 "could not record an Event",

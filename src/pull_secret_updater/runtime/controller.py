@@ -111,6 +111,8 @@ class Controller:
     _failures: dict[Key, _Failure] = field(default_factory=dict)
     _synced: set[str] = field(default_factory=set)
     _labels: dict[str, _NamespaceLabels] = field(default_factory=dict)
+    _event_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _event_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
 
     # -- leadership ------------------------------------------------------------------------
 
@@ -304,9 +306,8 @@ class Controller:
             why=why,
             expires_at=expires,
         )
-        await self.events.emit(
+        self._emit_soon(
             secret=written,
-            type="Normal",
             reason=reason,
             message=f"{reason} {self.config.registry} token for identity {identity} ({why}); "
             f"expires at {expires}",
@@ -362,6 +363,19 @@ class Controller:
                      name=secret.name, error=str(e))  # fmt: skip
             return
         self.store[(secret.namespace, secret.name)] = written
+
+    def _emit_soon(self, *, secret: SecretObject, reason: str, message: str) -> None:
+        """A Normal Event, written in the background: Events are best-effort, and a worker
+        waiting for one would halve the write rate of a mass fill or refresh."""
+
+        async def emit() -> None:
+            async with self._event_slots:
+                await self.events.emit(secret=secret, type="Normal", reason=reason,
+                                       message=message)  # fmt: skip
+
+        task = asyncio.create_task(emit())
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
 
     async def _reread(self, key: Key) -> None:
         try:

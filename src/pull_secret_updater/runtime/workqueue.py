@@ -76,8 +76,11 @@ class WorkQueue(Generic[K]):
             timeout = None
             if self._heap:
                 timeout = max(0.0, self._heap[0][0] - self._clock())
+            # NB: not asyncio.wait_for, which on Python 3.11 can swallow a cancellation that
+            # arrives together with the wakeup, leaving a stopping worker asleep.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wakeup.wait()
 
     def done(self, key: K) -> None:
         self._processing.discard(key)
