@@ -31,3 +31,9 @@ docs: setup
 
 image: setup
 	bash hack/build-image.sh
+
+bench: setup
+	uv run python -m bench --out bench-results
+
+bench-quick: setup
+	uv run python -m bench --quick --out bench-results

@@ -1,0 +1,289 @@
+"""Cold fill: N empty annotated Secrets over M identities, and a controller that starts.
+
+The baseline is a bare lightkube client writing a token minted beforehand into the same
+Secrets, one get and one merge patch (with the same resourceVersion precondition, data and
+annotations as the controller's write) per Secret, with as many concurrent writers as the
+controller has workers. Both are timed the same way: from the start (the controller's process
+launch, the baseline's first request) to the moment the admin watch has seen the last Secret
+with its token.
+
+Three rounds on the same Secrets: the baseline; the Secrets put back to their empty state and
+the controller started; the baseline again, over the controller's tokens. The ratio is against
+the mean of the two baseline rounds, which brackets any drift in the machine's load. CPU
+seconds per Secret (writer, API server, etcd and the observer together) are reported too: on a
+machine shared with other work they are steadier than wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import lightkube
+from lightkube.resources.core_v1 import Secret
+from lightkube.types import PatchType
+
+from bench import lab
+from bench.observe import Observation, SecretWatch, claims_of, verify_tokens
+from bench.results import ScenarioResult, Target, distribution, ratio
+from bench.sizes import Sizes
+from devstack.stack import LocalStack
+
+TITLE = "Cold fill"
+
+
+def _rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _baseline_patch(
+    token: str, *, registry: str, identity: str, expires_at: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The data and annotations the controller writes, with `token` in them."""
+    auth = base64.b64encode(f"_token:{token}".encode()).decode()
+    config = {"auths": {registry: {"username": "_token", "password": token, "auth": auth}}}
+    document = json.dumps(config, separators=(",", ":")).encode()
+    data = {lab.DOCKER_CONFIG_KEY: base64.b64encode(document).decode()}
+    digest = hashlib.sha256(f"{identity}\n{registry}\n{token}".encode()).hexdigest()[:32]
+    prefix = lab.ANNOTATION_PREFIX
+    annotations: dict[str, Any] = {
+        prefix + "expires-at": _rfc3339(expires_at),
+        prefix + "last-refresh": _rfc3339(time.time()),
+        prefix + "token-hash": digest,
+        prefix + "filled-identity": identity,
+        prefix + "last-error": None,
+    }
+    return data, annotations
+
+
+async def _baseline(
+    client: lightkube.AsyncClient,
+    namespaces: Sequence[str],
+    *,
+    data: dict[str, Any],
+    annotations: dict[str, Any],
+    workers: int,
+) -> None:
+    async def write(namespace: str) -> None:
+        secret = await client.get(Secret, lab.MANAGED_NAME, namespace=namespace)
+        assert secret.metadata is not None
+        body = {
+            "metadata": {
+                "resourceVersion": secret.metadata.resourceVersion,
+                "annotations": annotations,
+            },
+            "data": data,
+        }
+        await client.patch(
+            Secret, lab.MANAGED_NAME, body, namespace=namespace, patch_type=PatchType.MERGE
+        )
+
+    await lab.bounded(namespaces, write, concurrency=workers)
+
+
+def _curve(reached: dict[str, Observation], start: float) -> list[float]:
+    return sorted(round(seen.mono - start, 4) for seen in reached.values())
+
+
+async def run(sizes: Sizes, stacks: lab.Stacks) -> ScenarioResult:
+    result = ScenarioResult(name="cold_fill", title=TITLE)
+    n, m = sizes.fill_secrets, sizes.identities
+    async with stacks.stack() as stack:
+        identities = lab.create_identities(stack, m, prefix="fill")
+        namespaces = [f"fill-{i:05d}" for i in range(n)]
+        async with lab.admin_client(stack) as client:
+            started = time.monotonic()
+            await lab.create_namespaces(client, namespaces)
+            await lab.create_pull_secrets(client, namespaces, identities)
+            result.figures["setup_seconds"] = round(time.monotonic() - started, 2)
+            lab.progress(f"{n} namespaces and Secrets created")
+            async with SecretWatch(stack, namespaces=namespaces, keep_history=False) as watch:
+                await _measure(stack, client, watch, namespaces, identities, sizes, result)
+    return result
+
+
+@dataclass(frozen=True)
+class _Round:
+    seconds: float
+    client_seconds: float
+    curve: list[float]
+    cpu: dict[str, float]
+
+
+def _cost(cpu: dict[str, float], *, writer: str) -> float:
+    """CPU seconds spent on a round by the writer, the API server, etcd and the observer."""
+    names = {writer, "kube_apiserver", "etcd", "bench"}
+    return sum(cpu.get(f"{name}_cpu_seconds", 0.0) for name in names)
+
+
+async def _measure(
+    stack: LocalStack,
+    client: lightkube.AsyncClient,
+    watch: SecretWatch,
+    namespaces: list[str],
+    identities: list[str],
+    sizes: Sizes,
+    result: ScenarioResult,
+) -> None:
+    n, m, workers = len(namespaces), len(identities), sizes.workers
+    timeout = max(120.0, n * 0.25)
+    figures = result.figures
+    figures.update(secrets=n, identities=m, workers=workers, load_average=lab.load_average())
+
+    # -- baseline: a bare client writing a pre-minted token ----------------------------
+    token = lab.exchange(stack, identities[0])
+    minted = claims_of(token)
+    assert minted is not None
+    data, annotations = _baseline_patch(
+        token, registry=stack.registry.host, identity=identities[0], expires_at=minted.exp
+    )
+
+    async def baseline_round() -> _Round:
+        goal = watch.goal(
+            namespaces, lambda seen: seen.token is not None and seen.token.jti == minted.jti
+        )
+        meter = lab.CpuMeter(stack).start()
+        start = time.monotonic()
+        await _baseline(client, namespaces, data=data, annotations=annotations, workers=workers)
+        client_done = time.monotonic() - start
+        if not await goal.wait(timeout):
+            raise RuntimeError(
+                f"the baseline's writes were not all seen ({len(goal.pending)} left)"
+            )
+        seconds = max(seen.mono for seen in goal.reached.values()) - start
+        return _Round(seconds, client_done, _curve(goal.reached, start), meter.stop())
+
+    before = await baseline_round()
+    lab.progress(f"baseline: {before.seconds:.2f} s")
+
+    # -- back to the quickstart state ----------------------------------------------------
+    await lab.empty_pull_secrets(client, namespaces)
+    emptied = watch.goal(namespaces, lambda seen: seen.token is None)
+    if not await emptied.wait(timeout):
+        raise RuntimeError("the Secrets could not be emptied again")
+    stack.token_admin().reset_stats()
+
+    # -- the controller --------------------------------------------------------------------
+    def filled(seen: Observation) -> bool:
+        return (
+            seen.token is not None and seen.token.jti != minted.jti and seen.token.exp > seen.wall
+        )
+
+    goal = watch.goal(namespaces, filled)
+    process = lab.controller(stack, name="cold-fill", workers=workers)
+    since_wall = time.time()
+    meter = lab.CpuMeter(stack)
+    start = time.monotonic()
+    process.start(wait_ready=False)
+    try:
+        meter.pids["controller"] = process.process.pid
+        meter.start()
+        complete = await goal.wait(timeout)
+        cpu = meter.stop()
+        reading = lab.read_process(process.process.pid)
+        await asyncio.sleep(1.0)  # an exchange still in flight would show up in the stats
+        counts = lab.exchange_counts(stack)
+        until_wall = time.time()
+    finally:
+        stopped = await lab.stop_controller(stack, process)
+    reached = goal.reached
+    if not reached:
+        raise RuntimeError(f"the controller filled no Secret within {timeout:.0f}s")
+    times = [seen.mono - start for seen in reached.values()]
+    fill_seconds = max(times)
+    lab.progress(f"controller: {len(reached)} Secrets filled in {fill_seconds:.2f} s")
+    first_fill = min(times)
+    exchanges = lab.total_exchanges(counts)
+    verification = await verify_tokens(stack, namespaces)
+    await asyncio.sleep(1.0)  # the audit log is written in batches of up to a second
+    requests = lab.audited_requests(
+        stack.control_plane.audit_log, user=lab.CONTROLLER_USER, since=since_wall, until=until_wall
+    )
+
+    # -- the baseline again, over the controller's tokens: brackets any drift in load ----
+    after = await baseline_round()
+    lab.progress(f"baseline again: {after.seconds:.2f} s")
+
+    baseline_seconds = (before.seconds + after.seconds) / 2
+    fill_ratio = ratio(fill_seconds, baseline_seconds)
+    baseline_cost = (_cost(before.cpu, writer="bench") + _cost(after.cpu, writer="bench")) / 2
+    controller_cost = _cost(cpu, writer="controller")
+    figures.update(
+        baseline_seconds=round(baseline_seconds, 3),
+        baseline_rounds_seconds=[round(before.seconds, 3), round(after.seconds, 3)],
+        baseline_client_seconds=[round(before.client_seconds, 3), round(after.client_seconds, 3)],
+        baseline_writes_per_second=round(n / baseline_seconds, 1),
+        controller_fill_seconds=round(fill_seconds, 3),
+        controller_first_fill_seconds=round(first_fill, 3),
+        controller_writing_seconds=round(fill_seconds - first_fill, 3),
+        controller_writes_per_second=round(len(reached) / max(fill_seconds, 1e-9), 1),
+        ratio=round(fill_ratio, 3),
+        ratio_excluding_startup=round(ratio(fill_seconds - first_fill, baseline_seconds), 3),
+        filled=len(reached),
+        complete=complete,
+        exchanges=exchanges,
+        exchanges_by_identity={k: v["ok"] + v["error"] for k, v in counts.items()},
+        exchange_errors=sum(c["error"] for c in counts.values()),
+        controller_cpu_seconds=round(reading.cpu_seconds, 2),
+        controller_peak_rss_mib=round(reading.hwm_bytes / 2**20, 1),
+        controller_requests=lab.requests_by_kind(requests),
+        controller_requests_per_secret=round(len(requests) / n, 2),
+        cpu_ms_per_secret_baseline=round(baseline_cost * 1000 / n, 2),
+        cpu_ms_per_secret_controller=round(controller_cost * 1000 / n, 2),
+        cpu_cost_ratio=round(ratio(controller_cost, baseline_cost), 3),
+        cpu_baseline_before=before.cpu,
+        cpu_controller=cpu,
+        cpu_baseline_after=after.cpu,
+        valid_tokens=verification.valid,
+        token_problems=verification.problems,
+        fill_time_distribution=distribution(times),
+        unclean_stops=lab.unclean([stopped]),
+    )
+    result.series = {
+        "baseline_curve": before.curve,
+        "baseline_after_curve": after.curve,
+        "controller_curve": sorted(times),
+    }
+    result.targets = [
+        Target(
+            name="cold fill vs baseline",
+            requirement="fill time <= 1.5 x baseline",
+            measured=(
+                f"{fill_seconds:.2f} s vs {baseline_seconds:.2f} s = {fill_ratio:.2f}x "
+                f"(N={n}, {workers} workers; baseline rounds {before.seconds:.2f} and "
+                f"{after.seconds:.2f} s)"
+            ),
+            passed=complete and fill_ratio <= 1.5,
+        ),
+        Target(
+            name="exchanges during cold fill",
+            requirement=f"exchanges == M ({m})",
+            measured=f"{exchanges} exchanges for {n} Secrets",
+            passed=exchanges == m,
+        ),
+        Target(
+            name="tokens valid after cold fill",
+            requirement=f"all {n} Secrets hold a valid token",
+            measured=f"{verification.valid} valid"
+            + (f", problems: {verification.problems}" if verification.problems else ""),
+            passed=verification.valid == n,
+        ),
+    ]
+    result.notes += [
+        f"The baseline ran before and after the controller ({before.seconds:.2f} s, "
+        f"{after.seconds:.2f} s); the ratio is against their mean.",
+        f"The controller's first write landed {first_fill:.2f} s after its launch (interpreter "
+        "start, initial list, Lease); the ratio excluding that is "
+        f"{figures['ratio_excluding_startup']:.2f}x.",
+        f"CPU per Secret (writer + API server + etcd + observer): controller "
+        f"{figures['cpu_ms_per_secret_controller']} ms, baseline "
+        f"{figures['cpu_ms_per_secret_baseline']} ms ({figures['cpu_cost_ratio']}x); other load "
+        f"on the machine used {cpu['elsewhere_cpu_seconds']:.1f} CPU s during the fill.",
+    ]
