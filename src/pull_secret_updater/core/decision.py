@@ -149,10 +149,10 @@ def decide(
         fraction=schedule.fraction,
         jitter=schedule.jitter,
         margin=schedule.margin,
-        # Seeded from the token and the Secret, so the jitter is stable across restarts and
-        # replicas, and the Secrets sharing one token do not all come due at the same instant
-        # (the first to come due exchanges; the others reuse its token). Not for secrecy.
-        rng=random.Random(f"{stored_hash}/{secret.namespace}/{secret.name}"),  # noqa: S311
+        # Seeded from the token, so the jitter is stable across restarts and replicas, and
+        # the Secrets sharing a token come due together and share one exchange (the spread
+        # between identities comes from their tokens). Not used for anything secret.
+        rng=random.Random(int(stored_hash, 16)),  # noqa: S311
     )
     if now >= when:
         return Fill(identity=identity, reason="due for refresh")
