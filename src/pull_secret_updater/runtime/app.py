@@ -82,7 +82,6 @@ async def run(settings: Settings) -> None:
             policy=policy,
             backoff_base=settings.backoff_base,
             backoff_cap=settings.backoff_cap,
-            workers=settings.workers,
         ),
         client=client,
         tokens=tokens,

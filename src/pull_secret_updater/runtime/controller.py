@@ -79,7 +79,6 @@ class ControllerConfig:
     policy: Policy | None
     backoff_base: float = 1.0
     backoff_cap: float = 300.0
-    workers: int = 4
 
 
 @dataclass
@@ -238,7 +237,8 @@ class Controller:
         self, secret: SecretObject, *, view: SecretView, identity: str, why: str
     ) -> None:
         key = (secret.namespace, secret.name)
-        current = parse_docker_config(view.docker_config_raw).entry(self.config.registry)
+        config = parse_docker_config(view.docker_config_raw)
+        current = config.entry(self.config.registry)
         if current is not None and current.password is not None:
             # The Secret's own token is due: a cached token that is the same one is due too.
             self.tokens.forget_token(identity=identity, token=current.password)
@@ -251,7 +251,7 @@ class Controller:
             )
             return
         new_config = with_token(
-            parse_docker_config(view.docker_config_raw),
+            config,
             registry=self.config.registry,
             token=issued.token,
         )
