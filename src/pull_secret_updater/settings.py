@@ -29,6 +29,11 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
+from pull_secret_updater.core import backoff as _backoff
+from pull_secret_updater.core import schedule as _schedule
+from pull_secret_updater.core.backoff import Backoff
+from pull_secret_updater.core.schedule import Schedule
+
 ENV_PREFIX = "PSU_"
 
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -111,24 +116,32 @@ class Settings(BaseSettings):
         ),
     )
     refresh_fraction: float = Field(
-        default=0.66,
+        default=_schedule.DEFAULT_FRACTION,
         description=(
             "Share of a token's lifetime (from its iat and exp claims) after which it is "
             "refreshed; between 0 and 1. Default: 0.66."
         ),
     )
     refresh_jitter: float = Field(
-        default=0.1,
+        default=_schedule.DEFAULT_JITTER,
         description=(
             "Random spread added to refresh_fraction, as a share of the lifetime (+/-), so "
             "Secrets filled together are not refreshed together. Default: 0.1."
         ),
     )
     refresh_margin: float = Field(
-        default=60.0,
+        default=_schedule.DEFAULT_MARGIN,
         description=(
             "A token is refreshed at the latest this many seconds before it expires, whatever "
             "the fraction says. Default: 60."
+        ),
+    )
+    max_refresh_interval: float = Field(
+        default=_schedule.DEFAULT_MAX_INTERVAL,
+        description=(
+            "A token is refreshed at the latest this many seconds after it was issued, however "
+            "far away its expiry is, so a deleted identity or a changed policy is noticed "
+            "within that time. Default: 14400 (4 hours)."
         ),
     )
     min_token_lifetime: float = Field(
@@ -139,22 +152,50 @@ class Settings(BaseSettings):
         ),
     )
     backoff_base: float = Field(
-        default=1.0,
+        default=_backoff.DEFAULT_BASE,
         description=(
             "Seconds to wait before the first retry of a failed refresh; doubles at each "
             "further failure (failures that waiting will not fix start slower). Default: 1."
         ),
     )
     backoff_cap: float = Field(
-        default=300.0,
+        default=_backoff.DEFAULT_CAP,
         description="Longest wait, in seconds, between retries of a failed refresh. Default: 300.",
+    )
+    token_subject: Literal["controller", "namespace"] = Field(
+        default="controller",
+        description=(
+            "Whose service-account token is exchanged for a Secret's token: controller (the "
+            "controller's own; every identity trusts system:serviceaccount:<namespace>:"
+            "<service_account>, so a policy must say which namespace may use which identity) "
+            "or namespace (a token of the ServiceAccount namespace_service_account in the "
+            "Secret's own namespace, requested with TokenRequest; each identity trusts one "
+            "namespace, and the token service itself refuses the others). Default: controller."
+        ),
+    )
+    namespace_service_account: str = Field(
+        default="pull-secret-updater",
+        description=(
+            "With token_subject namespace: the ServiceAccount, in each Secret's namespace, whose "
+            "token is exchanged; the RBAC grants create on serviceaccounts/token for this name "
+            "only. Default: pull-secret-updater."
+        ),
     )
     policy_file: Path | None = Field(
         default=None,
         description=(
-            "YAML file saying which identities may be used in which namespaces. Without one, "
-            "any Secret with a managed name may use any identity that trusts the controller, "
-            "and the controller warns at start. Default: none."
+            "YAML file saying which identities may be used in which namespaces. With "
+            "token_subject controller, one is required unless allow_any_identity is set. "
+            "Default: none."
+        ),
+    )
+    allow_any_identity: bool = Field(
+        default=False,
+        description=(
+            "With token_subject controller and no policy_file: let any namespace use any "
+            "identity that trusts the controller (anyone who can create a Secret with a managed "
+            "name can then obtain those tokens). Without it, the controller refuses to start "
+            "until a policy is chosen. Default: false."
         ),
     )
     namespace: str = Field(
@@ -298,7 +339,7 @@ class Settings(BaseSettings):
             raise ValueError("names a Secret more than once")
         return value
 
-    @field_validator("service_account", "lease_name")
+    @field_validator("service_account", "lease_name", "namespace_service_account")
     @classmethod
     def _check_subdomain_name(cls, value: str) -> str:
         _check_subdomain(value)
@@ -329,22 +370,9 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
         return level
 
-    @field_validator("refresh_fraction")
-    @classmethod
-    def _check_fraction(cls, value: float) -> float:
-        if not 0 < value < 1:
-            raise ValueError("must be between 0 and 1 (exclusive)")
-        return value
-
-    @field_validator("refresh_jitter")
-    @classmethod
-    def _check_jitter(cls, value: float) -> float:
-        if not 0 <= value < 1:
-            raise ValueError("must be at least 0 and less than 1")
-        return value
-
     @field_validator(
         "exchange_timeout",
+        "max_refresh_interval",
         "backoff_base",
         "backoff_cap",
         "lease_duration",
@@ -378,29 +406,44 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 1")
         return value
 
+    # -- the core's values, built from the fields ------------------------------------------
+
+    @property
+    def schedule(self) -> Schedule:
+        """The refresh rule these settings describe."""
+        return Schedule(
+            fraction=self.refresh_fraction,
+            jitter=self.refresh_jitter,
+            margin=self.refresh_margin,
+            max_interval=self.max_refresh_interval,
+        )
+
+    @property
+    def backoff(self) -> Backoff:
+        """The retry delays these settings describe."""
+        return Backoff(base=self.backoff_base, cap=self.backoff_cap)
+
     # -- fields that must agree -----------------------------------------------------------
 
     @model_validator(mode="after")
     def _check_together(self) -> Self:
-        low, high = (
-            self.refresh_fraction - self.refresh_jitter,
-            self.refresh_fraction + self.refresh_jitter,
-        )
-        if low <= 0 or high >= 1:
+        # NB: the core's Schedule and Backoff own these rules; asking them is the check.
+        try:
+            _ = self.schedule
+        except ValueError as e:
             raise ValueError(
-                f"refresh_fraction +/- refresh_jitter ({low:g} to {high:g}) must stay between "
-                "0 and 1, or refreshes would fall outside the token's lifetime"
-            )
+                f"refresh settings (refresh_fraction, refresh_jitter, refresh_margin, "
+                f"max_refresh_interval): {e}"
+            ) from None
+        try:
+            _ = self.backoff
+        except ValueError as e:
+            raise ValueError(f"backoff settings (backoff_base, backoff_cap): {e}") from None
         if self.refresh_margin < self.exchange_timeout:
             raise ValueError(
                 f"refresh_margin ({self.refresh_margin:g}s) must be at least exchange_timeout "
                 f"({self.exchange_timeout:g}s): a refresh started at the margin must be able to "
                 "finish before the token expires"
-            )
-        if self.backoff_cap < self.backoff_base:
-            raise ValueError(
-                f"backoff_cap ({self.backoff_cap:g}s) must be at least backoff_base "
-                f"({self.backoff_base:g}s)"
             )
         if self.leader_election and not (
             self.retry_period < self.renew_deadline < self.lease_duration

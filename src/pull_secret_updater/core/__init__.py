@@ -5,7 +5,15 @@ so the layers that talk to Kubernetes and the token service stay thin, and the b
 that matters is tested here, fast and deterministically.
 """
 
-from pull_secret_updater.core.claims import InvalidToken, TokenClaims, check_fresh, read_claims
+from pull_secret_updater.core.backoff import Backoff
+from pull_secret_updater.core.claims import (
+    InvalidToken,
+    TokenClaims,
+    VerifiedToken,
+    check_claims,
+    check_fresh,
+    read_claims,
+)
 from pull_secret_updater.core.decision import (
     DOCKER_CONFIG_JSON,
     Decision,
@@ -13,10 +21,15 @@ from pull_secret_updater.core.decision import (
     FillReason,
     Ignore,
     Invalid,
+    Request,
     SecretView,
+    Untrusted,
+    Verdict,
     Wait,
+    cleared_status,
     decide,
     error_annotation,
+    inspect,
     status_annotations,
 )
 from pull_secret_updater.core.dockerconfig import (
@@ -26,11 +39,13 @@ from pull_secret_updater.core.dockerconfig import (
     with_token,
 )
 from pull_secret_updater.core.errors import BadInput, Reason
-from pull_secret_updater.core.policy import Policy, parse_policy
-from pull_secret_updater.core.timing import Schedule, backoff, refresh_at
+from pull_secret_updater.core.policy import ALLOW_ALL, Policy, parse_policy
+from pull_secret_updater.core.schedule import Schedule
 
 __all__ = [
+    "ALLOW_ALL",
     "DOCKER_CONFIG_JSON",
+    "Backoff",
     "BadInput",
     "Decision",
     "DockerConfig",
@@ -42,18 +57,23 @@ __all__ = [
     "Policy",
     "Reason",
     "RegistryEntry",
+    "Request",
     "Schedule",
     "SecretView",
     "TokenClaims",
+    "Untrusted",
+    "Verdict",
+    "VerifiedToken",
     "Wait",
-    "backoff",
+    "check_claims",
     "check_fresh",
+    "cleared_status",
     "decide",
     "error_annotation",
+    "inspect",
     "parse_docker_config",
     "parse_policy",
     "read_claims",
-    "refresh_at",
     "status_annotations",
     "with_token",
 ]

@@ -1,10 +1,11 @@
 """The annotations on a managed Secret: the user's one input and the controller's status.
 
 The user writes only `identity`. Everything else is written by the controller so that
-`kubectl get secret -o yaml` answers "is it working, and until when?", and so that the
-controller can tell, after a restart, whether the credential in the Secret is one it wrote:
-`token-hash` ties the entry to the identity and registry it was obtained for. It is a
-truncated sha256 of a high-entropy token, so it reveals nothing usable.
+`kubectl get secret -o yaml` answers "is it working, and until when?". None of it is trusted
+when deciding: whoever may edit the Secret may edit its annotations too. Whether the token in
+a Secret is one the controller can keep is decided by verifying the token itself against the
+token service's keys (see `decision`). `last-refresh` only bounds how soon a Secret is
+written again, and a value in the future counts as now.
 
 NB: `from __future__ import annotations` binds the name `annotations` too; a module using it
 must import this one under another name, or import the names it needs.
@@ -12,7 +13,6 @@ must import this one under another name, or import the names it needs.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -28,7 +28,8 @@ EXPIRES_AT = PREFIX + "expires-at"
 LAST_REFRESH = PREFIX + "last-refresh"
 #: Why the last attempt failed; present only while failing. Never a token.
 LAST_ERROR = PREFIX + "last-error"
-#: Fingerprint of the entry the controller wrote; see `token_hash`.
+#: An unkeyed fingerprint written by earlier versions; anyone could compute it, so it proves
+#: nothing. Removed at the next write.
 TOKEN_HASH = PREFIX + "token-hash"
 #: The identity the current token was obtained for, so a change of `identity` is recognised.
 FILLED_IDENTITY = PREFIX + "filled-identity"
@@ -71,12 +72,6 @@ def validate_identity(value: str | None) -> str:
                 "an identity UID has only letters, digits and / _ . -"
             )
     return value
-
-
-def token_hash(*, identity: str, registry: str, token: str) -> str:
-    """The `token-hash` value: first 32 hex digits of sha256(identity \\n registry \\n token)."""
-    digest = hashlib.sha256(f"{identity}\n{registry}\n{token}".encode())
-    return digest.hexdigest()[:32]
 
 
 def format_time(epoch: float) -> str:

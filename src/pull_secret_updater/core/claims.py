@@ -1,8 +1,12 @@
-"""Reading a registry token's claims, without verifying it.
+"""A registry token's claims: read (to describe a token) and checked (to trust one).
 
-The controller does not hold the token service's key and does not need to: it only asks a
-token it was just given (or wrote itself) when it expires, so that refreshes follow the
-token's own `exp` rather than an assumed lifetime. The registry verifies the signature.
+Nothing here verifies a signature: that needs the token service's published keys, which the
+token layer fetches (`tokens.verification`). What the core owns is the rule for the claims of
+a token whose signature verified: `check_claims` decides whether such a token is one the
+controller may act on (issued by the configured issuer, for the registry, for a subject,
+with sane times), and `VerifiedToken` is the only form in which a token's times reach a
+refresh decision. `read_claims` reads claims without any verification, and is used only to
+describe a token to a person (the `check` command).
 
 Decoding is done by hand so that every failure has one plain cause. Like everywhere in the
 core, errors never carry the token, and are raised outside the `except` that detected them
@@ -16,7 +20,8 @@ import binascii
 import json
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 _PART = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -39,6 +44,23 @@ class TokenClaims:
     aud: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifiedToken:
+    """A registry token whose signature verified against the token service's keys and whose
+    claims passed `check_claims`. Times are epoch seconds; `identity` is its `sub`."""
+
+    token: str = field(repr=False)
+    identity: str
+    registry: str
+    issued_at: float
+    expires_at: float
+    key_id: str | None = None
+
+    @property
+    def lifetime(self) -> float:
+        return self.expires_at - self.issued_at
+
+
 def read_claims(token: str) -> TokenClaims:
     """The claims of a compact JWS, unverified; raises InvalidToken."""
     parts = token.split(".")
@@ -53,7 +75,11 @@ def read_claims(token: str) -> TokenClaims:
         raise InvalidToken("token header is not a JSON object")
     if not isinstance(payload, dict):
         raise InvalidToken("token claims are not a JSON object")
+    return claims_of(payload)
 
+
+def claims_of(payload: Mapping[str, object]) -> TokenClaims:
+    """The claims the controller looks at, from a decoded payload; raises InvalidToken."""
     if "exp" not in payload:
         raise InvalidToken("token has no exp claim")
     exp = _numeric_date(payload["exp"], name="exp")
@@ -67,6 +93,43 @@ def read_claims(token: str) -> TokenClaims:
         sub=_optional_string(payload.get("sub"), name="sub"),
         aud=_audience(payload.get("aud")),
     )
+
+
+def check_claims(
+    payload: Mapping[str, object],
+    *,
+    issuer: str,
+    audience: str,
+    now: float,
+    leeway: float,
+) -> TokenClaims:
+    """The claims of a token whose signature verified, if the controller may trust them.
+
+    Raises InvalidToken unless `iss` is `issuer`, `aud` contains `audience`, `sub` is a
+    non-empty string, `iat` and `exp` are present with `iat` before `exp`, and neither `iat`
+    nor `nbf` lies more than `leeway` seconds in the future. Whether the token has expired is
+    not checked here: an expired token is still the controller's own, to be replaced.
+    """
+    claims = claims_of(payload)
+    if claims.iss != issuer:
+        raise InvalidToken(
+            "token was not issued by the configured token service"
+            if claims.iss
+            else "token has no iss claim"
+        )
+    if audience not in claims.aud:
+        raise InvalidToken(f"token is not for the registry {audience}")
+    if not claims.sub:
+        raise InvalidToken("token has no sub claim")
+    if claims.iat is None:
+        raise InvalidToken("token has no iat claim")
+    if claims.iat > now + leeway:
+        raise InvalidToken("token's iat claim lies in the future (is a clock wrong?)")
+    if claims.iat >= claims.exp:
+        raise InvalidToken("token's lifetime is empty (iat is not before exp)")
+    if "nbf" in payload and _numeric_date(payload["nbf"], name="nbf") > now + leeway:
+        raise InvalidToken("token is not valid yet (nbf lies in the future)")
+    return claims
 
 
 def check_fresh(claims: TokenClaims, *, now: float, min_lifetime: float) -> None:

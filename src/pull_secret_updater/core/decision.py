@@ -1,41 +1,56 @@
 """What to do with one managed Secret, decided from its current state alone.
 
-The decision is a pure function of the Secret, the clock and the settings, so the reconcile
-loop stays trivial (look at the Secret, act on the answer) and a restart, a relist or a
-duplicate event changes nothing: the same Secret at the same time gets the same answer. In
-particular the refresh time is jittered with a random source seeded from the token itself,
-so every replica and every restart computes the same moment for the same token.
+The decision is pure: a function of the Secret, the verdict on the token it holds, the clock
+and the settings. So the reconcile step stays trivial (look, act on the answer), and a
+restart, a relist or a duplicate event changes nothing: the same Secret at the same time gets
+the same answer.
 
-The checks run from the cheapest and most fundamental to the most specific: is the Secret
-ours at all, is the request well-formed, is it allowed, can its content be merged into, and
-only then is the credential in it still good.
+It is taken in two steps, because trusting the token in a Secret needs the token service's
+keys, which only the token layer can fetch:
+
+1. `inspect` reads the Secret: is it ours at all (`Ignore`), is the request well-formed and
+   allowed (`Invalid` otherwise), and if so which identity it asks for and what credential
+   it holds now (`Request`);
+2. the caller verifies that credential (signature, issuer, audience: `tokens.verification`)
+   and hands the verdict to `decide`, which says `Fill` (obtain a token and write it now) or
+   `Wait` (look again at `refresh_at`).
+
+NB: nothing a Secret's writer can compute makes a token trusted. Only a verified token is
+ever used to schedule a refresh or shared with other Secrets; anything else is replaced.
 """
 
 # NB: no `from __future__ import annotations`: it would shadow the module of that name.
 
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pull_secret_updater.core import annotations
-from pull_secret_updater.core.claims import InvalidToken, read_claims
-from pull_secret_updater.core.dockerconfig import RegistryEntry, parse_docker_config
+from pull_secret_updater.core.claims import VerifiedToken
+from pull_secret_updater.core.dockerconfig import DockerConfig, parse_docker_config
 from pull_secret_updater.core.errors import BadInput, Reason
 from pull_secret_updater.core.policy import Policy
-from pull_secret_updater.core.timing import Schedule, refresh_at
+from pull_secret_updater.core.schedule import Schedule
 
 DOCKER_CONFIG_JSON = "kubernetes.io/dockerconfigjson"
 
 FillReason = Literal[
     "empty",
     "no entry for registry",
-    "entry not written by this controller",
+    "token not trusted",
     "identity changed",
-    "expiry unknown",
     "expired",
     "due for refresh",
 ]
+
+_EVENT_REASON: dict[FillReason, str] = {
+    "empty": "Filled",
+    "no entry for registry": "Filled",
+    "token not trusted": "Filled",
+    "identity changed": "Filled",
+    "expired": "Refreshed",
+    "due for refresh": "Refreshed",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,20 +66,59 @@ class SecretView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """A well-formed, allowed Secret: it wants tokens of `identity`.
+
+    `config` is its parsed `.dockerconfigjson`; `current` the token in the registry's entry,
+    if there is one (not yet trusted: verify it, then call `decide`).
+    """
+
+    namespace: str
+    identity: str
+    config: DockerConfig = field(repr=False)
+    current: str | None = field(repr=False)
+    written_at: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Untrusted:
+    """The verdict on a token that failed verification; `why` never quotes it."""
+
+    why: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Fill:
-    """Obtain a token for `identity` and write it now."""
+    """Obtain a token for `identity` and write it into `config` now.
+
+    `stale` is the token being replaced when it is a verified token of this identity: a token
+    cache must not hand that one back.
+    """
 
     identity: str
     reason: FillReason
+    config: DockerConfig = field(repr=False)
+    stale: str | None = field(default=None, repr=False)
+    detail: str | None = None
+
+    @property
+    def event_reason(self) -> str:
+        """The Event reason for a successful fill: `Filled` or `Refreshed`."""
+        return _EVENT_REASON[self.reason]
+
+    @property
+    def why(self) -> str:
+        """The reason in words, for Events and logs."""
+        return f"{self.reason}: {self.detail}" if self.detail else self.reason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Wait:
-    """The entry is ours and valid; look again at `refresh_at` (epoch seconds)."""
+    """The Secret holds a verified token of its identity; look again at `refresh_at`."""
 
     identity: str
+    token: VerifiedToken
     refresh_at: float
-    expires_at: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,21 +135,19 @@ class Ignore:
 
 
 Decision = Fill | Wait | Invalid | Ignore
+Verdict = VerifiedToken | Untrusted
 
 
-def decide(
+def inspect(
     secret: SecretView,
     *,
-    now: float,
     registry: str,
-    policy: Policy | None,
+    policy: Policy,
     namespace_labels: Mapping[str, str] | None,
-    schedule: Schedule,
-) -> Decision:
-    """The decision for `secret` at time `now`, for the registry entry named `registry`.
+) -> Request | Invalid | Ignore:
+    """Whether `secret` is ours, valid and allowed, and if so what it asks for.
 
-    `policy` None allows every identity everywhere; `namespace_labels` None means unknown
-    (read them only when `policy.needs_labels`).
+    `namespace_labels` None means unknown (read them only when `policy.needs_labels`).
     """
     if annotations.IDENTITY not in secret.annotations:
         return Ignore()
@@ -111,7 +163,7 @@ def decide(
                 "filled, and type is immutable: recreate the Secret with that type"
             ),
         )
-    if policy is not None and not policy.allows(
+    if not policy.allows(
         identity=identity, namespace=secret.namespace, namespace_labels=namespace_labels
     ):
         return Invalid(
@@ -125,50 +177,66 @@ def decide(
         config = parse_docker_config(secret.docker_config_raw)
     except BadInput as e:
         return Invalid(reason_code=e.reason, message=e.message)
-
     entry = config.entry(registry)
-    if entry is None:
-        return Fill(
-            identity=identity,
-            reason="no entry for registry" if config.registries else "empty",
-        )
-    ownership = _ownership(entry, identity=identity, registry=registry, secret=secret)
-    if ownership is not None:
-        return Fill(identity=identity, reason=ownership)
-    assert entry.password is not None  # a matching hash needs a token
+    return Request(
+        namespace=secret.namespace,
+        identity=identity,
+        config=config,
+        current=entry.password if entry is not None and entry.key == registry else None,
+        written_at=annotations.parse_time(secret.annotations.get(annotations.LAST_REFRESH)),
+    )
 
-    expires_at, issued_at = _validity(entry.password, status=secret.annotations)
-    if expires_at is None or issued_at is None:
-        return Fill(identity=identity, reason="expiry unknown")
-    if now >= expires_at:
-        return Fill(identity=identity, reason="expired")
-    stored_hash = secret.annotations[annotations.TOKEN_HASH]
-    when = refresh_at(
-        issued_at=issued_at,
-        expires_at=expires_at,
-        fraction=schedule.fraction,
-        jitter=schedule.jitter,
-        margin=schedule.margin,
-        # Seeded from the token, so the jitter is stable across restarts and replicas, and
-        # the Secrets sharing a token come due together and share one exchange (the spread
-        # between identities comes from their tokens). Not used for anything secret.
-        rng=random.Random(int(stored_hash, 16)),  # noqa: S311
+
+def decide(
+    request: Request, *, verdict: Verdict | None, now: float, schedule: Schedule
+) -> Fill | Wait:
+    """Fill now or wait, given the verdict on `request.current` (None when there is none)."""
+    if verdict is None:
+        return Fill(
+            identity=request.identity,
+            reason="no entry for registry" if request.config.registries else "empty",
+            config=request.config,
+        )
+    if isinstance(verdict, Untrusted):
+        return Fill(
+            identity=request.identity,
+            reason="token not trusted",
+            config=request.config,
+            detail=verdict.why,
+        )
+    if verdict.identity != request.identity:
+        return Fill(identity=request.identity, reason="identity changed", config=request.config)
+    if now >= verdict.expires_at:
+        return Fill(
+            identity=request.identity, reason="expired", config=request.config, stale=verdict.token
+        )
+    when = schedule.refresh_at(
+        token=verdict.token,
+        issued_at=verdict.issued_at,
+        expires_at=verdict.expires_at,
+        written_at=request.written_at,
+        now=now,
     )
     if now >= when:
-        return Fill(identity=identity, reason="due for refresh")
-    return Wait(identity=identity, refresh_at=when, expires_at=expires_at)
+        return Fill(
+            identity=request.identity,
+            reason="due for refresh",
+            config=request.config,
+            stale=verdict.token,
+        )
+    return Wait(identity=request.identity, token=verdict, refresh_at=when)
 
 
 def status_annotations(
-    *, identity: str, expires_at: float, refreshed_at: float, token_hash: str
+    *, identity: str, expires_at: float, refreshed_at: float
 ) -> dict[str, str | None]:
-    """The annotation patch after a successful write (None removes `last-error`)."""
+    """The annotation patch after a successful write (None removes an annotation)."""
     return {
         annotations.EXPIRES_AT: annotations.format_time(expires_at),
         annotations.LAST_REFRESH: annotations.format_time(refreshed_at),
-        annotations.TOKEN_HASH: token_hash,
         annotations.FILLED_IDENTITY: identity,
         annotations.LAST_ERROR: None,
+        annotations.TOKEN_HASH: None,  # written by earlier versions; proves nothing
     }
 
 
@@ -177,32 +245,6 @@ def error_annotation(message: str) -> dict[str, str | None]:
     return {annotations.LAST_ERROR: annotations.truncate_error(message)}
 
 
-def _ownership(
-    entry: RegistryEntry, *, identity: str, registry: str, secret: SecretView
-) -> FillReason | None:
-    # None when the entry is the one this controller wrote for this identity.
-    stored = secret.annotations.get(annotations.TOKEN_HASH)
-    if stored is None or entry.password is None or entry.key != registry:
-        return "entry not written by this controller"
-    if stored == annotations.token_hash(identity=identity, registry=registry, token=entry.password):
-        return None
-    previous = secret.annotations.get(annotations.FILLED_IDENTITY)
-    if (
-        previous is not None
-        and previous != identity
-        and stored
-        == annotations.token_hash(identity=previous, registry=registry, token=entry.password)
-    ):
-        return "identity changed"
-    return "entry not written by this controller"
-
-
-def _validity(token: str, *, status: Mapping[str, str]) -> tuple[float | None, float | None]:
-    # (expires_at, issued_at) from the token's claims when it is a JWT; otherwise (tokens of
-    # other registries need not be JWTs) from the status the controller wrote with it.
-    obtained_at = annotations.parse_time(status.get(annotations.LAST_REFRESH))
-    try:
-        claims = read_claims(token)
-    except InvalidToken:
-        return annotations.parse_time(status.get(annotations.EXPIRES_AT)), obtained_at
-    return claims.exp, claims.iat if claims.iat is not None else obtained_at
+def cleared_status(present: Mapping[str, str]) -> dict[str, str | None]:
+    """The patch removing the controller's status annotations that `present` has."""
+    return {key: None for key in annotations.STATUS if key in present}

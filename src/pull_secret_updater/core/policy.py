@@ -118,6 +118,11 @@ class Policy:
         )
 
 
+#: Every identity in every namespace: chosen explicitly (`allow_any_identity`), or where the
+#: token service itself confines identities to namespaces (`token_subject: namespace`).
+ALLOW_ALL = Policy((Rule(identities=("*",)),))
+
+
 def parse_policy(obj: object) -> Policy:
     """Build a Policy from parsed YAML/JSON; raises BadInput("BadPolicy") naming the field."""
     if isinstance(obj, dict):

@@ -42,6 +42,7 @@ MAX_MESSAGE = 1024
 MAX_INSTANCE = 128
 AGGREGATION_WINDOW = 600.0
 MAX_RECENT = 4096
+MAX_BACKGROUND = 8
 
 EventType = Literal["Normal", "Warning"]
 
@@ -91,6 +92,8 @@ class EventRecorder:
         # NB: one write at a time per Event key, so two repeats racing cannot both create an
         # Event; Events about different things are written concurrently.
         self._locks: dict[_Key, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._background_slots = asyncio.Semaphore(MAX_BACKGROUND)
 
     async def emit(
         self,
@@ -124,6 +127,33 @@ class EventRecorder:
                     "error_class": e.__class__.__name__,
                 },
             )
+
+    def emit_soon(
+        self,
+        *,
+        secret: SecretObject | SecretRef,
+        type: EventType,
+        reason: str,
+        message: str,
+    ) -> None:
+        """Record an Event in the background, at most `MAX_BACKGROUND` writes at a time.
+
+        For Events that report success: a worker waiting for one would halve the write rate
+        of a mass fill or refresh. Call `aclose` at shutdown to let them finish.
+        """
+
+        async def emit() -> None:
+            async with self._background_slots:
+                await self.emit(secret=secret, type=type, reason=reason, message=message)
+
+        task = asyncio.create_task(emit(), name="event")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def aclose(self) -> None:
+        """Wait for the Events still being written in the background."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _bump(self, key: _Key) -> bool:
         recent = self._recent.get(key)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import lightkube
 from lightkube.resources.core_v1 import Namespace
 
@@ -13,3 +16,40 @@ async def namespace_labels(client: lightkube.AsyncClient, *, name: str) -> dict[
     with translated(f"reading namespace {name}"):
         namespace = await client.get(Namespace, name=name)
     return dict((namespace.metadata.labels if namespace.metadata else None) or {})
+
+
+#: How long labels read from the API server are reused before they are read again.
+LABELS_TTL = 30.0
+
+
+class NamespaceLabels:
+    """Namespace labels read through `client`, each kept for `ttl` seconds.
+
+    The identity policy may select namespaces by label, and every reconcile asks; a label
+    change is picked up within `ttl`. At most one entry per namespace with a managed Secret.
+    """
+
+    def __init__(
+        self,
+        client: lightkube.AsyncClient,
+        *,
+        ttl: float = LABELS_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._ttl = ttl
+        self._clock = clock
+        self._read: dict[str, tuple[float, dict[str, str]]] = {}
+
+    async def get(self, namespace: str) -> dict[str, str]:
+        """The labels of `namespace`; raises KubeError when they cannot be read."""
+        now = self._clock()
+        cached = self._read.get(namespace)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        labels = await namespace_labels(self._client, name=namespace)
+        self._read[namespace] = (now, labels)
+        return labels
+
+    def forget(self, namespace: str) -> None:
+        self._read.pop(namespace, None)

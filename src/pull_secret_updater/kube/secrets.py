@@ -39,7 +39,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Secret
 from lightkube.types import PatchType
 
-from pull_secret_updater.core.timing import backoff
+from pull_secret_updater.core.backoff import Backoff
 from pull_secret_updater.kube.client import http_client
 from pull_secret_updater.kube.errors import (
     Gone,
@@ -399,7 +399,7 @@ def _parse_line(line: str) -> _Seen:
 
 
 def _delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    return backoff(attempt=attempt, retryable=True, rng=rng, base=base, cap=cap)
+    return Backoff(base=base, cap=cap).delay(attempt=attempt, rng=rng)
 
 
 def _log_retry(

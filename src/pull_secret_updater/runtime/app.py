@@ -10,84 +10,67 @@ import asyncio
 import contextlib
 import secrets
 import signal
-from pathlib import Path
 
 import structlog
-import yaml
 
-from pull_secret_updater.core.errors import BadInput
-from pull_secret_updater.core.policy import Policy, parse_policy
-from pull_secret_updater.core.timing import Schedule
 from pull_secret_updater.kube.client import make_client
 from pull_secret_updater.kube.events import EventRecorder
 from pull_secret_updater.kube.leader import LeaderElector
+from pull_secret_updater.kube.namespaces import NamespaceLabels
 from pull_secret_updater.kube.secrets import WatchEvent, list_and_watch
 from pull_secret_updater.runtime import health as health_server
+from pull_secret_updater.runtime import wiring
 from pull_secret_updater.runtime.controller import Controller, ControllerConfig
+from pull_secret_updater.runtime.failures import Failures
 from pull_secret_updater.runtime.health import Health
 from pull_secret_updater.runtime.metrics import MeteredProvider, Metrics
+from pull_secret_updater.runtime.wiring import ConfigurationError
 from pull_secret_updater.settings import Settings
 from pull_secret_updater.tokens.cache import TokenCache
-from pull_secret_updater.tokens.configured import service_account_tokens, token_service
+
+__all__ = ["ConfigurationError", "run"]
 
 log = structlog.get_logger("pull_secret_updater")
 
 _HEARTBEAT = 2.0
 
 
-class ConfigurationError(Exception):
-    pass
-
-
-def load_policy(path: Path | None) -> Policy | None:
-    if path is None:
-        return None
-    try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigurationError(f"cannot read the policy file {path}: {e}") from None
-    try:
-        return parse_policy(document)
-    except (BadInput, ValueError) as e:
-        raise ConfigurationError(f"invalid policy file {path}: {e}") from None
-
-
 async def run(settings: Settings) -> None:
-    policy = load_policy(settings.policy_file)
-    if policy is None:
+    """Run the controller until SIGTERM or SIGINT; raises ConfigurationError at start."""
+    policy = wiring.load_policy(settings)
+    metrics = Metrics()
+    if settings.token_subject == "controller" and settings.policy_file is None:
+        metrics.open_policy.set(1)
         log.warning(
-            "no identity policy configured: any namespace can use any identity that trusts "
-            "this controller by creating a Secret with a managed name; set policy_file to "
-            "limit which identities each namespace may use"
+            "allow_any_identity is set: any namespace can obtain the tokens of any identity "
+            "that trusts this controller by creating a Secret with a managed name; set "
+            "policy_file, or use token_subject namespace, to confine identities to namespaces"
         )
     client = make_client(kubeconfig=settings.kubeconfig)
-    sts = token_service(settings, sa_tokens=service_account_tokens(settings, client=lambda: client))
-    metrics = Metrics()
-    tokens = TokenCache(
-        MeteredProvider(sts, metrics=metrics),
-        refresh_fraction=settings.refresh_fraction,
-        margin=settings.refresh_margin,
+    sts = wiring.token_service(
+        settings, sa_tokens=wiring.subject_tokens(settings, client=lambda: client)
     )
+    provider = MeteredProvider(sts, metrics=metrics)
+    tokens = TokenCache(provider, schedule=settings.schedule)
     health = Health()
     identity = f"{settings.pod_name}_{secrets.token_hex(4)}"
+    events = EventRecorder(client, instance=identity)
     controller = Controller(
         config=ControllerConfig(
             registry=settings.registry,
             secret_names=tuple(settings.secret_names),
-            schedule=Schedule(
-                fraction=settings.refresh_fraction,
-                jitter=settings.refresh_jitter,
-                margin=settings.refresh_margin,
-            ),
+            schedule=settings.schedule,
             policy=policy,
-            backoff_base=settings.backoff_base,
-            backoff_cap=settings.backoff_cap,
+            subject_for=wiring.subject_for(settings),
         ),
         client=client,
         tokens=tokens,
-        events=EventRecorder(client, instance=identity),
+        provider=provider,
+        events=events,
         metrics=metrics,
         health=health,
+        failures=Failures(backoff=settings.backoff),
+        labels=NamespaceLabels(client) if policy.needs_labels else None,
     )
     elector: LeaderElector | None = None
     if settings.leader_election:
@@ -116,6 +99,7 @@ async def run(settings: Settings) -> None:
         registry=settings.registry,
         issuer=settings.issuer,
         token_source=settings.token_source,
+        token_subject=settings.token_subject,
         leader_election=settings.leader_election,
         metrics=f"{settings.metrics_host}:{settings.metrics_port}",
     )
@@ -143,6 +127,7 @@ async def run(settings: Settings) -> None:
                 await elector.release()
         server.shutdown()
         await tokens.aclose()
+        await events.aclose()
         await sts.aclose()
         with contextlib.suppress(Exception):
             await client.close()

@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from pull_secret_updater.core.claims import VerifiedToken
 from pull_secret_updater.tokens.errors import (
     ExchangeError,
     MalformedResponse,
     RejectedExchangeError,
     TransientExchangeError,
 )
-from pull_secret_updater.tokens.provider import IssuedToken, TokenProvider
+from pull_secret_updater.tokens.provider import Subject, TokenProvider
 
 _PREFIX = "pull_secret_updater"
 
@@ -70,19 +71,32 @@ class Metrics:
             "1 while this replica holds the leader Lease and may write, else 0.",
             registry=r,
         )
+        self.open_policy = Gauge(
+            f"{_PREFIX}_open_identity_policy",
+            "1 when any namespace may use any identity that trusts the controller "
+            "(allow_any_identity), else 0.",
+            registry=r,
+        )
 
 
 class MeteredProvider:
-    """A TokenProvider that counts and times every exchange of the provider it wraps."""
+    """A TokenProvider that counts and times every exchange of the provider it wraps
+    (verification is passed through as it is)."""
 
     def __init__(self, provider: TokenProvider, *, metrics: Metrics) -> None:
         self._provider = provider
         self._metrics = metrics
 
-    async def issue(self, *, identity: str) -> IssuedToken:
+    async def verify(self, token: str) -> VerifiedToken:
+        return await self._provider.verify(token)
+
+    def still_trusted(self, token: VerifiedToken) -> bool:
+        return self._provider.still_trusted(token)
+
+    async def issue(self, *, identity: str, subject: Subject) -> VerifiedToken:
         started = time.monotonic()
         try:
-            token = await self._provider.issue(identity=identity)
+            token = await self._provider.issue(identity=identity, subject=subject)
         except ExchangeError as e:
             outcome = {
                 TransientExchangeError: "transient",

@@ -28,7 +28,6 @@ class WorkQueue(Generic[K]):
         self._processing: set[K] = set()
         self._dirty: set[K] = set()
         self._wakeup = asyncio.Event()
-        self._closed = False
 
     def __len__(self) -> int:
         return len(self._due)
@@ -55,8 +54,6 @@ class WorkQueue(Generic[K]):
     async def get(self) -> K:
         """Wait for the next due key that no worker is processing, and mark it processing."""
         while True:
-            if self._closed:
-                raise QueueClosed
             self._wakeup.clear()
             while self._heap:
                 due, _, key = self._heap[0]
@@ -87,11 +84,3 @@ class WorkQueue(Generic[K]):
         if key in self._dirty:
             self._dirty.discard(key)
             self.add(key)
-
-    def close(self) -> None:
-        self._closed = True
-        self._wakeup.set()
-
-
-class QueueClosed(Exception):
-    pass

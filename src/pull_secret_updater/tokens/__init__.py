@@ -1,8 +1,10 @@
 """Registry tokens: the controller's own service-account token, the exchange, the cache.
 
-Data flows one way: a `ServiceAccountTokenSource` gives the controller's Kubernetes token, a
-`TokenProvider` (for now `ChainguardSTS`) exchanges it for a registry token, and a
-`TokenCache` makes N Secrets sharing an identity cost one exchange per refresh window.
+Data flows one way: `SubjectTokens` gives the Kubernetes token of the subject that exchanges
+(the controller's own ServiceAccount, or one in the Secret's namespace), a `TokenProvider`
+(for now `ChainguardSTS`) exchanges it for a registry token and verifies that token against
+the token service's published keys (`TokenVerifier`), and a `TokenCache` makes N Secrets
+sharing an identity cost one exchange per refresh window.
 Everything that goes wrong is an `ExchangeError` (see `errors` for the tree).
 """
 
@@ -10,32 +12,40 @@ from pull_secret_updater.tokens.cache import TokenCache
 from pull_secret_updater.tokens.errors import (
     Cause,
     ExchangeError,
+    KeysUnavailable,
     MalformedResponse,
     RejectedExchangeError,
     TokenSourceError,
     TransientExchangeError,
 )
-from pull_secret_updater.tokens.provider import IssuedToken, TokenProvider
+from pull_secret_updater.tokens.provider import Subject, TokenProvider
 from pull_secret_updater.tokens.satoken import (
     ProjectedFileTokenSource,
     ServiceAccountTokenSource,
+    SubjectTokens,
+    SubjectTokenSource,
     TokenRequestTokenSource,
 )
 from pull_secret_updater.tokens.sts import ChainguardSTS, user_agent
+from pull_secret_updater.tokens.verification import TokenVerifier
 
 __all__ = [
     "Cause",
     "ChainguardSTS",
     "ExchangeError",
-    "IssuedToken",
+    "KeysUnavailable",
     "MalformedResponse",
     "ProjectedFileTokenSource",
     "RejectedExchangeError",
     "ServiceAccountTokenSource",
+    "Subject",
+    "SubjectTokenSource",
+    "SubjectTokens",
     "TokenCache",
     "TokenProvider",
     "TokenRequestTokenSource",
     "TokenSourceError",
+    "TokenVerifier",
     "TransientExchangeError",
     "user_agent",
 ]

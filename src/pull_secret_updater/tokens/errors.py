@@ -7,10 +7,11 @@ So every transport error, HTTP status and unusable answer is translated here, on
     ExchangeError                  cause, retryable, status; cause "tls": not retryable
     ├── TransientExchangeError     refused/reset connection, timeout, 408, 429, 5xx: retryable
     ├── RejectedExchangeError      400, 401, 403, 404, other 4xx: not retryable
-    ├── MalformedResponse          a 200 whose token we cannot use: retryable
-    └── TokenSourceError           our own service-account token could not be had
+    ├── MalformedResponse          a 200 whose token we cannot use or cannot verify: retryable
+    ├── KeysUnavailable            the token service's keys cannot be fetched: retryable
+    └── TokenSourceError           the service-account token to exchange could not be had
 
-"Not retryable" means "retried slower" (see `core.timing.backoff`): the fix is a human one,
+"Not retryable" means "retried slower" (see `core.backoff`): the fix is a human one,
 such as creating the identity, but once it is made the Secret should still be filled.
 
 A plain `ExchangeError` with cause "tls" is a certificate the controller cannot verify: a
@@ -37,7 +38,9 @@ Cause = Literal[
     "no_exp",  # the token has no exp claim, so we cannot know when to refresh it
     "expired",  # the token is already expired
     "short_lived",  # the token expires sooner than the minimum usable lifetime
-    "sa_token",  # the controller's own service-account token is unavailable
+    "sa_token",  # the service-account token to exchange is unavailable
+    "untrusted",  # the token does not verify with the token service's keys, or is not ours
+    "keys",  # the token service's keys cannot be fetched, so no token can be verified
 ]
 
 
@@ -95,6 +98,17 @@ class MalformedResponse(ExchangeError):
 
     def __init__(self, message: str, /, *, cause: Cause, status: int | None = 200) -> None:
         super().__init__(message, cause=cause, retryable=True, status=status)
+
+
+class KeysUnavailable(ExchangeError):
+    """The token service's published keys cannot be fetched, so no token can be verified.
+
+    Nothing is exchanged meanwhile (a token we cannot verify is no use), and tokens already
+    in Secrets are left as they are until the keys can be had.
+    """
+
+    def __init__(self, message: str, /) -> None:
+        super().__init__(message, cause="keys", retryable=True)
 
 
 class TokenSourceError(ExchangeError):

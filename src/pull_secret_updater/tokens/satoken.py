@@ -1,10 +1,15 @@
-"""The controller's own service-account token: what it exchanges for registry tokens.
+"""Service-account tokens: what the controller exchanges for registry tokens.
 
-Two sources, as on a real cluster. A projected volume (kubelet writes the file and rotates it
-well before expiry) is the default and needs no API permission; it is re-read at every use,
+For its own ServiceAccount there are two sources, as on a real cluster. A projected volume
+(kubelet writes the file and rotates it well before expiry) is the default and needs no API permission; it is re-read at every use,
 because caching it would outlive a rotation. The TokenRequest API is for running outside a pod
 (a laptop, the local stack) or where projected volumes are not available; there the token is
 our own request, so it is kept until most of its lifetime has passed.
+
+With namespace-scoped identities the controller exchanges, for a Secret in namespace N, a
+token of the ServiceAccount with a fixed name in N (`SubjectTokens`). Those come only from
+TokenRequest, which RBAC limits (`resourceNames`) to that one name, and are kept per subject
+like the controller's own.
 
 The token is a credential: no message here includes it, not even a prefix of it.
 """
@@ -26,6 +31,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ServiceAccountToken
 
 from pull_secret_updater.tokens.errors import TokenSourceError
+from pull_secret_updater.tokens.provider import Subject
 
 DEFAULT_AUDIENCE = "issuer.enforce.dev"
 DEFAULT_TOKEN_PATH = Path("/var/run/chainguard/oidc/oidc-token")
@@ -144,8 +150,14 @@ class TokenRequestTokenSource:
             )
         except ApiError as e:
             code = e.status.code or e.response.status_code
+            hint = ""
+            if code == 404:
+                hint = (
+                    f"; create it: kubectl create serviceaccount {self.service_account} "
+                    f"-n {self.namespace}"
+                )
             raise TokenSourceError(
-                f"{what} failed: {code} {e.status.reason or ''}: {_short(e.status.message)}",
+                f"{what} failed: {code} {e.status.reason or ''}: {_short(e.status.message)}" + hint,
                 retryable=_retryable(code),
                 status=code,
             ) from e
@@ -170,6 +182,57 @@ class TokenRequestTokenSource:
         if not math.isfinite(lifetime):
             lifetime = 0.0
         return _Requested(token=token, reuse_until=requested_at + REUSE_FRACTION * lifetime)
+
+
+#: Subjects whose TokenRequest source is kept; the least recently used is dropped beyond it.
+MAX_SUBJECTS = 4096
+
+
+class SubjectTokenSource(Protocol):
+    """Gives the current service-account token of a subject; raises TokenSourceError."""
+
+    async def get(self, subject: Subject) -> str: ...
+
+
+class SubjectTokens:
+    """Service-account tokens per subject: `own` from `own_source`, any other subject from
+    TokenRequest (only with namespace-scoped identities, which the RBAC must allow)."""
+
+    def __init__(
+        self,
+        *,
+        own: Subject,
+        own_source: ServiceAccountTokenSource,
+        client: Callable[[], AsyncClient] | None = None,
+        audience: str = DEFAULT_AUDIENCE,
+    ) -> None:
+        self.own = own
+        self._own_source = own_source
+        self._client = client
+        self.audience = audience
+        self._sources: dict[Subject, TokenRequestTokenSource] = {}
+
+    async def get(self, subject: Subject) -> str:
+        if subject == self.own:
+            return await self._own_source.get()
+        source = self._sources.pop(subject, None)
+        if source is None:
+            if self._client is None:
+                raise TokenSourceError(
+                    f"no token can be requested for {subject}: only the controller's own "
+                    "ServiceAccount is configured",
+                    retryable=False,
+                )
+            source = TokenRequestTokenSource(
+                self._client(),
+                namespace=subject.namespace,
+                service_account=subject.service_account,
+                audience=self.audience,
+            )
+        self._sources[subject] = source  # most recently used last
+        while len(self._sources) > MAX_SUBJECTS:
+            del self._sources[next(iter(self._sources))]
+        return await source.get()
 
 
 def _retryable(status: int) -> bool:

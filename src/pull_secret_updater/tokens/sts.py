@@ -4,25 +4,25 @@ The request is the original controller's: ``POST {issuer}/sts/exchange?aud=<regi
 identity=<uid>`` with ``Authorization: Bearer <service-account token>`` and no body.
 Chainguard's SDK sends the same fields as a JSON body (``{"aud": [...], "identity": ...}``);
 the service accepts both, and the query string is what we send. The answer is JSON
-``{"token": ..., "refresh_token"?, "expiry"?}``; only ``token`` is used, and its lifetime is
-read from its own ``exp``/``iat`` claims, so the ``expiry`` field is not trusted on its own.
+``{"token": ..., "refresh_token"?, "expiry"?}``; only ``token`` is used, and only once it
+verified against the service's published keys (`verification`): its lifetime then comes from
+its own verified ``iat``/``exp``, and its ``sub`` must be the identity asked for. The
+``expiry`` field is not trusted on its own. Nothing is exchanged while the keys cannot be
+had: a token we could not verify would be of no use.
 
 Everything that can go wrong is translated here, once, into `errors.ExchangeError` and its
 subclasses. The server's explanation is kept (it says *why* an identity refused us) but
 scrubbed of anything shaped like a token and cut to 200 characters first.
 
-TLS is always verified. A configured CA bundle *replaces* the default trust store for this
-client: an operator who pins the STS to a private CA means exactly that CA. There is no
-switch to turn verification off.
+TLS is always verified (see `http`): a configured CA bundle *replaces* the system trust
+store, for the exchange and the key discovery alike.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
-import ssl
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -32,24 +32,29 @@ from typing import Self
 
 import httpx2
 
-from pull_secret_updater.core.claims import InvalidToken, read_claims
+from pull_secret_updater.core.claims import InvalidToken, VerifiedToken
 from pull_secret_updater.tokens.errors import (
-    Cause,
     ExchangeError,
     MalformedResponse,
     RejectedExchangeError,
     TransientExchangeError,
 )
-from pull_secret_updater.tokens.provider import IssuedToken
-from pull_secret_updater.tokens.satoken import ServiceAccountTokenSource
+from pull_secret_updater.tokens.http import (
+    MAX_RESPONSE_BYTES,
+    NOT_JSON,
+    load_json,
+    make_client,
+    read_bounded,
+    verification_failure,
+)
+from pull_secret_updater.tokens.provider import Subject
+from pull_secret_updater.tokens.satoken import SubjectTokenSource
+from pull_secret_updater.tokens.verification import TokenVerifier
 
 DEFAULT_ISSUER = "https://issuer.enforce.dev"
 DEFAULT_REGISTRY = "cgr.dev"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MIN_LIFETIME = 30.0
-
-#: A token answer is a few kilobytes; a bigger one is a misbehaving server, not a token.
-MAX_RESPONSE_BYTES = 256 * 1024
 
 #: How much of the server's explanation ends up in a message.
 MAX_DETAIL = 200
@@ -57,21 +62,42 @@ MAX_DETAIL = 200
 _JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*){0,2}")
 _BEARER = re.compile(r"(?i)\bbearer\s+\S+")
 _SAFE_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+#: gRPC status codes, which a grpc-gateway in front of the service sends as numbers.
+_GRPC_CODES = {
+    1: "cancelled",
+    2: "unknown",
+    3: "invalid_argument",
+    4: "deadline_exceeded",
+    5: "not_found",
+    6: "already_exists",
+    7: "permission_denied",
+    8: "resource_exhausted",
+    9: "failed_precondition",
+    10: "aborted",
+    11: "out_of_range",
+    12: "unimplemented",
+    13: "internal",
+    14: "unavailable",
+    15: "data_loss",
+    16: "unauthenticated",
+}
 _REDACTED = "[redacted]"
 
 
 class ChainguardSTS:
-    """Exchanges the controller's service-account token for a registry token.
+    """Exchanges service-account tokens for verified registry tokens.
 
     Connect and read each get `timeout` seconds, and the whole exchange twice that. A token
     expiring within `min_lifetime` seconds is refused as unusable (`MalformedResponse`).
     `clock` gives epoch seconds. `transport` replaces the network, for tests.
+    `verifier` verifies the tokens against the service's keys (`TokenVerifier` on the same
+    HTTPS client by default).
     """
 
     def __init__(
         self,
         *,
-        sa_tokens: ServiceAccountTokenSource,
+        sa_tokens: SubjectTokenSource,
         issuer: str = DEFAULT_ISSUER,
         audience: str = DEFAULT_REGISTRY,
         ca_bundle: Path | None = None,
@@ -79,6 +105,7 @@ class ChainguardSTS:
         min_lifetime: float = DEFAULT_MIN_LIFETIME,
         clock: Callable[[], float] = time.time,
         transport: httpx2.AsyncBaseTransport | None = None,
+        verifier: TokenVerifier | None = None,
     ) -> None:
         if not issuer.startswith("https://"):
             raise ValueError("issuer must be an https:// URL; the exchange is never sent in clear")
@@ -94,12 +121,11 @@ class ChainguardSTS:
         self._sa_tokens = sa_tokens
         self._clock = clock
         self._url = f"{self.issuer}/sts/exchange"
-        self._client = httpx2.AsyncClient(
-            transport=transport,
-            verify=_ssl_context(ca_bundle) if ca_bundle is not None else True,
-            timeout=httpx2.Timeout(timeout),
-            follow_redirects=False,
-            headers={"User-Agent": user_agent(), "Accept": "application/json"},
+        self._client = make_client(
+            timeout=timeout, user_agent=user_agent(), ca_bundle=ca_bundle, transport=transport
+        )
+        self.verifier = verifier or TokenVerifier(
+            issuer=self.issuer, audience=audience, http=self._client, clock=clock
         )
 
     def __repr__(self) -> str:
@@ -119,15 +145,23 @@ class ChainguardSTS:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def issue(self, *, identity: str) -> IssuedToken:
-        """A registry token for `identity` (an assumable identity's UID)."""
+    async def issue(self, *, identity: str, subject: Subject) -> VerifiedToken:
+        """A verified registry token for `identity` (an assumable identity's UID),
+        exchanged with the token of `subject`."""
         if not identity:
             raise ValueError("identity must not be empty")
-        sa_token = await self._sa_tokens.get()
+        await self.verifier.ensure_keys()
+        sa_token = await self._sa_tokens.get(subject)
         status, retry_after, body = await self._post(identity=identity, sa_token=sa_token)
         if 200 <= status < 300:
-            return self._accept(body, status=status)
+            return await self._accept(body, status=status, identity=identity)
         raise _status_error(status, body=body, retry_after=retry_after, sa_token=sa_token)
+
+    async def verify(self, token: str) -> VerifiedToken:
+        return await self.verifier.verify(token)
+
+    def still_trusted(self, token: VerifiedToken) -> bool:
+        return self.verifier.knows(token.key_id)
 
     async def _post(self, *, identity: str, sa_token: str) -> tuple[int, float | None, bytes]:
         where = f"the token service at {self.issuer}"
@@ -139,7 +173,7 @@ class ChainguardSTS:
                     params={"aud": self.audience, "identity": identity},
                     headers={"Authorization": f"Bearer {sa_token}"},
                 ) as response:
-                    body = await _read_bounded(response, limit=MAX_RESPONSE_BYTES)
+                    body = await read_bounded(response, limit=MAX_RESPONSE_BYTES)
                     status = response.status_code
                     retry_after = _retry_after(response.headers.get("Retry-After"))
         except TimeoutError as e:
@@ -151,7 +185,7 @@ class ChainguardSTS:
                 f"{where} timed out ({type(e).__name__})", cause="timeout"
             ) from e
         except httpx2.HTTPError as e:
-            verification = _verification_failure(e)
+            verification = verification_failure(e)
             if verification is not None:
                 raise ExchangeError(
                     f"the certificate of {where} could not be verified ({verification}); "
@@ -171,10 +205,10 @@ class ChainguardSTS:
             )
         return status, retry_after, body
 
-    def _accept(self, body: bytes, *, status: int) -> IssuedToken:
-        document = _load_json(body)
+    async def _accept(self, body: bytes, *, status: int, identity: str) -> VerifiedToken:
+        document = load_json(body)
         if not isinstance(document, dict):
-            what = "not JSON" if document is _NOT_JSON else "not a JSON object"
+            what = "not JSON" if document is NOT_JSON else "not a JSON object"
             raise MalformedResponse(
                 f"token service answered {status} but the body is {what}",
                 cause="malformed",
@@ -185,18 +219,25 @@ class ChainguardSTS:
             raise MalformedResponse(
                 f"token service answered {status} without a token", cause="malformed", status=status
             )
+        problem = None
         try:
-            claims = read_claims(token)
+            verified = await self.verifier.verify(token)
         except InvalidToken as e:
             # NB: InvalidToken's message never holds the token (core.claims promises it).
-            cause: Cause = "no_exp" if "no exp claim" in str(e) else "malformed"
+            problem = str(e)
+        if problem is not None:
             raise MalformedResponse(
-                f"token service answered {status} with an unusable token: {e}",
-                cause=cause,
+                f"token service answered {status} with a token that cannot be trusted: {problem}",
+                cause="no_exp" if "no exp claim" in problem else "untrusted",
                 status=status,
-            ) from e
-        now = self._clock()
-        remaining = claims.exp - now
+            )
+        if verified.identity != identity:
+            raise MalformedResponse(
+                f"token service answered {status} with a token for another identity",
+                cause="untrusted",
+                status=status,
+            )
+        remaining = verified.expires_at - self._clock()
         if remaining <= 0:
             raise MalformedResponse(
                 f"token service answered {status} with a token that has already expired "
@@ -211,12 +252,7 @@ class ChainguardSTS:
                 cause="short_lived",
                 status=status,
             )
-        return IssuedToken(
-            token=token,
-            expires_at=claims.exp,
-            issued_at=claims.iat if claims.iat is not None else now,
-            registry=self.audience,
-        )
+        return verified
 
 
 def user_agent() -> str:
@@ -228,59 +264,11 @@ def user_agent() -> str:
     return f"pull-secret-updater/{version}"
 
 
-def _ssl_context(ca_bundle: Path) -> ssl.SSLContext:
-    try:
-        return ssl.create_default_context(cafile=str(ca_bundle))
-    except FileNotFoundError:
-        problem = "the file does not exist"
-    except ssl.SSLError as e:
-        problem = f"it holds no usable PEM certificate ({e.reason or e.strerror})"
-    except OSError as e:
-        problem = e.strerror or type(e).__name__
-    raise ValueError(f"cannot load the CA bundle {ca_bundle}: {problem}")
-
-
-async def _read_bounded(response: httpx2.Response, *, limit: int) -> bytes | None:
-    """The body, or None when it is longer than `limit` bytes (the rest is not read)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _verification_failure(error: BaseException) -> str | None:
-    """The reason a certificate failed verification, if that is what `error` comes from."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current.verify_message or "certificate verify failed"
-        current = current.__cause__ or current.__context__
-    return None
-
-
 def _retry_after(value: str | None) -> float | None:
     # NB: only the delay-seconds form; an HTTP-date is rare from an API and ignored.
     if value is None or not value.strip().isdigit():
         return None
     return float(value.strip())
-
-
-_NOT_JSON = object()
-
-
-def _load_json(body: bytes) -> object:
-    # NB: no exception escapes, and none is chained: JSONDecodeError.doc and
-    # UnicodeDecodeError.object hold the body, which may hold a token.
-    try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return _NOT_JSON
 
 
 def _status_error(
@@ -309,20 +297,31 @@ def _status_error(
 
 def _server_detail(body: bytes, *, sa_token: str) -> str:
     """`code: message` from a `{code, message}` error body, else its text; scrubbed, short."""
-    document = _load_json(body)
+    document = load_json(body)
     if isinstance(document, dict):
-        code = document.get("code")
-        code = code if isinstance(code, str) and _SAFE_CODE.fullmatch(code) else None
+        code = _error_code(document.get("code"))
         text = document.get("message")
         text = text if isinstance(text, str) else ""
         detail = f"{code}: {text}" if code and text else code or text
-    elif document is _NOT_JSON:
+    elif document is NOT_JSON:
         detail = body[: 4 * MAX_DETAIL].decode("utf-8", errors="replace")
         if detail.lstrip().startswith("<"):
             return ""  # an HTML error page from a proxy says nothing the status does not
     else:
         return ""
     return _truncate(_scrub(detail, sa_token))
+
+
+def _error_code(value: object) -> str | None:
+    """The error code as a word: the service's own, or a gRPC code given as a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        name = _GRPC_CODES.get(value)
+        return f"{name} ({value})" if name else f"code {value}" if 0 <= value < 1000 else None
+    if isinstance(value, str) and _SAFE_CODE.fullmatch(value):
+        return value
+    return None
 
 
 def _scrub(text: str, sa_token: str) -> str:

@@ -18,10 +18,11 @@ import lightkube
 
 from pull_secret_updater.core import annotations as keys
 from pull_secret_updater.core.claims import InvalidToken, TokenClaims, read_claims
+from pull_secret_updater.runtime import wiring
 from pull_secret_updater.settings import Settings
-from pull_secret_updater.tokens.configured import service_account_tokens, token_service
 from pull_secret_updater.tokens.errors import ExchangeError
-from pull_secret_updater.tokens.satoken import ServiceAccountTokenSource
+from pull_secret_updater.tokens.provider import Subject
+from pull_secret_updater.tokens.satoken import SubjectTokenSource
 from pull_secret_updater.tools.durations import format_expiry
 from pull_secret_updater.tools.errors import USAGE, ToolError
 
@@ -63,14 +64,14 @@ class CheckOutcome:
 
 
 class _Recording:
-    """A token source that remembers the claims of the last token it gave out."""
+    """Service-account tokens that remember the claims of the last token given out."""
 
-    def __init__(self, inner: ServiceAccountTokenSource) -> None:
+    def __init__(self, inner: SubjectTokenSource) -> None:
         self._inner = inner
         self.facts: TokenFacts | None = None
 
-    async def get(self) -> str:
-        token = await self._inner.get()
+    async def get(self, subject: Subject) -> str:
+        token = await self._inner.get(subject)
         try:
             self.facts = TokenFacts.of(read_claims(token))
         except InvalidToken:
@@ -83,9 +84,11 @@ async def run_check(
     *,
     identity: str,
     open_client: Callable[[], lightkube.AsyncClient],
+    namespace: str | None = None,
     transport: httpx2.AsyncBaseTransport | None = None,
 ) -> CheckOutcome:
-    """Exchange once for `identity`; `open_client` is called only for TokenRequest tokens.
+    """Exchange once for `identity`, as the controller would for a Secret in `namespace`
+    (default: the controller's own); `open_client` is called only for TokenRequest tokens.
 
     `transport` replaces the network to the token service, for tests.
 
@@ -93,16 +96,16 @@ async def run_check(
     exchange is an outcome, not an exception.
     """
     client: lightkube.AsyncClient | None = None
-    source = service_account_tokens(settings, client=open_client)
-    recording = _Recording(source)
+    recording = _Recording(wiring.subject_tokens(settings, client=open_client))
+    subject = wiring.subject_for(settings)(namespace or settings.namespace)
     try:
         try:
-            sts = token_service(settings, sa_tokens=recording, transport=transport)
+            sts = wiring.token_service(settings, sa_tokens=recording, transport=transport)
         except ValueError as e:
             raise ToolError(str(e), exit_code=USAGE) from None
         async with sts:
             try:
-                issued = await sts.issue(identity=identity)
+                issued = await sts.issue(identity=identity, subject=subject)
             except ExchangeError as e:
                 return CheckOutcome(
                     identity=identity, registry=settings.registry, sent=recording.facts, error=e

@@ -1,0 +1,71 @@
+"""Which Secrets are failing, since when, and how long to wait before trying again.
+
+Every failure of a Secret, expected (the token service said no) or not (a bug, an API answer
+nobody foresaw), goes through `record`, which counts the attempt, says whether the cause is
+new (so a Warning Event and `last-error` are written once per cause, not once per retry),
+and returns the delay before the next attempt: growing with each attempt, slower for causes
+that waiting will not fix, and never shorter than what the server asked for (Retry-After).
+A success (or the Secret going away) `clear`s it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from pull_secret_updater.core.backoff import Backoff
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What `record` concluded: wait `delay` seconds; `new` if the cause was not reported."""
+
+    delay: float
+    new: bool
+    attempts: int
+
+
+@dataclass
+class _Failure:
+    attempts: int = 0
+    message: str | None = None
+
+
+@dataclass
+class Failures:
+    """Failure bookkeeping per Secret key."""
+
+    backoff: Backoff
+    rng: random.Random = field(default_factory=random.Random)
+    _failing: dict[Key, _Failure] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self._failing)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._failing
+
+    def record(
+        self,
+        key: Key,
+        *,
+        message: str,
+        retryable: bool = True,
+        retry_after: float | None = None,
+    ) -> Recorded:
+        failure = self._failing.setdefault(key, _Failure())
+        failure.attempts += 1
+        new = failure.message != message
+        failure.message = message
+        delay = self.backoff.delay(
+            attempt=failure.attempts,
+            rng=self.rng,
+            retryable=retryable,
+            retry_after=retry_after,
+        )
+        return Recorded(delay=delay, new=new, attempts=failure.attempts)
+
+    def clear(self, key: Key) -> None:
+        self._failing.pop(key, None)

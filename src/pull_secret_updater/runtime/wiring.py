@@ -1,0 +1,124 @@
+"""The components, built from settings: the one place that reads settings for `run` and `check`.
+
+It decides three things the rest of the code only receives:
+
+- whose service-account token is exchanged for a Secret (`subject_for`): the controller's
+  own, or with ``token_subject: namespace`` a fixed-name ServiceAccount in the Secret's own
+  namespace;
+- which identities each namespace may use (`load_policy`): the policy file, or everything
+  where the token service itself confines identities to namespaces, or everything because the
+  operator said so (``allow_any_identity``). With the controller's own token and neither a
+  policy nor that explicit choice, the controller refuses to start: anyone who can create a
+  Secret with a managed name could otherwise obtain any identity's tokens, and that must never
+  be the silent default;
+- the token service client, with its key verification and its service-account tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx2
+import yaml
+from lightkube import AsyncClient
+
+from pull_secret_updater.core.errors import BadInput
+from pull_secret_updater.core.policy import ALLOW_ALL, Policy, parse_policy
+from pull_secret_updater.settings import Settings
+from pull_secret_updater.tokens.provider import Subject
+from pull_secret_updater.tokens.satoken import (
+    ProjectedFileTokenSource,
+    ServiceAccountTokenSource,
+    SubjectTokens,
+    SubjectTokenSource,
+    TokenRequestTokenSource,
+)
+from pull_secret_updater.tokens.sts import ChainguardSTS
+
+
+class ConfigurationError(Exception):
+    """The settings are valid one by one but describe a controller that must not run."""
+
+
+def own_subject(settings: Settings) -> Subject:
+    """The controller's own ServiceAccount."""
+    return Subject(namespace=settings.namespace, service_account=settings.service_account)
+
+
+def subject_for(settings: Settings) -> Callable[[str], Subject]:
+    """The subject whose token is exchanged for a Secret in a given namespace."""
+    if settings.token_subject == "namespace":
+        name = settings.namespace_service_account
+        return lambda namespace: Subject(namespace=namespace, service_account=name)
+    own = own_subject(settings)
+    return lambda namespace: own
+
+
+def load_policy(settings: Settings) -> Policy:
+    """The identity policy in force; raises ConfigurationError (see the module docstring)."""
+    if settings.policy_file is not None:
+        return _read_policy(settings.policy_file)
+    if settings.token_subject == "namespace" or settings.allow_any_identity:
+        return ALLOW_ALL
+    raise ConfigurationError(
+        "no identity policy: with token_subject controller, any namespace could obtain the "
+        "tokens of any identity that trusts the controller. Choose one: set policy_file "
+        "(PSU_POLICY_FILE) to say which namespace may use which identity, or token_subject "
+        "namespace (PSU_TOKEN_SUBJECT) for identities that each trust one namespace, or "
+        "allow_any_identity (PSU_ALLOW_ANY_IDENTITY=true) to allow it deliberately"
+    )
+
+
+def own_tokens(
+    settings: Settings, *, client: Callable[[], AsyncClient]
+) -> ServiceAccountTokenSource:
+    """The controller's own token: the projected file, or TokenRequest (``client`` is called
+    only then)."""
+    if settings.token_source == "file":
+        return ProjectedFileTokenSource(path=settings.token_path)
+    return TokenRequestTokenSource(
+        client(),
+        namespace=settings.namespace,
+        service_account=settings.service_account,
+        audience=settings.sa_audience,
+    )
+
+
+def subject_tokens(settings: Settings, *, client: Callable[[], AsyncClient]) -> SubjectTokens:
+    """Service-account tokens per subject (``client`` is called only when one is requested)."""
+    return SubjectTokens(
+        own=own_subject(settings),
+        own_source=own_tokens(settings, client=client),
+        client=client if settings.token_subject == "namespace" else None,
+        audience=settings.sa_audience,
+    )
+
+
+def token_service(
+    settings: Settings,
+    *,
+    sa_tokens: SubjectTokenSource,
+    transport: httpx2.AsyncBaseTransport | None = None,
+) -> ChainguardSTS:
+    """The token service client; raises ValueError for an unusable CA bundle."""
+    return ChainguardSTS(
+        sa_tokens=sa_tokens,
+        issuer=settings.issuer,
+        audience=settings.registry,
+        ca_bundle=settings.ca_bundle,
+        timeout=settings.exchange_timeout,
+        min_lifetime=settings.min_token_lifetime,
+        transport=transport,
+    )
+
+
+def _read_policy(path: Path) -> Policy:
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigurationError(f"cannot read the policy file {path}: {e}") from None
+    try:
+        return parse_policy(document)
+    except (BadInput, ValueError) as e:
+        raise ConfigurationError(f"invalid policy file {path}: {e}") from None

@@ -1,0 +1,89 @@
+"""The HTTPS client every request to the token service goes through, and its small helpers.
+
+One client serves the exchange and the key discovery, so both trust exactly the same
+certificates: a configured CA bundle *replaces* the system trust store (an operator who pins
+the token service to a private CA means exactly that CA), and there is no switch to turn
+verification off. Redirects are not followed: an exchange sent elsewhere would carry the
+service-account token along.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from pathlib import Path
+
+import httpx2
+
+#: A token answer or a key set is a few kilobytes; a bigger one is a misbehaving server.
+MAX_RESPONSE_BYTES = 256 * 1024
+
+NOT_JSON = object()
+
+
+def make_client(
+    *,
+    timeout: float,
+    user_agent: str,
+    ca_bundle: Path | None = None,
+    transport: httpx2.AsyncBaseTransport | None = None,
+) -> httpx2.AsyncClient:
+    """A client with verified TLS (against `ca_bundle` alone when given)."""
+    return httpx2.AsyncClient(
+        transport=transport,
+        verify=ssl_context(ca_bundle) if ca_bundle is not None else True,
+        timeout=httpx2.Timeout(timeout),
+        follow_redirects=False,
+        headers={"User-Agent": user_agent, "Accept": "application/json"},
+    )
+
+
+def ssl_context(ca_bundle: Path) -> ssl.SSLContext:
+    """A context trusting only the certificates in `ca_bundle`; ValueError if unusable."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_bundle))
+    except FileNotFoundError:
+        problem = "the file does not exist"
+    except ssl.SSLError as e:
+        problem = f"it holds no usable PEM certificate ({e.reason or e.strerror})"
+    except OSError as e:
+        problem = e.strerror or type(e).__name__
+    raise ValueError(f"cannot load the CA bundle {ca_bundle}: {problem}")
+
+
+async def read_bounded(
+    response: httpx2.Response, *, limit: int = MAX_RESPONSE_BYTES
+) -> bytes | None:
+    """The body, or None when it is longer than `limit` bytes (the rest is not read)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def verification_failure(error: BaseException) -> str | None:
+    """The reason a certificate failed verification, if that is what `error` comes from."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current.verify_message or "certificate verify failed"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def load_json(body: bytes) -> object:
+    """The parsed body, or `NOT_JSON`.
+
+    NB: no exception escapes, and none is chained: JSONDecodeError.doc and
+    UnicodeDecodeError.object hold the body, which may hold a token.
+    """
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return NOT_JSON

@@ -1,0 +1,280 @@
+"""Verifying registry tokens against the token service's published keys.
+
+Whatever sits in a Secret was written by someone who may edit that Secret, and a token
+service can be wrong or impersonated. So no token's claims are believed until its signature
+verifies against the keys the token service publishes (OIDC discovery:
+``<issuer>/.well-known/openid-configuration`` -> ``jwks_uri``) and its claims pass
+`core.claims.check_claims` (issuer, registry audience, subject, sane times).
+
+The keys are fetched once and kept: refetched when older than `max_age`, and at once when a
+token names a key we do not know (the service rotated its key), at most once per
+`refetch_interval` so that tokens with made-up key ids cannot make us hammer the service. If
+the keys cannot be fetched, keys already held stay in use (a discovery blip must not become an
+outage), and with none held verification fails with `KeysUnavailable`: the caller keeps the
+current credential and retries later, and no unverified claim is used meanwhile.
+
+Verdicts are cached per token (a few thousand Secrets share a handful of tokens), and
+forgotten whenever the key set changes, so a key the service stops publishing stops
+vouching for its tokens.
+
+Only asymmetric algorithms are accepted, and only with a key of the matching type: never
+``none`` and never HMAC (whose "key" would be the public key anyone can read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import httpx2
+import jwt
+import structlog
+
+from pull_secret_updater.core.claims import InvalidToken, VerifiedToken, check_claims
+from pull_secret_updater.tokens.errors import KeysUnavailable
+from pull_secret_updater.tokens.http import NOT_JSON, load_json, read_bounded, verification_failure
+
+log = structlog.get_logger("pull_secret_updater.tokens")
+
+ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+DEFAULT_MAX_AGE = 3600.0
+DEFAULT_REFETCH_INTERVAL = 10.0
+DEFAULT_LEEWAY = 60.0
+MAX_VERDICTS = 4096
+
+_SAFE = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
+
+
+class TokenVerifier:
+    """Verifies registry tokens issued by `issuer` for the registry `audience`.
+
+    `http` is the client to fetch the keys with (the token service's TLS settings); `clock`
+    gives epoch seconds for claim checks, `monotonic` paces the key fetches.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        http: httpx2.AsyncClient,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_age: float = DEFAULT_MAX_AGE,
+        refetch_interval: float = DEFAULT_REFETCH_INTERVAL,
+        leeway: float = DEFAULT_LEEWAY,
+    ) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.audience = audience
+        self.max_age = max_age
+        self.refetch_interval = refetch_interval
+        self.leeway = leeway
+        self._http = http
+        self._clock = clock
+        self._monotonic = monotonic
+        self._keys: dict[str, jwt.PyJWK] | None = None  # by kid ("" for a key without one)
+        self._fetched_at = 0.0
+        self._attempted_at: float | None = None
+        self._failure: KeysUnavailable | None = None
+        self._lock = asyncio.Lock()
+        self._verdicts: OrderedDict[str, VerifiedToken] = OrderedDict()
+        #: Key-set fetches that succeeded, for tests and metrics.
+        self.fetches = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(issuer={self.issuer!r}, audience={self.audience!r})"
+
+    def knows(self, key_id: str | None) -> bool:
+        """Whether a token signed with `key_id` could still verify with the keys held now."""
+        if self._keys is None:
+            return False
+        return key_id in self._keys if key_id is not None else bool(self._keys)
+
+    async def ensure_keys(self) -> None:
+        """Fetch the keys if none are held; raises KeysUnavailable if that fails."""
+        await self._key_set(wanted=None)
+
+    async def verify(self, token: str) -> VerifiedToken:
+        """The verified token; raises InvalidToken (not trusted) or KeysUnavailable."""
+        cached = self._verdicts.get(token)
+        if cached is not None:
+            self._verdicts.move_to_end(token)
+            return cached
+        kid, algorithm = _header(token)
+        keys = await self._key_set(wanted=kid)
+        candidates = [
+            key
+            for found_kid, key in keys.items()
+            if (kid is None or found_kid == kid) and key.algorithm_name == algorithm
+        ]
+        if not candidates:
+            raise InvalidToken(
+                "token is signed with a key the token service does not publish"
+                if kid is None or kid not in keys
+                else f"token is signed with {algorithm}, not with the algorithm of its key"
+            )
+        payload = _verified_payload(token, candidates)
+        claims = check_claims(
+            payload,
+            issuer=self.issuer,
+            audience=self.audience,
+            now=self._clock(),
+            leeway=self.leeway,
+        )
+        # check_claims requires both:
+        assert claims.sub is not None
+        assert claims.iat is not None
+        verified = VerifiedToken(
+            token=token,
+            identity=claims.sub,
+            registry=self.audience,
+            issued_at=claims.iat,
+            expires_at=claims.exp,
+            key_id=kid,
+        )
+        self._verdicts[token] = verified
+        while len(self._verdicts) > MAX_VERDICTS:
+            self._verdicts.popitem(last=False)
+        return verified
+
+    async def _key_set(self, *, wanted: str | None) -> dict[str, jwt.PyJWK]:
+        async with self._lock:
+            now = self._monotonic()
+            held = self._keys
+            stale = held is None or now - self._fetched_at >= self.max_age
+            unknown = held is not None and wanted is not None and wanted not in held
+            may_try = self._attempted_at is None or now - self._attempted_at >= (
+                self.refetch_interval
+            )
+            if (stale or unknown) and may_try:
+                self._attempted_at = now
+                try:
+                    fresh = await self._fetch()
+                except KeysUnavailable as e:
+                    self._failure = e
+                    log.warning(
+                        "cannot fetch the token service's keys",
+                        error=e.message,
+                        keeping_old_keys=held is not None,
+                    )
+                else:
+                    self._failure = None
+                    self._install(fresh, now=now)
+            if self._keys is None:
+                raise self._failure or KeysUnavailable(
+                    f"the keys of the token service at {self.issuer} are not available yet"
+                )
+            return self._keys
+
+    def _install(self, fresh: dict[str, jwt.PyJWK], *, now: float) -> None:
+        if self._keys is None or set(fresh) != set(self._keys):
+            log.info("token service keys loaded", key_ids=sorted(fresh), issuer=self.issuer)
+            self._verdicts.clear()
+        self._keys = fresh
+        self._fetched_at = now
+        self.fetches += 1
+
+    async def _fetch(self) -> dict[str, jwt.PyJWK]:
+        discovery_url = f"{self.issuer}/.well-known/openid-configuration"
+        discovery = await self._get_json(discovery_url, what="discovery document")
+        if discovery.get("issuer", "").rstrip("/") != self.issuer:
+            raise KeysUnavailable(f"the discovery document at {discovery_url} names another issuer")
+        jwks_uri = discovery.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or not jwks_uri.startswith("https://"):
+            raise KeysUnavailable(
+                f"the discovery document at {discovery_url} has no https jwks_uri"
+            )
+        document = await self._get_json(jwks_uri, what="key set")
+        entries = document.get("keys")
+        if not isinstance(entries, list):
+            raise KeysUnavailable(f"the key set at {jwks_uri} has no keys list")
+        keys: dict[str, jwt.PyJWK] = {}
+        for entry in entries:
+            key = _signing_key(entry)
+            if key is not None:
+                keys[key.key_id or ""] = key
+        if not keys:
+            raise KeysUnavailable(f"the key set at {jwks_uri} holds no usable signing key")
+        return keys
+
+    async def _get_json(self, url: str, *, what: str) -> dict[str, Any]:
+        try:
+            async with self._http.stream("GET", url) as response:
+                body = await read_bounded(response)
+                status = response.status_code
+        except httpx2.HTTPError as e:
+            verification = verification_failure(e)
+            problem = (
+                f"its certificate could not be verified ({verification})"
+                if verification
+                else type(e).__name__
+            )
+            raise KeysUnavailable(f"cannot fetch the {what} at {url}: {problem}") from None
+        if status != 200:
+            raise KeysUnavailable(f"the {what} at {url} answered {status}")
+        document = load_json(body) if body is not None else NOT_JSON
+        if not isinstance(document, dict):
+            raise KeysUnavailable(f"the {what} at {url} is not a JSON object")
+        return document
+
+
+def _header(token: str) -> tuple[str | None, str]:
+    problem = None
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        problem = "token is not a JWT"
+    if problem is not None:
+        raise InvalidToken(problem)
+    algorithm = header.get("alg")
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        shown = algorithm if isinstance(algorithm, str) and _SAFE.fullmatch(algorithm) else "?"
+        raise InvalidToken(f"token is signed with {shown!r}, not an asymmetric algorithm")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise InvalidToken("token's key id is not a string")
+    return kid, algorithm
+
+
+def _verified_payload(token: str, candidates: list[jwt.PyJWK]) -> dict[str, Any]:
+    problem = "token's signature does not verify with the token service's keys"
+    for key in candidates:
+        try:
+            return jwt.decode(
+                token,
+                key=key,
+                algorithms=[key.algorithm_name],
+                # NB: only the signature here; the claims are the core's to judge.
+                options={
+                    "verify_signature": True,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                    "verify_sub": False,
+                    "verify_jti": False,
+                },
+            )
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.PyJWTError:
+            problem = "token's payload cannot be decoded"
+            break
+    raise InvalidToken(problem)
+
+
+def _signing_key(entry: object) -> jwt.PyJWK | None:
+    if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+        return None
+    try:
+        key = jwt.PyJWK.from_dict(entry)
+    except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):
+        return None
+    return key if key.algorithm_name in ALGORITHMS else None
