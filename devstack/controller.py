@@ -60,6 +60,8 @@ class ControllerProcess:
             "PSU_METRICS_HOST": "127.0.0.1",
             "PSU_METRICS_PORT": str(self.port),
             "PSU_NAMESPACE": NAMESPACE,
+            # As config/base/deployment.yaml chooses; tests of the policy override it.
+            "PSU_ALLOW_ANY_IDENTITY": "true",
             "POD_NAME": name,
             **(env or {}),
         }

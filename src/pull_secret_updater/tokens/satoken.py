@@ -1,10 +1,11 @@
 """Service-account tokens: what the controller exchanges for registry tokens.
 
 For its own ServiceAccount there are two sources, as on a real cluster. A projected volume
-(kubelet writes the file and rotates it well before expiry) is the default and needs no API permission; it is re-read at every use,
-because caching it would outlive a rotation. The TokenRequest API is for running outside a pod
-(a laptop, the local stack) or where projected volumes are not available; there the token is
-our own request, so it is kept until most of its lifetime has passed.
+(kubelet writes the file and rotates it well before expiry) is the default and needs no API
+permission; it is re-read at every use, because caching it would outlive a rotation. The
+TokenRequest API is for running outside a pod (a laptop, the local stack) or where projected
+volumes are not available; there the token is our own request, so it is kept until most of
+its lifetime has passed.
 
 With namespace-scoped identities the controller exchanges, for a Secret in namespace N, a
 token of the ServiceAccount with a fixed name in N (`SubjectTokens`). Those come only from
