@@ -110,7 +110,9 @@ def rejecting_identity(stack: LocalStack) -> str:
             "rejected", "ExchangeFailed", ("403", "does not match"), id="identity-rejects-us"
         ),
         pytest.param("unknown", "ExchangeFailed", ("404", "not found"), id="unknown-identity"),
-        pytest.param("garbage", "ExchangeFailed", ("unusable token",), id="garbage-token"),
+        pytest.param(
+            "garbage", "ExchangeFailed", ("cannot be trusted", "not a JWT"), id="garbage-token"
+        ),
     ],
 )
 def test_bad_input_is_reported_once_and_not_retried_hot(

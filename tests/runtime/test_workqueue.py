@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from pull_secret_updater.runtime.workqueue import QueueClosed, WorkQueue
+from pull_secret_updater.runtime.workqueue import WorkQueue
 
 
 class FakeClock:
@@ -80,10 +80,24 @@ async def test_forget_cancels_a_schedule() -> None:
     assert await next_key(queue, 0.05) is None
 
 
-async def test_close_wakes_waiting_workers() -> None:
+async def test_a_cancelled_worker_stops_waiting_and_takes_no_key_with_it() -> None:
+    # Workers are stopped by cancelling them; a key added afterwards must not be lost to one.
     queue: WorkQueue[str] = WorkQueue()
-    waiter = asyncio.create_task(queue.get())
+    stopping = asyncio.create_task(queue.get())
     await asyncio.sleep(0)
-    queue.close()
-    with pytest.raises(QueueClosed):
-        await waiter
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    queue.add("a")
+    assert await next_key(queue) == "a"
+
+
+async def test_a_worker_cancelled_while_a_key_becomes_due_does_not_swallow_the_cancel() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    worker = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    queue.add("a")  # wakes the worker ...
+    worker.cancel()  # ... in the same iteration as it is told to stop
+    with pytest.raises(asyncio.CancelledError):
+        await worker
+    assert await next_key(queue) == "a"

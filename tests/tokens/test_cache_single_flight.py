@@ -1,4 +1,5 @@
-"""N Secrets sharing an identity cost one exchange: concurrent callers share it, and its error."""
+"""N Secrets sharing an identity and a subject cost one exchange: concurrent callers share it,
+and its error; other identities and other subjects have exchanges of their own."""
 
 from __future__ import annotations
 
@@ -6,8 +7,13 @@ import asyncio
 
 import pytest
 
-from pull_secret_updater.tokens import TokenCache, TransientExchangeError
-from tests.tokens.fakes import FakeClock, FakeProvider
+from pull_secret_updater.core.schedule import Schedule
+from pull_secret_updater.tokens import Subject, TokenCache, TransientExchangeError
+from tests.tokens.fakes import OWN, FakeClock, FakeProvider
+
+SCHEDULE = Schedule()
+TEAM_A = Subject(namespace="team-a", service_account="pull-secret-updater")
+TEAM_B = Subject(namespace="team-b", service_account="pull-secret-updater")
 
 
 async def settle() -> None:
@@ -15,38 +21,60 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+def cache_for(provider: FakeProvider) -> TokenCache:
+    return TokenCache(provider, schedule=SCHEDULE, clock=provider.clock)
+
+
 async def test_fifty_concurrent_callers_for_one_identity_cost_one_exchange() -> None:
-    clock = FakeClock()
-    provider = FakeProvider(clock=clock, gate=asyncio.Event())
-    cache = TokenCache(provider, clock=clock)
-    callers = [asyncio.create_task(cache.get(identity="org/a")) for _ in range(50)]
+    provider = FakeProvider(clock=FakeClock(), gate=asyncio.Event())
+    cache = cache_for(provider)
+    callers = [asyncio.create_task(cache.get(identity="org/a", subject=OWN)) for _ in range(50)]
     await settle()
     assert provider.gate is not None
     provider.gate.set()
     results = await asyncio.gather(*callers)
-    assert len({id(result) for result in results}) == 1
+    assert len({result.token for result in results}) == 1
     assert provider.calls == {"org/a": 1}
     assert cache.exchanges == {"org/a": 1}
 
 
 async def test_identities_do_not_share_exchanges() -> None:
-    clock = FakeClock()
-    provider = FakeProvider(clock=clock)
-    cache = TokenCache(provider, clock=clock)
+    provider = FakeProvider(clock=FakeClock())
+    cache = cache_for(provider)
     results = await asyncio.gather(
-        *(cache.get(identity=identity) for identity in ["a", "b", "a", "b", "c"])
+        *(cache.get(identity=identity, subject=OWN) for identity in ["a", "b", "a", "b", "c"])
     )
     assert provider.calls == {"a": 1, "b": 1, "c": 1}
-    assert results[0] is results[2]
-    assert results[0] is not results[1]
+    assert results[0] == results[2]
+    assert results[0].token != results[1].token
+    assert [result.identity for result in results] == ["a", "b", "a", "b", "c"]
+
+
+async def test_subjects_do_not_share_exchanges_or_tokens() -> None:
+    # An identity trusting team-a must never reach team-b through a shared cache entry.
+    provider = FakeProvider(clock=FakeClock(), gate=asyncio.Event())
+    cache = cache_for(provider)
+    callers = [
+        asyncio.create_task(cache.get(identity="org/a", subject=subject))
+        for subject in [TEAM_A, TEAM_B, TEAM_A, TEAM_B]
+    ]
+    await settle()
+    assert provider.gate is not None
+    provider.gate.set()
+    a1, b1, a2, b2 = await asyncio.gather(*callers)
+    assert a1 == a2
+    assert b1 == b2
+    assert a1.token != b1.token
+    assert sorted(provider.subjects) == [TEAM_A, TEAM_B]
+    assert cache.exchanges == {"org/a": 2}
 
 
 async def test_a_failed_exchange_fails_every_waiter_and_the_next_call_tries_again() -> None:
     clock = FakeClock()
     failure = TransientExchangeError("token service answered 503", cause="unavailable", status=503)
     provider = FakeProvider(clock=clock, gate=asyncio.Event(), fail_with=failure)
-    cache = TokenCache(provider, clock=clock)
-    callers = [asyncio.create_task(cache.get(identity="org/a")) for _ in range(10)]
+    cache = cache_for(provider)
+    callers = [asyncio.create_task(cache.get(identity="org/a", subject=OWN)) for _ in range(10)]
     await settle()
     assert provider.gate is not None
     provider.gate.set()
@@ -55,7 +83,7 @@ async def test_a_failed_exchange_fails_every_waiter_and_the_next_call_tries_agai
     assert provider.calls == {"org/a": 1}
 
     provider.fail_with = None
-    token = await cache.get(identity="org/a")
+    token = await cache.get(identity="org/a", subject=OWN)
     assert token.issued_at == clock.now
     assert provider.calls == {"org/a": 2}
     assert cache.exchanges == {"org/a": 2}
@@ -63,51 +91,56 @@ async def test_a_failed_exchange_fails_every_waiter_and_the_next_call_tries_agai
 
 async def test_a_caller_arriving_right_after_a_failure_does_not_inherit_it() -> None:
     clock = FakeClock()
-    failure = TransientExchangeError("down", cause="unavailable")
-    provider = FakeProvider(clock=clock, fail_with=failure)
-    cache = TokenCache(provider, clock=clock)
+    provider = FakeProvider(
+        clock=clock, fail_with=TransientExchangeError("down", cause="unavailable")
+    )
+    cache = cache_for(provider)
     with pytest.raises(TransientExchangeError):
-        await cache.get(identity="a")
+        await cache.get(identity="a", subject=OWN)
     provider.fail_with = None
     # No loop iteration in between: the failed exchange must already be gone.
-    assert (await cache.get(identity="a")).issued_at == clock.now
+    assert (await cache.get(identity="a", subject=OWN)).issued_at == clock.now
+    assert provider.calls == {"a": 2}
 
 
 async def test_a_cancelled_caller_does_not_cancel_the_shared_exchange() -> None:
-    clock = FakeClock()
-    provider = FakeProvider(clock=clock, gate=asyncio.Event())
-    cache = TokenCache(provider, clock=clock)
-    impatient = asyncio.create_task(cache.get(identity="a"))
-    patient = asyncio.create_task(cache.get(identity="a"))
+    provider = FakeProvider(clock=FakeClock(), gate=asyncio.Event())
+    cache = cache_for(provider)
+    impatient = asyncio.create_task(cache.get(identity="a", subject=OWN))
+    patient = asyncio.create_task(cache.get(identity="a", subject=OWN))
     await settle()
     impatient.cancel()
     await settle()
     assert provider.gate is not None
     provider.gate.set()
-    assert (await patient).registry == "cgr.dev"
+    assert (await patient).identity == "a"
     assert impatient.cancelled()
     assert provider.calls == {"a": 1}
 
 
-async def test_forcing_a_new_token_still_joins_the_exchange_in_flight() -> None:
+async def test_a_caller_with_a_stale_token_joins_the_exchange_in_flight() -> None:
     clock = FakeClock()
     provider = FakeProvider(clock=clock, gate=asyncio.Event())
-    cache = TokenCache(provider, clock=clock)
-    first = asyncio.create_task(cache.get(identity="a"))
-    forced = asyncio.create_task(cache.get(identity="a", not_before_refresh=False))
+    cache = cache_for(provider)
+    first = asyncio.create_task(cache.get(identity="a", subject=OWN))
+    due = asyncio.create_task(cache.get(identity="a", subject=OWN, stale="token-held-by-a-secret"))
     await settle()
     assert provider.gate is not None
     provider.gate.set()
-    assert await first is await forced
+    assert await first == await due
     assert provider.calls == {"a": 1}
 
 
 async def test_aclose_cancels_exchanges_in_flight() -> None:
-    clock = FakeClock()
-    provider = FakeProvider(clock=clock, gate=asyncio.Event())
-    cache = TokenCache(provider, clock=clock)
-    caller = asyncio.create_task(cache.get(identity="a"))
+    provider = FakeProvider(clock=FakeClock(), gate=asyncio.Event())
+    cache = cache_for(provider)
+    caller = asyncio.create_task(cache.get(identity="a", subject=OWN))
     await settle()
     await cache.aclose()
     with pytest.raises(asyncio.CancelledError):
         await caller
+    # And a later call starts afresh rather than waiting on the cancelled exchange.
+    assert provider.gate is not None
+    provider.gate.set()
+    assert (await cache.get(identity="a", subject=OWN)).identity == "a"
+    assert provider.calls == {"a": 2}

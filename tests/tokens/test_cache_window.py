@@ -1,141 +1,208 @@
-"""A cached token is reused until its refresh point, then exchanged again; seed and forget."""
+"""A cached token is handed out until the schedule says it is due, never when a Secret names it
+stale, never once its key is no longer published; tokens found in Secrets can be offered."""
 
 from __future__ import annotations
 
-import pytest
+from pull_secret_updater.core.schedule import Schedule
+from pull_secret_updater.tokens import Subject, TokenCache
+from tests.tokens.fakes import NOW, OWN, FakeClock, FakeProvider, verified
 
-from pull_secret_updater.tokens import TokenCache
-from tests.tokens.fakes import NOW, FakeClock, FakeProvider, issued
+#: Refresh at exactly half the lifetime, so the windows below are exact.
+HALF = Schedule(fraction=0.5, jitter=0, margin=60)
+TEAM_A = Subject(namespace="team-a", service_account="pull-secret-updater")
+TEAM_B = Subject(namespace="team-b", service_account="pull-secret-updater")
 
 
-async def test_token_is_reused_until_its_refresh_point_then_exchanged() -> None:
+def cache_for(provider: FakeProvider, schedule: Schedule = HALF) -> TokenCache:
+    return TokenCache(provider, schedule=schedule, clock=provider.clock)
+
+
+async def test_a_token_is_handed_out_until_the_schedule_says_it_is_due() -> None:
     clock = FakeClock()
-    provider = FakeProvider(clock=clock, lifetime=3600)
-    cache = TokenCache(provider, clock=clock, refresh_fraction=0.5, margin=60)
-    first = await cache.get(identity="a")
-    assert cache.refresh_point(first) == NOW + 1800
+    cache = cache_for(FakeProvider(clock=clock, lifetime=3600))
+    first = await cache.get(identity="a", subject=OWN)
 
     clock.now = NOW + 1799.9
-    assert await cache.get(identity="a") is first
+    assert await cache.get(identity="a", subject=OWN) == first
     clock.now = NOW + 1800
-    second = await cache.get(identity="a")
-    assert second is not first
+    second = await cache.get(identity="a", subject=OWN)
+    assert second.token != first.token
     assert second.issued_at == NOW + 1800
     assert cache.exchanges == {"a": 2}
 
 
-def test_refresh_point_is_capped_at_the_margin_before_expiry() -> None:
-    cache = TokenCache(FakeProvider(clock=FakeClock()), refresh_fraction=0.9, margin=600)
-    token = issued(iat=NOW, lifetime=3600)
-    assert cache.refresh_point(token) == NOW + 3000
+async def test_the_cache_and_the_secrets_agree_on_when_a_token_is_due() -> None:
+    # With jitter: the cache asks the same Schedule the decision does, for the same token.
+    schedule = Schedule()
+    clock = FakeClock()
+    cache = cache_for(FakeProvider(clock=clock), schedule)
+    first = await cache.get(identity="a", subject=OWN)
+    due = schedule.refresh_at(
+        token=first.token, issued_at=first.issued_at, expires_at=first.expires_at
+    )
+    assert NOW + 0.56 * 3600 <= due <= NOW + 0.76 * 3600
+    clock.now = due - 0.001
+    assert await cache.get(identity="a", subject=OWN) == first
+    clock.now = due
+    assert await cache.get(identity="a", subject=OWN) != first
 
 
-def test_refresh_point_of_a_token_shorter_than_the_margin_is_half_its_life() -> None:
-    cache = TokenCache(FakeProvider(clock=FakeClock()), margin=600)
-    assert cache.refresh_point(issued(iat=NOW, lifetime=300)) == NOW + 150
-
-
-def test_refresh_point_is_deterministic() -> None:
-    cache = TokenCache(FakeProvider(clock=FakeClock()))
-    token = issued(iat=NOW, lifetime=3600)
-    assert len({cache.refresh_point(token) for _ in range(20)}) == 1
-    assert cache.refresh_point(token) == pytest.approx(NOW + 2400)
+async def test_a_token_of_an_absurd_lifetime_is_exchanged_again_within_the_max_interval() -> None:
+    clock = FakeClock()
+    schedule = Schedule(max_interval=4 * 3600)
+    cache = cache_for(FakeProvider(clock=clock, lifetime=10 * 365 * 86400), schedule)
+    first = await cache.get(identity="a", subject=OWN)
+    clock.now = NOW + 4 * 3600
+    assert await cache.get(identity="a", subject=OWN) != first
 
 
 async def test_fifty_secrets_in_one_window_cost_one_exchange_each_window() -> None:
     clock = FakeClock()
-    provider = FakeProvider(clock=clock, lifetime=3600)
-    cache = TokenCache(provider, clock=clock, refresh_fraction=0.5, margin=60)
+    cache = cache_for(FakeProvider(clock=clock, lifetime=3600))
     for window in range(3):
         for second in range(50):  # fifty Secrets, reconciled one after another
             clock.now = NOW + window * 1800 + second
-            await cache.get(identity="shared")
+            await cache.get(identity="shared", subject=OWN)
     assert cache.exchanges == {"shared": 3}
 
 
-async def test_not_before_refresh_false_exchanges_even_a_fresh_token() -> None:
+async def test_the_same_identity_for_two_subjects_is_cached_apart() -> None:
+    provider = FakeProvider(clock=FakeClock())
+    cache = cache_for(provider)
+    for_a = await cache.get(identity="org/x", subject=TEAM_A)
+    for_b = await cache.get(identity="org/x", subject=TEAM_B)
+    assert for_a != for_b
+    assert await cache.get(identity="org/x", subject=TEAM_A) == for_a
+    assert await cache.get(identity="org/x", subject=TEAM_B) == for_b
+    assert provider.subjects == [TEAM_A, TEAM_B]
+
+
+# -- stale -------------------------------------------------------------------------------------
+
+
+async def test_a_secret_naming_the_cached_token_stale_gets_a_new_one() -> None:
     clock = FakeClock()
-    cache = TokenCache(FakeProvider(clock=clock), clock=clock)
-    first = await cache.get(identity="a")
-    assert await cache.get(identity="a", not_before_refresh=False) is not first
+    cache = cache_for(FakeProvider(clock=clock))
+    held = await cache.get(identity="a", subject=OWN)
+    clock.now = NOW + 60  # long before the cache's own refresh point
+    fresh = await cache.get(identity="a", subject=OWN, stale=held.token)
+    assert fresh.token != held.token
     assert cache.exchanges == {"a": 2}
 
 
-async def test_seeded_token_is_reused_without_an_exchange() -> None:
+async def test_secrets_due_together_share_the_newer_token_one_of_them_brought() -> None:
+    # Secrets holding token T come due at jittered times of their own: the first one exchanges,
+    # the others, naming T stale too, get the newer token without another exchange.
     clock = FakeClock()
-    cache = TokenCache(FakeProvider(clock=clock), clock=clock)
-    found = issued(iat=NOW - 60, lifetime=3600, tag="from-secret")
-    cache.seed("a", found)
-    assert await cache.get(identity="a") is found
-    assert cache.peek("a") is found
+    cache = cache_for(FakeProvider(clock=clock))
+    held = await cache.get(identity="a", subject=OWN)
+    for second in range(50):
+        clock.now = NOW + 1000 + second
+        got = await cache.get(identity="a", subject=OWN, stale=held.token)
+        assert got.token != held.token
+    assert cache.exchanges == {"a": 2}
+
+
+async def test_a_stale_token_of_another_subject_changes_nothing_here() -> None:
+    cache = cache_for(FakeProvider(clock=FakeClock()))
+    in_a = await cache.get(identity="a", subject=TEAM_A)
+    in_b = await cache.get(identity="a", subject=TEAM_B)
+    assert await cache.get(identity="a", subject=TEAM_A, stale=in_b.token) == in_a
+    assert cache.exchanges == {"a": 2}
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+async def test_a_token_whose_key_is_no_longer_published_is_not_handed_out() -> None:
+    provider = FakeProvider(clock=FakeClock())
+    cache = cache_for(provider)
+    old = await cache.get(identity="a", subject=OWN)
+    assert old.key_id == "key-1"
+    provider.known_keys = {"key-2"}  # the token service rotated and dropped key-1
+    provider.key_id = "key-2"
+    fresh = await cache.get(identity="a", subject=OWN)
+    assert (fresh.key_id, fresh.token != old.token) == ("key-2", True)
+    assert await cache.get(identity="a", subject=OWN) == fresh
+    assert cache.exchanges == {"a": 2}
+
+
+# -- offer -------------------------------------------------------------------------------------
+
+
+async def test_an_offered_token_is_handed_out_without_an_exchange() -> None:
+    cache = cache_for(FakeProvider(clock=FakeClock()))
+    found = verified(identity="a", iat=NOW - 60, tag="from-a-secret")
+    cache.offer(subject=OWN, token=found)
+    assert await cache.get(identity="a", subject=OWN) == found
     assert cache.exchanges == {}
 
 
-def test_seeding_never_replaces_a_token_with_an_older_or_expired_one() -> None:
-    clock = FakeClock()
-    cache = TokenCache(FakeProvider(clock=clock), clock=clock)
-    newer = issued(iat=NOW, lifetime=3600, tag="newer")
-    cache.seed("a", newer)
-    cache.seed("a", issued(iat=NOW - 100, lifetime=3600, tag="older"))
-    assert cache.peek("a") is newer
-    cache.seed("b", issued(iat=NOW - 7200, lifetime=3600, tag="expired"))
-    assert cache.peek("b") is None
+async def test_an_offered_token_serves_only_its_identity_and_subject() -> None:
+    cache = cache_for(FakeProvider(clock=FakeClock()))
+    cache.offer(subject=TEAM_A, token=verified(identity="a", tag="team-a"))
+    await cache.get(identity="a", subject=TEAM_B)
+    await cache.get(identity="b", subject=TEAM_A)
+    assert cache.exchanges == {"a": 1, "b": 1}
 
 
-async def test_peek_never_exchanges_and_hides_expired_tokens() -> None:
-    clock = FakeClock()
-    cache = TokenCache(FakeProvider(clock=clock, lifetime=600), clock=clock)
-    assert cache.peek("a") is None
-    token = await cache.get(identity="a")
-    clock.now = NOW + 599
-    assert cache.peek("a") is token  # past its refresh point, still valid
-    clock.now = NOW + 600
-    assert cache.peek("a") is None
+async def test_offering_never_replaces_a_token_with_one_expiring_sooner() -> None:
+    cache = cache_for(FakeProvider(clock=FakeClock()))
+    newer = verified(identity="a", iat=NOW, tag="newer")
+    cache.offer(subject=OWN, token=newer)
+    cache.offer(subject=OWN, token=verified(identity="a", iat=NOW - 100, tag="older"))
+    cache.offer(subject=OWN, token=verified(identity="a", iat=NOW, tag="as-old"))
+    assert await cache.get(identity="a", subject=OWN) == newer
+    later = verified(identity="a", iat=NOW + 10, tag="later")
+    cache.offer(subject=OWN, token=later)
+    assert await cache.get(identity="a", subject=OWN) == later
+    assert cache.exchanges == {}
+
+
+async def test_an_expired_token_is_not_taken_when_offered() -> None:
+    cache = cache_for(FakeProvider(clock=FakeClock()))
+    for lifetime in (3600, 3599):  # expired at NOW, and before
+        cache.offer(subject=OWN, token=verified(identity="a", iat=NOW - 3600, lifetime=lifetime))
+    got = await cache.get(identity="a", subject=OWN)
+    assert got.expires_at > NOW
     assert cache.exchanges == {"a": 1}
 
 
-async def test_forget_drops_the_cached_token() -> None:
-    clock = FakeClock()
-    cache = TokenCache(FakeProvider(clock=clock), clock=clock)
-    await cache.get(identity="a")
-    cache.forget("a")
-    assert cache.peek("a") is None
-    await cache.get(identity="a")
-    assert cache.exchanges == {"a": 2}
+async def test_an_offered_token_already_due_is_not_handed_out() -> None:
+    cache = cache_for(FakeProvider(clock=FakeClock()))
+    due = verified(identity="a", iat=NOW - 1800, lifetime=3600)  # half-way: due under HALF
+    cache.offer(subject=OWN, token=due)
+    assert await cache.get(identity="a", subject=OWN) != due
+    assert cache.exchanges == {"a": 1}
 
 
-async def test_forget_token_drops_only_the_token_the_secret_holds() -> None:
-    clock = FakeClock()
-    cache = TokenCache(FakeProvider(clock=clock), clock=clock)
-    held = await cache.get(identity="a")
-    cache.forget_token(identity="a", token="some other token")
-    assert cache.peek("a") is held
-    cache.forget_token(identity="a", token=held.token)
-    assert cache.peek("a") is None
+async def test_an_offered_token_whose_key_is_unknown_is_not_handed_out() -> None:
+    cache = cache_for(FakeProvider(clock=FakeClock()))
+    unknown = verified(identity="a", key_id="retired-key")
+    cache.offer(subject=OWN, token=unknown)
+    assert await cache.get(identity="a", subject=OWN) != unknown
+    assert cache.exchanges == {"a": 1}
 
 
-async def test_a_due_secret_gets_a_newer_token_while_the_rest_share_it() -> None:
-    # Secrets holding token T refresh at jittered times, some before the cache's own refresh
-    # point: each forgets T first, so the first one exchanges and the others reuse the result.
-    clock = FakeClock()
-    cache = TokenCache(FakeProvider(clock=clock), clock=clock)
-    held = await cache.get(identity="a")
-    for second in range(50):
-        clock.now = NOW + 2000 + second  # before the cache's refresh point (NOW + 2400)
-        cache.forget_token(identity="a", token=held.token)
-        assert (await cache.get(identity="a")).token != held.token
-    assert cache.exchanges == {"a": 2}
+# -- forgetting --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5])
-def test_refresh_fraction_must_be_inside_the_lifetime(fraction: float) -> None:
-    with pytest.raises(ValueError, match="refresh_fraction"):
-        TokenCache(FakeProvider(clock=FakeClock()), refresh_fraction=fraction)
+async def test_forget_subject_drops_only_that_subjects_tokens() -> None:
+    cache = cache_for(FakeProvider(clock=FakeClock()))
+    kept = await cache.get(identity="a", subject=TEAM_B)
+    await cache.get(identity="a", subject=TEAM_A)
+    await cache.get(identity="b", subject=TEAM_A)
+    cache.forget_subject(TEAM_A)
+    assert await cache.get(identity="a", subject=TEAM_B) == kept
+    await cache.get(identity="a", subject=TEAM_A)
+    await cache.get(identity="b", subject=TEAM_A)
+    assert cache.exchanges == {"a": 3, "b": 2}
 
 
 def test_repr_holds_no_token() -> None:
-    cache = TokenCache(FakeProvider(clock=FakeClock()))
-    token = issued(tag="secret-value")
-    cache.seed("a", token)
+    cache = cache_for(FakeProvider(clock=FakeClock()))
+    token = verified(tag="secret-value")
+    cache.offer(subject=OWN, token=token)
     assert token.token not in repr(cache)
+    assert repr(cache) == "TokenCache(tokens=1)"
     assert token.token not in repr(token)

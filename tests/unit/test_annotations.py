@@ -2,8 +2,6 @@
 
 # NB: no `from __future__ import annotations` here: it would shadow the module of that name.
 
-import hashlib
-
 import pytest
 
 from pull_secret_updater.core import annotations
@@ -17,9 +15,22 @@ def test_keys_use_the_documented_prefix() -> None:
     assert annotations.EXPIRES_AT == "pull-secret-updater.chainguard.dev/expires-at"
     assert annotations.LAST_REFRESH == "pull-secret-updater.chainguard.dev/last-refresh"
     assert annotations.LAST_ERROR == "pull-secret-updater.chainguard.dev/last-error"
+    assert annotations.FILLED_IDENTITY == "pull-secret-updater.chainguard.dev/filled-identity"
     assert annotations.TOKEN_HASH == "pull-secret-updater.chainguard.dev/token-hash"
     assert all(key.startswith(annotations.PREFIX) for key in annotations.STATUS)
     assert annotations.IDENTITY not in annotations.STATUS
+
+
+def test_the_token_hash_of_earlier_versions_counts_as_status_so_it_is_cleared() -> None:
+    # Written by earlier versions; anyone could compute it, so it must go, never be read.
+    assert annotations.TOKEN_HASH in annotations.STATUS
+    assert set(annotations.STATUS) == {
+        annotations.EXPIRES_AT,
+        annotations.LAST_REFRESH,
+        annotations.LAST_ERROR,
+        annotations.TOKEN_HASH,
+        annotations.FILLED_IDENTITY,
+    }
 
 
 @pytest.mark.parametrize("value", [UID, "abc", "a.b_c-d/E", "x" * 256])
@@ -56,23 +67,6 @@ def test_a_pasted_token_is_not_echoed() -> None:
     with pytest.raises(BadInput) as caught:
         annotations.validate_identity(pasted)
     assert "eyJ" not in caught.value.message
-
-
-def test_token_hash_is_the_documented_fingerprint() -> None:
-    expected = hashlib.sha256(f"{UID}\ncgr.dev\nTOKEN".encode()).hexdigest()[:32]
-    assert annotations.token_hash(identity=UID, registry="cgr.dev", token="TOKEN") == expected
-    assert len(expected) == 32
-
-
-def test_token_hash_changes_with_each_input() -> None:
-    base = annotations.token_hash(identity="a", registry="r", token="t")
-    assert base != annotations.token_hash(identity="b", registry="r", token="t")
-    assert base != annotations.token_hash(identity="a", registry="s", token="t")
-    assert base != annotations.token_hash(identity="a", registry="r", token="u")
-    # The separator keeps field boundaries: ("a\nr", "t") is not ("a", "r\nt").
-    assert annotations.token_hash(identity="a", registry="rt", token="") != (
-        annotations.token_hash(identity="ar", registry="t", token="")
-    )
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Reading a token's claims without its key, and refusing tokens that cannot be used."""
+"""Reading a token's claims without its key, judging the claims of a verified token, and
+refusing tokens that cannot be used."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pull_secret_updater.core.claims import (
     MAX_NUMERIC_DATE,
     InvalidToken,
     TokenClaims,
+    VerifiedToken,
+    check_claims,
     check_fresh,
     read_claims,
 )
@@ -171,3 +174,126 @@ def test_an_expired_token_is_not_fresh(exp: float) -> None:
 def test_a_token_about_to_expire_is_not_fresh() -> None:
     with pytest.raises(InvalidToken, match=r"^token expires in 30s, less than the minimum 60s$"):
         check_fresh(_claims(NOW + 30), now=NOW, min_lifetime=60)
+
+
+# --- the claims of a verified token ----------------------------------------------------------
+
+ISSUER = "https://issuer.enforce.dev"
+AUDIENCE = "cgr.dev"
+SUBJECT = "45a0c61ea6fd977f050c5fb9ac06a69eed764595/d6bd5ea6e3ba0f1e"
+LEEWAY = 60.0
+#: A claim left out of the payload.
+_ABSENT = object()
+
+
+def _payload(**overrides: object) -> dict[str, object]:
+    payload: dict[str, object] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": SUBJECT,
+        "iat": NOW - 10,
+        "exp": NOW + 3600,
+    }
+    payload.update(overrides)
+    return {key: value for key, value in payload.items() if value is not _ABSENT}
+
+
+def _check(payload: dict[str, object], *, now: float = NOW) -> TokenClaims:
+    return check_claims(payload, issuer=ISSUER, audience=AUDIENCE, now=now, leeway=LEEWAY)
+
+
+def test_the_claims_of_a_token_for_us_are_returned() -> None:
+    assert _check(_payload()) == TokenClaims(
+        exp=NOW + 3600, iat=NOW - 10, iss=ISSUER, sub=SUBJECT, aud=(AUDIENCE,)
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"aud": ["other.example", AUDIENCE]}, id="audience among others"),
+        pytest.param({"iat": NOW + LEEWAY}, id="iat ahead by the leeway"),
+        pytest.param({"nbf": NOW + LEEWAY}, id="nbf ahead by the leeway"),
+        pytest.param({"nbf": NOW - 10}, id="nbf passed"),
+        pytest.param({"iat": NOW - 7200, "exp": NOW - 3600}, id="expired: still ours to replace"),
+        pytest.param({"jti": "x", "extra": {"nested": [1]}}, id="claims we do not read"),
+    ],
+)
+def test_claims_that_are_acceptable(overrides: dict[str, object]) -> None:
+    claims = _check(_payload(**overrides))
+    assert claims.sub == SUBJECT
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"iss": "https://evil.example"}, "token was not issued by the configured token service"),
+        ({"iss": ISSUER + "/"}, "token was not issued by the configured token service"),
+        ({"iss": _ABSENT}, "token has no iss claim"),
+        ({"iss": ""}, "token has no iss claim"),
+        ({"aud": "other.example"}, "token is not for the registry cgr.dev"),
+        ({"aud": ["a", "b"]}, "token is not for the registry cgr.dev"),
+        ({"aud": _ABSENT}, "token is not for the registry cgr.dev"),
+        ({"aud": "cgr.dev.evil.example"}, "token is not for the registry cgr.dev"),
+        ({"sub": _ABSENT}, "token has no sub claim"),
+        ({"sub": ""}, "token has no sub claim"),
+        ({"sub": 7}, "token's sub claim is not a string"),
+        ({"iat": _ABSENT}, "token has no iat claim"),
+        ({"iat": NOW + LEEWAY + 1}, r"token's iat claim lies in the future \(is a clock wrong\?\)"),
+        ({"exp": NOW - 10}, r"token's lifetime is empty \(iat is not before exp\)"),
+        ({"exp": NOW - 11}, "token's iat claim is later than its exp claim"),
+        ({"exp": _ABSENT}, "token has no exp claim"),
+        ({"exp": "soon"}, "token's exp claim is not a number"),
+        ({"nbf": NOW + LEEWAY + 1}, r"token is not valid yet \(nbf lies in the future\)"),
+        ({"nbf": "now"}, "token's nbf claim is not a number"),
+        ({"nbf": None}, "token's nbf claim is not a number"),
+    ],
+)
+def test_claims_that_are_refused_name_the_cause(
+    overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidToken, match=f"^{message}"):
+        _check(_payload(**overrides))
+
+
+def test_a_refusal_never_quotes_the_claims() -> None:
+    secret = "S3CRETS3CRET"
+    for overrides in ({"iss": f"https://{secret}.example"}, {"aud": secret}, {"nbf": secret}):
+        with pytest.raises(InvalidToken) as caught:
+            _check(_payload(**overrides))
+        assert secret not in str(caught.value)
+        assert caught.value.__context__ is None
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["exp", "iat", "iss", "sub", "aud", "nbf"]),
+        _json | st.sampled_from([ISSUER, AUDIENCE, SUBJECT, NOW, NOW + 3600]),
+    )
+)
+def test_arbitrary_claims_are_either_refused_or_satisfy_every_rule(
+    payload: dict[str, Any],
+) -> None:
+    try:
+        claims = _check(payload)
+    except InvalidToken:
+        return
+    assert claims.iss == ISSUER
+    assert AUDIENCE in claims.aud
+    assert claims.sub
+    assert claims.iat is not None
+    assert claims.iat < claims.exp
+    assert claims.iat <= NOW + LEEWAY
+
+
+def test_a_verified_tokens_repr_holds_no_token() -> None:
+    verified = VerifiedToken(
+        token="eyJ.S3CRET.sig",
+        identity=SUBJECT,
+        registry=AUDIENCE,
+        issued_at=NOW,
+        expires_at=NOW + 600,
+        key_id="k1",
+    )
+    assert "S3CRET" not in repr(verified)
+    assert verified.lifetime == 600

@@ -1,4 +1,5 @@
-"""The reconcile decision for one Secret, case by case, and the round trip through a write."""
+"""The decision for one Secret: `inspect` reads it, `decide` says fill or wait from the verdict
+on its token, and the round trip through a write."""
 
 # NB: no `from __future__ import annotations` here: it would shadow the module of that name.
 
@@ -6,25 +7,31 @@ import base64
 import json
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from pull_secret_updater.core import annotations
+from pull_secret_updater.core.claims import VerifiedToken
 from pull_secret_updater.core.decision import (
-    Decision,
     Fill,
+    FillReason,
     Ignore,
     Invalid,
+    Request,
     SecretView,
+    Untrusted,
+    Verdict,
     Wait,
+    cleared_status,
     decide,
     error_annotation,
+    inspect,
     status_annotations,
 )
 from pull_secret_updater.core.dockerconfig import parse_docker_config, with_token
-from pull_secret_updater.core.policy import Policy, parse_policy
-from pull_secret_updater.core.timing import Schedule
+from pull_secret_updater.core.policy import ALLOW_ALL, Policy, parse_policy
+from pull_secret_updater.core.schedule import Schedule
 
 REGISTRY = "cgr.dev"
 UID = "45a0c61ea6fd977f050c5fb9ac06a69eed764595/d6bd5ea6e3ba0f1e"
@@ -32,21 +39,13 @@ OTHER_UID = "45a0c61ea6fd977f050c5fb9ac06a69eed764595/0000000000000000"
 ISSUED = 1_750_000_000.0
 LIFETIME = 3600.0
 EXPIRES = ISSUED + LIFETIME
-SCHEDULE = Schedule(fraction=2 / 3, jitter=0.1, margin=300)
+SCHEDULE = Schedule(fraction=2 / 3, jitter=0.1, margin=300, min_interval=5)
 # The jitter band for the schedule above: 2/3 -/+ 0.1 of the lifetime.
 EARLIEST = ISSUED + LIFETIME * (2 / 3 - 0.1)
 LATEST = ISSUED + LIFETIME * (2 / 3 + 0.1)
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _jwt(**claims: Any) -> str:
-    return f"{_b64(b'{}')}.{_b64(json.dumps(claims).encode())}.{_b64(b'sig')}"
-
-
-TOKEN = _jwt(exp=EXPIRES, iat=ISSUED, sub=UID)
+#: What the Secret holds. The core never looks inside a token: its verdict comes from outside.
+TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJTM0NSRVQifQ.c2lnbmF0dXJl"
+NEW_TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJORVcifQ.c2lnbmF0dXJl"
 
 
 def _auth(user: str, password: str) -> str:
@@ -59,17 +58,6 @@ def _config(auths: Mapping[str, Any], **top: Any) -> bytes:
 
 def _ours(token: str = TOKEN, key: str = REGISTRY) -> bytes:
     return _config({key: {"username": "_token", "password": token, "auth": _auth("_token", token)}})
-
-
-def _status(token: str = TOKEN, identity: str = UID, **extra: str) -> dict[str, str]:
-    return {
-        annotations.IDENTITY: identity,
-        annotations.TOKEN_HASH: annotations.token_hash(
-            identity=identity, registry=REGISTRY, token=token
-        ),
-        annotations.FILLED_IDENTITY: identity,
-        **extra,
-    }
 
 
 def _secret(
@@ -89,22 +77,45 @@ def _secret(
     )
 
 
-def _decide(
-    secret: SecretView,
+def _verified(
     *,
-    now: float = ISSUED + 60,
-    policy: Policy | None = None,
-    labels: Mapping[str, str] | None = None,
-) -> Decision:
-    return decide(
-        secret,
-        now=now,
+    token: str = TOKEN,
+    identity: str = UID,
+    issued_at: float = ISSUED,
+    expires_at: float = EXPIRES,
+) -> VerifiedToken:
+    return VerifiedToken(
+        token=token,
+        identity=identity,
         registry=REGISTRY,
-        policy=policy,
-        namespace_labels=labels,
-        schedule=SCHEDULE,
+        issued_at=issued_at,
+        expires_at=expires_at,
+        key_id="key-1",
     )
 
+
+def _inspect(
+    secret: SecretView,
+    *,
+    policy: Policy = ALLOW_ALL,
+    labels: Mapping[str, str] | None = None,
+) -> Request | Invalid | Ignore:
+    return inspect(secret, registry=REGISTRY, policy=policy, namespace_labels=labels)
+
+
+def _request(secret: SecretView) -> Request:
+    found = _inspect(secret)
+    assert isinstance(found, Request), found
+    return found
+
+
+def _decide(
+    secret: SecretView, verdict: Verdict | None, *, now: float = ISSUED + 60
+) -> Fill | Wait:
+    return decide(_request(secret), verdict=verdict, now=now, schedule=SCHEDULE)
+
+
+# --- inspect: is it ours, is it well-formed, is it allowed --------------------------------------
 
 _WRONG_TYPE = (
     "Secret type is Opaque; only kubernetes.io/dockerconfigjson Secrets can be filled, "
@@ -128,6 +139,11 @@ _TEAM_B_ONLY = parse_policy([{"identities": [UID], "namespaces": ["team-b"]}])
             id="someone else's annotation",
         ),
         pytest.param(
+            _secret(annotations_={annotations.FILLED_IDENTITY: UID, annotations.TOKEN_HASH: "ab"}),
+            Ignore(),
+            id="only status annotations: not ours",
+        ),
+        pytest.param(
             _secret(annotations_={annotations.IDENTITY: ""}, type_="Opaque"),
             Invalid(
                 reason_code="BadAnnotation",
@@ -147,6 +163,17 @@ _TEAM_B_ONLY = parse_policy([{"identities": [UID], "namespaces": ["team-b"]}])
             id="whitespace around the identity",
         ),
         pytest.param(
+            _secret(annotations_={annotations.IDENTITY: "org/*"}),
+            Invalid(
+                reason_code="BadAnnotation",
+                message=(
+                    f"annotation {annotations.IDENTITY} contains '*' at position 5; an identity "
+                    "UID has only letters, digits and / _ . -"
+                ),
+            ),
+            id="a glob is not an identity",
+        ),
+        pytest.param(
             _secret(type_="Opaque", raw=b"not json"),
             Invalid(reason_code="WrongType", message=_WRONG_TYPE),
             id="wrong type before malformed config",
@@ -157,245 +184,404 @@ _TEAM_B_ONLY = parse_policy([{"identities": [UID], "namespaces": ["team-b"]}])
                 reason_code="MalformedDockerConfig",
                 message=".dockerconfigjson is a list, expected an object",
             ),
-            id="malformed config",
-        ),
-        pytest.param(_secret(raw=None), Fill(identity=UID, reason="empty"), id="no data"),
-        pytest.param(_secret(raw=b"{}"), Fill(identity=UID, reason="empty"), id="{}"),
-        pytest.param(
-            _secret(raw=_config({})), Fill(identity=UID, reason="empty"), id="empty auths"
+            id="config is not an object",
         ),
         pytest.param(
-            _secret(raw=_config({}, credsStore="desktop")),
-            Fill(identity=UID, reason="empty"),
-            id="no registry entries, other top-level keys",
-        ),
-        pytest.param(
-            _secret(raw=_config({"ghcr.io": {"auth": _auth("u", "p")}})),
-            Fill(identity=UID, reason="no entry for registry"),
-            id="only another registry",
-        ),
-        pytest.param(
-            _secret(raw=_ours()),
-            Fill(identity=UID, reason="entry not written by this controller"),
-            id="entry without token-hash",
-        ),
-        pytest.param(
-            _secret(
-                raw=_ours(token=_jwt(exp=EXPIRES, iat=ISSUED, sub="x")), annotations_=_status()
+            _secret(raw=b'{"auths": ['),
+            Invalid(
+                reason_code="MalformedDockerConfig",
+                message=".dockerconfigjson is not valid JSON (line 1, column 12)",
             ),
-            Fill(identity=UID, reason="entry not written by this controller"),
-            id="token replaced by someone else",
+            id="config is not JSON",
         ),
         pytest.param(
-            _secret(raw=_ours(key="https://cgr.dev"), annotations_=_status()),
-            Fill(identity=UID, reason="entry not written by this controller"),
-            id="matching token under an alias key",
-        ),
-        pytest.param(
-            _secret(
-                raw=_config({REGISTRY: {"auth": "%%%", "password": TOKEN}}),
-                annotations_=_status(),
+            _secret(raw=b'{"auths": {"cgr.dev": "x"}}'),
+            Invalid(
+                reason_code="MalformedDockerConfig",
+                message=".dockerconfigjson: auths entry #1 is a string, expected an object",
             ),
-            Fill(identity=UID, reason="entry not written by this controller"),
-            id="undecodable auth",
-        ),
-        pytest.param(
-            _secret(
-                raw=_ours(),
-                annotations_={
-                    **_status(identity=OTHER_UID),
-                    annotations.IDENTITY: UID,
-                },
-            ),
-            Fill(identity=UID, reason="identity changed"),
-            id="identity changed",
-        ),
-        pytest.param(
-            _secret(
-                raw=_ours(),
-                annotations_={
-                    annotations.IDENTITY: UID,
-                    annotations.TOKEN_HASH: annotations.token_hash(
-                        identity=OTHER_UID, registry=REGISTRY, token=TOKEN
-                    ),
-                },
-            ),
-            Fill(identity=UID, reason="entry not written by this controller"),
-            id="identity changed but previous identity unknown",
+            id="entry is not an object",
         ),
     ],
 )
-def test_decide(secret: SecretView, expected: Decision) -> None:
-    assert _decide(secret) == expected
-
-
-def test_a_valid_entry_of_ours_waits_until_the_jittered_refresh_time() -> None:
-    decision = _decide(_secret(raw=_ours(), annotations_=_status()))
-    assert isinstance(decision, Wait)
-    assert decision.identity == UID
-    assert decision.expires_at == EXPIRES
-    assert EARLIEST <= decision.refresh_at <= LATEST
-
-
-def test_the_refresh_time_does_not_depend_on_when_or_how_often_we_look() -> None:
-    secret = _secret(raw=_ours(), annotations_=_status())
-    seen = {_decide(secret, now=now) for now in (ISSUED, ISSUED + 1, ISSUED + 600, EARLIEST - 1)}
-    assert len(seen) == 1
-
-
-def test_different_tokens_get_different_refresh_times() -> None:
-    times = set()
-    for n in range(20):
-        token = _jwt(exp=EXPIRES, iat=ISSUED, jti=str(n))
-        decision = _decide(_secret(raw=_ours(token=token), annotations_=_status(token=token)))
-        assert isinstance(decision, Wait)
-        times.add(decision.refresh_at)
-    assert len(times) == 20
-
-
-def test_past_the_refresh_time_it_is_due() -> None:
-    secret = _secret(raw=_ours(), annotations_=_status())
-    wait = _decide(secret)
-    assert isinstance(wait, Wait)
-    assert _decide(secret, now=wait.refresh_at) == Fill(identity=UID, reason="due for refresh")
-    assert _decide(secret, now=EXPIRES - 1) == Fill(identity=UID, reason="due for refresh")
-
-
-def test_an_expired_token_of_ours_is_refilled() -> None:
-    secret = _secret(raw=_ours(), annotations_=_status())
-    assert _decide(secret, now=EXPIRES) == Fill(identity=UID, reason="expired")
-    assert _decide(secret, now=EXPIRES + 10) == Fill(identity=UID, reason="expired")
-
-
-def test_a_token_without_iat_is_timed_from_the_last_refresh() -> None:
-    token = _jwt(exp=EXPIRES)
-    status = _status(token=token, **{annotations.LAST_REFRESH: annotations.format_time(ISSUED)})
-    decision = _decide(_secret(raw=_ours(token=token), annotations_=status))
-    assert isinstance(decision, Wait)
-    assert EARLIEST <= decision.refresh_at <= LATEST
-
-
-def test_a_token_whose_start_is_unknown_is_refilled() -> None:
-    token = _jwt(exp=EXPIRES)
-    decision = _decide(_secret(raw=_ours(token=token), annotations_=_status(token=token)))
-    assert decision == Fill(identity=UID, reason="expiry unknown")
-
-
-def test_a_token_that_is_not_a_jwt_is_timed_from_the_status_annotations() -> None:
-    token = "opaque-registry-password"
-    status = _status(
-        token=token,
-        **{
-            annotations.LAST_REFRESH: annotations.format_time(ISSUED),
-            annotations.EXPIRES_AT: annotations.format_time(EXPIRES),
-        },
-    )
-    decision = _decide(_secret(raw=_ours(token=token), annotations_=status))
-    assert isinstance(decision, Wait)
-    assert decision.expires_at == EXPIRES
-    assert EARLIEST <= decision.refresh_at <= LATEST
-
-
-def test_a_token_that_is_not_a_jwt_without_status_is_refilled() -> None:
-    token = "opaque-registry-password"
-    decision = _decide(_secret(raw=_ours(token=token), annotations_=_status(token=token)))
-    assert decision == Fill(identity=UID, reason="expiry unknown")
-
-
-def test_a_short_lived_token_refreshes_half_way_rather_than_at_once() -> None:
-    token = _jwt(exp=ISSUED + 120, iat=ISSUED)
-    secret = _secret(raw=_ours(token=token), annotations_=_status(token=token))
-    assert _decide(secret, now=ISSUED + 1) == Wait(
-        identity=UID, refresh_at=ISSUED + 60, expires_at=ISSUED + 120
-    )
-
-
-# --- policy ---------------------------------------------------------------------------------
+def test_secrets_that_are_not_ours_or_not_usable(
+    secret: SecretView, expected: Ignore | Invalid
+) -> None:
+    assert _inspect(secret) == expected
 
 
 def test_policy_denial_comes_before_the_config_is_read() -> None:
-    decision = _decide(_secret(raw=b"not json"), policy=_TEAM_B_ONLY)
-    assert decision == Invalid(
+    assert _inspect(_secret(raw=b"not json"), policy=_TEAM_B_ONLY) == Invalid(
         reason_code="PolicyDenied",
         message=f"identity {UID} may not be used in namespace team-a by the controller's policy",
     )
 
 
-def test_policy_is_checked_after_the_type() -> None:
-    decision = _decide(_secret(type_="Opaque"), policy=_DENY_ALL)
-    assert isinstance(decision, Invalid)
-    assert decision.reason_code == "WrongType"
+def test_the_type_is_checked_before_the_policy() -> None:
+    found = _inspect(_secret(type_="Opaque"), policy=_DENY_ALL)
+    assert isinstance(found, Invalid)
+    assert found.reason_code == "WrongType"
 
 
 def test_an_allowed_identity_proceeds() -> None:
-    decision = _decide(_secret(namespace="team-b"), policy=_TEAM_B_ONLY)
-    assert decision == Fill(identity=UID, reason="empty")
+    assert isinstance(_inspect(_secret(namespace="team-b"), policy=_TEAM_B_ONLY), Request)
 
 
-def test_a_namespace_selector_uses_the_labels_given() -> None:
+def test_a_namespace_selector_uses_the_labels_given_and_unknown_labels_deny() -> None:
     policy = parse_policy([{"identities": [UID], "namespaceSelector": {"matchLabels": {"t": "a"}}}])
-    assert _decide(_secret(), policy=policy, labels={"t": "a"}) == Fill(
-        identity=UID, reason="empty"
+    assert isinstance(_inspect(_secret(), policy=policy, labels={"t": "a"}), Request)
+    for labels in (None, {}, {"t": "b"}):
+        denied = _inspect(_secret(), policy=policy, labels=labels)
+        assert isinstance(denied, Invalid)
+        assert denied.reason_code == "PolicyDenied"
+
+
+def test_allow_all_allows_any_identity_in_any_namespace() -> None:
+    secret = _secret(
+        namespace="kube-system", annotations_={annotations.IDENTITY: OTHER_UID}, raw=None
     )
-    denied = _decide(_secret(), policy=policy, labels=None)
-    assert isinstance(denied, Invalid)
-    assert denied.reason_code == "PolicyDenied"
+    assert _inspect(secret, policy=ALLOW_ALL) == Request(
+        namespace="kube-system",
+        identity=OTHER_UID,
+        config=parse_docker_config(None),
+        current=None,
+        written_at=None,
+    )
 
 
-def test_no_policy_allows_everything() -> None:
-    assert _decide(_secret(namespace="kube-system")) == Fill(identity=UID, reason="empty")
+def test_a_request_carries_the_token_in_the_registrys_entry_and_the_last_write() -> None:
+    secret = _secret(
+        raw=_ours(),
+        annotations_={
+            annotations.IDENTITY: UID,
+            annotations.LAST_REFRESH: annotations.format_time(ISSUED),
+        },
+    )
+    request = _request(secret)
+    assert (request.namespace, request.identity) == ("team-a", UID)
+    assert request.current == TOKEN
+    assert request.written_at == ISSUED
+    assert request.config == parse_docker_config(_ours())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(None, id="no data"),
+        pytest.param(b"{}", id="{}"),
+        pytest.param(_config({"ghcr.io": {"auth": _auth("u", "p")}}), id="another registry"),
+        pytest.param(_ours(key="https://cgr.dev"), id="alias key https://cgr.dev"),
+        pytest.param(_ours(key="cgr.dev/"), id="alias key cgr.dev/"),
+        pytest.param(_ours(key="https://cgr.dev/v2/"), id="alias key https://cgr.dev/v2/"),
+        pytest.param(_config({REGISTRY: {"auth": "%%%", "password": TOKEN}}), id="bad auth"),
+        pytest.param(_config({REGISTRY: {"username": "_token"}}), id="entry without password"),
+    ],
+)
+def test_there_is_no_current_token_without_a_readable_entry_under_the_exact_key(
+    raw: bytes | None,
+) -> None:
+    # Alias entries are other people's: a token found there is never taken for ours.
+    assert _request(_secret(raw=raw)).current is None
+
+
+def test_an_unreadable_last_refresh_is_no_last_write() -> None:
+    secret = _secret(
+        annotations_={annotations.IDENTITY: UID, annotations.LAST_REFRESH: "yesterday"}
+    )
+    assert _request(secret).written_at is None
+
+
+def test_status_annotations_written_by_anyone_change_nothing_in_the_request() -> None:
+    # An unkeyed token-hash and an expiry are what a planted token would come with.
+    planted = _secret(
+        raw=_ours(),
+        annotations_={
+            annotations.IDENTITY: UID,
+            annotations.TOKEN_HASH: "0123456789abcdef0123456789abcdef",
+            annotations.FILLED_IDENTITY: UID,
+            annotations.EXPIRES_AT: annotations.format_time(EXPIRES + 365 * 86400),
+        },
+    )
+    assert _request(planted) == _request(_secret(raw=_ours()))
+
+
+# --- decide: fill now, or wait -----------------------------------------------------------------
+
+
+def test_a_secret_without_any_entry_is_filled() -> None:
+    fill = _decide(_secret(raw=b"{}"), None)
+    assert fill == Fill(identity=UID, reason="empty", config=parse_docker_config(b"{}"))
+    assert (fill.event_reason, fill.why, fill.stale) == ("Filled", "empty", None)
+
+
+def test_a_secret_with_only_other_registries_is_filled() -> None:
+    raw = _config({"ghcr.io": {"auth": _auth("u", "p")}}, credsStore="desktop")
+    fill = _decide(_secret(raw=raw), None)
+    assert isinstance(fill, Fill)
+    assert (fill.reason, fill.event_reason, fill.stale) == ("no entry for registry", "Filled", None)
+    assert fill.config == parse_docker_config(raw)
+
+
+def test_a_token_under_an_alias_key_only_is_filled_as_a_missing_entry() -> None:
+    fill = _decide(_secret(raw=_ours(key="https://cgr.dev")), None)
+    assert isinstance(fill, Fill)
+    assert fill.reason == "no entry for registry"
+    assert fill.stale is None
+
+
+@pytest.mark.parametrize(
+    "why",
+    [
+        "token's signature does not verify with the token service's keys",
+        "token was not issued by the configured token service",
+        "token is not a JWT",
+    ],
+)
+def test_a_token_that_does_not_verify_is_replaced_and_never_offered_as_stale(why: str) -> None:
+    fill = _decide(_secret(raw=_ours()), Untrusted(why=why))
+    assert fill == Fill(
+        identity=UID,
+        reason="token not trusted",
+        config=parse_docker_config(_ours()),
+        detail=why,
+    )
+    assert fill.why == f"token not trusted: {why}"
+    assert fill.event_reason == "Filled"
+    assert fill.stale is None
+
+
+def test_a_planted_token_with_every_status_annotation_is_still_replaced() -> None:
+    planted = _secret(
+        raw=_ours(),
+        annotations_={
+            annotations.IDENTITY: UID,
+            annotations.TOKEN_HASH: "0123456789abcdef0123456789abcdef",
+            annotations.FILLED_IDENTITY: UID,
+            annotations.EXPIRES_AT: annotations.format_time(EXPIRES),
+            annotations.LAST_REFRESH: annotations.format_time(ISSUED + 59),
+        },
+    )
+    fill = _decide(planted, Untrusted(why="token is signed with 'HS256', not an asymmetric algorithm"))
+    assert isinstance(fill, Fill)
+    assert fill.reason == "token not trusted"
+
+
+def test_a_verified_token_of_another_identity_is_replaced_without_being_stale() -> None:
+    fill = _decide(_secret(raw=_ours()), _verified(identity=OTHER_UID))
+    assert fill == Fill(identity=UID, reason="identity changed", config=parse_docker_config(_ours()))
+    assert fill.event_reason == "Filled"
+    # Not the identity asked for: the cache of UID never held it, so nothing to skip.
+    assert fill.stale is None
+
+
+@pytest.mark.parametrize("now", [EXPIRES, EXPIRES + 10, EXPIRES + 365 * 86400])
+def test_an_expired_token_of_ours_is_refreshed_and_named_stale(now: float) -> None:
+    fill = _decide(_secret(raw=_ours()), _verified(), now=now)
+    assert fill == Fill(
+        identity=UID, reason="expired", config=parse_docker_config(_ours()), stale=TOKEN
+    )
+    assert fill.event_reason == "Refreshed"
+
+
+def test_a_verified_token_of_ours_waits_until_the_schedule_says_so() -> None:
+    verdict = _verified()
+    wait = _decide(_secret(raw=_ours()), verdict)
+    assert wait == Wait(
+        identity=UID,
+        token=verdict,
+        refresh_at=SCHEDULE.refresh_at(token=TOKEN, issued_at=ISSUED, expires_at=EXPIRES),
+    )
+    assert EARLIEST <= wait.refresh_at <= LATEST
+
+
+def test_the_refresh_time_does_not_depend_on_when_or_how_often_we_look() -> None:
+    secret = _secret(raw=_ours())
+    seen = {_decide(secret, _verified(), now=now) for now in (ISSUED, ISSUED + 1, EARLIEST - 1)}
+    assert len(seen) == 1
+
+
+def test_different_tokens_with_the_same_times_get_different_refresh_times() -> None:
+    times = set()
+    for n in range(20):
+        token = f"{TOKEN}{n}"
+        wait = _decide(_secret(raw=_ours(token=token)), _verified(token=token))
+        assert isinstance(wait, Wait)
+        times.add(wait.refresh_at)
+    assert len(times) == 20
+
+
+def test_from_the_refresh_time_until_expiry_it_is_due_and_named_stale() -> None:
+    secret = _secret(raw=_ours())
+    wait = _decide(secret, _verified())
+    assert isinstance(wait, Wait)
+    for now in (wait.refresh_at, wait.refresh_at + 1, EXPIRES - 1):
+        fill = _decide(secret, _verified(), now=now)
+        assert fill == Fill(
+            identity=UID, reason="due for refresh", config=parse_docker_config(_ours()), stale=TOKEN
+        )
+        assert fill.event_reason == "Refreshed"
+
+
+def test_a_token_of_an_absurd_lifetime_is_due_within_the_max_interval() -> None:
+    secret = _secret(raw=_ours())
+    verdict = _verified(expires_at=ISSUED + 10 * 365 * 86400)
+    wait = _decide(secret, verdict)
+    assert isinstance(wait, Wait)
+    assert wait.refresh_at == ISSUED + SCHEDULE.max_interval
+    assert isinstance(_decide(secret, verdict, now=ISSUED + SCHEDULE.max_interval), Fill)
+
+
+def test_a_token_written_moments_ago_waits_min_interval_even_if_its_times_say_due() -> None:
+    # A token service whose clock is behind ours: every token looks due on arrival.
+    now = ISSUED + 3000
+    secret = _secret(
+        raw=_ours(),
+        annotations_={
+            annotations.IDENTITY: UID,
+            annotations.LAST_REFRESH: annotations.format_time(now),
+        },
+    )
+    assert _decide(secret, _verified(), now=now) == Wait(
+        identity=UID, token=_verified(), refresh_at=now + SCHEDULE.min_interval
+    )
+    fill = _decide(secret, _verified(), now=now + SCHEDULE.min_interval)
+    assert isinstance(fill, Fill)
+    assert fill.reason == "due for refresh"
+
+
+def test_a_last_refresh_planted_in_the_future_does_not_postpone_a_due_token() -> None:
+    now = ISSUED + 3000
+    planted = _secret(
+        raw=_ours(),
+        annotations_={
+            annotations.IDENTITY: UID,
+            annotations.LAST_REFRESH: annotations.format_time(now + 365 * 86400),
+        },
+    )
+    wait = _decide(planted, _verified(), now=now)
+    assert isinstance(wait, Wait)
+    assert wait.refresh_at == now + SCHEDULE.min_interval
+
+
+def test_a_short_lived_token_refreshes_half_way_rather_than_at_once() -> None:
+    verdict = _verified(expires_at=ISSUED + 120)
+    assert _decide(_secret(raw=_ours()), verdict, now=ISSUED + 1) == Wait(
+        identity=UID, token=verdict, refresh_at=ISSUED + 60
+    )
+
+
+def test_every_fill_reason_is_reachable_and_has_an_event_reason() -> None:
+    secret = _secret(raw=_ours())
+    fills = [
+        _decide(_secret(raw=b"{}"), None),
+        _decide(_secret(raw=_config({"ghcr.io": {}})), None),
+        _decide(secret, Untrusted(why="no")),
+        _decide(secret, _verified(identity=OTHER_UID)),
+        _decide(secret, _verified(), now=EXPIRES),
+        _decide(secret, _verified(), now=EXPIRES - 1),
+    ]
+    assert all(isinstance(fill, Fill) for fill in fills)
+    reasons = [fill.reason for fill in fills if isinstance(fill, Fill)]
+    assert sorted(reasons) == sorted(get_args(FillReason))
+    events = {fill.reason: fill.event_reason for fill in fills if isinstance(fill, Fill)}
+    assert events == {
+        "empty": "Filled",
+        "no entry for registry": "Filled",
+        "token not trusted": "Filled",
+        "identity changed": "Filled",
+        "expired": "Refreshed",
+        "due for refresh": "Refreshed",
+    }
+
+
+def test_reprs_hide_the_tokens_and_the_data() -> None:
+    secret = _secret(raw=_ours())
+    request = _request(secret)
+    fill = _decide(secret, _verified(), now=EXPIRES)
+    wait = _decide(secret, _verified())
+    for value in (secret, request, fill, wait):
+        assert "S3CRET" not in repr(value)  # the payload of TOKEN, base64url-encoded
+        assert TOKEN not in repr(value)
 
 
 # --- what the controller writes -------------------------------------------------------------
 
 
-def test_status_annotations() -> None:
-    patch = status_annotations(
-        identity=UID, expires_at=EXPIRES, refreshed_at=ISSUED, token_hash="ab" * 16
-    )
-    assert patch == {
+def test_status_annotations_record_the_write_and_remove_the_old_fingerprint() -> None:
+    assert status_annotations(identity=UID, expires_at=EXPIRES, refreshed_at=ISSUED) == {
         annotations.EXPIRES_AT: "2025-06-15T16:06:40Z",
         annotations.LAST_REFRESH: "2025-06-15T15:06:40Z",
-        annotations.TOKEN_HASH: "ab" * 16,
         annotations.FILLED_IDENTITY: UID,
         annotations.LAST_ERROR: None,
+        annotations.TOKEN_HASH: None,
     }
 
 
-def test_error_annotation_sets_only_last_error() -> None:
+def test_error_annotation_sets_only_last_error_on_one_line() -> None:
     assert error_annotation("token service said\nno") == {
         annotations.LAST_ERROR: "token service said no"
     }
 
 
-def test_a_filled_secret_is_left_to_wait_and_keeps_other_registries() -> None:
+def test_cleared_status_removes_exactly_the_status_annotations_present() -> None:
+    present = {
+        annotations.IDENTITY: UID,
+        annotations.EXPIRES_AT: "2025-06-15T16:06:40Z",
+        annotations.TOKEN_HASH: "ab" * 16,
+        annotations.LAST_ERROR: "boom",
+        "kubectl.kubernetes.io/last-applied-configuration": "{}",
+    }
+    assert cleared_status(present) == {
+        annotations.EXPIRES_AT: None,
+        annotations.TOKEN_HASH: None,
+        annotations.LAST_ERROR: None,
+    }
+
+
+def test_cleared_status_of_a_secret_without_status_is_an_empty_patch() -> None:
+    assert cleared_status({annotations.IDENTITY: UID, "other": "x"}) == {}
+
+
+def _apply(current: Mapping[str, str], patch: Mapping[str, str | None]) -> dict[str, str]:
+    merged = {**current, **patch}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
+def test_a_filled_secret_then_waits_keeps_other_registries_and_refills_on_identity_change() -> None:
     other = {"ghcr.io": {"auth": _auth("me", "pw"), "email": "me@example.com"}}
-    secret = _secret(raw=_config(other, credsStore="desktop"))
-    first = _decide(secret, now=ISSUED)
-    assert first == Fill(identity=UID, reason="no entry for registry")
+    secret = _secret(
+        raw=_config(other, credsStore="desktop"),
+        annotations_={annotations.IDENTITY: UID, annotations.TOKEN_HASH: "ab" * 16},
+    )
+    first = _decide(secret, None, now=ISSUED)
+    assert isinstance(first, Fill)
+    assert first.reason == "no entry for registry"
 
     # What the controller does with a Fill, using only the core.
-    raw = with_token(parse_docker_config(secret.docker_config_raw), registry=REGISTRY, token=TOKEN)
-    patch = status_annotations(
-        identity=UID,
-        expires_at=EXPIRES,
-        refreshed_at=ISSUED,
-        token_hash=annotations.token_hash(identity=UID, registry=REGISTRY, token=TOKEN),
+    raw = with_token(first.config, registry=REGISTRY, token=NEW_TOKEN)
+    merged = _apply(
+        secret.annotations,
+        status_annotations(identity=UID, expires_at=EXPIRES, refreshed_at=ISSUED),
     )
-    merged = {**secret.annotations, **{k: v for k, v in patch.items() if v is not None}}
     filled = replace(secret, docker_config_raw=raw, annotations=merged, resource_version="43")
+    assert annotations.TOKEN_HASH not in filled.annotations
 
-    second = _decide(filled, now=ISSUED + 1)
+    request = _request(filled)
+    assert request.current == NEW_TOKEN
+    assert request.written_at == ISSUED
+    second = decide(
+        request, verdict=_verified(token=NEW_TOKEN), now=ISSUED + 1, schedule=SCHEDULE
+    )
     assert isinstance(second, Wait)
-    assert second.expires_at == EXPIRES
+    assert second.token.token == NEW_TOKEN
     written = json.loads(raw)
     assert written["credsStore"] == "desktop"
     assert written["auths"]["ghcr.io"] == other["ghcr.io"]
 
-    # And once the identity is changed by the user, it is filled again.
+    # And once the user changes the identity, it is filled again, for the new identity.
     changed = replace(filled, annotations={**merged, annotations.IDENTITY: OTHER_UID})
-    assert _decide(changed, now=ISSUED + 2) == Fill(identity=OTHER_UID, reason="identity changed")
-
-
-def test_secret_view_repr_hides_the_data() -> None:
-    assert TOKEN not in repr(_secret(raw=_ours()))
+    third = decide(
+        _request(changed), verdict=_verified(token=NEW_TOKEN), now=ISSUED + 2, schedule=SCHEDULE
+    )
+    assert isinstance(third, Fill)
+    assert (third.identity, third.reason, third.stale) == (OTHER_UID, "identity changed", None)

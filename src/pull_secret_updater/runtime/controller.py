@@ -295,7 +295,7 @@ class Controller:
             )
         self.metrics.secret_writes.labels(outcome="success").inc()
         self.failures.clear(key)
-        self.store[key] = written
+        self._keep(written)
         expires = ann.format_time(issued.expires_at)
         log.info("token written", namespace=key[0], name=key[1], identity=fill.identity,
                  why=fill.why, expires_at=expires)  # fmt: skip
@@ -331,6 +331,8 @@ class Controller:
         token in place until it expires.
         """
         key = (secret.namespace, secret.name)
+        if key not in self.store:
+            return DONE  # deleted while we were at it: nothing to report on, nothing to retry
         recorded = self.failures.record(
             key, message=message, retryable=retryable, retry_after=retry_after
         )
@@ -355,8 +357,8 @@ class Controller:
     async def _write_status(self, secret: SecretObject, patch: dict[str, str | None]) -> None:
         key = (secret.namespace, secret.name)
         try:
-            self.store[key] = await write_secret(
-                self.client, secret, docker_config=None, annotations=patch
+            self._keep(
+                await write_secret(self.client, secret, docker_config=None, annotations=patch)
             )
         except Conflict:
             pass  # changed meanwhile: the watch brings the newer version, to be decided anew
@@ -369,12 +371,20 @@ class Controller:
             fresh = await get_secret(self.client, namespace=key[0], name=key[1])
         except KubeError as e:
             log.warning("re-reading a Secret failed", namespace=key[0], name=key[1], error=str(e))
+            if key not in self.store:
+                return DONE
             return Outcome(self.failures.record(key, message=f"re-reading failed: {e}").delay)
-        if fresh is None:
+        if fresh is None or key not in self.store:
             self._drop(key)
             return DONE
         self.store[key] = fresh
         return Outcome(0.0)
+
+    def _keep(self, written: SecretObject) -> None:
+        """Store what a write returned, unless the Secret was deleted meanwhile."""
+        key = (written.namespace, written.name)
+        if key in self.store:
+            self.store[key] = written
 
     # -- gauges ----------------------------------------------------------------------------
 
