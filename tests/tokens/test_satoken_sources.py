@@ -1,4 +1,5 @@
-"""The controller's own service-account token: from a projected file or the TokenRequest API."""
+"""Service-account tokens: the controller's own from a projected file or the TokenRequest API,
+and per subject (a ServiceAccount in the Secret's namespace) from TokenRequest."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from lightkube import AsyncClient, KubeConfig
 
 from pull_secret_updater.tokens import (
     ProjectedFileTokenSource,
+    Subject,
+    SubjectTokens,
     TokenRequestTokenSource,
     TokenSourceError,
 )
-from tests.tokens.fakes import NOW, SA_TOKEN, FakeClock, everything_printed
+from pull_secret_updater.tokens import satoken
+from tests.tokens.fakes import NOW, OWN, SA_TOKEN, FakeClock, StaticTokenSource, everything_printed
 
 # -- projected file --------------------------------------------------------------------------
 
@@ -202,3 +206,146 @@ def test_token_request_below_the_apiservers_minimum_is_refused() -> None:
         TokenRequestTokenSource(
             FakeApiServer().client(), namespace="ns", service_account="sa", expiration_seconds=60
         )
+
+
+# -- per subject -----------------------------------------------------------------------------
+
+TEAM_A = Subject(namespace="team-a", service_account="pull-secret-updater")
+TEAM_B = Subject(namespace="team-b", service_account="pull-secret-updater")
+
+
+def token_path(subject: Subject) -> str:
+    return (
+        f"/api/v1/namespaces/{subject.namespace}/serviceaccounts/"
+        f"{subject.service_account}/token"
+    )
+
+
+class Subjects:
+    """SubjectTokens whose own token is static and whose API server is a FakeApiServer."""
+
+    def __init__(self, server: FakeApiServer | None = None, *, with_client: bool = True) -> None:
+        self.server = server or FakeApiServer()
+        self.own = StaticTokenSource(token="own-token")
+        self.clients_made = 0
+
+        def client() -> AsyncClient:
+            self.clients_made += 1
+            return self.server.client()
+
+        self.tokens = SubjectTokens(
+            own=OWN,
+            own_source=self.own,
+            client=client if with_client else None,
+            audience="issuer.enforce.dev",
+        )
+
+    def paths(self) -> list[str]:
+        return [request.url.path for request in self.server.requests]
+
+
+async def test_the_own_subject_uses_the_own_source_and_no_api_call() -> None:
+    subjects = Subjects()
+    assert await subjects.tokens.get(OWN) == "own-token"
+    assert subjects.own.calls == 1
+    assert (subjects.server.requests, subjects.clients_made) == ([], 0)
+
+
+async def test_another_subject_gets_a_token_request_for_its_own_namespace_and_name() -> None:
+    subjects = Subjects()
+    token = await subjects.tokens.get(TEAM_A)
+    assert token == f"{SA_TOKEN}-1"
+    [request] = subjects.server.requests
+    assert request.method == "POST"
+    assert request.url.path == token_path(TEAM_A)
+    body = json.loads(request.content)
+    assert body["spec"] == {"audiences": ["issuer.enforce.dev"], "expirationSeconds": 600}
+    assert subjects.own.calls == 0
+
+
+async def test_each_subjects_token_is_kept_and_never_given_to_another() -> None:
+    subjects = Subjects()
+    a = await subjects.tokens.get(TEAM_A)
+    b = await subjects.tokens.get(TEAM_B)
+    assert a != b
+    assert await subjects.tokens.get(TEAM_A) == a
+    assert await subjects.tokens.get(TEAM_B) == b
+    assert subjects.paths() == [token_path(TEAM_A), token_path(TEAM_B)]
+
+
+async def test_another_subject_without_token_request_is_refused_for_good() -> None:
+    subjects = Subjects(with_client=False)
+    with pytest.raises(TokenSourceError) as caught:
+        await subjects.tokens.get(TEAM_A)
+    error = caught.value
+    assert (error.cause, error.retryable) == ("sa_token", False)
+    assert str(error) == (
+        "no token can be requested for "
+        "system:serviceaccount:team-a:pull-secret-updater: only the controller's own "
+        "ServiceAccount is configured"
+    )
+    assert await subjects.tokens.get(OWN) == "own-token"
+
+
+async def test_a_missing_service_account_says_how_to_create_it() -> None:
+    server = FakeApiServer(
+        error=(
+            404,
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "message": 'serviceaccounts "pull-secret-updater" not found',
+                "reason": "NotFound",
+                "code": 404,
+            },
+        )
+    )
+    subjects = Subjects(server)
+    with pytest.raises(TokenSourceError) as caught:
+        await subjects.tokens.get(TEAM_A)
+    error = caught.value
+    assert (error.status, error.retryable) == (404, False)
+    assert "ServiceAccount team-a/pull-secret-updater" in str(error)
+    assert str(error).endswith(
+        "; create it: kubectl create serviceaccount pull-secret-updater -n team-a"
+    )
+
+
+async def test_a_forbidden_token_request_names_the_subject_and_is_not_retried_soon() -> None:
+    server = FakeApiServer(
+        error=(
+            403,
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "message": "cannot create resource serviceaccounts/token",
+                "reason": "Forbidden",
+                "code": 403,
+            },
+        )
+    )
+    with pytest.raises(TokenSourceError) as caught:
+        await Subjects(server).tokens.get(TEAM_B)
+    assert (caught.value.status, caught.value.retryable) == (403, False)
+    assert "team-b/pull-secret-updater" in str(caught.value)
+    assert "kubectl create" not in str(caught.value)
+
+
+async def test_the_least_recently_used_subject_is_dropped_beyond_the_bound() -> None:
+    subjects = Subjects()
+    many = [Subject(namespace=f"ns-{n}", service_account="sa") for n in range(satoken.MAX_SUBJECTS)]
+    for subject in many:
+        await subjects.tokens.get(subject)
+    await subjects.tokens.get(many[0])  # used again: now the most recent
+    asked = len(subjects.server.requests)
+    assert asked == satoken.MAX_SUBJECTS
+
+    await subjects.tokens.get(TEAM_A)  # one more than the bound: many[1] goes
+    await subjects.tokens.get(many[0])
+    await subjects.tokens.get(many[2])
+    assert len(subjects.server.requests) == asked + 1
+    await subjects.tokens.get(many[1])
+    assert len(subjects.server.requests) == asked + 2
+    assert subjects.server.requests[-1].url.path == token_path(many[1])
