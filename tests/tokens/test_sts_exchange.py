@@ -20,8 +20,8 @@ from pull_secret_updater.tokens import (
     IssuedToken,
     ProjectedFileTokenSource,
     TransientExchangeError,
-    user_agent,
 )
+from pull_secret_updater.version import user_agent
 from tests.tokens.fakes import (
     NOW,
     SA_TOKEN,

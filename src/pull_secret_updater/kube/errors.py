@@ -31,6 +31,8 @@ from contextlib import contextmanager
 import httpx2
 from lightkube import ApiError
 
+from pull_secret_updater.core.redaction import truncate
+
 __all__ = [
     "Conflict",
     "Forbidden",
@@ -97,7 +99,7 @@ def from_status(
     if reason:
         parts.append(f" {reason}")
     if message:
-        parts.append(f": {_truncate(message)}")
+        parts.append(f": {truncate(message, limit=MAX_MESSAGE)}")
     return cls("".join(parts), status=code, reason=reason or None)
 
 
@@ -184,11 +186,6 @@ def _status_from_body(response: httpx2.Response) -> tuple[str | None, str | None
         reason if isinstance(reason, str) else None,
         message if isinstance(message, str) else None,
     )
-
-
-def _truncate(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
 def _prefixed(what: str, text: str) -> str:

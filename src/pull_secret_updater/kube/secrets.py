@@ -25,7 +25,6 @@ import base64
 import binascii
 import logging
 import random
-import re
 import types
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
@@ -39,6 +38,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Secret
 from lightkube.types import PatchType
 
+from pull_secret_updater.core.names import is_dns_subdomain
 from pull_secret_updater.core.timing import backoff
 from pull_secret_updater.kube.client import http_client
 from pull_secret_updater.kube.errors import (
@@ -70,7 +70,6 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 #: How long past `server_timeout` a watch may run before its connection is presumed dead.
 WATCH_GRACE = 10.0
 
-_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _SECRETS_PATH = "api/v1/secrets"
 
 
@@ -421,7 +420,7 @@ def _log_retry(
 
 
 def _check_name(name: str) -> None:
-    if not _SECRET_NAME.fullmatch(name):
+    if not is_dns_subdomain(name):
         raise ValueError("the managed Secret name must be a DNS subdomain name")
 
 

@@ -21,7 +21,7 @@ from pull_secret_updater.tokens.satoken import (
     ServiceAccountTokenSource,
     TokenRequestTokenSource,
 )
-from pull_secret_updater.tokens.sts import ChainguardSTS, user_agent
+from pull_secret_updater.tokens.sts import ChainguardSTS
 
 __all__ = [
     "Cause",
@@ -37,5 +37,4 @@ __all__ = [
     "TokenRequestTokenSource",
     "TokenSourceError",
     "TransientExchangeError",
-    "user_agent",
 ]

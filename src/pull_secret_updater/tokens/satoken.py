@@ -25,6 +25,7 @@ from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ServiceAccountToken
 
+from pull_secret_updater.core.redaction import truncate
 from pull_secret_updater.tokens.errors import TokenSourceError
 
 DEFAULT_AUDIENCE = "issuer.enforce.dev"
@@ -35,6 +36,9 @@ MIN_EXPIRATION_SECONDS = 600
 
 #: Share of a requested token's lifetime after which a new one is requested.
 REUSE_FRACTION = 0.8
+
+#: How much of the API server's explanation ends up in a message.
+MAX_DETAIL = 200
 
 
 class ServiceAccountTokenSource(Protocol):
@@ -144,8 +148,9 @@ class TokenRequestTokenSource:
             )
         except ApiError as e:
             code = e.status.code or e.response.status_code
+            detail = truncate(e.status.message or "", limit=MAX_DETAIL)
             raise TokenSourceError(
-                f"{what} failed: {code} {e.status.reason or ''}: {_short(e.status.message)}",
+                f"{what} failed: {code} {e.status.reason or ''}: {detail}",
                 retryable=_retryable(code),
                 status=code,
             ) from e
@@ -157,7 +162,8 @@ class TokenRequestTokenSource:
                 status=code,
             ) from e
         except httpx2.HTTPError as e:
-            raise TokenSourceError(f"{what} failed: {type(e).__name__}: {_short(str(e))}") from e
+            detail = truncate(str(e), limit=MAX_DETAIL)
+            raise TokenSourceError(f"{what} failed: {type(e).__name__}: {detail}") from e
         status = response.status
         token = status.token if status is not None else None
         if not token:
@@ -190,8 +196,3 @@ def _decode_token(raw: bytes) -> tuple[str, str | None]:
     if any(c.isspace() for c in token):
         return "", "holds more than one word, so it is not a token"
     return token, None
-
-
-def _short(text: str | None, limit: int = 200) -> str:
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

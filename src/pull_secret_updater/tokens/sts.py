@@ -25,7 +25,6 @@ import re
 import ssl
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -33,6 +32,7 @@ from typing import Self
 import httpx2
 
 from pull_secret_updater.core.claims import InvalidToken, read_claims
+from pull_secret_updater.core.redaction import redact, truncate
 from pull_secret_updater.tokens.errors import (
     Cause,
     ExchangeError,
@@ -42,6 +42,7 @@ from pull_secret_updater.tokens.errors import (
 )
 from pull_secret_updater.tokens.provider import IssuedToken
 from pull_secret_updater.tokens.satoken import ServiceAccountTokenSource
+from pull_secret_updater.version import user_agent
 
 DEFAULT_ISSUER = "https://issuer.enforce.dev"
 DEFAULT_REGISTRY = "cgr.dev"
@@ -54,10 +55,7 @@ MAX_RESPONSE_BYTES = 256 * 1024
 #: How much of the server's explanation ends up in a message.
 MAX_DETAIL = 200
 
-_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*){0,2}")
-_BEARER = re.compile(r"(?i)\bbearer\s+\S+")
 _SAFE_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_REDACTED = "[redacted]"
 
 
 class ChainguardSTS:
@@ -159,7 +157,9 @@ class ChainguardSTS:
                     cause="tls",
                     retryable=False,
                 ) from e
-            reason = _truncate(_scrub(str(e) or type(e).__name__, sa_token))
+            reason = truncate(
+                redact(str(e) or type(e).__name__, known=(sa_token,)), limit=MAX_DETAIL
+            )
             raise TransientExchangeError(
                 f"could not reach {where}: {reason}", cause="connection"
             ) from e
@@ -217,15 +217,6 @@ class ChainguardSTS:
             issued_at=claims.iat if claims.iat is not None else now,
             registry=self.audience,
         )
-
-
-def user_agent() -> str:
-    """`pull-secret-updater/<version>`, what we tell the servers we talk to."""
-    try:
-        version = metadata.version("pull-secret-updater")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    return f"pull-secret-updater/{version}"
 
 
 def _ssl_context(ca_bundle: Path) -> ssl.SSLContext:
@@ -322,16 +313,4 @@ def _server_detail(body: bytes, *, sa_token: str) -> str:
             return ""  # an HTML error page from a proxy says nothing the status does not
     else:
         return ""
-    return _truncate(_scrub(detail, sa_token))
-
-
-def _scrub(text: str, sa_token: str) -> str:
-    if sa_token:
-        text = text.replace(sa_token, _REDACTED)
-    text = _BEARER.sub(f"Bearer {_REDACTED}", text)
-    text = _JWT_LIKE.sub(_REDACTED, text)
-    return " ".join(text.split())
-
-
-def _truncate(text: str) -> str:
-    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 3] + "..."
+    return truncate(redact(detail, known=(sa_token,)), limit=MAX_DETAIL)

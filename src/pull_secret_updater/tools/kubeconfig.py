@@ -22,8 +22,9 @@ import yaml
 from lightkube import KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
 
-from pull_secret_updater.kube.client import DEFAULT_FIELD_MANAGER, default_user_agent, http_client
+from pull_secret_updater.kube.client import DEFAULT_FIELD_MANAGER, http_client
 from pull_secret_updater.tools.errors import USAGE, ToolError
+from pull_secret_updater.version import user_agent
 
 __all__ = ["Cluster", "open_cluster"]
 
@@ -117,7 +118,7 @@ def _client(single: SingleConfig, *, source: str, timeout: float) -> lightkube.A
     except (ValueError, TypeError) as e:
         problem = f"{type(e).__name__}: {_flat(e)}"
     else:
-        http_client(client).headers["User-Agent"] = default_user_agent()
+        http_client(client).headers["User-Agent"] = user_agent()
         return client
     raise ToolError(f"cannot use kubeconfig {source}: {problem}", exit_code=USAGE)
 
