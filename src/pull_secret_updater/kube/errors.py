@@ -10,12 +10,12 @@ reply has no Content-Type. Every call into lightkube therefore runs inside `tran
 which turns all of these into one tree::
 
     KubeError
-    +-- NotFound     404
-    +-- Conflict     409 (a stale resourceVersion, or AlreadyExists on create)
-    +-- Gone         410 (a resourceVersion too old to watch from: relist)
-    +-- Forbidden    401, 403
-    +-- Invalid      400, 422
-    +-- Transient    429, 5xx, connection errors, timeouts
+    +-- NotFound       404
+    +-- Conflict       409 (a stale resourceVersion, or AlreadyExists on create)
+    +-- Gone           410 (a resourceVersion too old to watch from: relist)
+    +-- Forbidden      401, 403
+    +-- Unprocessable  400, 422 (the request itself is refused: retrying will not help)
+    +-- Transient      429, 5xx, connection errors, timeouts
 
 The original exception stays reachable as `__cause__`. Messages carry the HTTP status, the
 API's reason and its message cut to a bounded length: the API server redacts Secret data from
@@ -37,10 +37,10 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "Gone",
-    "Invalid",
     "KubeError",
     "NotFound",
     "Transient",
+    "Unprocessable",
     "from_status",
     "translate",
     "translated",
@@ -82,8 +82,15 @@ class Forbidden(KubeError):
     """Not authenticated (401) or not authorised (403)."""
 
 
-class Invalid(KubeError):
-    """The API server refused the request itself (400, 422); retrying the same will not help."""
+class Unprocessable(KubeError):
+    """The API server refused the request itself (400, 422); retrying the same will not help.
+
+    Not `Invalid`: that name is the core's decision about a Secret's content, a different thing.
+    """
+
+
+# NB: the old name, kept only until runtime/controller.py imports `Unprocessable`; delete then.
+Invalid = Unprocessable
 
 
 class Transient(KubeError):
@@ -162,7 +169,7 @@ def _class_for(code: int | None) -> type[KubeError]:
     if code in (401, 403):
         return Forbidden
     if code in (400, 422):
-        return Invalid
+        return Unprocessable
     if code is not None and (code in (408, 429) or code >= 500):
         return Transient
     return KubeError
