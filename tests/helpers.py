@@ -6,7 +6,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +19,9 @@ IDENTITY = "pull-secret-updater.chainguard.dev/identity"
 EXPIRES_AT = "pull-secret-updater.chainguard.dev/expires-at"
 LAST_ERROR = "pull-secret-updater.chainguard.dev/last-error"
 LAST_REFRESH = "pull-secret-updater.chainguard.dev/last-refresh"
+
+#: What the `logged` fixture gives: structlog's event dicts (`event`, `log_level`, the fields).
+LogEvents = list[MutableMapping[str, Any]]
 
 
 def eventually(

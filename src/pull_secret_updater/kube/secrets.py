@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import logging
 import random
 import types
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
@@ -33,6 +32,7 @@ from typing import Any, Literal, cast
 
 import httpx2
 import lightkube
+import structlog
 from lightkube.core import decoders
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Secret
@@ -62,7 +62,7 @@ __all__ = [
     "write_secret",
 ]
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 DOCKER_CONFIG_KEY = ".dockerconfigjson"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -406,16 +406,14 @@ def _log_retry(
 ) -> None:
     status = error.status if isinstance(error, KubeError) else None
     message = str(error) if isinstance(error, KubeError) else "watch deadline passed"
-    logger.warning(
+    log.warning(
         "relisting Secrets" if relist else "watching Secrets failed; retrying",
-        extra={
-            "secret_name": name,
-            "error": message,
-            "error_class": type(error).__name__,
-            "status": status,
-            "attempt": attempt,
-            "retry_in_s": round(delay, 3),
-        },
+        name=name,
+        error=message,
+        error_class=type(error).__name__,
+        status=status,
+        attempt=attempt,
+        retry_in_s=round(delay, 3),
     )
 
 
