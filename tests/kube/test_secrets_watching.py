@@ -16,9 +16,9 @@ from devstack.stack import LocalStack
 from pull_secret_updater.kube import WatchEvent, list_and_watch
 from pull_secret_updater.kube.client import http_client
 from pull_secret_updater.kube.secrets import _watch_once, list_secrets
-from tests.helpers import LogEvents
+from tests.helpers import LogEvents, unique
 from tests.kube.conftest import NamespaceFactory
-from tests.kube.support import Recorder, cancel, create_secret, grant_secret_access, unique
+from tests.kube.support import Recorder, cancel, create_secret, grant_secret_access
 
 pytestmark = pytest.mark.stack
 
