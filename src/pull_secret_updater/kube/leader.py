@@ -19,6 +19,9 @@ trusts no clock but each replica's own monotonic one:
 Times: `renew_deadline` is measured from the start of the renewing request, not its end, and
 another replica's lease is timed from the end of the read that saw it; both choices err on
 the side of never having two leaders.
+
+NB: longer than our other modules because it is one protocol in one class; the length is its
+cases (take over, renew, lose, release), each with the reason it is safe.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ in 1.0.1 cannot ask for bookmarks, reconnects by itself when the server ends a w
 watch cannot be bounded in time), lets connection errors escape its `on_error` hook, and after
 a 410 silently replays the current state as ADDED events (so deletions during the gap are
 never reported). Here one call to `_watch_once` is exactly one HTTP watch request.
+
+NB: longer than our other modules because reading, writing and following share the one
+conversion from the wire form to `SecretObject`; the watch loop is the part that would move
+out (to a `watching` module) if this grows further.
 """
 
 from __future__ import annotations
