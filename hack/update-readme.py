@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pull_secret_updater.settings import settings_reference_markdown
+from pull_secret_updater.cli.reference import settings_reference_markdown
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- settings-reference:start -->", "<!-- settings-reference:end -->"

@@ -7,10 +7,11 @@ import contextlib
 from collections.abc import Callable, Generator, Iterator
 
 import pytest
+import structlog
 
 from devstack.controller import ControllerProcess, install_manifests
 from devstack.stack import LocalStack
-from tests.helpers import ClusterHelper
+from tests.helpers import ClusterHelper, LogEvents, unique
 
 # Short timings so refreshes, retries and failovers happen within seconds.
 FAST = {
@@ -42,6 +43,23 @@ def installed(stack: LocalStack) -> str:
 @pytest.fixture
 def cluster(stack: LocalStack) -> ClusterHelper:
     return ClusterHelper(stack)
+
+
+@pytest.fixture
+def new_identity(stack: LocalStack, installed: str) -> Callable[[str], str]:
+    """Creates an identity the controller may assume, so a test can count its exchanges alone."""
+
+    def create(prefix: str = "identity") -> str:
+        return stack.create_kind_identity(name=unique(prefix))
+
+    return create
+
+
+@pytest.fixture
+def logged() -> Iterator[LogEvents]:
+    """Every line our code logs during the test, as structlog event dicts, in order."""
+    with structlog.testing.capture_logs() as events:
+        yield events
 
 
 @pytest.fixture

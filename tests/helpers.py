@@ -1,4 +1,9 @@
-"""Reading and changing the local cluster from tests, and waiting for outcomes."""
+"""Reading and changing the local cluster from tests, and waiting for outcomes.
+
+The one home of the stack tests' setup: unique names, namespaces with their pull Secrets,
+reading a token out of a Secret, counting exchanges. The fixtures built on these
+(`cluster`, `new_identity`, `start_controller`, `logged`) are in tests/conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,11 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from devstack.controller import ControllerProcess
 from devstack.registry import skopeo_inspect
 from devstack.stack import LocalStack
 
@@ -19,6 +25,51 @@ IDENTITY = "pull-secret-updater.chainguard.dev/identity"
 EXPIRES_AT = "pull-secret-updater.chainguard.dev/expires-at"
 LAST_ERROR = "pull-secret-updater.chainguard.dev/last-error"
 LAST_REFRESH = "pull-secret-updater.chainguard.dev/last-refresh"
+
+Json = dict[str, Any]
+
+#: What the `logged` fixture gives: structlog's event dicts (`event`, `log_level`, the fields).
+LogEvents = list[MutableMapping[str, Any]]
+#: The `start_controller` fixture: `start(name="controller", *, env=None, wait_ready=True)`.
+Start = Callable[..., ControllerProcess]
+#: The `new_identity` fixture: `create(prefix)` -> the UID of a new identity the controller may use.
+NewIdentity = Callable[[str], str]
+
+
+def unique(prefix: str) -> str:
+    """`prefix` with a random suffix: the stack is shared, so every test names its own things."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def docker_config(secret: Json | None) -> Json:
+    """The parsed `.dockerconfigjson` of a Secret as the API returns it; {} when there is none."""
+    raw = ((secret or {}).get("data") or {}).get(".dockerconfigjson")
+    if not raw:
+        return {}
+    config: Json = json.loads(base64.b64decode(raw))
+    return config
+
+
+def registry_token(secret: Json | None, registry: str) -> str | None:
+    """The password of the Secret's entry for `registry`: the token the controller wrote."""
+    config: object = docker_config(secret)
+    auths = config.get("auths") if isinstance(config, dict) else None
+    entry = auths.get(registry) if isinstance(auths, dict) else None
+    password = entry.get("password") if isinstance(entry, dict) else None
+    return password if isinstance(password, str) else None
+
+
+def exchanges(stack: LocalStack, identities: Iterable[str]) -> int:
+    """Exchanges the token service has seen for these identities (ok and failed)."""
+    stats = stack.token_admin().stats()["exchanges"]
+    return sum(
+        int(stats.get(uid, {}).get("ok", 0)) + int(stats.get(uid, {}).get("error", 0))
+        for uid in identities
+    )
+
+
+def namespace_manifest(name: str) -> Json:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 
 
 def eventually(
@@ -42,7 +93,7 @@ class ClusterHelper:
         self.registry = stack.registry.host
 
     def namespace(self, prefix: str = "t", *, labels: dict[str, str] | None = None) -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        name = unique(prefix)
         self.kubectl("create", "namespace", name)
         if labels:
             self.kubectl("label", "namespace", name, *(f"{k}={v}" for k, v in labels.items()))
@@ -66,6 +117,16 @@ class ClusterHelper:
         if identity is not None:
             self.annotate(namespace, identity, name=name)
 
+    def create_pull_secrets(self, owners: Mapping[str, str | None]) -> list[str]:
+        """Namespaces and their pull Secrets, `owners` naming each one's identity, in bulk.
+
+        Two kubectl calls whatever the count (the namespaces first, so they exist when their
+        Secrets arrive); returns the namespaces.
+        """
+        apply_all(self, [namespace_manifest(ns) for ns in owners])
+        apply_all(self, [pull_secret_manifest(ns, identity) for ns, identity in owners.items()])
+        return list(owners)
+
     def annotate(self, namespace: str, identity: str, *, name: str = "pull-secret") -> None:
         self.kubectl("-n", namespace, "annotate", "--overwrite", "secret", name,
                      f"{IDENTITY}={identity}")  # fmt: skip
@@ -79,14 +140,10 @@ class ClusterHelper:
         return dict(secret.get("metadata", {}).get("annotations") or {})
 
     def docker_config(self, namespace: str, name: str = "pull-secret") -> dict[str, Any]:
-        secret = self.secret(namespace, name) or {}
-        raw = (secret.get("data") or {}).get(".dockerconfigjson")
-        return json.loads(base64.b64decode(raw)) if raw else {}
+        return docker_config(self.secret(namespace, name))
 
     def token(self, namespace: str, name: str = "pull-secret") -> str | None:
-        auths = self.docker_config(namespace, name).get("auths")
-        entry = auths.get(self.registry) if isinstance(auths, dict) else None
-        return entry.get("password") if isinstance(entry, dict) else None
+        return registry_token(self.secret(namespace, name), self.registry)
 
     def wait_filled(self, namespace: str, *, other_than: str | None = None,
                     timeout: float = 20.0) -> str:  # fmt: skip
@@ -103,13 +160,8 @@ class ClusterHelper:
         found: dict[str, str | None] = dict.fromkeys(namespaces)
         for item in json.loads(out)["items"]:
             ns = item["metadata"]["namespace"]
-            if ns not in found:
-                continue
-            raw = (item.get("data") or {}).get(".dockerconfigjson")
-            config = json.loads(base64.b64decode(raw)) if raw else {}
-            auths = config.get("auths") if isinstance(config, dict) else None
-            entry = auths.get(self.registry) if isinstance(auths, dict) else None
-            found[ns] = entry.get("password") if isinstance(entry, dict) else None
+            if ns in found:
+                found[ns] = registry_token(item, self.registry)
         return found
 
     def wait_all_filled(
@@ -133,18 +185,17 @@ class ClusterHelper:
     def event_reasons(self, namespace: str) -> list[str]:
         return [e["reason"] for e in self.events(namespace)]
 
-    def pull(self, docker_config: dict[str, Any], tmp_path: Path) -> int:
+    def pull(self, config: dict[str, Any], tmp_path: Path) -> int:
         """skopeo inspect with the config as its auth file, as kubelet uses a pull Secret."""
-        authfile = tmp_path / f"auth-{uuid.uuid4().hex[:6]}.json"
-        authfile.write_text(json.dumps(docker_config))
+        authfile = tmp_path / f"{unique('auth')}.json"
+        authfile.write_text(json.dumps(config))
         return skopeo_inspect(
             skopeo=self.stack.binaries.skopeo, image=self.stack.registry.image,
             authfile=authfile, ca_file=self.stack.ca_file,
         ).returncode  # fmt: skip
 
     def exchanges(self, identity: str) -> int:
-        stats = self.stack.token_admin().stats()["exchanges"].get(identity, {})
-        return int(stats.get("ok", 0)) + int(stats.get("error", 0))
+        return exchanges(self.stack, [identity])
 
 
 def pull_secret_manifest(

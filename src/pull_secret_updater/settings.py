@@ -3,41 +3,41 @@
 Each field is read from the environment (`PSU_<NAME>`, e.g. `PSU_SECRET_NAMES`) and from a
 command-line flag (`--<name>` with dashes, e.g. `--secret-names`); a flag wins over the
 environment, which wins over the default. The field descriptions are the documentation:
-`--help` prints them and `settings_reference_markdown()` renders them for the README, so a
+`--help` prints them and the README's table is rendered from them (both in `cli`), so a
 description says what the setting does and what its default is.
+
+This module is the model alone: the fields, what each may hold and which must agree. Turning
+flags into settings (`cli.flags.load_settings`) and settings into Markdown (`cli.reference`)
+is the command line's business.
 
 Values are checked as a whole when loaded, and a bad one stops the controller at start with a
 one-line `SettingsError` naming the flag and the variable, rather than failing at the first
 refresh an hour later.
+
+NB: longer than our other modules because every field carries its own documentation; the
+model is one noun, and splitting it would scatter the reference it renders.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
 import socket
-import sys
-import textwrap
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Literal, NoReturn, Self, get_args, get_origin
+from typing import Annotated, Literal, Self
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
-from pydantic.fields import FieldInfo
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from pydantic_settings import SettingsError as _SourceError
 
 from pull_secret_updater.core import backoff as _backoff
 from pull_secret_updater.core import schedule as _schedule
 from pull_secret_updater.core.backoff import Backoff
+from pull_secret_updater.core.names import is_dns_label, is_dns_subdomain
 from pull_secret_updater.core.schedule import Schedule
 
 ENV_PREFIX = "PSU_"
 
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _REGISTRY_HOST = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -348,7 +348,7 @@ class Settings(BaseSettings):
     @field_validator("namespace")
     @classmethod
     def _check_namespace(cls, value: str) -> str:
-        if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
+        if not is_dns_label(value):
             raise ValueError(
                 "is not a valid namespace name (lower-case letters, digits and '-', "
                 "at most 63 characters, starting and ending with a letter or digit)"
@@ -455,153 +455,9 @@ class Settings(BaseSettings):
         return self
 
 
-def load_settings(argv: Sequence[str] | None = None, *, prog: str | None = None) -> Settings:
-    """Settings from the environment, overridden by command-line flags in `argv`.
-
-    `argv` None means `sys.argv[1:]`, as with argparse. Raises SettingsError with a one-line
-    message on a bad value or an unknown flag; `--help` prints every setting and exits.
-    """
-    parser = build_parser(prog=prog)
-    namespace = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
-    overrides = vars(namespace)
-    try:
-        return Settings(**overrides)
-    except ValidationError as e:
-        raise SettingsError(_one_line(e)) from None
-    except _SourceError as e:
-        raise SettingsError(" ".join(str(e).split())) from None
-
-
-def build_parser(*, prog: str | None = None, add_help: bool = True) -> argparse.ArgumentParser:
-    """An argument parser with one flag per setting, for use alone or as a parent parser.
-
-    Flags left out are absent from the parsed namespace (not None), so the environment and
-    the defaults still apply to them.
-    """
-    parser = _Parser(
-        prog=prog,
-        add_help=add_help,
-        formatter_class=_HelpFormatter,
-        description="Settings may also be given as environment variables (shown in brackets).",
-        argument_default=argparse.SUPPRESS,
-    )
-    for name, field in Settings.model_fields.items():
-        help_text = f"{field.description} [{', '.join(env_vars(name))}]".replace("%", "%%")
-        if field.annotation is bool:
-            parser.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction,
-                                help=help_text)  # fmt: skip
-        else:
-            parser.add_argument(flag(name), dest=name, metavar=_metavar(field), help=help_text)
-    return parser
-
-
-def flag(name: str) -> str:
-    """The command-line flag of a setting: `secret_names` -> `--secret-names`."""
-    return "--" + name.replace("_", "-")
-
-
-def env_vars(name: str) -> tuple[str, ...]:
-    """The environment variables a setting is read from, the first one winning."""
-    field = Settings.model_fields[name]
-    alias = field.validation_alias
-    if isinstance(alias, AliasChoices):
-        return tuple(str(choice) for choice in alias.choices)
-    return (f"{ENV_PREFIX}{name.upper()}",)
-
-
-def settings_reference_markdown() -> str:
-    """A Markdown table of every setting (flag, variable, default, description), for docs."""
-    rows = [
-        "| setting | flag | environment | default | description |",
-        "|---|---|---|---|---|",
-    ]
-    for name, field in Settings.model_fields.items():
-        flags = flag(name)
-        if field.annotation is bool:
-            flags = f"{flag(name)}, --no-{name.replace('_', '-')}"
-        cells = [
-            f"`{name}`",
-            f"`{flags}`",
-            ", ".join(f"`{var}`" for var in env_vars(name)),
-            f"`{_render_default(field)}`",
-            field.description or "",
-        ]
-        rows.append("| " + " | ".join(_markdown_cell(cell) for cell in cells) + " |")
-    return "\n".join(rows) + "\n"
-
-
-def _markdown_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-
-
-class _HelpFormatter(argparse.HelpFormatter):
-    # Wraps at spaces only: "service-account" stays one word, and so does a path.
-    def _split_lines(self, text: str, width: int) -> list[str]:
-        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise SettingsError(message)
-
-
 def _check_subdomain(value: str, *, what: str = "") -> None:
-    if len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
+    if not is_dns_subdomain(value):
         raise ValueError(
             f"{what}is not a valid Kubernetes name (lower-case letters, digits, '-' and '.', "
             "at most 253 characters, starting and ending with a letter or digit)"
         )
-
-
-def _metavar(field: FieldInfo) -> str:
-    annotation = field.annotation
-    if annotation is int:
-        return "INT"
-    if annotation is float:
-        return "SECONDS" if "second" in (field.description or "").lower() else "NUMBER"
-    if annotation in (Path, Path | None):
-        return "PATH"
-    if annotation == list[str]:
-        return "NAME[,NAME...]"
-    if get_origin(annotation) is Literal:
-        return "{" + ",".join(str(choice) for choice in get_args(annotation)) + "}"
-    return "TEXT"
-
-
-def _field_named(key: str) -> str:
-    """The field an error location names: the field itself or one of its variables."""
-    for name in Settings.model_fields:
-        if key == name or key.upper() in env_vars(name):
-            return name
-    return key
-
-
-def _render_default(field: FieldInfo) -> str:
-    if field.default_factory is socket.gethostname:
-        return "(host name)"
-    value = field.get_default(call_default_factory=True)
-    if value is None:
-        return "(none)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ",".join(str(item) for item in value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _one_line(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors(include_url=False, include_input=False):
-        message = str(item["msg"]).removeprefix("Value error, ")
-        location = item["loc"]
-        name = _field_named(str(location[0])) if location else ""
-        if name in Settings.model_fields:
-            where = f"{name} ({flag(name)}, {', '.join(env_vars(name))})"
-            problems.append(f"{where}: {message}")
-        elif name:
-            problems.append(f"{name}: {message}")
-        else:
-            problems.append(message)
-    return "invalid settings: " + "; ".join(" ".join(p.split()) for p in problems)

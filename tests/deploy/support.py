@@ -24,6 +24,7 @@ import yaml
 from devstack.binaries import REPO
 from devstack.procs import Process, free_port, wait_until
 from devstack.stack import LocalStack
+from tests.helpers import ClusterHelper, eventually
 
 CHART = REPO / "charts" / "pull-secret-updater"
 CONFIG = REPO / "config"
@@ -269,3 +270,24 @@ def denial(response: httpx2.Response) -> str | None:
         return None
     message = str(response.json().get("message", ""))
     return message if POLICY_DENIED in message else None
+
+
+def wait_until_enforced(
+    cluster: ClusterHelper, client: httpx2.Client, *, identity: str, prefix: str
+) -> None:
+    """Wait until the admission policy denies `client` a write it must deny.
+
+    The write is a label change on a pull Secret of its own (in a new namespace named after
+    `prefix`), which the policy allows the controller never.
+    """
+    # NB: the API server starts enforcing a new policy a moment after it is created.
+    probe = cluster.namespace(prefix)
+    cluster.create_pull_secret(probe, identity)
+    attempt = iter(range(1_000_000))
+    eventually(
+        lambda: denial(
+            merge_patch(client, probe, {"metadata": {"labels": {"probe": str(next(attempt))}}})
+        ),
+        timeout=30,
+        what=f"the admission policy to deny {prefix}",
+    )

@@ -17,7 +17,13 @@ import pytest
 
 from devstack.controller import NAMESPACE, SERVICE_ACCOUNT
 from devstack.stack import LocalStack
-from tests.deploy.support import ADMISSION, denial, merge_patch, service_account_client
+from tests.deploy.support import (
+    ADMISSION,
+    denial,
+    merge_patch,
+    service_account_client,
+    wait_until_enforced,
+)
 from tests.helpers import (
     EXPIRES_AT,
     IDENTITY,
@@ -62,19 +68,7 @@ def admission_policy(stack: LocalStack, controller: httpx2.Client) -> Iterator[N
     cluster = ClusterHelper(stack)
     cluster.kubectl("apply", "-k", str(ADMISSION))
     try:
-        # NB: the API server starts enforcing a new policy a moment after it is created.
-        probe = cluster.namespace("vap-probe")
-        create(cluster, pull_secret_manifest(probe, UID))
-        attempt = iter(range(1_000_000))
-        eventually(
-            lambda: denial(
-                merge_patch(
-                    controller, probe, {"metadata": {"labels": {"probe": str(next(attempt))}}}
-                )
-            ),
-            timeout=30,
-            what="the admission policy to be enforced",
-        )
+        wait_until_enforced(cluster, controller, identity=UID, prefix="vap-probe")
         yield
     finally:
         cluster.kubectl("delete", "-k", str(ADMISSION), "--ignore-not-found")

@@ -20,8 +20,8 @@ import yaml
 
 from devstack.binaries import MissingBinary, find_binaries
 from devstack.stack import LocalStack
+from pull_secret_updater.cli.flags import load_settings
 from pull_secret_updater.core.policy import parse_policy
-from pull_secret_updater.settings import load_settings
 from tests.deploy.support import (
     ADMISSION,
     CHART,

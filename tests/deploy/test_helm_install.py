@@ -28,6 +28,7 @@ from tests.deploy.support import (
     merge_patch,
     service_account_client,
     value_args,
+    wait_until_enforced,
 )
 from tests.helpers import EXPIRES_AT, LAST_ERROR, ClusterHelper, eventually
 
@@ -92,18 +93,8 @@ def as_controller(stack: LocalStack, release: Release) -> Iterator[httpx2.Client
 @pytest.fixture(scope="module")
 def enforced(stack: LocalStack, release: Release, as_controller: httpx2.Client) -> None:
     """Wait until the release's admission policy denies a known-bad write by its controller."""
-    cluster = ClusterHelper(stack)
-    probe = cluster.namespace("helm-probe")
-    cluster.create_pull_secret(probe, release.identity)
-    attempt = iter(range(1_000_000))
-    eventually(
-        lambda: denial(
-            merge_patch(
-                as_controller, probe, {"metadata": {"labels": {"probe": str(next(attempt))}}}
-            )
-        ),
-        timeout=30,
-        what="the release's admission policy to be enforced",
+    wait_until_enforced(
+        ClusterHelper(stack), as_controller, identity=release.identity, prefix="helm-probe"
     )
 
 

@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import tomllib
-import uuid
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from devstack.controller import NAMESPACE, ControllerProcess
 from devstack.procs import Process
 from devstack.stack import LocalStack
 from tests.conftest import FAST
-from tests.helpers import ClusterHelper
+from tests.helpers import ClusterHelper, unique
 from tests.image.oci import OciImage
 from tests.image.runners import Runner
 
@@ -90,7 +89,7 @@ def test_image_holds_the_package_and_no_shell(pulled_image: OciImage) -> None:
 
 def test_container_runs_the_entrypoint_and_has_no_shell(runner: Runner) -> None:
     def run(args: list[str], entrypoint: str | None = None) -> subprocess.CompletedProcess[str]:
-        name = f"psu-image-{uuid.uuid4().hex[:8]}"
+        name = unique("psu-image")
         argv = runner.argv(name, args=args, entrypoint=entrypoint)
         try:
             return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
@@ -153,7 +152,7 @@ def test_controller_from_the_image_fills_a_pull_secret(
 ) -> None:
     # The other tests stop their controllers; this one must be the only replica of the stack.
     assert not _controllers_started_here(), "a controller is still running"
-    name = f"psu-image-{uuid.uuid4().hex[:8]}"
+    name = unique("psu-image")
     # Kubeconfig (a TokenRequest token of the controller ServiceAccount) and projected token,
     # made as for a controller process; the container gets them as read-only mounts.
     controller = ControllerProcess(stack, name=name, env=FAST)

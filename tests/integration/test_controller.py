@@ -12,33 +12,30 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
 from tests.helpers import (
     LAST_ERROR,
     ClusterHelper,
+    NewIdentity,
+    Start,
     apply_all,
     eventually,
     pull_secret_manifest,
+    unique,
 )
 
 pytestmark = pytest.mark.stack
 
-Start = Callable[..., ControllerProcess]
-
 
 def test_fifty_secrets_sharing_two_identities_cost_two_exchanges_per_window(
-    stack: LocalStack, cluster: ClusterHelper, start_controller: Start,
-    token_lifetime: Callable[[int], None],
+    cluster: ClusterHelper, start_controller: Start, token_lifetime: Callable[[int], None],
+    new_identity: NewIdentity,
 ) -> None:  # fmt: skip
     token_lifetime(30)
-    identities = [stack.create_kind_identity(name=f"shared-{i}") for i in range(2)]
-    namespaces = [f"fifty-{i}-{time.monotonic_ns() % 100000}" for i in range(50)]
-    objects = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in namespaces
-    ]
-    objects += [pull_secret_manifest(ns, identities[i % 2]) for i, ns in enumerate(namespaces)]
-    apply_all(cluster, objects)
+    identities = [new_identity("shared") for _ in range(2)]
+    namespaces = cluster.create_pull_secrets(
+        {unique(f"fifty-{i}"): identities[i % 2] for i in range(50)}
+    )
     start_controller()
     first = cluster.wait_all_filled(namespaces)
     assert [cluster.exchanges(uid) for uid in identities] == [1, 1]
@@ -101,9 +98,9 @@ def test_the_controller_account_cannot_read_a_secret_of_another_name(
 
 
 def test_the_policy_denies_an_identity_outside_its_namespaces(
-    stack: LocalStack, cluster: ClusterHelper, start_controller: Start, tmp_path: Path
+    cluster: ClusterHelper, start_controller: Start, new_identity: NewIdentity, tmp_path: Path
 ) -> None:
-    installed = stack.create_kind_identity(name="policy")
+    installed = new_identity("policy")
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"rules:\n- identities: ['{installed}']\n  namespaces: ['allowed-*']\n")
     start_controller(env={"PSU_POLICY_FILE": str(policy)})
@@ -157,10 +154,10 @@ def test_bad_input_gets_a_warning_and_no_hot_loop(
 
 def test_an_exchange_failure_keeps_the_token_reports_and_recovers(
     stack: LocalStack, cluster: ClusterHelper, start_controller: Start,
-    token_lifetime: Callable[[int], None],
+    token_lifetime: Callable[[int], None], new_identity: NewIdentity,
 ) -> None:  # fmt: skip
     token_lifetime(12)
-    installed = stack.create_kind_identity(name="outage")  # no long-lived token cached for it
+    installed = new_identity("outage")  # no long-lived token cached for it
     start_controller()
     ns = cluster.namespace("outage")
     cluster.create_pull_secret(ns, installed)
@@ -177,10 +174,10 @@ def test_an_exchange_failure_keeps_the_token_reports_and_recovers(
 
 
 def test_a_restarted_controller_does_not_mint_again(
-    stack: LocalStack, cluster: ClusterHelper, start_controller: Start
+    cluster: ClusterHelper, start_controller: Start, new_identity: NewIdentity
 ) -> None:
     # An identity of its own: Secrets of earlier tests may legitimately need new tokens.
-    identity = stack.create_kind_identity(name="restart")
+    identity = new_identity("restart")
     first = start_controller("first")
     namespaces = [cluster.namespace("restart") for _ in range(3)]
     for ns in namespaces:
@@ -242,9 +239,9 @@ def test_a_standby_takes_over_when_the_leader_dies(
 
 
 def test_metrics_and_probes_report_the_state(
-    stack: LocalStack, cluster: ClusterHelper, start_controller: Start
+    cluster: ClusterHelper, start_controller: Start, new_identity: NewIdentity
 ) -> None:
-    identity = stack.create_kind_identity(name="metrics")
+    identity = new_identity("metrics")
     controller = start_controller()
     ns = cluster.namespace("metrics")
     cluster.create_pull_secret(ns, identity)

@@ -17,7 +17,7 @@ from lightkube.resources.core_v1 import Namespace, ServiceAccount
 
 from devstack.stack import LocalStack
 from pull_secret_updater.kube import make_client
-from tests.kube.support import unique
+from tests.helpers import unique
 
 
 @pytest.fixture

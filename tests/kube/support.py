@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import uuid
 from collections.abc import Callable
 
 import lightkube
@@ -15,10 +14,7 @@ from lightkube.resources.core_v1 import Secret
 from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBinding
 
 from pull_secret_updater.kube import WatchEvent
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+from tests.helpers import unique
 
 
 async def create_secret(

@@ -13,10 +13,10 @@ from lightkube.resources.core_v1 import ConfigMap, Secret
 from devstack.stack import LocalStack
 from pull_secret_updater.kube import (
     Forbidden,
-    Invalid,
     KubeError,
     NotFound,
     Transient,
+    Unprocessable,
     make_client,
     translate,
     translated,
@@ -34,11 +34,11 @@ def _reply(status: int, body: bytes, content_type: str | None) -> httpx2.HTTPSta
 @pytest.mark.parametrize(
     ("status", "expected"),
     [
-        (400, Invalid),
+        (400, Unprocessable),
         (401, Forbidden),
         (403, Forbidden),
         (404, NotFound),
-        (422, Invalid),
+        (422, Unprocessable),
         (429, Transient),
         (500, Transient),
         (503, Transient),
@@ -93,7 +93,7 @@ async def test_real_api_errors_are_translated(admin: lightkube.AsyncClient, name
     with pytest.raises(NotFound) as missing, translated("get"):
         await admin.get(Secret, "absent", namespace=namespace)
     assert missing.value.reason == "NotFound"
-    with pytest.raises(Invalid), translated("create"):
+    with pytest.raises(Unprocessable), translated("create"):
         await admin.create(ConfigMap(metadata=ObjectMeta(name="Not_Valid", namespace=namespace)))
 
 

@@ -7,6 +7,7 @@ import pytest
 from lightkube.resources.core_v1 import Event
 
 from pull_secret_updater.kube import EventRecorder, SecretObject, SecretRef, get_secret
+from tests.helpers import LogEvents
 from tests.kube.support import create_secret
 
 pytestmark = pytest.mark.stack
@@ -77,13 +78,14 @@ async def test_a_long_message_is_truncated(admin: lightkube.AsyncClient, namespa
 
 
 async def test_a_failed_event_is_logged_not_raised(
-    admin: lightkube.AsyncClient, caplog: pytest.LogCaptureFixture
+    admin: lightkube.AsyncClient, logged: LogEvents
 ) -> None:
     recorder = EventRecorder(admin, instance="r")
     missing = SecretRef(namespace="no-such-namespace", name="pull-secret", uid="u")
 
     await recorder.emit(secret=missing, type="Warning", reason="Failed", message="m")
 
-    (record,) = [r for r in caplog.records if r.name == "pull_secret_updater.kube.events"]
-    assert record.msg == "could not record an Event"
-    assert record.__dict__["error_class"] == "NotFound"
+    (record,) = [e for e in logged if e["event"] == "could not record an Event"]
+    assert record["log_level"] == "warning"
+    assert (record["namespace"], record["name"]) == ("no-such-namespace", "pull-secret")
+    assert record["error_class"] == "NotFound"

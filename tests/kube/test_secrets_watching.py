@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 import lightkube
 import pytest
@@ -16,12 +16,14 @@ from devstack.stack import LocalStack
 from pull_secret_updater.kube import WatchEvent, list_and_watch
 from pull_secret_updater.kube.client import http_client
 from pull_secret_updater.kube.secrets import _watch_once, list_secrets
+from tests.helpers import LogEvents, unique
 from tests.kube.conftest import NamespaceFactory
-from tests.kube.support import Recorder, cancel, create_secret, grant_secret_access, unique
+from tests.kube.support import Recorder, cancel, create_secret, grant_secret_access
 
 pytestmark = pytest.mark.stack
 
-LOGGER = "pull_secret_updater.kube.secrets"
+#: The warnings logged so far in a test.
+Warnings = Callable[[], LogEvents]
 
 
 def _names(event: WatchEvent) -> set[tuple[str, str]]:
@@ -41,10 +43,10 @@ def _is(kind: str, namespace: str, name: str) -> object:
 
 
 async def _logged(
-    records: list[logging.LogRecord], predicate: Callable[[logging.LogRecord], bool]
+    warnings: Warnings, predicate: Callable[[MutableMapping[str, Any]], bool]
 ) -> None:
     async with asyncio.timeout(5):
-        while not any(predicate(r) for r in records):  # noqa: ASYNC110 - logging is sync
+        while not any(predicate(e) for e in warnings()):  # noqa: ASYNC110 - logging is sync
             await asyncio.sleep(0.05)
 
 
@@ -74,27 +76,10 @@ class Watching:
         return self.recorder.syncs[0]
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-        self.changed = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        self.changed.set()
-
-
 @pytest.fixture
-def warnings_logged() -> Iterator[list[logging.LogRecord]]:
-    """The warnings `list_and_watch` logs during the test."""
-    handler = _Collect()
-    logger = logging.getLogger(LOGGER)
-    logger.addHandler(handler)
-    try:
-        yield handler.records
-    finally:
-        logger.removeHandler(handler)
+def warnings_logged(logged: LogEvents) -> Warnings:
+    """The warnings logged so far in the test: `list_and_watch`'s, as nothing else runs."""
+    return lambda: [e for e in logged if e["log_level"] == "warning"]
 
 
 async def test_changes_in_every_namespace_are_reported_and_no_other_name(
@@ -135,7 +120,7 @@ async def test_changes_in_every_namespace_are_reported_and_no_other_name(
 
 
 async def test_a_watch_the_server_ends_is_resumed_without_a_relist(
-    admin: lightkube.AsyncClient, namespace: str, warnings_logged: list[logging.LogRecord]
+    admin: lightkube.AsyncClient, namespace: str, warnings_logged: Warnings
 ) -> None:
     name = unique("pull-secret")
     watching = Watching(admin, name, server_timeout=1)
@@ -145,7 +130,7 @@ async def test_a_watch_the_server_ends_is_resumed_without_a_relist(
         await create_secret(admin, namespace=namespace, name=name)
         await watching.recorder.wait_for(_is("ADDED", namespace, name))  # type: ignore[arg-type]
         assert len(watching.recorder.syncs) == 1
-        assert warnings_logged == []
+        assert warnings_logged() == []
     finally:
         await cancel(watching.task)
 
@@ -154,7 +139,7 @@ async def test_a_service_account_confined_by_resource_names_can_follow_its_secre
     admin: lightkube.AsyncClient,
     new_namespace: NamespaceFactory,
     service_account_client: tuple[lightkube.AsyncClient, tuple[str, str]],
-    warnings_logged: list[logging.LogRecord],
+    warnings_logged: Warnings,
 ) -> None:
     client, service_account = service_account_client
     name = unique("pull-secret")
@@ -163,7 +148,7 @@ async def test_a_service_account_confined_by_resource_names_can_follow_its_secre
     watching = Watching(client, name, backoff_base=0.2, backoff_cap=0.5)
     try:
         # Without a grant: refused, logged, retried.
-        await _logged(warnings_logged, lambda r: getattr(r, "status", None) == 403)
+        await _logged(warnings_logged, lambda e: e.get("status") == 403)
         assert not watching.synced.is_set()
 
         await grant_secret_access(
@@ -171,10 +156,10 @@ async def test_a_service_account_confined_by_resource_names_can_follow_its_secre
         )
         first = await watching.wait_synced()
         assert _names(first) == {(ns_a, name)}
-        refused = len(warnings_logged)
+        refused = len(warnings_logged())
         await create_secret(admin, namespace=ns_b, name=name)
         await watching.recorder.wait_for(_is("ADDED", ns_b, name))  # type: ignore[arg-type]
-        assert len(warnings_logged) == refused  # no 403 once granted
+        assert len(warnings_logged()) == refused  # no 403 once granted
     finally:
         await cancel(watching.task)
 
@@ -183,7 +168,7 @@ async def test_a_compacted_restarted_apiserver_is_relisted_and_nothing_is_missed
     stack: LocalStack,
     admin: lightkube.AsyncClient,
     new_namespace: NamespaceFactory,
-    warnings_logged: list[logging.LogRecord],
+    warnings_logged: Warnings,
 ) -> None:
     name = unique("pull-secret")
     ns_old, ns_new = await new_namespace(), await new_namespace()
@@ -212,8 +197,8 @@ async def test_a_compacted_restarted_apiserver_is_relisted_and_nothing_is_missed
         await watching.recorder.wait_for(lambda _: known() == {(ns_new, name)}, within=15)
         # The resourceVersion it watched from was compacted away: it had to list again.
         assert len(watching.recorder.syncs) >= 2
-        assert "relisting Secrets" in [r.msg for r in warnings_logged]
-        assert all(getattr(r, "status", None) != 403 for r in warnings_logged)
+        assert "relisting Secrets" in [e["event"] for e in warnings_logged()]
+        assert all(e.get("status") != 403 for e in warnings_logged())
     finally:
         await cancel(watching.task)
 

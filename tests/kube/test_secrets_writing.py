@@ -12,7 +12,8 @@ from lightkube.resources.core_v1 import Secret
 
 from devstack.stack import LocalStack
 from pull_secret_updater.kube import Conflict, NotFound, get_secret, write_secret
-from tests.kube.support import create_secret, unique
+from tests.helpers import unique
+from tests.kube.support import create_secret
 
 pytestmark = pytest.mark.stack
 

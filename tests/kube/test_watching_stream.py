@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -20,6 +19,7 @@ from lightkube import KubeConfig
 
 from pull_secret_updater.kube import Gone, Transient, WatchEvent, list_and_watch, secrets
 from pull_secret_updater.kube.secrets import _parse_line, _Seen
+from tests.helpers import LogEvents
 from tests.kube.support import cancel
 
 
@@ -107,7 +107,7 @@ def _added(resource_version: str) -> dict[str, object]:
 
 
 async def test_a_silent_watch_is_abandoned_and_resumed_without_a_slow_handler_being_cut(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, logged: LogEvents
 ) -> None:
     monkeypatch.setattr(secrets, "WATCH_GRACE", 0.3)
     server = FakeServer([_added("11")])
@@ -135,8 +135,8 @@ async def test_a_silent_watch_is_abandoned_and_resumed_without_a_slow_handler_be
     assert [e.type for e in handled] == ["SYNC", "ADDED"]
     # list, watch from the list, then (after the deadline) a watch from the event: no relist.
     assert server.requests[:3] == [(False, None), (True, "10"), (True, "11")]
-    dead = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert "connection presumed dead" in dead[0].__dict__["error"]
+    dead = [e for e in logged if e["log_level"] == "warning"]
+    assert "connection presumed dead" in dead[0]["error"]
 
 
 async def test_relisting_slows_down_when_every_watch_is_gone_at_once() -> None:

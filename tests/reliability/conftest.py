@@ -1,4 +1,5 @@
-"""Fixtures of the reliability tests; the stack and the controllers come from tests/conftest.py.
+"""Fixtures of the reliability tests; the stack, the controllers and the identities come from
+tests/conftest.py.
 
 Every controller watches every managed Secret in the cluster, so Secrets a test leaves behind
 become work for the controllers of all later tests: a Secret whose identity the token service
@@ -10,8 +11,7 @@ annotations the controller wrote) stay, for the leak scan in test_security.py.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -43,13 +43,3 @@ def retire_new_secrets(stack: LocalStack) -> Iterator[None]:
             )
     finally:
         api.close()
-
-
-@pytest.fixture
-def new_identity(stack: LocalStack, installed: str) -> Callable[[str], str]:
-    """Creates an identity the controller may assume, so a test can count its exchanges alone."""
-
-    def create(prefix: str = "reliability") -> str:
-        return stack.create_kind_identity(name=f"{prefix}-{uuid.uuid4().hex[:6]}")
-
-    return create

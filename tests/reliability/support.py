@@ -6,13 +6,11 @@ every Secret several times a second while something is failing, without a proces
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import httpx2
 import jwt
@@ -21,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
-from tests.helpers import IDENTITY, LAST_ERROR
+from tests.helpers import IDENTITY, LAST_ERROR, Json, docker_config, exchanges, registry_token
 
 __all__ = [
     "CONTROLLER_USER",
@@ -44,8 +42,6 @@ CONTROLLER_USER = "system:serviceaccount:pull-secret-updater:controller"
 MANAGED = "pull-secret"
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
-Json = dict[str, Any]
-
 
 def figure(name: str, value: float, unit: str = "") -> None:
     """A measured figure, printed for the record (run pytest with -s to see it)."""
@@ -62,15 +58,6 @@ def claims(token: str | None) -> Json | None:
     except jwt.PyJWTError:
         return None
     return decoded
-
-
-def exchanges(stack: LocalStack, identities: Iterable[str]) -> int:
-    """Exchanges the token service has seen for these identities (ok and failed)."""
-    stats = stack.token_admin().stats()["exchanges"]
-    return sum(
-        int(stats.get(uid, {}).get("ok", 0)) + int(stats.get(uid, {}).get("error", 0))
-        for uid in identities
-    )
 
 
 def metric(controller: ControllerProcess, name: str, **labels: str) -> float:
@@ -121,18 +108,12 @@ class Api:
         items: list[Json] = response.json()["items"]
         return items
 
-    def docker_config(self, secret: Json | None) -> Json:
-        raw = ((secret or {}).get("data") or {}).get(".dockerconfigjson")
-        if not raw:
-            return {}
-        config: Json = json.loads(base64.b64decode(raw))
-        return config
+    @staticmethod
+    def docker_config(secret: Json | None) -> Json:
+        return docker_config(secret)
 
     def token(self, secret: Json | None) -> str | None:
-        auths = self.docker_config(secret).get("auths")
-        entry = auths.get(self.registry) if isinstance(auths, dict) else None
-        password = entry.get("password") if isinstance(entry, dict) else None
-        return password if isinstance(password, str) else None
+        return registry_token(secret, self.registry)
 
     @staticmethod
     def annotations(secret: Json | None) -> dict[str, str]:

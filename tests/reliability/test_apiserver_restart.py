@@ -16,14 +16,11 @@ from collections.abc import Callable
 import httpx2
 import pytest
 
-from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
-from tests.helpers import ClusterHelper, apply_all, pull_secret_manifest
+from tests.helpers import ClusterHelper, Start, unique
 from tests.reliability.support import exchanges, figure, log_records
 
 pytestmark = pytest.mark.stack
-
-Start = Callable[..., ControllerProcess]
 
 #: Generous: the controller's watch retries back off up to 30 s while the server is away.
 RECONNECT_TIMEOUT = 60.0
@@ -67,14 +64,8 @@ def test_secrets_changed_while_the_apiserver_was_away_are_filled_without_a_storm
     back = time.monotonic()
     figure(f"apiserver[{variant}] time the API server was away", back - stopped, "s")
 
-    created = [f"gap-new-{i}-{uuid.uuid4().hex[:6]}" for i in range(2)]
-    objects = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in created
-    ]
-    apply_all(cluster, objects)
-    apply_all(
-        cluster,
-        [pull_secret_manifest(ns, uid) for ns, uid in zip(created, identities, strict=True)],
+    created = cluster.create_pull_secrets(
+        {unique(f"gap-new-{i}"): uid for i, uid in enumerate(identities)}
     )
     cluster.annotate(annotated_later, identities[1])
     for ns in [*created, annotated_later]:

@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 
 from devstack.cluster import SERVICE_ACCOUNT_ISSUER, KubectlError
-from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
-from tests.helpers import ClusterHelper, apply_all, eventually, pull_secret_manifest
+from tests.helpers import ClusterHelper, Start, apply_all, eventually, pull_secret_manifest
 from tests.reliability.support import (
     LAST_ERROR,
     MANAGED,
@@ -34,8 +33,6 @@ from tests.reliability.support import (
 )
 
 pytestmark = pytest.mark.stack
-
-Start = Callable[..., ControllerProcess]
 
 #: How long a Secret is watched for a hot loop once its failure has been reported.
 WINDOW = 4.0

@@ -16,14 +16,11 @@ from collections.abc import Callable
 
 import pytest
 
-from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
-from tests.helpers import ClusterHelper
+from tests.helpers import ClusterHelper, Start
 from tests.reliability.support import MANAGED, Api, claims, figure, metric
 
 pytestmark = pytest.mark.stack
-
-Start = Callable[..., ControllerProcess]
 
 OTHER_REGISTRY = "registry.example.com"
 WRITES = 45

@@ -17,12 +17,10 @@ import pytest
 
 from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
-from tests.helpers import ClusterHelper, apply_all, eventually, pull_secret_manifest
+from tests.helpers import ClusterHelper, Start, eventually
 from tests.reliability.support import Api, claims, exchanges, figure, log_records
 
 pytestmark = pytest.mark.stack
-
-Start = Callable[..., ControllerProcess]
 
 LIFETIME = 20
 #: Refresh after 25-35 % of the lifetime (5-7 s): the old tokens outlive the takeover wait.
@@ -48,9 +46,7 @@ def test_a_controller_killed_mid_refresh_is_replaced_without_damage_or_a_storm(
         f"restart-{i}-{time.time_ns() % 10**8}": identities[i % len(identities)]
         for i in range(SECRETS_PER_IDENTITY * len(identities))
     }
-    apply_all(cluster, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
-                        for ns in owners])  # fmt: skip
-    apply_all(cluster, [pull_secret_manifest(ns, uid) for ns, uid in owners.items()])
+    cluster.create_pull_secrets(owners)
     first = start_controller("restart-first", env=REFRESH)
     filled = {ns: cluster.wait_filled(ns) for ns in owners}
 

@@ -23,7 +23,7 @@ import pytest
 
 from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
-from tests.helpers import ClusterHelper, apply_all, eventually, pull_secret_manifest
+from tests.helpers import ClusterHelper, Start, eventually, unique
 from tests.reliability.support import (
     CONTROLLER_USER,
     Api,
@@ -37,8 +37,6 @@ from tests.reliability.support import (
 )
 
 pytestmark = pytest.mark.stack
-
-Start = Callable[..., ControllerProcess]
 
 LEASE_DURATION = 4.0  # PSU_LEASE_DURATION in tests/conftest.py
 RETRY_PERIOD = 0.5  # PSU_RETRY_PERIOD
@@ -87,11 +85,7 @@ def first_acquisition(records: list[AuditRecord]) -> float:
 
 
 def managed_secrets(cluster: ClusterHelper, identity: str, count: int) -> list[str]:
-    namespaces = [f"failover-{i}-{time.time_ns() % 10**8}" for i in range(count)]
-    apply_all(cluster, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
-                        for ns in namespaces])  # fmt: skip
-    apply_all(cluster, [pull_secret_manifest(ns, identity) for ns in namespaces])
-    return namespaces
+    return cluster.create_pull_secrets({unique(f"failover-{i}"): identity for i in range(count)})
 
 
 def two_replicas(

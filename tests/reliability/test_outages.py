@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 
-from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
-from tests.helpers import ClusterHelper, apply_all, eventually, pull_secret_manifest
+from tests.helpers import ClusterHelper, Start, eventually
 from tests.reliability.support import (
     LAST_ERROR,
     Api,
@@ -29,8 +28,6 @@ from tests.reliability.support import (
 )
 
 pytestmark = pytest.mark.stack
-
-Start = Callable[..., ControllerProcess]
 
 LIFETIME = 30
 #: Refresh after 12-18 % of the lifetime: 3.6-5.4 s after issue, so the fault goes in first.
@@ -65,9 +62,7 @@ def test_an_outage_keeps_valid_tokens_backs_off_reports_and_recovers(
     identities = [new_identity("outage"), new_identity("outage")]
     namespaces = [f"outage-{mode.replace('_', '-')}-{i}-{time.time_ns() % 10**6}" for i in range(3)]
     owners = dict(zip(namespaces, [identities[0], identities[0], identities[1]], strict=True))
-    apply_all(cluster, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
-                        for ns in namespaces])  # fmt: skip
-    apply_all(cluster, [pull_secret_manifest(ns, uid) for ns, uid in owners.items()])
+    cluster.create_pull_secrets(owners)
     controller = start_controller(f"outage-{mode}", env=REFRESH)
     before = {ns: cluster.wait_filled(ns) for ns in namespaces}
     issued_at = min(float((claims(t) or {})["iat"]) for t in before.values())

@@ -14,14 +14,11 @@ from collections.abc import Callable
 
 import pytest
 
-from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
-from tests.helpers import ClusterHelper
+from tests.helpers import ClusterHelper, Start
 from tests.reliability.support import Api, claims, figure
 
 pytestmark = pytest.mark.stack
-
-Start = Callable[..., ControllerProcess]
 
 LIFETIME = 6
 EXCHANGE_DELAY = 1.5

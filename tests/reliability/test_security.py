@@ -26,14 +26,12 @@ import pytest
 import yaml
 
 from devstack import pki
-from devstack.controller import NAMESPACE, SERVICE_ACCOUNT, ControllerProcess
+from devstack.controller import NAMESPACE, SERVICE_ACCOUNT
 from devstack.stack import LocalStack
-from tests.helpers import ClusterHelper, apply_all, eventually, pull_secret_manifest
+from tests.helpers import ClusterHelper, Start, eventually, unique
 from tests.reliability.support import LAST_ERROR, MANAGED, Api, exchanges, figure
 
 pytestmark = pytest.mark.stack
-
-Start = Callable[..., ControllerProcess]
 
 LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"
 
@@ -250,10 +248,7 @@ def run_representative_workload(
     stack: LocalStack, cluster: ClusterHelper, api: Api, identity: str, tmp_path: Path
 ) -> None:
     """Fills, refreshes (tokens live 6 s), each kind of bad answer, bad input, a pull."""
-    namespaces = [f"leak-{i}-{time.time_ns() % 10**8}" for i in range(3)]
-    apply_all(cluster, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
-                        for ns in namespaces])  # fmt: skip
-    apply_all(cluster, [pull_secret_manifest(ns, identity) for ns in namespaces])
+    namespaces = cluster.create_pull_secrets({unique(f"leak-{i}"): identity for i in range(3)})
     tokens = {ns: cluster.wait_filled(ns) for ns in namespaces}
     assert cluster.pull(cluster.docker_config(namespaces[0]), tmp_path) == 0
     bad = cluster.namespace("leak-bad")

@@ -24,8 +24,8 @@ from pull_secret_updater.tokens import (
     Subject,
     SubjectTokens,
     TokenVerifier,
-    user_agent,
 )
+from pull_secret_updater.version import user_agent
 from tests.tokens.fakes import (
     DISCOVERY_PATH,
     EXCHANGE_PATH,

@@ -17,6 +17,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from pull_secret_updater.core.errors import BadInput
+from pull_secret_updater.core.redaction import truncate
 
 PREFIX = "pull-secret-updater.chainguard.dev/"
 
@@ -96,10 +97,7 @@ def parse_time(value: str | None) -> float | None:
 
 def truncate_error(message: str) -> str:
     """A message short enough for the `last-error` annotation, on one line."""
-    line = " ".join(message.split())
-    if len(line) <= MAX_ERROR_LENGTH:
-        return line
-    return line[: MAX_ERROR_LENGTH - 3] + "..."
+    return truncate(message, limit=MAX_ERROR_LENGTH)
 
 
 def _bad(message: str) -> BadInput:

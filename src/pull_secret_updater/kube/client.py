@@ -14,24 +14,17 @@ single accessor, checked so that a lightkube upgrade that moves it fails loudly 
 from __future__ import annotations
 
 import os
-from importlib import metadata
 from pathlib import Path
 
 import httpx2
 import lightkube
 from lightkube import KubeConfig
 
-__all__ = ["DEFAULT_FIELD_MANAGER", "default_user_agent", "http_client", "make_client"]
+from pull_secret_updater import version
+
+__all__ = ["DEFAULT_FIELD_MANAGER", "http_client", "make_client"]
 
 DEFAULT_FIELD_MANAGER = "pull-secret-updater"
-
-
-def default_user_agent() -> str:
-    try:
-        version = metadata.version("pull-secret-updater")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    return f"pull-secret-updater/{version}"
 
 
 def make_client(
@@ -51,7 +44,7 @@ def make_client(
         field_manager=field_manager,
         timeout=httpx2.Timeout(timeout),
     )
-    http_client(client).headers["User-Agent"] = user_agent or default_user_agent()
+    http_client(client).headers["User-Agent"] = user_agent or version.user_agent()
     return client
 
 

@@ -10,12 +10,12 @@ reply has no Content-Type. Every call into lightkube therefore runs inside `tran
 which turns all of these into one tree::
 
     KubeError
-    +-- NotFound     404
-    +-- Conflict     409 (a stale resourceVersion, or AlreadyExists on create)
-    +-- Gone         410 (a resourceVersion too old to watch from: relist)
-    +-- Forbidden    401, 403
-    +-- Invalid      400, 422
-    +-- Transient    429, 5xx, connection errors, timeouts
+    +-- NotFound       404
+    +-- Conflict       409 (a stale resourceVersion, or AlreadyExists on create)
+    +-- Gone           410 (a resourceVersion too old to watch from: relist)
+    +-- Forbidden      401, 403
+    +-- Unprocessable  400, 422 (the request itself is refused: retrying will not help)
+    +-- Transient      429, 5xx, connection errors, timeouts
 
 The original exception stays reachable as `__cause__`. Messages carry the HTTP status, the
 API's reason and its message cut to a bounded length: the API server redacts Secret data from
@@ -31,14 +31,16 @@ from contextlib import contextmanager
 import httpx2
 from lightkube import ApiError
 
+from pull_secret_updater.core.redaction import truncate
+
 __all__ = [
     "Conflict",
     "Forbidden",
     "Gone",
-    "Invalid",
     "KubeError",
     "NotFound",
     "Transient",
+    "Unprocessable",
     "from_status",
     "translate",
     "translated",
@@ -80,8 +82,11 @@ class Forbidden(KubeError):
     """Not authenticated (401) or not authorised (403)."""
 
 
-class Invalid(KubeError):
-    """The API server refused the request itself (400, 422); retrying the same will not help."""
+class Unprocessable(KubeError):
+    """The API server refused the request itself (400, 422); retrying the same will not help.
+
+    Not `Invalid`: that name is the core's decision about a Secret's content, a different thing.
+    """
 
 
 class Transient(KubeError):
@@ -97,7 +102,7 @@ def from_status(
     if reason:
         parts.append(f" {reason}")
     if message:
-        parts.append(f": {_truncate(message)}")
+        parts.append(f": {truncate(message, limit=MAX_MESSAGE)}")
     return cls("".join(parts), status=code, reason=reason or None)
 
 
@@ -160,7 +165,7 @@ def _class_for(code: int | None) -> type[KubeError]:
     if code in (401, 403):
         return Forbidden
     if code in (400, 422):
-        return Invalid
+        return Unprocessable
     if code is not None and (code in (408, 429) or code >= 500):
         return Transient
     return KubeError
@@ -184,11 +189,6 @@ def _status_from_body(response: httpx2.Response) -> tuple[str | None, str | None
         reason if isinstance(reason, str) else None,
         message if isinstance(message, str) else None,
     )
-
-
-def _truncate(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
 def _prefixed(what: str, text: str) -> str:

@@ -15,7 +15,6 @@ data or tokens; they are cut to `MAX_MESSAGE` characters all the same.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import uuid
 from collections import OrderedDict
@@ -25,17 +24,19 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import lightkube
+import structlog
 from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event
 from lightkube.types import PatchType
 
+from pull_secret_updater.core.redaction import truncate
 from pull_secret_updater.kube.errors import KubeError, NotFound, translated
 from pull_secret_updater.kube.secrets import SecretObject, SecretRef
 
 __all__ = ["DEFAULT_COMPONENT", "EventRecorder", "EventType"]
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 DEFAULT_COMPONENT = "pull-secret-updater"
 MAX_MESSAGE = 1024
@@ -104,7 +105,7 @@ class EventRecorder:
         message: str,
     ) -> None:
         """Record an Event about `secret`; never raises (except on cancellation)."""
-        message = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
+        message = truncate(message, limit=MAX_MESSAGE)
         ref = secret.ref if isinstance(secret, SecretObject) else secret
         key: _Key = (ref.uid or f"{ref.namespace}/{ref.name}", type, reason, message)
         try:
@@ -117,15 +118,13 @@ class EventRecorder:
                 if not lock.locked():
                     self._locks.pop(key, None)
         except Exception as e:
-            logger.warning(
+            log.warning(
                 "could not record an Event",
-                extra={
-                    "namespace": ref.namespace,
-                    "secret_name": ref.name,
-                    "reason": reason,
-                    "error": str(e) if isinstance(e, KubeError) else "",
-                    "error_class": e.__class__.__name__,
-                },
+                namespace=ref.namespace,
+                name=ref.name,
+                reason=reason,
+                error=str(e) if isinstance(e, KubeError) else "",
+                error_class=e.__class__.__name__,
             )
 
     def emit_soon(

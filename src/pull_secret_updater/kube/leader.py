@@ -19,13 +19,15 @@ trusts no clock but each replica's own monotonic one:
 Times: `renew_deadline` is measured from the start of the renewing request, not its end, and
 another replica's lease is timed from the end of the read that saw it; both choices err on
 the side of never having two leaders.
+
+NB: longer than our other modules because it is one protocol in one class; the length is its
+cases (take over, renew, lose, release), each with the reason it is safe.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import random
 import time
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import lightkube
+import structlog
 from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
@@ -42,7 +45,7 @@ from pull_secret_updater.kube.errors import Conflict, KubeError, NotFound, trans
 
 __all__ = ["LeaderElector", "LeaseRecord"]
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 #: Waits between attempts are stretched by up to this share, so replicas do not march in step.
 JITTER = 0.2
@@ -109,6 +112,7 @@ class LeaderElector:
         self.namespace = namespace
         self.name = name
         self.identity = identity
+        self._log = log.bind(lease=f"{namespace}/{name}")
         self.lease_duration = lease_duration
         self.renew_deadline = renew_deadline
         self.retry_period = retry_period
@@ -187,13 +191,10 @@ class LeaderElector:
         except (Conflict, NotFound):
             return False  # someone else has written the Lease since: it is not ours to free
         except KubeError as e:
-            logger.warning(
-                "could not release the leader Lease",
-                extra={"lease": f"{self.namespace}/{self.name}", "error": str(e)},
-            )
+            self._log.warning("could not release the leader Lease", error=str(e))
             return False
         self._remember(written, at=self._clock())
-        logger.info("released the leader Lease", extra={"lease": f"{self.namespace}/{self.name}"})
+        self._log.info("released the leader Lease")
         return True
 
     # -- the protocol ---------------------------------------------------------------------
@@ -296,10 +297,7 @@ class LeaderElector:
                 if await self.try_acquire_or_renew():
                     return
                 if not logged:
-                    logger.info(
-                        "waiting for the leader Lease",
-                        extra={"lease": f"{self.namespace}/{self.name}", "holder": self.holder},
-                    )
+                    self._log.info("waiting for the leader Lease", holder=self.holder)
                     logged = True
             except KubeError as e:
                 self._log_failure("acquire", e)
@@ -332,10 +330,7 @@ class LeaderElector:
         return False
 
     async def _start_leading(self) -> None:
-        logger.info(
-            "became the leader",
-            extra={"lease": f"{self.namespace}/{self.name}", "identity": self.identity},
-        )
+        self._log.info("became the leader", instance=self.identity)
         self._leading.set()
         if self._on_started is not None:
             await self._on_started()
@@ -345,10 +340,7 @@ class LeaderElector:
         if not self._leading.is_set():
             return  # acquired, but stopped before leading began: nothing was started
         self._leading.clear()
-        logger.info(
-            "stopped leading",
-            extra={"lease": f"{self.namespace}/{self.name}", "why": reason},
-        )
+        self._log.info("stopped leading", why=reason)
         if self._on_stopped is not None:
             await self._on_stopped()
 
@@ -356,13 +348,10 @@ class LeaderElector:
         return seconds * (1 + JITTER * self._rng.random())
 
     def _log_failure(self, what: str, error: KubeError) -> None:
-        logger.warning(
+        self._log.warning(
             f"could not {what} the leader Lease",
-            extra={
-                "lease": f"{self.namespace}/{self.name}",
-                "error": str(error),
-                "error_class": type(error).__name__,
-            },
+            error=str(error),
+            error_class=type(error).__name__,
         )
 
 

@@ -16,6 +16,10 @@ in 1.0.1 cannot ask for bookmarks, reconnects by itself when the server ends a w
 watch cannot be bounded in time), lets connection errors escape its `on_error` hook, and after
 a 410 silently replays the current state as ADDED events (so deletions during the gap are
 never reported). Here one call to `_watch_once` is exactly one HTTP watch request.
+
+NB: longer than our other modules because reading, writing and following share the one
+conversion from the wire form to `SecretObject`; the watch loop is the part that would move
+out (to a `watching` module) if this grows further.
 """
 
 from __future__ import annotations
@@ -23,9 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import logging
 import random
-import re
 import types
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
@@ -34,12 +36,14 @@ from typing import Any, Literal, cast
 
 import httpx2
 import lightkube
+import structlog
 from lightkube.core import decoders
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Secret
 from lightkube.types import PatchType
 
 from pull_secret_updater.core.backoff import Backoff
+from pull_secret_updater.core.names import is_dns_subdomain
 from pull_secret_updater.kube.client import http_client
 from pull_secret_updater.kube.errors import (
     Gone,
@@ -62,7 +66,7 @@ __all__ = [
     "write_secret",
 ]
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 DOCKER_CONFIG_KEY = ".dockerconfigjson"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -70,7 +74,6 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 #: How long past `server_timeout` a watch may run before its connection is presumed dead.
 WATCH_GRACE = 10.0
 
-_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _SECRETS_PATH = "api/v1/secrets"
 
 
@@ -407,21 +410,19 @@ def _log_retry(
 ) -> None:
     status = error.status if isinstance(error, KubeError) else None
     message = str(error) if isinstance(error, KubeError) else "watch deadline passed"
-    logger.warning(
+    log.warning(
         "relisting Secrets" if relist else "watching Secrets failed; retrying",
-        extra={
-            "secret_name": name,
-            "error": message,
-            "error_class": type(error).__name__,
-            "status": status,
-            "attempt": attempt,
-            "retry_in_s": round(delay, 3),
-        },
+        name=name,
+        error=message,
+        error_class=type(error).__name__,
+        status=status,
+        attempt=attempt,
+        retry_in_s=round(delay, 3),
     )
 
 
 def _check_name(name: str) -> None:
-    if not _SECRET_NAME.fullmatch(name):
+    if not is_dns_subdomain(name):
         raise ValueError("the managed Secret name must be a DNS subdomain name")
 
 

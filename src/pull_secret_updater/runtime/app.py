@@ -13,20 +13,20 @@ import signal
 
 import structlog
 
+from pull_secret_updater import wiring
 from pull_secret_updater.kube.client import make_client
 from pull_secret_updater.kube.events import EventRecorder
 from pull_secret_updater.kube.leader import LeaderElector
 from pull_secret_updater.kube.namespaces import NamespaceLabels
 from pull_secret_updater.kube.secrets import WatchEvent, list_and_watch
 from pull_secret_updater.runtime import health as health_server
-from pull_secret_updater.runtime import wiring
 from pull_secret_updater.runtime.controller import Controller, ControllerConfig
 from pull_secret_updater.runtime.failures import Failures
 from pull_secret_updater.runtime.health import Health
 from pull_secret_updater.runtime.metrics import MeteredProvider, Metrics
-from pull_secret_updater.runtime.wiring import ConfigurationError
 from pull_secret_updater.settings import Settings
 from pull_secret_updater.tokens.cache import TokenCache
+from pull_secret_updater.wiring import ConfigurationError
 
 __all__ = ["ConfigurationError", "run"]
 

@@ -45,8 +45,7 @@ from pull_secret_updater.core.decision import (
 from pull_secret_updater.core.dockerconfig import with_token
 from pull_secret_updater.core.policy import Policy
 from pull_secret_updater.core.schedule import Schedule
-from pull_secret_updater.kube.errors import Conflict, KubeError, NotFound
-from pull_secret_updater.kube.errors import Invalid as KubeInvalid
+from pull_secret_updater.kube.errors import Conflict, KubeError, NotFound, Unprocessable
 from pull_secret_updater.kube.events import EventRecorder
 from pull_secret_updater.kube.leader import LeaderElector
 from pull_secret_updater.kube.namespaces import NamespaceLabels
@@ -291,7 +290,7 @@ class Controller:
                 message=f"writing the Secret failed: {e}",
                 # A write the API server finds invalid (a Secret over the size limit, say)
                 # will not succeed by itself: retry it at the slow rate.
-                retryable=not isinstance(e, KubeInvalid),
+                retryable=not isinstance(e, Unprocessable),
             )
         self.metrics.secret_writes.labels(outcome="success").inc()
         self.failures.clear(key)

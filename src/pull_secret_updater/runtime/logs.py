@@ -1,24 +1,20 @@
 """JSON logs with structlog, for our own lines and for the standard ``logging`` of libraries.
 
-A last processor redacts anything shaped like a JWT, so a token that slipped into a message
-by mistake (a library's exception text, say) still never reaches the log.
+A last processor redacts every string value with `core.redaction.redact` (anything shaped like
+a JWT, anything after `Bearer`), so a token that slipped into a message by mistake (a library's
+exception text, say) still never reaches the log.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
-
-
-def redact(text: str) -> str:
-    return _JWT.sub("[redacted-token]", text)
+from pull_secret_updater.core.redaction import redact
 
 
 def _redact_tokens(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

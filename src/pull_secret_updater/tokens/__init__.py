@@ -26,7 +26,7 @@ from pull_secret_updater.tokens.satoken import (
     SubjectTokenSource,
     TokenRequestTokenSource,
 )
-from pull_secret_updater.tokens.sts import ChainguardSTS, user_agent
+from pull_secret_updater.tokens.sts import ChainguardSTS
 from pull_secret_updater.tokens.verification import TokenVerifier
 
 __all__ = [
@@ -47,5 +47,4 @@ __all__ = [
     "TokenSourceError",
     "TokenVerifier",
     "TransientExchangeError",
-    "user_agent",
 ]

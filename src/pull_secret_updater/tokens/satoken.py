@@ -31,6 +31,7 @@ from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ServiceAccountToken
 
+from pull_secret_updater.core.redaction import truncate
 from pull_secret_updater.tokens.errors import TokenSourceError
 from pull_secret_updater.tokens.provider import Subject
 
@@ -42,6 +43,9 @@ MIN_EXPIRATION_SECONDS = 600
 
 #: Share of a requested token's lifetime after which a new one is requested.
 REUSE_FRACTION = 0.8
+
+#: How much of the API server's explanation ends up in a message.
+MAX_DETAIL = 200
 
 
 class ServiceAccountTokenSource(Protocol):
@@ -157,8 +161,9 @@ class TokenRequestTokenSource:
                     f"; create it: kubectl create serviceaccount {self.service_account} "
                     f"-n {self.namespace}"
                 )
+            detail = truncate(e.status.message or "", limit=MAX_DETAIL)
             raise TokenSourceError(
-                f"{what} failed: {code} {e.status.reason or ''}: {_short(e.status.message)}" + hint,
+                f"{what} failed: {code} {e.status.reason or ''}: {detail}" + hint,
                 retryable=_retryable(code),
                 status=code,
             ) from e
@@ -170,7 +175,8 @@ class TokenRequestTokenSource:
                 status=code,
             ) from e
         except httpx2.HTTPError as e:
-            raise TokenSourceError(f"{what} failed: {type(e).__name__}: {_short(str(e))}") from e
+            detail = truncate(str(e), limit=MAX_DETAIL)
+            raise TokenSourceError(f"{what} failed: {type(e).__name__}: {detail}") from e
         status = response.status
         token = status.token if status is not None else None
         if not token:
@@ -254,8 +260,3 @@ def _decode_token(raw: bytes) -> tuple[str, str | None]:
     if any(c.isspace() for c in token):
         return "", "holds more than one word, so it is not a token"
     return token, None
-
-
-def _short(text: str | None, limit: int = 200) -> str:
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -25,7 +25,6 @@ import math
 import re
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -33,6 +32,7 @@ from typing import Self
 import httpx2
 
 from pull_secret_updater.core.claims import InvalidToken, VerifiedToken
+from pull_secret_updater.core.redaction import redact, truncate
 from pull_secret_updater.tokens.errors import (
     ExchangeError,
     MalformedResponse,
@@ -50,6 +50,7 @@ from pull_secret_updater.tokens.http import (
 from pull_secret_updater.tokens.provider import Subject
 from pull_secret_updater.tokens.satoken import SubjectTokenSource
 from pull_secret_updater.tokens.verification import TokenVerifier
+from pull_secret_updater.version import user_agent
 
 DEFAULT_ISSUER = "https://issuer.enforce.dev"
 DEFAULT_REGISTRY = "cgr.dev"
@@ -59,8 +60,6 @@ DEFAULT_MIN_LIFETIME = 30.0
 #: How much of the server's explanation ends up in a message.
 MAX_DETAIL = 200
 
-_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*){0,2}")
-_BEARER = re.compile(r"(?i)\bbearer\s+\S+")
 _SAFE_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: gRPC status codes, which a grpc-gateway in front of the service sends as numbers.
 _GRPC_CODES = {
@@ -81,7 +80,6 @@ _GRPC_CODES = {
     15: "data_loss",
     16: "unauthenticated",
 }
-_REDACTED = "[redacted]"
 
 
 class ChainguardSTS:
@@ -193,7 +191,9 @@ class ChainguardSTS:
                     cause="tls",
                     retryable=False,
                 ) from e
-            reason = _truncate(_scrub(str(e) or type(e).__name__, sa_token))
+            reason = truncate(
+                redact(str(e) or type(e).__name__, known=(sa_token,)), limit=MAX_DETAIL
+            )
             raise TransientExchangeError(
                 f"could not reach {where}: {reason}", cause="connection"
             ) from e
@@ -255,15 +255,6 @@ class ChainguardSTS:
         return verified
 
 
-def user_agent() -> str:
-    """`pull-secret-updater/<version>`, what we tell the servers we talk to."""
-    try:
-        version = metadata.version("pull-secret-updater")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    return f"pull-secret-updater/{version}"
-
-
 def _retry_after(value: str | None) -> float | None:
     # NB: only the delay-seconds form; an HTTP-date is rare from an API and ignored.
     if value is None or not value.strip().isdigit():
@@ -309,7 +300,7 @@ def _server_detail(body: bytes, *, sa_token: str) -> str:
             return ""  # an HTML error page from a proxy says nothing the status does not
     else:
         return ""
-    return _truncate(_scrub(detail, sa_token))
+    return truncate(redact(detail, known=(sa_token,)), limit=MAX_DETAIL)
 
 
 def _error_code(value: object) -> str | None:
@@ -322,15 +313,3 @@ def _error_code(value: object) -> str | None:
     if isinstance(value, str) and _SAFE_CODE.fullmatch(value):
         return value
     return None
-
-
-def _scrub(text: str, sa_token: str) -> str:
-    if sa_token:
-        text = text.replace(sa_token, _REDACTED)
-    text = _BEARER.sub(f"Bearer {_REDACTED}", text)
-    text = _JWT_LIKE.sub(_REDACTED, text)
-    return " ".join(text.split())
-
-
-def _truncate(text: str) -> str:
-    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 3] + "..."

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import httpx2
 import lightkube
 
+from pull_secret_updater import wiring
 from pull_secret_updater.core import annotations as keys
 from pull_secret_updater.core.claims import InvalidToken, TokenClaims, read_claims
-from pull_secret_updater.runtime import wiring
 from pull_secret_updater.settings import Settings
 from pull_secret_updater.tokens.errors import ExchangeError
 from pull_secret_updater.tokens.provider import Subject

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from pull_secret_updater.core.names import is_dns_label, is_dns_subdomain
+
 __all__ = [
     "ROLE",
     "IdentityPlan",
@@ -74,8 +76,6 @@ _LOCAL_SUFFIXES = (
     ".invalid",
     ".example",
 )
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,9 +223,9 @@ def plan_identity(
 
 def check_target(*, namespace: str, service_account: str, name: str | None = None) -> None:
     """Raise ValueError unless the names can be those of a ServiceAccount and an identity."""
-    if not _DNS1123_LABEL.fullmatch(namespace):
+    if not is_dns_label(namespace):
         raise ValueError(f"{namespace!r} is not a valid namespace name")
-    if len(service_account) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(service_account):
+    if not is_dns_subdomain(service_account):
         raise ValueError(f"{service_account!r} is not a valid ServiceAccount name")
     if name is not None and not name.strip():
         raise ValueError("the identity name must not be empty")

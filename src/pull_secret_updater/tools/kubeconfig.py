@@ -22,12 +22,17 @@ import yaml
 from lightkube import KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
 
-from pull_secret_updater.kube.client import DEFAULT_FIELD_MANAGER, default_user_agent, http_client
+from pull_secret_updater.core.redaction import truncate
+from pull_secret_updater.kube.client import DEFAULT_FIELD_MANAGER, http_client
 from pull_secret_updater.tools.errors import USAGE, ToolError
+from pull_secret_updater.version import user_agent
 
 __all__ = ["Cluster", "open_cluster"]
 
 DEFAULT_KUBECONFIG = Path("~/.kube/config")
+
+#: How much of a library's explanation of a bad kubeconfig ends up in a message.
+_MAX_DETAIL = 200
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,10 +122,10 @@ def _client(single: SingleConfig, *, source: str, timeout: float) -> lightkube.A
     except (ValueError, TypeError) as e:
         problem = f"{type(e).__name__}: {_flat(e)}"
     else:
-        http_client(client).headers["User-Agent"] = default_user_agent()
+        http_client(client).headers["User-Agent"] = user_agent()
         return client
     raise ToolError(f"cannot use kubeconfig {source}: {problem}", exit_code=USAGE)
 
 
 def _flat(error: BaseException) -> str:
-    return " ".join(str(error).split())[:200]
+    return truncate(str(error), limit=_MAX_DETAIL)

@@ -13,7 +13,6 @@ cut to one line of printable characters before it reaches a terminal.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -22,6 +21,8 @@ import lightkube
 
 from pull_secret_updater.core import annotations as keys
 from pull_secret_updater.core.errors import BadInput
+from pull_secret_updater.core.names import is_dns_subdomain
+from pull_secret_updater.core.redaction import truncate
 from pull_secret_updater.kube.client import http_client
 from pull_secret_updater.kube.errors import Forbidden, KubeError, translated
 from pull_secret_updater.tools.durations import format_expiry, format_since
@@ -42,7 +43,6 @@ COLUMNS = ("NAMESPACE", "NAME", "IDENTITY", "EXPIRES IN", "LAST REFRESH", "LAST 
 #: Ask for metadata only: the Secrets' data never leaves the API server.
 _METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 _PAGE = 500
-_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _MAX_SHOWN = 512
 
 
@@ -121,7 +121,7 @@ def render_json(rows: Iterable[SecretStatus], *, now: float) -> str:
 
 def check_secret_name(name: str) -> None:
     """Raise ValueError unless `name` can be a Secret's (it goes into a field selector)."""
-    if not _SECRET_NAME.fullmatch(name):
+    if not is_dns_subdomain(name):
         raise ValueError(f"{name!r} is not a valid Secret name")
 
 
@@ -237,6 +237,7 @@ def _rfc3339(moment: float | None) -> str | None:
 
 
 def _printable(text: str) -> str:
-    line = " ".join(text.split())
-    cleaned = "".join(c if c.isprintable() else "?" for c in line)
-    return cleaned if len(cleaned) <= _MAX_SHOWN else cleaned[: _MAX_SHOWN - 3] + "..."
+    # Whitespace is left to truncate(), which makes one line of it; other control characters
+    # (a terminal escape, say) are shown as '?'.
+    shown = "".join(c if c.isprintable() or c.isspace() else "?" for c in text)
+    return truncate(shown, limit=_MAX_SHOWN)

@@ -1,35 +1,28 @@
-"""The ``pull-secret-updater`` command.
+"""The commands for the people who install the controller: identity-command, status, check.
 
-``run`` is the controller. The other commands are helpers for the people who install it:
-``identity-command`` prints the ``chainctl iam identities create`` command for the cluster of
-the current kubeconfig, ``status`` shows the managed Secrets, ``check`` performs one exchange.
-Every failure is one line on stderr and a non-zero exit, never a traceback: 2 when the command
-is called or configured wrongly, 1 when what it talks to fails.
+Each turns its arguments into a call of `tools` (where the work is done and tested) and prints
+the outcome: results on stdout, what was recognised and any warning on stderr. Failures are
+raised, not printed; `commands` makes one line of each.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from importlib import metadata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-import httpx2
 import lightkube
 
+from pull_secret_updater.cli.flags import build_parser, load_settings
 from pull_secret_updater.core import annotations as keys
 from pull_secret_updater.core.errors import BadInput
 from pull_secret_updater.kube.client import make_client
-from pull_secret_updater.kube.errors import KubeError, translate
-from pull_secret_updater.settings import SettingsError, build_parser, load_settings
-from pull_secret_updater.tokens.errors import ExchangeError, TokenSourceError
+from pull_secret_updater.tokens.errors import TokenSourceError
 from pull_secret_updater.tools import check as checking
 from pull_secret_updater.tools import identity as identities
 from pull_secret_updater.tools import status as statuses
@@ -37,77 +30,16 @@ from pull_secret_updater.tools.discovery import fetch_issuer
 from pull_secret_updater.tools.errors import FAILURE, USAGE, ToolError
 from pull_secret_updater.tools.kubeconfig import open_cluster
 
+__all__ = ["PROG", "UsageError", "check", "identity_command", "status"]
+
 PROG = "pull-secret-updater"
 
-_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*){0,2}")
+
+class UsageError(Exception):
+    """The command was called wrongly (a flag missing, unknown or malformed)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Command:
-    summary: str
-    handler: Callable[[list[str]], int]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args:
-        print(_usage(), file=sys.stderr)
-        return USAGE
-    if args[0] in ("-h", "--help"):
-        print(_usage())
-        return 0
-    if args[0] == "--version":
-        print(f"{PROG} {_version()}")
-        return 0
-    command, rest = args[0], args[1:]
-    if command == "run":
-        return _run(rest)
-    found = _COMMANDS.get(command)
-    if found is None:
-        print(f"{PROG}: unknown command {command!r} (see {PROG} --help)", file=sys.stderr)
-        return USAGE
-    return _guarded(f"{PROG} {command}", found.handler, rest)
-
-
-def _usage() -> str:
-    width = max(len(name) for name in ("run", *_COMMANDS))
-    lines = [
-        f"usage: {PROG} COMMAND [options]",
-        "",
-        "Keeps image pull Secrets filled with short-lived registry tokens.",
-        "",
-        "commands:",
-        f"  {'run'.ljust(width)}  run the controller (settings from flags or PSU_* variables)",
-        *(f"  {name.ljust(width)}  {command.summary}" for name, command in _COMMANDS.items()),
-        "",
-        f"'{PROG} COMMAND --help' describes a command's options.",
-    ]
-    return "\n".join(lines)
-
-
-def _run(argv: list[str]) -> int:
-    # NB: imported here so that the helpers start without the controller's machinery.
-    from pull_secret_updater.runtime.app import ConfigurationError, run
-    from pull_secret_updater.runtime.logs import configure_logging
-
-    try:
-        settings = load_settings(argv, prog="pull-secret-updater run")
-    except SettingsError as e:
-        print(f"pull-secret-updater run: {e}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
-    try:
-        asyncio.run(run(settings))
-    except ConfigurationError as e:
-        print(f"pull-secret-updater run: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-# -- identity-command -------------------------------------------------------------------------
-
-
-def _identity_command(argv: list[str]) -> int:
+def identity_command(argv: list[str]) -> int:
     parser = _parser(
         "identity-command",
         "Print the chainctl command that creates an assumable identity for the controller of "
@@ -182,10 +114,7 @@ def _identity_command(argv: list[str]) -> int:
     return 0
 
 
-# -- status -----------------------------------------------------------------------------------
-
-
-def _status(argv: list[str]) -> int:
+def status(argv: list[str]) -> int:
     parser = _parser(
         "status",
         "Show the managed Secrets and their state, from the annotations the controller writes: "
@@ -246,10 +175,7 @@ def _status(argv: list[str]) -> int:
     return 0
 
 
-# -- check ------------------------------------------------------------------------------------
-
-
-def _check(argv: list[str]) -> int:
+def check(argv: list[str]) -> int:
     parser = _parser(
         "check",
         "Exchange the controller's service-account token once for an identity's registry "
@@ -279,7 +205,7 @@ def _check(argv: list[str]) -> int:
         except (lightkube.ConfigError, OSError, ValueError, KeyError) as e:
             where = settings.kubeconfig or "the kubeconfig"
             raise ToolError(
-                f"cannot use {where}: {_one_line(str(e)) or type(e).__name__}", exit_code=USAGE
+                f"cannot use {where}: {str(e).strip() or type(e).__name__}", exit_code=USAGE
             ) from None
 
     outcome = asyncio.run(checking.run_check(settings, identity=identity, open_client=open_client))
@@ -291,34 +217,16 @@ def _check(argv: list[str]) -> int:
     return 0
 
 
-# -- shared -----------------------------------------------------------------------------------
-
-
-_COMMANDS: dict[str, _Command] = {
-    "identity-command": _Command(
-        "print the chainctl command that creates the identity for this cluster", _identity_command
-    ),
-    "status": _Command(
-        "show the managed Secrets: identity, expiry, last refresh, last error", _status
-    ),
-    "check": _Command("exchange once for an identity, as the controller would", _check),
-}
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
+class _CommandParser(argparse.ArgumentParser):
     # One line and exit status 2 for a usage mistake, as for every other failure.
     def error(self, message: str) -> NoReturn:
-        raise _UsageError(message)
+        raise UsageError(message)
 
 
 def _parser(
     command: str, description: str, *, parents: Sequence[argparse.ArgumentParser] = ()
-) -> _Parser:
-    return _Parser(
+) -> _CommandParser:
+    return _CommandParser(
         prog=f"{PROG} {command}",
         description=description,
         parents=list(parents),
@@ -336,52 +244,5 @@ def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", help="kubeconfig context (default: the current one)")
 
 
-def _guarded(prog: str, handler: Callable[[list[str]], int], argv: list[str]) -> int:
-    """Run a helper; whatever goes wrong becomes one line on stderr and an exit status."""
-    try:
-        return handler(argv)
-    except _UsageError as e:
-        return _fail(prog, f"{e} (see {prog} --help)", USAGE)
-    except ToolError as e:
-        return _fail(prog, e.message, e.exit_code)
-    except SettingsError as e:
-        return _fail(prog, str(e), USAGE)
-    except TokenSourceError as e:
-        return _fail(prog, e.message, USAGE)
-    except ExchangeError as e:
-        return _fail(prog, e.message, FAILURE)
-    except KubeError as e:
-        return _fail(prog, e.message, FAILURE)
-    except (lightkube.ApiError, httpx2.HTTPError) as e:
-        return _fail(prog, translate(e).message, FAILURE)
-    except lightkube.ConfigError as e:
-        return _fail(prog, f"kubeconfig: {e}", USAGE)
-    except OSError as e:
-        problem = e.strerror or type(e).__name__
-        return _fail(prog, f"{problem}: {e.filename}" if e.filename else problem, USAGE)
-    except KeyboardInterrupt:
-        return _fail(prog, "interrupted", 130)
-    except Exception as e:
-        return _fail(prog, f"unexpected {type(e).__name__}: {e}", FAILURE)
-
-
-def _fail(prog: str, message: str, code: int) -> int:
-    print(f"{prog}: {_one_line(message)}", file=sys.stderr)
-    return code
-
-
 def _note(message: str) -> None:
     print(textwrap.fill(message, width=100, break_on_hyphens=False), file=sys.stderr)
-
-
-def _one_line(text: str, limit: int = 1000) -> str:
-    # Last line of defence: the messages are built never to hold a token, and this makes sure.
-    line = _JWT_LIKE.sub("[redacted]", " ".join(text.split()))
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _version() -> str:
-    try:
-        return metadata.version("pull-secret-updater")
-    except metadata.PackageNotFoundError:
-        return "unknown"
