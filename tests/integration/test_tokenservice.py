@@ -697,7 +697,7 @@ def test_fault_with_duration_ends_by_itself(admin: TokenServiceAdmin, service: R
     ],
 )
 def test_invalid_fault_is_refused(
-    mode: str, options: dict[str, int], cause: str, admin: TokenServiceAdmin
+    mode: str, options: dict[str, Any], cause: str, admin: TokenServiceAdmin
 ) -> None:
     with pytest.raises(TokenServiceError) as raised:
         admin.set_fault(mode, **options)
