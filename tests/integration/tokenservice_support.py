@@ -246,3 +246,40 @@ def registry_token(
         "account": "_token",
     }
     return client.get("/registry/token", params=params, auth=auth)
+
+
+#: What every STS token must carry for a client to judge it.
+STS_TOKEN_CLAIMS = ["iss", "sub", "aud", "iat", "exp", "jti"]
+
+
+@dataclass(frozen=True)
+class DiscoveredVerifier:
+    """Verifies STS tokens the way a client of the STS would: discovery document, then the
+    ``jwks_uri`` it names, then PyJWT; nothing taken from the service's own code."""
+
+    issuer: str
+    algorithms: list[str]
+    keys: jwt.PyJWKClient
+
+    @classmethod
+    def discover(cls, issuer_url: str, tls: Tls, *, cache: bool = False) -> DiscoveredVerifier:
+        with client_for(issuer_url, tls) as client:
+            response = client.get("/.well-known/openid-configuration")
+        assert response.status_code == 200, response.text
+        config = response.json()
+        keys = jwt.PyJWKClient(
+            config["jwks_uri"], cache_keys=cache, cache_jwk_set=cache, ssl_context=tls.context()
+        )
+        return cls(config["issuer"], config["id_token_signing_alg_values_supported"], keys)
+
+    def verify(self, token: str, *, audience: str | Sequence[str]) -> Json:
+        key = self.keys.get_signing_key_from_jwt(token)
+        claims: Json = jwt.decode(
+            token,
+            key,
+            algorithms=self.algorithms,
+            audience=audience,
+            issuer=self.issuer,
+            options={"require": STS_TOKEN_CLAIMS},
+        )
+        return claims
