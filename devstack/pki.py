@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,15 +39,32 @@ class CA:
         return self.pair.cert
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
-    path.write_bytes(
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    """The key type everything in the stack signs with, unless a peer needs RSA."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner may read, atomically: readers see the old or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def write_private_key(path: Path, key: PrivateKey) -> None:
+    write_private(
+        path,
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
-        )
+        ),
     )
-    path.chmod(0o600)
 
 
 def _now() -> dt.datetime:
@@ -54,7 +72,7 @@ def _now() -> dt.datetime:
 
 
 def create_ca(directory: Path, *, name: str = "pull-secret-updater local CA") -> CA:
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_key()
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     cert = (
         x509.CertificateBuilder()
@@ -84,7 +102,7 @@ def create_ca(directory: Path, *, name: str = "pull-secret-updater local CA") ->
     )
     pair = CertPair(cert=directory / "ca.crt", key=directory / "ca.key")
     pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(pair.key, key)
+    write_private_key(pair.key, key)
     return CA(pair=pair, _cert=cert, _key=key)
 
 
@@ -99,7 +117,7 @@ def issue_cert(
     client: bool = False,
 ) -> CertPair:
     """Issue a serving cert (for ``hosts``: IPs or DNS names) or a client cert."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_key()
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
     attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
     builder = (
@@ -133,7 +151,7 @@ def issue_cert(
     cert = builder.sign(ca._key, hashes.SHA256())
     pair = CertPair(cert=directory / f"{stem}.crt", key=directory / f"{stem}.key")
     pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(pair.key, key)
+    write_private_key(pair.key, key)
     return pair
 
 
@@ -146,8 +164,32 @@ def create_service_account_keys(directory: Path) -> CertPair:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    _write_key(pair.key, key)
+    write_private_key(pair.key, key)
     return pair
+
+
+def create_token_signer(
+    key_path: Path, cert_path: Path, *, common_name: str, validity: dt.timedelta
+) -> None:
+    """A key and a self-signed cert for it: a token signer whose cert is its own trust root.
+
+    This is what a distribution registry's ``auth.token.rootcertbundle`` may hold when no CA
+    is at hand (the token service's default when it is not given a signer).
+    """
+    key = new_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_now())
+        .not_valid_after(_now() + validity)
+        .sign(key, hashes.SHA256())
+    )
+    write_private_key(key_path, key)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 def trust(ca_file: Path) -> ssl.SSLContext:

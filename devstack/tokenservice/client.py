@@ -1,0 +1,212 @@
+"""``TokenServiceAdmin``: the synchronous admin client of the token service.
+
+Tests, fixtures and ``devstack.chainctl`` use it. It imports no aiohttp (nor anything of the
+server), so the stack and the tests that only drive the service stay light. Every failed call
+raises ``TokenServiceError`` with the status, the code and the message of the service's JSON
+error.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Self
+
+import httpx2
+
+from devstack.tokenservice.protocol import REGISTRY_PULL, ErrorCodes, JSONObject, code_for_status
+from devstack.tokenservice.ready import ReadyInfo
+
+
+class TokenServiceError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class TokenServiceAdmin:
+    """Synchronous client of the admin listener (see ``admin_api`` for the endpoints)."""
+
+    def __init__(
+        self,
+        admin_url: str,
+        admin_token: str,
+        ca_file: str | os.PathLike[str] | None = None,
+        *,
+        timeout: float = 10.0,
+    ) -> None:
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=os.fspath(ca_file)) if ca_file else True
+        )
+        self._client = httpx2.Client(
+            base_url=admin_url,
+            headers={"Authorization": f"Bearer {admin_token}"},
+            verify=verify,
+            timeout=timeout,
+            trust_env=False,
+        )
+
+    @classmethod
+    def from_ready(cls, ready: ReadyInfo, ca_file: str | os.PathLike[str]) -> TokenServiceAdmin:
+        return cls(ready.admin_url, ready.admin_token, ca_file)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _call(self, method: str, path: str, body: JSONObject | None = None) -> Any:
+        response = self._client.request(method, path, json=body)
+        if response.status_code >= 400:
+            try:
+                error = response.json()
+                code, message = str(error["code"]), str(error["message"])
+            except (ValueError, KeyError, TypeError):
+                code, message = code_for_status(response.status_code), response.text[:200]
+            raise TokenServiceError(response.status_code, code, message)
+        return response.json() if response.content else None
+
+    # -- identities
+
+    def create_identity(
+        self,
+        *,
+        name: str,
+        issuer: str,
+        subject: str | None = None,
+        subject_pattern: str | None = None,
+        audience: str | None = None,
+        issuer_keys: str | Mapping[str, Any] | None = None,
+        roles: Iterable[str] = (REGISTRY_PULL,),
+        lifetime: int | None = None,
+    ) -> str:
+        """Create an identity and return its UID; ``lifetime`` (seconds) overrides the
+        service's token lifetime for this identity only."""
+        body = {
+            "name": name,
+            "issuer": issuer,
+            "subject": subject,
+            "subject_pattern": subject_pattern,
+            "audience": audience,
+            "issuer_keys": issuer_keys,
+            "roles": list(roles),
+            "lifetime": lifetime,
+        }
+        created = self._call("POST", "/admin/identities", body)
+        return str(created["uid"])
+
+    def get_identity(self, uid: str) -> JSONObject:
+        identity: JSONObject = self._call("GET", f"/admin/identities/{uid}")
+        return identity
+
+    def list_identities(self) -> list[JSONObject]:
+        items: list[JSONObject] = self._call("GET", "/admin/identities")["items"]
+        return items
+
+    def set_identity_lifetime(self, uid: str, seconds: int | None) -> None:
+        """Give one identity tokens of ``seconds``; None: the service's lifetime again."""
+        self._call("PATCH", f"/admin/identities/{uid}", {"lifetime": seconds})
+
+    def delete_identity(self, uid: str) -> None:
+        self._call("DELETE", f"/admin/identities/{uid}")
+
+    # -- what happened
+
+    def stats(self) -> JSONObject:
+        """``exchanges`` (per UID: ok/error), ``exchanges_total``, ``registry_tokens``,
+        ``minted_tokens``, ``discovery_fetches``, ``jwks_fetches``, ``in_flight``."""
+        stats: JSONObject = self._call("GET", "/admin/stats")
+        return stats
+
+    def reset_stats(self) -> None:
+        self._call("POST", "/admin/stats/reset")
+
+    def issued(self, kind: str | None = None) -> list[str]:
+        """Every token the service has issued (``kind``: only ``sts`` or ``registry`` ones)."""
+        items: list[JSONObject] = self._call("GET", "/admin/issued")["items"]
+        return [str(i["token"]) for i in items if kind is None or i["kind"] == kind]
+
+    # -- faults and config
+
+    def set_fault(
+        self,
+        mode: str,
+        *,
+        status: int | None = None,
+        delay: float | None = None,
+        count: int | None = None,
+        duration: float | None = None,
+        target: str | None = None,
+    ) -> None:
+        """Replace the active fault; ``target``: ``exchange`` (default) or ``keys`` (the
+        discovery document and JWKS; modes ``status``, ``slow``, ``malformed``)."""
+        body: JSONObject = {"mode": mode, "count": count, "duration": duration}
+        if status is not None:
+            body["status"] = status
+        if delay is not None:
+            body["delay"] = delay
+        if target is not None:
+            body["target"] = target
+        self._call("POST", "/admin/faults", body)
+
+    def faults(self) -> JSONObject:
+        faults: JSONObject = self._call("GET", "/admin/faults")
+        return faults
+
+    def clear_faults(self) -> None:
+        self.set_fault("none")
+
+    def config(self) -> JSONObject:
+        config: JSONObject = self._call("GET", "/admin/config")
+        return config
+
+    def set_lifetime(self, seconds: int) -> None:
+        self._call("POST", "/admin/config", {"lifetime": seconds})
+
+    def set_error_codes(self, style: ErrorCodes) -> None:
+        """``numeric``: STS errors carry gRPC code numbers (``7``); ``string``: names."""
+        self._call("POST", "/admin/config", {"error_codes": style})
+
+    # -- keys and tokens
+
+    def rotate_signing_key(self, *, keep_previous: bool = True) -> str:
+        """Sign STS tokens with a new key from now on and return its ``kid``.
+
+        ``keep_previous``: keep publishing the earlier keys in the JWKS (a graceful rotation,
+        their tokens stay good); False drops them at once (their tokens stop verifying).
+        """
+        rotated = self._call("POST", "/admin/keys/rotate", {"keep_previous": keep_previous})
+        return str(rotated["kid"])
+
+    def mint_token(
+        self,
+        *,
+        sub: str,
+        aud: str | Sequence[str] | None = None,
+        iss: str | None = None,
+        iat: int | None = None,
+        exp: int | None = None,
+        claims: Mapping[str, Any] | None = None,
+        omit: Iterable[str] = (),
+    ) -> str:
+        """An STS token signed with the current key, with the claims of an exchange for
+        ``sub`` (``aud`` defaults to the registry audience) overridden as given; ``claims``
+        adds or replaces claims, ``omit`` removes claims by name."""
+        body: JSONObject = {
+            "sub": sub,
+            "aud": aud if aud is None or isinstance(aud, str) else list(aud),
+            "iss": iss,
+            "iat": iat,
+            "exp": exp,
+            "claims": dict(claims or {}),
+            "omit": list(omit),
+        }
+        minted = self._call("POST", "/admin/tokens", body)
+        return str(minted["token"])
