@@ -67,6 +67,22 @@ def test_identity_command_recognises_the_local_cluster_and_inlines_its_keys(
     assert "rotates its signing key" in result.stderr
 
 
+def test_identity_command_prints_one_namespace_scoped_identity_per_namespace(
+    stack: LocalStack,
+) -> None:
+    result = cli(stack, "identity-command", "--for-namespace", "team-a", "--for-namespace", "b")
+    assert result.returncode == 0, result.stderr
+    commands = result.stdout.strip().split("\n\n")
+    assert len(commands) == 2
+    for command, namespace in zip(commands, ["team-a", "b"], strict=True):
+        assert command.startswith(f"chainctl iam identities create kind-pull-secrets-{namespace} ")
+        printed = flags(command)
+        assert printed["subject"] == f"system:serviceaccount:{namespace}:pull-secret-updater"
+        assert json.loads(printed["issuer-keys"]) == stack.control_plane.jwks()
+    notes = " ".join(result.stderr.split())
+    assert "kubectl create serviceaccount pull-secret-updater -n team-a" in notes
+
+
 def test_the_printed_command_creates_an_identity_the_controller_fills_secrets_with(
     stack: LocalStack,
     cluster: ClusterHelper,
@@ -158,7 +174,7 @@ def test_check_exchanges_the_controllers_token_once(
 
     ok = cli(stack, "check", "--identity", installed, "--token-path", str(token_file), *common)
     assert ok.returncode == 0, ok.stderr
-    first, registry_token, sent = ok.stdout.splitlines()
+    first, registry_token, sent = ok.stdout.splitlines()[:3]
     assert first.startswith(f"ok: token for {stack.registry.host} expires at ")
     assert first.endswith("(in 59m)")
     assert f"subject {installed}" in registry_token

@@ -333,19 +333,27 @@ async def test_a_forbidden_token_request_names_the_subject_and_is_not_retried_so
     assert "kubectl create" not in str(caught.value)
 
 
-async def test_the_least_recently_used_subject_is_dropped_beyond_the_bound() -> None:
-    subjects = Subjects()
-    many = [Subject(namespace=f"ns-{n}", service_account="sa") for n in range(satoken.MAX_SUBJECTS)]
-    for subject in many:
-        await subjects.tokens.get(subject)
-    await subjects.tokens.get(many[0])  # used again: now the most recent
-    asked = len(subjects.server.requests)
-    assert asked == satoken.MAX_SUBJECTS
+def test_the_subjects_kept_are_bounded() -> None:
+    assert satoken.MAX_SUBJECTS == 4096
 
-    await subjects.tokens.get(TEAM_A)  # one more than the bound: many[1] goes
-    await subjects.tokens.get(many[0])
-    await subjects.tokens.get(many[2])
-    assert len(subjects.server.requests) == asked + 1
-    await subjects.tokens.get(many[1])
-    assert len(subjects.server.requests) == asked + 2
-    assert subjects.server.requests[-1].url.path == token_path(many[1])
+
+async def test_the_least_recently_used_subject_is_dropped_beyond_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A small bound, so the test does not make four thousand API clients.
+    monkeypatch.setattr(satoken, "MAX_SUBJECTS", 3)
+    subjects = Subjects()
+    first, second, third = (Subject(namespace=f"ns-{n}", service_account="sa") for n in range(3))
+    for subject in (first, second, third):
+        await subjects.tokens.get(subject)
+    await subjects.tokens.get(first)  # used again: now the most recent
+    await subjects.tokens.get(OWN)  # the own subject takes no place
+    assert len(subjects.server.requests) == 3
+
+    await subjects.tokens.get(TEAM_A)  # one more than the bound: `second` goes
+    await subjects.tokens.get(first)
+    await subjects.tokens.get(third)
+    assert len(subjects.server.requests) == 4
+    await subjects.tokens.get(second)
+    assert len(subjects.server.requests) == 5
+    assert subjects.server.requests[-1].url.path == token_path(second)

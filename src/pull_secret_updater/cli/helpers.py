@@ -68,12 +68,33 @@ def identity_command(argv: list[str]) -> int:
         help="copy the cluster's keys into the identity even if its issuer looks public "
         "(for an issuer URL the token service cannot fetch)",
     )
+    parser.add_argument(
+        "--for-namespace",
+        action="append",
+        metavar="NAMESPACE",
+        help="namespace-scoped identities (token_subject namespace): print one command per "
+        "namespace given (repeat the flag), for the ServiceAccount --namespace-service-account "
+        "in that namespace, so that each identity trusts that one namespace only",
+    )
+    parser.add_argument(
+        "--namespace-service-account",
+        default="pull-secret-updater",
+        help="with --for-namespace: the ServiceAccount whose tokens the controller exchanges in "
+        "each namespace (default: pull-secret-updater)",
+    )
     _add_cluster_flags(parser)
     args = parser.parse_args(argv)
+    scoped: list[str] = args.for_namespace or []
+    targets = (
+        [(ns, args.namespace_service_account) for ns in scoped]
+        if scoped
+        else [(args.namespace, args.service_account)]
+    )
     try:
-        identities.check_target(
-            namespace=args.namespace, service_account=args.service_account, name=args.name
-        )
+        for namespace, service_account in targets:
+            identities.check_target(
+                namespace=namespace, service_account=service_account, name=args.name
+            )
     except ValueError as e:
         raise ToolError(str(e), exit_code=USAGE) from None
 
@@ -88,17 +109,23 @@ def identity_command(argv: list[str]) -> int:
     issuer, jwks = asyncio.run(fetch())
     issuer_class = identities.classify_issuer(issuer)
     try:
-        plan = identities.plan_identity(
-            issuer=issuer,
-            issuer_class=issuer_class,
-            namespace=args.namespace,
-            service_account=args.service_account,
-            name=args.name,
-            jwks=jwks,
-            embed_keys=args.embed_keys,
-        )
+        plans = [
+            identities.plan_identity(
+                issuer=issuer,
+                issuer_class=issuer_class,
+                namespace=namespace,
+                service_account=service_account,
+                name=(
+                    f"{args.name or issuer_class.default_name}-{namespace}" if scoped else args.name
+                ),
+                jwks=jwks,
+                embed_keys=args.embed_keys,
+            )
+            for namespace, service_account in targets
+        ]
     except ValueError as e:  # the names were checked above: this is about the cluster's keys
         raise ToolError(str(e), exit_code=FAILURE) from None
+    plan = plans[0]
     consequence = (
         "the identity carries the cluster's keys"
         if plan.issuer_keys is not None
@@ -107,7 +134,13 @@ def identity_command(argv: list[str]) -> int:
     _note(f"recognised: {issuer_class.label}: {issuer_class.reason}; {consequence}")
     if issuer_class.kind == "public" and plan.issuer_keys is None:
         _note("if the token service cannot fetch that document, run again with --embed-keys")
-    print(plan.command(), flush=True)
+    if scoped:
+        _note(
+            "namespace-scoped: each identity trusts one namespace's ServiceAccount; annotate that "
+            "namespace's Secrets with its UID, and create the ServiceAccount there: "
+            + "; ".join(f"kubectl create serviceaccount {sa} -n {ns}" for ns, sa in targets)
+        )
+    print("\n\n".join(p.command() for p in plans), flush=True)
     warning = identities.rotation_warning(plan)
     if warning is not None:
         _note(warning)
@@ -185,6 +218,13 @@ def check(argv: list[str]) -> int:
         parents=[build_parser(add_help=False)],
     )
     parser.add_argument("--identity", required=True, metavar="UID", help="the identity's UID")
+    parser.add_argument(
+        "--secret-namespace",
+        metavar="NAMESPACE",
+        help="exchange as the controller would for a Secret in this namespace (with "
+        "token_subject namespace, as that namespace's ServiceAccount; default: the "
+        "controller's own namespace)",
+    )
     args = parser.parse_args(argv)
     try:
         identity = keys.validate_identity(args.identity)
@@ -196,6 +236,7 @@ def check(argv: list[str]) -> int:
     # but --identity.
     only_identity = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     only_identity.add_argument("--identity")
+    only_identity.add_argument("--secret-namespace")
     _, setting_flags = only_identity.parse_known_args(argv)
     settings = load_settings(setting_flags, prog=f"{PROG} check")
 
@@ -208,7 +249,14 @@ def check(argv: list[str]) -> int:
                 f"cannot use {where}: {str(e).strip() or type(e).__name__}", exit_code=USAGE
             ) from None
 
-    outcome = asyncio.run(checking.run_check(settings, identity=identity, open_client=open_client))
+    outcome = asyncio.run(
+        checking.run_check(
+            settings,
+            identity=identity,
+            open_client=open_client,
+            namespace=args.secret_namespace,
+        )
+    )
     for line in checking.describe_outcome(outcome):
         print(line)
     if outcome.error is not None:
