@@ -200,6 +200,34 @@ def test_controller_may_not_write_a_secret_without_the_identity_annotation(
     )
 
 
+def test_controller_may_only_remove_its_status_from_a_secret_no_longer_annotated(
+    controller: httpx2.Client, cluster: ClusterHelper
+) -> None:
+    namespace = cluster.namespace("vap-released")
+    create(cluster, pull_secret_manifest(namespace, None))
+    cluster.kubectl("annotate", "secret", "pull-secret", "-n", namespace,
+                    f"{EXPIRES_AT}=2030-01-01T00:00:00Z", f"{TOKEN_HASH}={'0' * 32}",
+                    "team=web")  # fmt: skip
+
+    changed = merge_patch(
+        controller, namespace, {"metadata": {"annotations": {EXPIRES_AT: "2031-01-01T00:00:00Z"}}}
+    )
+    dropped_other = merge_patch(
+        controller, namespace, {"metadata": {"annotations": {"team": None}}}
+    )
+    removed = merge_patch(
+        controller, namespace, {"metadata": {"annotations": {EXPIRES_AT: None, TOKEN_HASH: None}}}
+    )
+
+    assert "carry the pull-secret-updater.chainguard.dev/identity" in (denial(changed) or "")
+    assert denial(dropped_other), dropped_other.text
+    assert removed.status_code == 200, removed.text
+    annotations = (cluster.secret(namespace) or {})["metadata"]["annotations"]
+    assert EXPIRES_AT not in annotations
+    assert TOKEN_HASH not in annotations
+    assert annotations["team"] == "web"
+
+
 def test_controller_may_not_write_a_secret_of_another_type(
     controller: httpx2.Client, cluster: ClusterHelper
 ) -> None:

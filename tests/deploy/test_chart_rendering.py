@@ -10,6 +10,7 @@ admission policy's CEL.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import uuid
@@ -227,11 +228,66 @@ def test_namespace_labels_grant_get_on_namespaces(helm_binary: Helm, policy: Obj
     assert "resourceNames" not in rule
 
 
-def test_no_rules_means_no_policy_file(helm_binary: Helm) -> None:
+def test_no_rules_means_no_policy_file_and_an_explicit_open_policy(helm_binary: Helm) -> None:
     objects = helm_binary.template()
 
-    assert "PSU_POLICY_FILE" not in plain_env(objects)
+    env = plain_env(objects)
+    assert "PSU_POLICY_FILE" not in env
+    assert env["PSU_ALLOW_ANY_IDENTITY"] == "true"
     assert not [o for o in objects if o["kind"] == "ConfigMap"]
+
+
+def test_rules_replace_the_open_policy(helm_binary: Helm) -> None:
+    policy = {"rules": [{"identities": [IDENTITY], "namespaces": ["team-a"]}]}
+    env = plain_env(helm_binary.template(values={"policy": policy}))
+
+    assert "PSU_POLICY_FILE" in env
+    assert "PSU_ALLOW_ANY_IDENTITY" not in env
+
+
+def test_without_rules_the_open_policy_must_be_chosen(helm_binary: Helm) -> None:
+    with pytest.raises(HelmError, match="needs policy.rules, or policy.allowAnyIdentity"):
+        helm_binary.template(values={"policy": {"allowAnyIdentity": False}})
+
+
+def test_namespace_scoped_identities_grant_tokens_for_one_name_only(helm_binary: Helm) -> None:
+    objects = helm_binary.template(
+        values={"tokenSubject": "namespace", "policy": {"allowAnyIdentity": False}}
+    )
+
+    env = plain_env(objects)
+    assert env["PSU_TOKEN_SUBJECT"] == "namespace"
+    assert env["PSU_NAMESPACE_SERVICE_ACCOUNT"] == "pull-secret-updater"
+    assert "PSU_ALLOW_ANY_IDENTITY" not in env
+    (rule,) = rules_for(find(objects, "ClusterRole"), "serviceaccounts/token")
+    assert rule == {
+        "apiGroups": [""],
+        "resources": ["serviceaccounts/token"],
+        "resourceNames": ["pull-secret-updater"],
+        "verbs": ["create"],
+    }
+
+
+def test_namespace_scoped_chart_says_what_config_namespace_scoped_says(
+    helm_binary: Helm,
+) -> None:
+    config = kustomize(CONFIG / "namespace-scoped")
+    chart = helm_binary.template(values={"tokenSubject": "namespace"})
+
+    def role_rules(objects: list[Obj]) -> list[Obj]:
+        return list(find(objects, "ClusterRole")["rules"])
+
+    def canonical(rules: list[Obj]) -> list[str]:
+        return sorted(json.dumps(rule, sort_keys=True) for rule in rules)
+
+    assert canonical(role_rules(chart)) == canonical(role_rules(config))
+    config_env = {
+        e["name"]: e.get("value")
+        for e in find(config, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    for name in ("PSU_TOKEN_SUBJECT", "PSU_NAMESPACE_SERVICE_ACCOUNT"):
+        assert plain_env(chart)[name] == config_env[name]
+    assert "PSU_ALLOW_ANY_IDENTITY" not in config_env
 
 
 def test_ca_bundle_is_a_mounted_file(helm_binary: Helm) -> None:

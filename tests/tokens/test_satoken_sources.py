@@ -19,8 +19,8 @@ from pull_secret_updater.tokens import (
     SubjectTokens,
     TokenRequestTokenSource,
     TokenSourceError,
+    satoken,
 )
-from pull_secret_updater.tokens import satoken
 from tests.tokens.fakes import NOW, OWN, SA_TOKEN, FakeClock, StaticTokenSource, everything_printed
 
 # -- projected file --------------------------------------------------------------------------
@@ -215,10 +215,7 @@ TEAM_B = Subject(namespace="team-b", service_account="pull-secret-updater")
 
 
 def token_path(subject: Subject) -> str:
-    return (
-        f"/api/v1/namespaces/{subject.namespace}/serviceaccounts/"
-        f"{subject.service_account}/token"
-    )
+    return f"/api/v1/namespaces/{subject.namespace}/serviceaccounts/{subject.service_account}/token"
 
 
 class Subjects:

@@ -129,9 +129,7 @@ async def test_the_subjects_own_token_is_what_is_exchanged() -> None:
     async with sts_for(service, sa_tokens=sa_tokens) as client:
         await client.issue(identity=IDENTITY, subject=TEAM_A)
         await client.issue(identity=IDENTITY, subject=OWN)
-    bearers = [
-        r.headers["Authorization"] for r in service.requests if r.url.path == EXCHANGE_PATH
-    ]
+    bearers = [r.headers["Authorization"] for r in service.requests if r.url.path == EXCHANGE_PATH]
     assert bearers == ["Bearer team-a-sa-token", f"Bearer {SA_TOKEN}"]
     assert sa_tokens.asked == [TEAM_A, OWN]
 
@@ -193,9 +191,7 @@ async def test_the_projected_token_is_read_afresh_for_every_exchange(tmp_path: P
         await client.issue(identity=IDENTITY, subject=OWN)
         path.write_text("rotated-token")  # kubelet rotated it
         await client.issue(identity=IDENTITY, subject=OWN)
-    bearers = [
-        r.headers["Authorization"] for r in service.requests if r.url.path == EXCHANGE_PATH
-    ]
+    bearers = [r.headers["Authorization"] for r in service.requests if r.url.path == EXCHANGE_PATH]
     assert bearers == ["Bearer first-token", "Bearer rotated-token"]
 
 

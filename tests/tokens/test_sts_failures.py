@@ -172,7 +172,8 @@ CASES = [
         MalformedResponse, "malformed", 200, id="200-without-token",
     ),
     pytest.param(
-        answer(200, {"token": 42}), MalformedResponse, "malformed", 200, id="200-token-not-a-string",
+        answer(200, {"token": 42}),
+        MalformedResponse, "malformed", 200, id="200-token-not-a-string",
     ),
     pytest.param(
         token_answer(SECRET_WORD), MalformedResponse, "untrusted", 200, id="200-token-not-a-jwt",
@@ -330,7 +331,9 @@ async def test_a_retry_after_that_is_not_whole_seconds_is_ignored(value: str) ->
     ),
 )
 async def test_a_retry_after_of_digits_float_cannot_read_is_ignored() -> None:
-    error = await exchange_error(answer(429, error_body("x", "y"), headers=[(b"Retry-After", b"\xb2")]))
+    error = await exchange_error(
+        answer(429, error_body("x", "y"), headers=[(b"Retry-After", b"\xb2")])
+    )
     assert isinstance(error, TransientExchangeError)
     assert error.retry_after is None
 

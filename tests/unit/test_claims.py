@@ -249,9 +249,7 @@ def test_claims_that_are_acceptable(overrides: dict[str, object]) -> None:
         ({"nbf": None}, "token's nbf claim is not a number"),
     ],
 )
-def test_claims_that_are_refused_name_the_cause(
-    overrides: dict[str, object], message: str
-) -> None:
+def test_claims_that_are_refused_name_the_cause(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidToken, match=f"^{message}"):
         _check(_payload(**overrides))
 

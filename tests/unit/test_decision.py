@@ -361,14 +361,18 @@ def test_a_planted_token_with_every_status_annotation_is_still_replaced() -> Non
             annotations.LAST_REFRESH: annotations.format_time(ISSUED + 59),
         },
     )
-    fill = _decide(planted, Untrusted(why="token is signed with 'HS256', not an asymmetric algorithm"))
+    fill = _decide(
+        planted, Untrusted(why="token is signed with 'HS256', not an asymmetric algorithm")
+    )
     assert isinstance(fill, Fill)
     assert fill.reason == "token not trusted"
 
 
 def test_a_verified_token_of_another_identity_is_replaced_without_being_stale() -> None:
     fill = _decide(_secret(raw=_ours()), _verified(identity=OTHER_UID))
-    assert fill == Fill(identity=UID, reason="identity changed", config=parse_docker_config(_ours()))
+    assert fill == Fill(
+        identity=UID, reason="identity changed", config=parse_docker_config(_ours())
+    )
     assert fill.event_reason == "Filled"
     # Not the identity asked for: the cache of UID never held it, so nothing to skip.
     assert fill.stale is None
@@ -569,9 +573,7 @@ def test_a_filled_secret_then_waits_keeps_other_registries_and_refills_on_identi
     request = _request(filled)
     assert request.current == NEW_TOKEN
     assert request.written_at == ISSUED
-    second = decide(
-        request, verdict=_verified(token=NEW_TOKEN), now=ISSUED + 1, schedule=SCHEDULE
-    )
+    second = decide(request, verdict=_verified(token=NEW_TOKEN), now=ISSUED + 1, schedule=SCHEDULE)
     assert isinstance(second, Wait)
     assert second.token.token == NEW_TOKEN
     written = json.loads(raw)

@@ -296,7 +296,11 @@ def test_a_last_write_in_the_future_never_postpones_more_than_one_written_now(
 ) -> None:
     def at(written_at: float) -> float:
         return schedule.refresh_at(
-            token="t", issued_at=issued, expires_at=issued + lifetime, written_at=written_at, now=now
+            token="t",
+            issued_at=issued,
+            expires_at=issued + lifetime,
+            written_at=written_at,
+            now=now,
         )
 
     assert at(now + ahead) == at(now)
