@@ -246,7 +246,7 @@ def test_rules_replace_the_open_policy(helm_binary: Helm) -> None:
 
 
 def test_without_rules_the_open_policy_must_be_chosen(helm_binary: Helm) -> None:
-    with pytest.raises(HelmError, match="needs policy.rules, or policy.allowAnyIdentity"):
+    with pytest.raises(HelmError, match=r"needs policy\.rules, or policy\.allowAnyIdentity"):
         helm_binary.template(values={"policy": {"allowAnyIdentity": False}})
 
 

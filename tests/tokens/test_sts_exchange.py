@@ -66,6 +66,20 @@ def sts_for(
     )
 
 
+def paced_verifier(
+    service: FakeTokenService, monotonic: FakeClock, *, refetch_interval: float = 10
+) -> TokenVerifier:
+    """A verifier of the service's tokens whose key fetches are paced by `monotonic`."""
+    return TokenVerifier(
+        issuer=ISSUER,
+        audience=REGISTRY,
+        http=service.client(),
+        clock=service.clock,
+        monotonic=monotonic,
+        refetch_interval=refetch_interval,
+    )
+
+
 async def test_request_is_the_contracts_post_with_query_and_bearer() -> None:
     service = FakeTokenService(clock=FakeClock())
     async with sts_for(service, issuer=ISSUER + "/") as client:
@@ -137,15 +151,7 @@ async def test_the_subjects_own_token_is_what_is_exchanged() -> None:
 async def test_a_token_from_a_key_rotated_in_is_accepted_once_refetched() -> None:
     clock, monotonic = FakeClock(), FakeClock(now=1000.0)
     service = FakeTokenService(clock=clock)
-    client = sts_for(service)
-    client.verifier = TokenVerifier(
-        issuer=ISSUER,
-        audience=REGISTRY,
-        http=httpx2.AsyncClient(transport=service.transport()),
-        clock=clock,
-        monotonic=monotonic,
-        refetch_interval=10,
-    )
+    client = sts_for(service, verifier=paced_verifier(service, monotonic, refetch_interval=10))
     async with client:
         assert (await client.issue(identity=IDENTITY, subject=OWN)).key_id == "key-1"
         service.published = [KEY, ROTATED_KEY]
@@ -158,14 +164,7 @@ async def test_a_token_from_a_key_rotated_in_is_accepted_once_refetched() -> Non
 async def test_verify_and_still_trusted_answer_with_the_keys_held() -> None:
     clock, monotonic = FakeClock(), FakeClock(now=1000.0)
     service = FakeTokenService(clock=clock)
-    client = sts_for(service)
-    client.verifier = TokenVerifier(
-        issuer=ISSUER,
-        audience=REGISTRY,
-        http=httpx2.AsyncClient(transport=service.transport()),
-        clock=clock,
-        monotonic=monotonic,
-    )
+    client = sts_for(service, verifier=paced_verifier(service, monotonic))
     async with client:
         issued = await client.issue(identity=IDENTITY, subject=OWN)
         assert await client.verify(issued.token) == issued
