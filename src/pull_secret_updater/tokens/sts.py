@@ -148,8 +148,9 @@ class ChainguardSTS:
         exchanged with the token of `subject`."""
         if not identity:
             raise ValueError("identity must not be empty")
-        await self.verifier.ensure_keys()
         sa_token = await self._sa_tokens.get(subject)
+        # NB: nothing is exchanged while the keys cannot be had: the token could not be used.
+        await self.verifier.ensure_keys()
         status, retry_after, body = await self._post(identity=identity, sa_token=sa_token)
         if 200 <= status < 300:
             return await self._accept(body, status=status, identity=identity)
