@@ -341,16 +341,6 @@ async def test_an_unverifiable_certificate_fails_closed(
     assert SA_TOKEN not in everything_printed(error)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "src regression: issue() fetches the keys first, and TokenVerifier._get_json folds a "
-        "certificate failure into KeysUnavailable (cause 'keys', retryable) without the CA "
-        "bundle hint; the documented cause 'tls' (not retryable, 'check the CA bundle "
-        "setting') is no longer reachable, so a wrong CA bundle looks like an outage of the "
-        "token service and is retried as one"
-    ),
-)
 @pytest.mark.parametrize("configured", ["other-ca", "system-store"])
 async def test_an_unverifiable_certificate_is_reported_as_a_tls_problem(
     tls_server: TLSServer, configured: str

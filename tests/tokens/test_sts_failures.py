@@ -320,16 +320,6 @@ async def test_a_retry_after_that_is_not_whole_seconds_is_ignored(value: str) ->
     assert error.retry_after is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason=(
-        "src bug: tokens.sts._retry_after accepts any str.isdigit() value and calls float() on "
-        "it; a Retry-After such as '\u00b2' (byte 0xB2, decoded as latin-1) is a digit to "
-        "isdigit() but not to float(), so a ValueError escapes issue() instead of an "
-        "ExchangeError"
-    ),
-)
 async def test_a_retry_after_of_digits_float_cannot_read_is_ignored() -> None:
     error = await exchange_error(
         answer(429, error_body("x", "y"), headers=[(b"Retry-After", b"\xb2")])

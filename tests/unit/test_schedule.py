@@ -306,15 +306,6 @@ def test_a_last_write_in_the_future_never_postpones_more_than_one_written_now(
     assert at(now + ahead) == at(now)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "src bug: Schedule.refresh_at's short-lifetime fallback (earliest > latest) returns "
-        "issued_at + lifetime/2 without applying max_interval, so a max_interval below the "
-        "floor (or below half a token shorter than the margin) is not honoured: a ten-year "
-        "token with max_interval=0.5 is refreshed after five years"
-    ),
-)
 @pytest.mark.parametrize(
     ("schedule", "lifetime"),
     [

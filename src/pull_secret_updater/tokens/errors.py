@@ -107,8 +107,9 @@ class KeysUnavailable(ExchangeError):
     in Secrets are left as they are until the keys can be had.
     """
 
-    def __init__(self, message: str, /) -> None:
-        super().__init__(message, cause="keys", retryable=True)
+    def __init__(self, message: str, /, *, cause: Cause = "keys", retryable: bool = True) -> None:
+        # cause "tls": the service's certificate failed verification, not worth a fast retry.
+        super().__init__(message, cause=cause, retryable=retryable)
 
 
 class TokenSourceError(ExchangeError):

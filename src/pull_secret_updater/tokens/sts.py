@@ -160,7 +160,7 @@ class ChainguardSTS:
         return await self.verifier.verify(token)
 
     def still_trusted(self, token: VerifiedToken) -> bool:
-        return self.verifier.knows(token.key_id)
+        return self.verifier.still_trusted(token)
 
     async def _post(self, *, identity: str, sa_token: str) -> tuple[int, float | None, bytes]:
         where = f"the token service at {self.issuer}"
@@ -258,9 +258,10 @@ class ChainguardSTS:
 
 def _retry_after(value: str | None) -> float | None:
     # NB: only the delay-seconds form; an HTTP-date is rare from an API and ignored.
-    if value is None or not value.strip().isdigit():
+    text = (value or "").strip()
+    if not (text.isascii() and text.isdecimal()):
         return None
-    return float(value.strip())
+    return float(text)
 
 
 def _status_error(

@@ -24,6 +24,7 @@ Only asymmetric algorithms are accepted, and only with a key of the matching typ
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections import OrderedDict
@@ -79,11 +80,13 @@ class TokenVerifier:
         self._clock = clock
         self._monotonic = monotonic
         self._keys: dict[str, jwt.PyJWK] | None = None  # by kid ("" for a key without one)
+        self._prints: dict[str, str] = {}  # kid -> fingerprint of the key published under it
         self._fetched_at = 0.0
         self._attempted_at: float | None = None
         self._failure: KeysUnavailable | None = None
         self._lock = asyncio.Lock()
-        self._verdicts: OrderedDict[str, VerifiedToken] = OrderedDict()
+        # token -> (verdict, fingerprint of the key it verified with)
+        self._verdicts: OrderedDict[str, tuple[VerifiedToken, str]] = OrderedDict()
         #: Key-set fetches that succeeded, for tests and metrics.
         self.fetches = 0
 
@@ -91,10 +94,19 @@ class TokenVerifier:
         return f"{type(self).__name__}(issuer={self.issuer!r}, audience={self.audience!r})"
 
     def knows(self, key_id: str | None) -> bool:
-        """Whether a token signed with `key_id` could still verify with the keys held now."""
+        """Whether a key is published under `key_id` (any key, for None) in the keys held."""
         if self._keys is None:
             return False
         return key_id in self._keys if key_id is not None else bool(self._keys)
+
+    def still_trusted(self, token: VerifiedToken) -> bool:
+        """Whether `token`, verified earlier, still verifies with the keys held now.
+
+        Its verdict is kept exactly as long as the key it verified with is published (same key
+        id, same key); a verdict dropped from the bounded cache counts as not trusted, which
+        costs at most one exchange.
+        """
+        return token.token in self._verdicts
 
     async def ensure_keys(self) -> None:
         """Fetch the keys if none are held; raises KeysUnavailable if that fails."""
@@ -105,7 +117,7 @@ class TokenVerifier:
         cached = self._verdicts.get(token)
         if cached is not None:
             self._verdicts.move_to_end(token)
-            return cached
+            return cached[0]
         kid, algorithm = _header(token)
         keys = await self._key_set(wanted=kid)
         candidates = [
@@ -119,7 +131,8 @@ class TokenVerifier:
                 if kid is None or kid not in keys
                 else f"token is signed with {algorithm}, not with the algorithm of its key"
             )
-        payload = _verified_payload(token, candidates)
+        payload, key = _verified_payload(token, candidates)
+        fingerprint = self._prints[key.key_id or ""]
         claims = check_claims(
             payload,
             issuer=self.issuer,
@@ -138,7 +151,7 @@ class TokenVerifier:
             expires_at=claims.exp,
             key_id=kid,
         )
-        self._verdicts[token] = verified
+        self._verdicts[token] = (verified, fingerprint)
         while len(self._verdicts) > MAX_VERDICTS:
             self._verdicts.popitem(last=False)
         return verified
@@ -172,18 +185,25 @@ class TokenVerifier:
                 )
             return self._keys
 
-    def _install(self, fresh: dict[str, jwt.PyJWK], *, now: float) -> None:
-        if self._keys is None or set(fresh) != set(self._keys):
+    def _install(self, fetched: dict[str, tuple[jwt.PyJWK, str]], *, now: float) -> None:
+        fresh = {kid: key for kid, (key, _) in fetched.items()}
+        prints = {kid: fingerprint for kid, (_, fingerprint) in fetched.items()}
+        if prints != self._prints:
             log.info("token service keys loaded", key_ids=sorted(fresh), issuer=self.issuer)
-            self._verdicts.clear()
+            # A key withdrawn, or replaced under the same id, stops vouching for its tokens.
+            published = set(prints.values())
+            for token in [t for t, (_, fp) in self._verdicts.items() if fp not in published]:
+                del self._verdicts[token]
         self._keys = fresh
+        self._prints = prints
         self._fetched_at = now
         self.fetches += 1
 
-    async def _fetch(self) -> dict[str, jwt.PyJWK]:
+    async def _fetch(self) -> dict[str, tuple[jwt.PyJWK, str]]:
         discovery_url = f"{self.issuer}/.well-known/openid-configuration"
         discovery = await self._get_json(discovery_url, what="discovery document")
-        if discovery.get("issuer", "").rstrip("/") != self.issuer:
+        named = discovery.get("issuer")
+        if not isinstance(named, str) or named.rstrip("/") != self.issuer:
             raise KeysUnavailable(f"the discovery document at {discovery_url} names another issuer")
         jwks_uri = discovery.get("jwks_uri")
         if not isinstance(jwks_uri, str) or not jwks_uri.startswith("https://"):
@@ -194,11 +214,11 @@ class TokenVerifier:
         entries = document.get("keys")
         if not isinstance(entries, list):
             raise KeysUnavailable(f"the key set at {jwks_uri} has no keys list")
-        keys: dict[str, jwt.PyJWK] = {}
+        keys: dict[str, tuple[jwt.PyJWK, str]] = {}
         for entry in entries:
             key = _signing_key(entry)
             if key is not None:
-                keys[key.key_id or ""] = key
+                keys[key.key_id or ""] = (key, _fingerprint(entry))
         if not keys:
             raise KeysUnavailable(f"the key set at {jwks_uri} holds no usable signing key")
         return keys
@@ -210,12 +230,14 @@ class TokenVerifier:
                 status = response.status_code
         except httpx2.HTTPError as e:
             verification = verification_failure(e)
-            problem = (
-                f"its certificate could not be verified ({verification})"
-                if verification
-                else type(e).__name__
-            )
-            raise KeysUnavailable(f"cannot fetch the {what} at {url}: {problem}") from None
+            if verification:
+                raise KeysUnavailable(
+                    f"cannot fetch the {what} at {url}: its certificate could not be verified "
+                    f"({verification}); check the CA bundle setting (ca_bundle, PSU_CA_BUNDLE)",
+                    cause="tls",
+                    retryable=False,
+                ) from None
+            raise KeysUnavailable(f"cannot fetch the {what} at {url}: {type(e).__name__}") from None
         if status != 200:
             raise KeysUnavailable(f"the {what} at {url} answered {status}")
         document = load_json(body) if body is not None else NOT_JSON
@@ -242,11 +264,11 @@ def _header(token: str) -> tuple[str | None, str]:
     return kid, algorithm
 
 
-def _verified_payload(token: str, candidates: list[jwt.PyJWK]) -> dict[str, Any]:
+def _verified_payload(token: str, candidates: list[jwt.PyJWK]) -> tuple[dict[str, Any], jwt.PyJWK]:
     problem = "token's signature does not verify with the token service's keys"
     for key in candidates:
         try:
-            return jwt.decode(
+            payload = jwt.decode(
                 token,
                 key=key,
                 algorithms=[key.algorithm_name],
@@ -262,12 +284,21 @@ def _verified_payload(token: str, candidates: list[jwt.PyJWK]) -> dict[str, Any]
                     "verify_jti": False,
                 },
             )
+            return payload, key
         except jwt.InvalidSignatureError:
             continue
         except jwt.PyJWTError:
             problem = "token's payload cannot be decoded"
             break
     raise InvalidToken(problem)
+
+
+def _fingerprint(entry: dict[str, Any]) -> str:
+    """A key's identity: its public parameters, whatever id it is published under."""
+    return json.dumps(
+        {k: v for k, v in entry.items() if k not in ("kid", "use", "alg", "key_ops")},
+        sort_keys=True,
+    )
 
 
 def _signing_key(entry: object) -> jwt.PyJWK | None:
