@@ -535,3 +535,54 @@ def audited_requests(
 def requests_by_kind(requests: Iterable[AuditedRequest]) -> dict[str, int]:
     counts = Counter(f"{r.verb} {r.resource}" for r in requests)
     return dict(sorted(counts.items()))
+
+
+#: Seconds to wait for the audit log to catch up: it is written in batches of up to a second.
+AUDIT_FLUSH = 1.5
+
+
+@dataclass(frozen=True)
+class SteadyState:
+    """What a running controller did during a quiet window: its API requests and CPU."""
+
+    window_seconds: float
+    requests: list[AuditedRequest]
+    cpu_seconds: float
+
+    @property
+    def requests_per_minute(self) -> float:
+        return len(self.requests) * 60 / self.window_seconds
+
+    @property
+    def cpu_seconds_per_minute(self) -> float:
+        return self.cpu_seconds * 60 / self.window_seconds
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "steady_window_seconds": self.window_seconds,
+            "steady_requests_per_minute": round(self.requests_per_minute, 1),
+            "steady_requests": requests_by_kind(self.requests),
+            "steady_cpu_seconds_per_minute": round(self.cpu_seconds_per_minute, 3),
+        }
+
+    def describe(self) -> str:
+        kinds = ", ".join(f"{k}: {v}" for k, v in requests_by_kind(self.requests).items())
+        return (
+            f"{self.requests_per_minute:.0f} API requests per minute ({kinds} in "
+            f"{self.window_seconds:.0f} s; the audit log records secrets, events and leases only)"
+        )
+
+
+async def steady_state(
+    stack: LocalStack, process: ControllerProcess, *, window: float
+) -> SteadyState:
+    """Count the API requests (audit log) and CPU seconds of `process` over `window` s."""
+    pid = process.process.pid
+    since_wall, before = time.time(), read_process(pid)
+    await asyncio.sleep(window)
+    until_wall, after = time.time(), read_process(pid)
+    await asyncio.sleep(AUDIT_FLUSH)
+    requests = audited_requests(
+        stack.control_plane.audit_log, user=CONTROLLER_USER, since=since_wall, until=until_wall
+    )
+    return SteadyState(window, requests, after.cpu_seconds - before.cpu_seconds)
