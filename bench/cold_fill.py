@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +34,8 @@ from bench.results import ScenarioResult, Target, distribution, ratio
 from bench.sizes import Sizes
 from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
+from pull_secret_updater.core.decision import status_annotations
+from pull_secret_updater.core.dockerconfig import DockerConfig, with_token
 
 TITLE = "Cold fill"
 
@@ -47,20 +47,13 @@ def _rfc3339(epoch: float) -> str:
 def _baseline_patch(
     token: str, *, registry: str, identity: str, expires_at: float
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The data and annotations the controller writes, with `token` in them."""
-    auth = base64.b64encode(f"_token:{token}".encode()).decode()
-    config = {"auths": {registry: {"username": "_token", "password": token, "auth": auth}}}
-    document = json.dumps(config, separators=(",", ":")).encode()
+    """The data and annotations the controller writes, with `token` in them (built by the
+    controller's own core functions, so the baseline writes exactly what it writes)."""
+    document = with_token(DockerConfig({}), registry=registry, token=token)
     data = {lab.DOCKER_CONFIG_KEY: base64.b64encode(document).decode()}
-    digest = hashlib.sha256(f"{identity}\n{registry}\n{token}".encode()).hexdigest()[:32]
-    prefix = lab.ANNOTATION_PREFIX
-    annotations: dict[str, Any] = {
-        prefix + "expires-at": _rfc3339(expires_at),
-        prefix + "last-refresh": _rfc3339(time.time()),
-        prefix + "token-hash": digest,
-        prefix + "filled-identity": identity,
-        prefix + "last-error": None,
-    }
+    annotations: dict[str, Any] = status_annotations(
+        identity=identity, expires_at=expires_at, refreshed_at=time.time()
+    )
     return data, annotations
 
 

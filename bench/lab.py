@@ -39,6 +39,7 @@ from devstack.cluster import SERVICE_ACCOUNT_ISSUER
 from devstack.controller import NAMESPACE, SERVICE_ACCOUNT, ControllerProcess, install_manifests
 from devstack.procs import StartupError
 from devstack.stack import SA_AUDIENCE, LocalStack
+from pull_secret_updater.core import annotations as psu_annotations
 
 T = TypeVar("T")
 
@@ -48,11 +49,8 @@ DOCKER_CONFIG_KEY = ".dockerconfigjson"
 CONTROLLER_USER = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
 ANNOTATION_PREFIX = "pull-secret-updater.chainguard.dev/"
 IDENTITY_ANNOTATION = ANNOTATION_PREFIX + "identity"
-#: The annotations the controller writes after a fill (see the controller's core.annotations).
-STATUS_ANNOTATIONS = tuple(
-    ANNOTATION_PREFIX + name
-    for name in ("expires-at", "last-refresh", "last-error", "token-hash", "filled-identity")
-)
+#: The annotations the controller writes (and removes) after a fill.
+STATUS_ANNOTATIONS = psu_annotations.STATUS
 #: Concurrency of the admin client when setting up objects.
 SETUP_CONCURRENCY = 32
 

@@ -6,6 +6,7 @@ every Secret several times a second while something is failing, without a proces
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterable
@@ -35,6 +36,7 @@ __all__ = [
     "controller_jti",
     "exchanges",
     "figure",
+    "gaps",
     "issued_mark",
     "issued_since",
     "log_records",
@@ -115,6 +117,15 @@ def issued_since(
         if uid in found and isinstance(decoded.get("iat"), int):
             found[uid].append(IssuedToken(identity=uid, issued_at=decoded["iat"], token=token))
     return found
+
+
+def gaps(tokens: list[IssuedToken]) -> list[int]:
+    """Seconds between successive tokens' `iat`.
+
+    `iat` is in whole seconds, so tokens issued R seconds apart or more show a gap of at least
+    floor(R).
+    """
+    return [b.issued_at - a.issued_at for a, b in itertools.pairwise(tokens)]
 
 
 class Api:

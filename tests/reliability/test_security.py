@@ -259,7 +259,7 @@ def run_representative_workload(
         time.sleep(1.5)
     admin.clear_faults()
     for ns in namespaces:
-        cluster.wait_filled(ns, other_than=tokens[ns])
+        cluster.wait_filled(ns, other_than=tokens[ns], timeout=60)  # generous: a slow machine
     eventually(lambda: api.annotations(api.secret(bad)).get(LAST_ERROR), what="the bad input")
 
 

@@ -34,7 +34,7 @@ Cause = Literal[
     "rejected",  # 400, 403 and other 4xx
     "unauthorized",  # 401: the service-account token was not accepted
     "not_found",  # 404: no such identity
-    "malformed",  # a 200 that is not JSON, has no token, or a token that is not a JWT
+    "malformed",  # a 200 that is not JSON or has no token
     "no_exp",  # the token has no exp claim, so we cannot know when to refresh it
     "expired",  # the token is already expired
     "short_lived",  # the token expires sooner than the minimum usable lifetime

@@ -6,9 +6,10 @@ verifies against the keys the token service publishes (OIDC discovery:
 ``<issuer>/.well-known/openid-configuration`` -> ``jwks_uri``) and its claims pass
 `core.claims.check_claims` (issuer, registry audience, subject, sane times).
 
-The keys are fetched once and kept: refetched when older than `max_age`, and at once when a
-token names a key we do not know (the service rotated its key), at most once per
-`refetch_interval` so that tokens with made-up key ids cannot make us hammer the service. If
+The keys are fetched once and kept: refetched when older than `max_age` (so a key the service
+withdraws stops vouching within minutes), and at once when a token names a key we do not
+know (the service rotated its key), at most once per `refetch_interval` so that tokens with
+made-up key ids cannot make us hammer the service. If
 the keys cannot be fetched, keys already held stay in use (a discovery blip must not become an
 outage), and with none held verification fails with `KeysUnavailable`: the caller keeps the
 current credential and retries later, and no unverified claim is used meanwhile.
@@ -44,7 +45,7 @@ log = structlog.get_logger("pull_secret_updater.tokens")
 ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
-DEFAULT_MAX_AGE = 3600.0
+DEFAULT_MAX_AGE = 600.0
 DEFAULT_REFETCH_INTERVAL = 10.0
 DEFAULT_LEEWAY = 60.0
 MAX_VERDICTS = 4096
@@ -89,6 +90,9 @@ class TokenVerifier:
         self._verdicts: OrderedDict[str, tuple[VerifiedToken, str]] = OrderedDict()
         #: Key-set fetches that succeeded, for tests and metrics.
         self.fetches = 0
+        #: Called when a key that vouched for tokens is withdrawn (or replaced under its id), so
+        #: the holders of those tokens can be looked at again at once.
+        self.on_withdrawn: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(issuer={self.issuer!r}, audience={self.audience!r})"
@@ -192,8 +196,14 @@ class TokenVerifier:
             log.info("token service keys loaded", key_ids=sorted(fresh), issuer=self.issuer)
             # A key withdrawn, or replaced under the same id, stops vouching for its tokens.
             published = set(prints.values())
-            for token in [t for t, (_, fp) in self._verdicts.items() if fp not in published]:
+            withdrawn = [t for t, (_, fp) in self._verdicts.items() if fp not in published]
+            for token in withdrawn:
                 del self._verdicts[token]
+            if set(self._prints.values()) - published:
+                log.warning("the token service withdrew a signing key", issuer=self.issuer,
+                            tokens_no_longer_trusted=len(withdrawn))  # fmt: skip
+                for listener in self.on_withdrawn:
+                    listener()
         self._keys = fresh
         self._prints = prints
         self._fetched_at = now
