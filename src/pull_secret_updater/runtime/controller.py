@@ -363,6 +363,7 @@ class Controller:
                 await self.events.emit(
                     secret=secret, type="Warning", reason=reason, message=message
                 )
+                self.failures.mark_reported(key, message=message)
         return Outcome(recorded.delay) if retry else DONE
 
     async def _clear_status(self, secret: SecretObject) -> None:
