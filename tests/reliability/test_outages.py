@@ -91,6 +91,9 @@ def test_an_outage_keeps_valid_tokens_backs_off_reports_and_recovers(
     before = {ns: api.token(api.secret(ns)) for ns in namespaces}
     # The outage must end before the refresh margin before the first of them expires.
     end_by = min(float((claims(t) or {})["exp"]) for t in before.values()) - REFRESH_MARGIN
+    figure(f"outage[{mode}] first token issued -> fault injected",
+           time.time() - min(float((claims(t) or {})["iat"]) for t in before.values()),
+           "s")  # fmt: skip
     attempted_from = attempted_exchanges(controller, identities)
     served_from = exchanges(stack, identities)
     reported: dict[str, float] = {}
