@@ -8,11 +8,13 @@ Almost everything a node of the local stack creates lives in the stack's tempora
   checks them; ``acquire`` sets them and the last node to ``release`` restores the saved values;
 - a cgroup root per node (``/psu-node-<id>`` in every hierarchy), which the kubelet fills with
   ``kubepods/...``;
-- paths the kubelet hard-codes: ``/var/lib/kubelet/device-plugins``, ``/var/log/containers``,
-  ``/usr/libexec/kubernetes/kubelet-plugins`` (created at start even when another directory is
-  configured), and ``/run/mount`` (util-linux's mount records). Those that did not exist before
-  the first node are removed after the last; in those that did, only links into a node's
-  directory are removed;
+- paths the kubelet and CNI hard-code: ``/var/lib/kubelet/device-plugins``,
+  ``/var/log/containers``, ``/usr/libexec/kubernetes/kubelet-plugins`` (created at start even
+  when another directory is configured), ``/var/lib/cni`` (the plugins' result cache) and
+  ``/run/mount`` (util-linux's mount records). Those that did not exist before the first node
+  are removed after the last; in those that did, only links into a node's directory are
+  removed;
+- the node's Pod bridge (``psu-<id>``, made by the CNI bridge plugin), deleted at release;
 - mounts (the kubelet's root, pod volumes, container root filesystems) and processes
   (containerd's shims and the containers, which outlive containerd by design).
 
@@ -54,6 +56,7 @@ FIXED_PATHS = (
     Path("/var/lib/kubelet"),
     Path("/var/log/containers"),
     Path("/usr/libexec/kubernetes"),
+    Path("/var/lib/cni"),
     Path("/run/mount"),
 )
 CGROUP_FS = Path("/sys/fs/cgroup")
@@ -74,6 +77,7 @@ class NodeClaim:
     workdir: str
     cgroup_root: str  # e.g. /psu-node-1a2b3c4d
     containerd_socket: str
+    bridge: str  # the Pod network's bridge device
 
 
 def _start_time(pid: int) -> str | None:
@@ -226,6 +230,8 @@ def sweep(claim: NodeClaim) -> None:
             os.kill(pid, signal.SIGKILL)
     unmount_under(claim.workdir)
     _remove_cgroup_root(claim.cgroup_root)
+    if Path("/sys/class/net", claim.bridge).exists():
+        subprocess.run(["ip", "link", "delete", claim.bridge], capture_output=True, check=False)
     for fixed in FIXED_PATHS:
         if not fixed.is_dir():
             continue

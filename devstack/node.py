@@ -12,9 +12,11 @@ back by ``devstack.hoststate``. Facts of the machines this runs on, and how they
   kubelet keeps its own score;
 - no internet: the sandbox ("pause") image is built here from ``hack/tiny`` and imported with
   ``ctr``; it is pinned, so image garbage collection keeps it;
-- everything listens on loopback, so Pods use ``hostNetwork: true``: a CNI configuration with
-  only the loopback plugin is enough for the node to be Ready, and the kubelet leaves the node
-  IP to its own detection (loopback is refused there);
+- everything listens on loopback, so a Pod that must reach the stack (the controller) uses
+  ``hostNetwork: true``. Other Pods, such as the quickstart's, get a network of their own: a
+  bridge per node with no address on the host, no gateway and no masquerading (containerd
+  pulls on the host, the Pod itself needs no network). The kubelet leaves the node IP to its
+  own detection (loopback is refused there);
 - no iptables chains (``makeIPTablesUtilChains: false``), pod logs under the stack's directory,
   and ``protectKernelDefaults``: the kubelet checks the tunables that ``hoststate`` set.
 
@@ -45,6 +47,8 @@ K8S_NAMESPACE = "k8s.io"  # containerd's namespace for the CRI
 # A local name: if the import were missing, containerd would fail at once instead of trying
 # registry.k8s.io.
 PAUSE_IMAGE = "localhost/pull-secret-updater/pause:tiny"
+# Only inside Pods: the bridge has no address on the host, so this never meets a host route.
+POD_SUBNET = "10.123.0.0/24"
 _MAX_SOCKET_DIR = 40  # shim sockets are <dir>/<64 hex>; a unix socket path has 108 bytes
 
 
@@ -80,6 +84,7 @@ class Node:
         self.kubelet_root = workdir / "kubelet"
         self.pod_logs = workdir / "pod-logs"
         self.cgroup_root = f"/psu-node-{self.node_id}"
+        self.bridge = f"psu-{self.node_id}"  # also the CNI network's name
         self.kubelet_port = free_port()
         self.timings: dict[str, float] = {}
         self._claim = hoststate.NodeClaim(
@@ -89,6 +94,7 @@ class Node:
             workdir=str(workdir),
             cgroup_root=self.cgroup_root,
             containerd_socket=str(self.containerd_socket),
+            bridge=self.bridge,
         )
         self._acquired = False
         for d in (self.workdir, self.pki_dir, self.pod_logs, self.shim_socket_dir):
@@ -127,10 +133,20 @@ class Node:
             )
         cni = self.workdir / "cni" / "net.d"
         cni.mkdir(parents=True, exist_ok=True)
-        (cni / "10-loopback.conflist").write_text(
-            json.dumps(
-                {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}
-            )
+        bridge = {
+            "type": "bridge",
+            "bridge": self.bridge,
+            "isGateway": False,
+            "ipMasq": False,
+            "hairpinMode": False,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": POD_SUBNET}]],
+                "dataDir": str(self.workdir / "cni" / "ipam"),
+            },
+        }
+        (cni / "10-pods.conflist").write_text(
+            json.dumps({"cniVersion": "1.0.0", "name": self.bridge, "plugins": [bridge]})
         )
         d = self.workdir / "containerd"
         cri = "plugins.'io.containerd.cri.v1"
@@ -155,6 +171,7 @@ imports = []
 
 [{cri}.runtime']
   restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
   cdi_spec_dirs = []
   [{cri}.runtime'.containerd.runtimes.runc.options]
     BinaryName = "{self._bin.runc}"
