@@ -10,7 +10,9 @@ own image). ``write_overlay`` writes a kustomize overlay over ``config/``; ``cha
 - the image: the one just pushed, pulled with ``imagePullPolicy: Always``;
 - ``hostNetwork: true``: the API server, the token service and the registry listen on
   loopback. So the metrics port is a free one (two Pods on one node cannot share a host port),
-  and the Deployment is recreated rather than surged on a change;
+  the Deployment is recreated rather than surged on a change, and the namespace's Pod Security
+  level is enforced as ``privileged`` (host networking is outside ``restricted``; the shipped
+  level is kept as ``warn``, so anything else outside it still shows);
 - ``KUBERNETES_SERVICE_HOST``/``PORT``: there is no kube-proxy to carry the ``kubernetes``
   Service's ClusterIP, so the in-cluster configuration points at the API server's loopback
   address; the ServiceAccount token and CA are the usual in-cluster files;
@@ -191,6 +193,21 @@ def write_overlay(
         ],
         "patches": [
             {"patch": yaml.safe_dump(patch)},
+            {
+                "patch": yaml.safe_dump(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Namespace",
+                        "metadata": {
+                            "name": namespace,
+                            "labels": {
+                                "pod-security.kubernetes.io/enforce": "privileged",
+                                "pod-security.kubernetes.io/warn": "restricted",
+                            },
+                        },
+                    }
+                )
+            },
             {
                 "target": {"kind": "Deployment", "name": "pull-secret-updater"},
                 "patch": yaml.safe_dump(replace),
