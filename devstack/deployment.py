@@ -30,6 +30,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,6 +257,17 @@ def post_render(manifests: str) -> str:
             spec["template"]["spec"]["dnsPolicy"] = "ClusterFirstWithHostNet"
         out.append(yaml.safe_dump(doc, sort_keys=False))
     return "---\n".join(out)
+
+
+def write_post_renderer(directory: Path) -> Path:
+    """An executable for ``helm install --post-renderer`` that runs ``post_render``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "post-render"
+    script.write_text(
+        f"#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} -m devstack.postrender\n"
+    )
+    script.chmod(0o755)
+    return script
 
 
 def pods(stack: LocalStack, namespace: str, selector: str) -> list[dict[str, Any]]:
