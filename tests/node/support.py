@@ -45,8 +45,18 @@ class Pods:
         self.node = node
         self.kubectl = cluster.kubectl
 
+    def wait_default_service_account(self, namespace: str) -> None:
+        """kube-controller-manager gives a new namespace its ``default`` ServiceAccount, which
+        a Pod without ``serviceAccountName`` needs."""
+        eventually(
+            lambda: self.kubectl("-n", namespace, "get", "serviceaccount", "default", "-o",
+                                 "name", check=False),
+            timeout=30, what=f"the default ServiceAccount in {namespace}",
+        )  # fmt: skip
+
     def create(self, namespace: str, pod: dict[str, Any]) -> str:
         """``kubectl create -f -``; returns the Pod's name."""
+        self.wait_default_service_account(namespace)
         out = self.kubectl("-n", namespace, "create", "-f", "-", "-o", "name",
                            input=yaml.safe_dump(pod))  # fmt: skip
         return out.strip().split("/", 1)[1]
