@@ -20,11 +20,12 @@ test: setup lint
 unit: setup
 	uv run pytest -q tests/unit
 
+# NODE=1 adds a node (containerd, kubelet): Pods really run, the controller as one (needs root).
 devstack: setup
-	uv run python -m devstack
+	uv run python -m devstack $(if $(NODE),--node)
 
 demo: setup
-	uv run python -m devstack.demo
+	uv run python -m devstack.demo $(if $(NODE),--node)
 
 docs: setup
 	uv run python hack/update-readme.py
