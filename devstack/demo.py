@@ -5,10 +5,11 @@ ServiceAccount, then walks through the quickstart step by step, printing each co
 what it did: create the identity, create the empty Secret, annotate it, see it filled, pull
 with it, see it refreshed. Then it keeps everything running until Ctrl-C.
 
-With ``--node`` (``make demo NODE=1``, needs root) the stack gets a node (containerd, kubelet,
-controller-manager, scheduler): the controller runs as the Deployment's Pod from the image
-``hack/build-image.sh`` builds, and the last step creates the Pod of the instructions, whose
-image the kubelet pulls with the Secret.
+With a node (the default as root; ``make demo NODE=0`` leaves it out) the stack also runs
+containerd, a kubelet, the controller-manager and the scheduler: the controller runs as the
+Deployment's Pod from the image ``hack/build-image.sh`` builds, and the last step creates the
+Pod of the instructions, whose image the kubelet pulls with the Secret. Without one, the
+controller is a local process and the pull is skopeo's.
 """
 
 from __future__ import annotations
@@ -252,10 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--node",
-        action="store_true",
-        help="run the controller and the quickstart's Pod on a real node (needs root)",
+        choices=("auto", "1", "0"),
+        default="auto",
+        help="run the controller and the quickstart's Pod on a real node: 1, 0, or auto (when "
+        "running as root, the default)",
     )
     args = parser.parse_args(argv)
+    args.node = args.node == "1" or (args.node == "auto" and os.geteuid() == 0)
     build_binaries(node=args.node)
     parts = "etcd, kube-apiserver, token service, registry"
     step(f"Starting the local stack: {parts}{' and a node' if args.node else ''}")
@@ -275,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             install_manifests(stack)
             print("   (no node here: the controller runs as a local process, authenticated as")
             print("    its ServiceAccount pull-secret-updater/controller with the RBAC from")
-            print("    config/; make demo NODE=1 runs it as a Pod)")
+            print("    config/; as root, make demo runs it as a Pod on a node)")
             controller = ControllerProcess(stack, env=demo_env(args.token_lifetime)).start()
         Demo(stack, stack.node).run(args.token_lifetime)
         step("Everything keeps running. Try:")
