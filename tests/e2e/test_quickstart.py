@@ -112,6 +112,7 @@ def test_quickstart_fills_a_secret_that_a_pod_pulls_with_and_refreshes_it(
         node.remove_image(stack.registry.image)
         pods.wait_default_service_account(namespace)
         pod = sh(stack, POD.format(image=stack.registry.image)).strip().split("/", 1)[1]
+        pods.created.append((namespace, pod))
         pods.wait_event(namespace, pod, reason="Pulled", containing="Successfully pulled image")
         pods.wait_running(namespace, pod)
 
@@ -122,6 +123,7 @@ def test_quickstart_fills_a_secret_that_a_pod_pulls_with_and_refreshes_it(
         assert refreshed["iat"] < claims["exp"], "the refresh came only after the token expired"
         node.remove_image(stack.registry.image)
         again = sh(stack, POD.format(image=stack.registry.image)).strip().split("/", 1)[1]
+        pods.created.append((namespace, again))
         pods.wait_event(namespace, again, reason="Pulled", containing="Successfully pulled image")
         pods.wait_running(namespace, again)
 
@@ -129,4 +131,5 @@ def test_quickstart_fills_a_secret_that_a_pod_pulls_with_and_refreshes_it(
         assert cluster.pull(docker_config, tmp_path) != 0, "an expired token still pulls"
         assert {"Filled", "Refreshed"} <= set(cluster.event_reasons(namespace))
     finally:
+        pods.delete_created()
         sh(stack, "kubectl config set-context --current --namespace=default >/dev/null")

@@ -44,6 +44,7 @@ class Pods:
         self.cluster = cluster
         self.node = node
         self.kubectl = cluster.kubectl
+        self.created: list[tuple[str, str]] = []
 
     def wait_default_service_account(self, namespace: str) -> None:
         """kube-controller-manager gives a new namespace its ``default`` ServiceAccount, which
@@ -59,7 +60,9 @@ class Pods:
         self.wait_default_service_account(namespace)
         out = self.kubectl("-n", namespace, "create", "-f", "-", "-o", "name",
                            input=yaml.safe_dump(pod))  # fmt: skip
-        return out.strip().split("/", 1)[1]
+        name = out.strip().split("/", 1)[1]
+        self.created.append((namespace, name))
+        return name
 
     def get(self, namespace: str, name: str) -> dict[str, Any]:
         return dict(json.loads(self.kubectl("-n", namespace, "get", "pod", name, "-o", "json")))
@@ -140,3 +143,10 @@ class Pods:
 
     def delete(self, namespace: str, name: str) -> None:
         self.kubectl("-n", namespace, "delete", "pod", name, "--wait=false", check=False)
+
+    def delete_created(self) -> None:
+        """Delete the Pods made with ``create``, so the node does not run them for the rest of
+        the session."""
+        for namespace, name in self.created:
+            self.delete(namespace, name)
+        self.created.clear()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jwt
 import pytest
@@ -36,10 +36,12 @@ def identity(stack: LocalStack, installed: str) -> str:
 
 
 @pytest.fixture
-def pods(cluster: ClusterHelper, node: Node, stack: LocalStack) -> Pods:
+def pods(cluster: ClusterHelper, node: Node, stack: LocalStack) -> Iterator[Pods]:
     # Every test pulls for real: an image already on the node would not be pulled again.
     node.remove_image(stack.registry.image)
-    return Pods(cluster, node)
+    pods = Pods(cluster, node)
+    yield pods
+    pods.delete_created()
 
 
 def _refused_then_pulled(pods: Pods, namespace: str, name: str, fix: Callable[[], None]) -> None:
