@@ -303,9 +303,7 @@ def test_status_annotations_written_by_anyone_change_nothing_in_the_request() ->
         },
     )
     # filled-identity only words a Fill's reason ("identity changed"); it decides nothing.
-    assert replace(_request(planted), filled_identity=None) == _request(
-        _secret(raw=_ours())
-    )
+    assert replace(_request(planted), filled_identity=None) == _request(_secret(raw=_ours()))
 
 
 # --- decide: fill now, or wait -----------------------------------------------------------------
