@@ -88,7 +88,7 @@ def test_a_secret_in_a_namespace_created_after_start_is_filled(
     cluster.create_pull_secret(ns, installed)
     cluster.wait_filled(ns)
     assert cluster.pull(cluster.docker_config(ns), tmp_path) == 0
-    assert "Filled" in cluster.event_reasons(ns)
+    eventually(lambda: "Filled" in cluster.event_reasons(ns), what="the Filled Event")
     assert LAST_ERROR not in cluster.annotations(ns)
 
 
@@ -129,7 +129,7 @@ def test_the_policy_denies_an_identity_outside_its_namespaces(
     cluster.wait_filled(allowed)
     error = eventually(lambda: cluster.annotations(denied).get(LAST_ERROR), what="policy error")
     assert "may not be used in namespace" in error
-    assert "PolicyDenied" in cluster.event_reasons(denied)
+    eventually(lambda: "PolicyDenied" in cluster.event_reasons(denied), what="the Warning")
     assert cluster.token(denied) is None
     assert cluster.exchanges(installed) - before == 1, "only the allowed Secret costs one"
 
@@ -160,7 +160,7 @@ def test_bad_input_gets_a_warning_and_no_hot_loop(
         secret_type=secret_type or "kubernetes.io/dockerconfigjson",
     )])  # fmt: skip
     error = eventually(lambda: cluster.annotations(ns).get(LAST_ERROR), what="an error status")
-    assert reason in cluster.event_reasons(ns)
+    eventually(lambda: reason in cluster.event_reasons(ns), what=f"a {reason} Event")
     assert "eyJ" not in error
     version = (cluster.secret(ns) or {})["metadata"]["resourceVersion"]
     time.sleep(2)  # no hot loop: nothing more is written
@@ -185,7 +185,7 @@ def test_an_exchange_failure_keeps_the_token_reports_and_recovers(
                        what="the error status")  # fmt: skip
     assert "503" in error
     assert cluster.token(ns) == token, "a failed refresh changed the credential"
-    assert "ExchangeFailed" in cluster.event_reasons(ns)
+    eventually(lambda: "ExchangeFailed" in cluster.event_reasons(ns), what="the Warning")
     stack.token_admin().clear_faults()
     cluster.wait_filled(ns, other_than=token, timeout=DEADLINE)
     eventually(lambda: LAST_ERROR not in cluster.annotations(ns), what="the error to clear")

@@ -20,7 +20,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
-from tests.helpers import IDENTITY, LAST_ERROR, Json, docker_config, exchanges, registry_token
+from tests.helpers import (
+    IDENTITY,
+    LAST_ERROR,
+    Json,
+    docker_config,
+    eventually,
+    exchanges,
+    registry_token,
+)
 
 __all__ = [
     "CONTROLLER_USER",
@@ -179,6 +187,16 @@ class Api:
     def warnings(self, namespace: str) -> list[str]:
         """Reasons of the Warning Events in `namespace`."""
         return [e["reason"] for e in self.events(namespace) if e.get("type") == "Warning"]
+
+    def warned(self, namespace: str, reason: str, *, timeout: float = 30.0) -> bool:
+        """Whether a Warning Event with `reason` is recorded in `namespace`, waiting for it.
+
+        NB: the controller writes the Event after the `last-error` annotation, as a request
+        of its own, so seeing the one does not mean the other is there yet.
+        """
+        eventually(lambda: reason in self.warnings(namespace), timeout=timeout,
+                   what=f"a {reason} Warning in {namespace}")  # fmt: skip
+        return True
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -143,7 +143,7 @@ def test_bad_input_is_reported_once_and_not_retried_hot(
            watched.writes)  # fmt: skip
     figure(f"bad input[{case}] exchanges in those {WINDOW:g} s", watched.exchanges)
     assert all(word in error for word in words), error
-    assert reason in api.warnings(ns)
+    assert api.warned(ns, reason)
     assert watched.writes <= 1
     assert watched.exchanges <= WINDOW * HOT
     assert api.token(api.secret(ns)) is None
@@ -186,7 +186,7 @@ def test_a_secret_too_full_for_the_token_reports_the_failed_write(
            watched.writes)  # fmt: skip
     assert "writing the Secret failed" in error
     assert "Too long" in error or "1048576" in error, error
-    assert "WriteFailed" in api.warnings(ns)
+    assert api.warned(ns, "WriteFailed")
     assert watched.writes <= 1
     assert len(attempts) <= (time.time() - since) * HOT + 2
     assert api.token(api.secret(ns)) is None

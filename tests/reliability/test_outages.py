@@ -140,7 +140,7 @@ def test_an_outage_keeps_valid_tokens_backs_off_reports_and_recovers(
     for ns, error in errors.items():
         assert any(word in error for word in words), f"{ns}: unclear last-error {error!r}"
         assert "eyJ" not in error
-        assert "ExchangeFailed" in api.warnings(ns)
+        assert api.warned(ns, "ExchangeFailed")
 
     recovered: dict[str, float] = {}
 

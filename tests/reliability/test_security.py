@@ -189,7 +189,7 @@ def test_a_token_service_certificate_from_another_ca_fails_closed(
     assert "could not be verified" in error
     # The token service's keys are fetched first, over the same TLS: nothing can be verified,
     # so nothing is exchanged (README, troubleshooting).
-    assert "VerificationUnavailable" in api.warnings(ns)
+    assert api.warned(ns, "VerificationUnavailable")
     time.sleep(2)
     assert api.token(api.secret(ns)) is None
     assert controller.process.running()
@@ -232,7 +232,7 @@ def test_a_policy_keeps_an_identity_out_of_unlabelled_namespaces(
                        what="the policy error")  # fmt: skip
     time.sleep(3)
     assert "may not be used in namespace" in error
-    assert "PolicyDenied" in api.warnings(elsewhere)
+    assert api.warned(elsewhere, "PolicyDenied")
     assert api.token(api.secret(elsewhere)) is None
     assert exchanges(stack, [identity]) == 0, "a token was asked for on a denied Secret's behalf"
 
