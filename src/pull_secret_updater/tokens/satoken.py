@@ -23,17 +23,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx2
-from lightkube import ApiError, AsyncClient
-from lightkube.models.authentication_v1 import TokenRequestSpec
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import ServiceAccountToken
 
 from pull_secret_updater.core.redaction import truncate
 from pull_secret_updater.tokens.errors import TokenSourceError
-from pull_secret_updater.tokens.provider import Subject
+from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource
+
+if TYPE_CHECKING:
+    from lightkube import AsyncClient
+
+__all__ = [
+    "DEFAULT_AUDIENCE",
+    "DEFAULT_TOKEN_PATH",
+    "ProjectedFileTokenSource",
+    "ServiceAccountTokenSource",
+    "SubjectTokenSource",
+    "SubjectTokens",
+    "TokenRequestTokenSource",
+]
 
 DEFAULT_AUDIENCE = "issuer.enforce.dev"
 DEFAULT_TOKEN_PATH = Path("/var/run/chainguard/oidc/oidc-token")
@@ -140,6 +149,13 @@ class TokenRequestTokenSource:
             return self._current.token
 
     async def _request(self) -> _Requested:
+        # NB: lightkube is loaded here, at the first TokenRequest, so that the file source
+        # (all the kubelet plugin needs) loads without the Kubernetes client.
+        from lightkube import ApiError
+        from lightkube.models.authentication_v1 import TokenRequestSpec
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.core_v1 import ServiceAccountToken
+
         what = f"TokenRequest for ServiceAccount {self.namespace}/{self.service_account}"
         requested_at = self._clock()
         # NB: lightkube reads metadata.namespace on every namespaced POST, so it must be set.
@@ -193,12 +209,6 @@ class TokenRequestTokenSource:
 
 #: Subjects whose TokenRequest source is kept; the least recently used is dropped beyond it.
 MAX_SUBJECTS = 4096
-
-
-class SubjectTokenSource(Protocol):
-    """Gives the current service-account token of a subject; raises TokenSourceError."""
-
-    async def get(self, subject: Subject) -> str: ...
 
 
 class SubjectTokens:

@@ -19,11 +19,16 @@ vouching for its tokens.
 
 Only asymmetric algorithms are accepted, and only with a key of the matching type: never
 ``none`` and never HMAC (whose "key" would be the public key anyone can read).
+
+NB: the two log lines go through the standard ``logging`` module with ``extra`` fields, not
+structlog: the controller's log setup (``runtime.logs``) renders them as the same JSON lines,
+and the kubelet plugin, which verifies with this module too, starts without structlog.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections import OrderedDict
@@ -32,13 +37,12 @@ from typing import Any
 
 import httpx2
 import jwt
-import structlog
 
 from pull_secret_updater.core.claims import InvalidToken, VerifiedToken, check_claims
 from pull_secret_updater.tokens.errors import KeysUnavailable
 from pull_secret_updater.tokens.http import NOT_JSON, load_json, read_bounded, verification_failure
 
-log = structlog.get_logger("pull_secret_updater.tokens")
+log = logging.getLogger("pull_secret_updater.tokens")
 
 ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -160,8 +164,7 @@ class TokenVerifier:
                     self._failure = e
                     log.warning(
                         "cannot fetch the token service's keys",
-                        error=e.message,
-                        keeping_old_keys=held is not None,
+                        extra={"error": e.message, "keeping_old_keys": held is not None},
                     )
                 else:
                     self._failure = None
@@ -174,7 +177,10 @@ class TokenVerifier:
 
     def _install(self, fresh: dict[str, jwt.PyJWK], *, now: float) -> None:
         if self._keys is None or set(fresh) != set(self._keys):
-            log.info("token service keys loaded", key_ids=sorted(fresh), issuer=self.issuer)
+            log.info(
+                "token service keys loaded",
+                extra={"key_ids": sorted(fresh), "issuer": self.issuer},
+            )
             self._verdicts.clear()
         self._keys = fresh
         self._fetched_at = now
