@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import cold_fill, footprint, refresh_wave, report, steady_latency
+from bench import cold_fill, credential_provider, footprint, refresh_wave, report, steady_latency
 from bench.lab import Stacks
 from bench.results import ScenarioResult
 from bench.sizes import FULL, QUICK, Sizes
@@ -22,6 +22,7 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "cold_fill": (cold_fill.TITLE, cold_fill.run),
     "steady_latency": (steady_latency.TITLE, steady_latency.run),
     "refresh_wave": (refresh_wave.TITLE, refresh_wave.run),
+    "credential_provider": (credential_provider.TITLE, credential_provider.run),
     "footprint": (footprint.TITLE, footprint.run),
 }
 

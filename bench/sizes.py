@@ -38,6 +38,9 @@ class Sizes:
     #: Seconds between sweeps that list every managed Secret and check its token's expiry.
     wave_sweep_interval: float = 5.0
 
+    # credential-provider plugin: cold calls of the bundle (and of the project's Python)
+    plugin_calls: int = 50
+
     @property
     def quick(self) -> bool:
         return self.mode == "quick"
@@ -59,4 +62,5 @@ QUICK = Sizes(
     wave_lifetime=30,
     wave_lifetimes=2,
     wave_sweep_interval=3.0,
+    plugin_calls=15,
 )
