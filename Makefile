@@ -20,11 +20,13 @@ test: setup lint
 unit: setup
 	uv run pytest -q tests/unit
 
+# A node (containerd, kubelet; needs root) makes Pods really run: `make devstack NODE=1` adds
+# one; `make demo` has one when run as root (NODE=0 leaves it out) and runs the controller there.
 devstack: setup
-	uv run python -m devstack
+	uv run python -m devstack $(if $(filter 1,$(NODE)),--node)
 
 demo: setup
-	uv run python -m devstack.demo
+	uv run python -m devstack.demo --node=$(or $(NODE),auto)
 
 docs: setup
 	uv run python hack/update-readme.py

@@ -1,4 +1,8 @@
-"""``python -m devstack`` (``make devstack``): start the local stack and keep it up until Ctrl-C."""
+"""``python -m devstack`` (``make devstack``): start the local stack and keep it up until Ctrl-C.
+
+With ``--node`` (``make devstack NODE=1``) it adds a node: containerd, a kubelet, and the
+controller-manager and scheduler, so Pods (``hostNetwork: true``) really run. Needs root.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from devstack.binaries import REPO, find_binaries
 from devstack.stack import LocalStack
 
 
-def build_binaries() -> None:
+def build_binaries(*, node: bool = False) -> None:
     """Build (or find in the cache) the Go binaries, showing progress when it takes a while."""
     started = time.monotonic()
     done = threading.Event()
@@ -27,11 +31,12 @@ def build_binaries() -> None:
     thread = threading.Thread(target=ticker, daemon=True)
     thread.start()
     try:
-        subprocess.run(
-            ["bash", str(REPO / "hack" / "build-testbins.sh")],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        for target in ("all", "node") if node else ("all",):
+            subprocess.run(
+                ["bash", str(REPO / "hack" / "build-testbins.sh"), target],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
     finally:
         done.set()
 
@@ -47,20 +52,31 @@ def main(argv: list[str] | None = None) -> int:
         default=3600,
         help="lifetime in seconds of the tokens the token service issues",
     )
+    parser.add_argument(
+        "--node",
+        action="store_true",
+        help="also start a node (containerd, kubelet, controller-manager, scheduler); needs root",
+    )
     args = parser.parse_args(argv)
-    build_binaries()
+    build_binaries(node=args.node)
     started = time.monotonic()
     stack = LocalStack(args.workdir, token_lifetime=args.token_lifetime, binaries=find_binaries())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         stack.start()
-        print(f"\nLocal stack up in {time.monotonic() - started:.1f}s ({stack.workdir})\n")
+        if args.node:
+            stack.start_node()
+        print(f"\nLocal stack up in {time.monotonic() - started:.1f}s ({stack.workdir})")
+        print(f"  {stack.timings}\n")
         for key, value in stack.env().items():
             print(f"  export {key}={value}")
         print(f"\n  kubectl:   kubectl --kubeconfig {stack.kubeconfig} get --raw /openid/v1/jwks")
         print("  identity:  python -m devstack.chainctl iam identities create NAME ... (env above)")
         print(f"  summary:   {stack.workdir / 'stack.json'}")
+        if stack.node is not None:
+            print(f"  node:      kubectl get node {stack.node.name}; Pods need hostNetwork: true")
+            print(f"             crictl --config {stack.node.workdir / 'crictl.yaml'} ps -a")
         print("\nPress Ctrl-C to stop; everything started here is torn down.")
         stop.wait()
     except KeyboardInterrupt:

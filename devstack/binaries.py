@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 _VERSIONS_FILE = REPO / "hack" / "versions.env"
 _BUILD_SCRIPT = REPO / "hack" / "build-testbins.sh"
+_TINY_SOURCES = (REPO / "hack" / "tiny" / "go.mod", REPO / "hack" / "tiny" / "main.go")
 
 
 def versions() -> dict[str, str]:
@@ -36,10 +38,39 @@ class Binaries:
     kubectl: Path
     registry: Path
     skopeo: Path
+    tiny: Path  # hack/tiny: the program in the test image and the pause image
+
+
+@dataclass(frozen=True)
+class NodeBinaries:
+    """What the node runs: built from Go modules (``build-testbins.sh node``) or from Debian."""
+
+    kubelet: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    containerd_dir: Path  # containerd, containerd-shim-runc-v2 (found on PATH by name), ctr
+    crictl: Path
+    runc: Path
+    cni_dir: Path
+    tiny: Path
+
+    @property
+    def containerd(self) -> Path:
+        return self.containerd_dir / "containerd"
+
+    @property
+    def ctr(self) -> Path:
+        return self.containerd_dir / "ctr"
 
 
 class MissingBinary(RuntimeError):
     pass
+
+
+def tiny_path() -> Path:
+    """Where ``build-testbins.sh`` puts hack/tiny: named by the hash of its source."""
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in _TINY_SOURCES)).hexdigest()
+    return cache_dir() / "bin" / f"tiny-{digest[:12]}"
 
 
 def _system(name: str, hint: str) -> Path:
@@ -57,7 +88,7 @@ def find_binaries(*, build: bool = False) -> Binaries:
     bindir = cache_dir() / "bin"
     etcd = bindir / f"etcd-{v['ETCD_VERSION']}"
     apiserver = bindir / f"kube-apiserver-{v['KUBERNETES_VERSION']}"
-    for path in (etcd, apiserver):
+    for path in (etcd, apiserver, tiny_path()):
         if not path.exists():
             raise MissingBinary(f"{path} is missing: run hack/build-testbins.sh")
     built_kubectl = bindir / f"kubectl-{v['KUBERNETES_VERSION']}"
@@ -74,6 +105,51 @@ def find_binaries(*, build: bool = False) -> Binaries:
         kubectl=kubectl,
         registry=_system("docker-registry", "apt-get install docker-registry"),
         skopeo=_system("skopeo", "apt-get install skopeo"),
+        tiny=tiny_path(),
+    )
+
+
+# Where Debian's containernetworking-plugins puts the CNI plugins (upstream uses /opt/cni/bin).
+CNI_DIRS = (Path("/usr/lib/cni"), Path("/opt/cni/bin"))
+
+
+def find_node_binaries(*, build: bool = False) -> NodeBinaries:
+    """Locate the node's binaries; with ``build``, build the missing ones first (a no-op when
+    cached; the first build takes about 5 minutes after the control plane's)."""
+    if build:
+        subprocess.run(["bash", str(_BUILD_SCRIPT), "node"], check=True, stdout=subprocess.DEVNULL)
+    v = versions()
+    bindir = cache_dir() / "bin"
+    k8s = v["KUBERNETES_VERSION"]
+    built = {
+        "kubelet": bindir / f"kubelet-{k8s}",
+        "kube_controller_manager": bindir / f"kube-controller-manager-{k8s}",
+        "kube_scheduler": bindir / f"kube-scheduler-{k8s}",
+        "crictl": bindir / f"crictl-{v['CRI_TOOLS_VERSION']}",
+        "tiny": tiny_path(),
+    }
+    containerd_dir = bindir / f"containerd-{v['CONTAINERD_VERSION']}"
+    missing = [str(p) for p in built.values() if not p.exists()]
+    missing += [
+        str(containerd_dir / name)
+        for name in ("containerd", "containerd-shim-runc-v2", "ctr")
+        if not (containerd_dir / name).exists()
+    ]
+    if missing:
+        raise MissingBinary(
+            f"{', '.join(missing)} missing: run hack/build-testbins.sh node (or hack/setup.sh)"
+        )
+    cni_dir = next((d for d in CNI_DIRS if (d / "loopback").exists()), None)
+    if cni_dir is None:
+        raise MissingBinary(
+            "the CNI loopback plugin is not installed (looked in "
+            f"{', '.join(map(str, CNI_DIRS))}): apt-get install containernetworking-plugins"
+        )
+    return NodeBinaries(
+        containerd_dir=containerd_dir,
+        runc=_system("runc", "apt-get install runc"),
+        cni_dir=cni_dir,
+        **built,
     )
 
 

@@ -2,8 +2,9 @@
 
 The service-account issuer is set the way KinD sets it, so the cluster's OIDC discovery
 document and JWKS look like a KinD cluster's and an identity created for KinD works unchanged.
-There is no scheduler, kubelet or controller-manager: Secrets, ServiceAccounts, RBAC, Leases,
-Events and admission policies are all API-server objects, which is all the controller touches.
+On its own it has no scheduler, kubelet or controller-manager: Secrets, ServiceAccounts, RBAC,
+Leases, Events and admission policies are all API-server objects, which is all the controller
+touches. ``devstack.node`` adds them when Pods must really run.
 """
 
 from __future__ import annotations
@@ -155,6 +156,15 @@ class ControlPlane:
                 client_cert=admin,
             ),
         )
+        # How the API server authenticates to a node's kubelet (logs, exec, port-forward).
+        kubelet_client = pki.issue_cert(
+            ca,
+            self.pki_dir,
+            stem="apiserver-kubelet-client",
+            common_name="kube-apiserver-kubelet-client",
+            organizations=("system:masters",),
+            client=True,
+        )
         audit_policy = self.pki_dir / "audit-policy.yaml"
         audit_policy.write_text(yaml.safe_dump(_AUDIT_POLICY))
         self.etcd = Process(
@@ -193,6 +203,9 @@ class ControlPlane:
                 f"--service-account-signing-key-file={self._sa_keys.key}",
                 "--service-cluster-ip-range=10.96.0.0/16",
                 "--allow-privileged=true",
+                f"--kubelet-client-certificate={kubelet_client.cert}",
+                f"--kubelet-client-key={kubelet_client.key}",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 "--profiling=false",
                 f"--audit-policy-file={audit_policy}",
                 f"--audit-log-path={self.audit_log}",

@@ -4,6 +4,12 @@ Starts the local stack, installs the controller from ``config/`` and runs it as 
 ServiceAccount, then walks through the quickstart step by step, printing each command and
 what it did: create the identity, create the empty Secret, annotate it, see it filled, pull
 with it, see it refreshed. Then it keeps everything running until Ctrl-C.
+
+With a node (the default as root; ``make demo NODE=0`` leaves it out) the stack also runs
+containerd, a kubelet, the controller-manager and the scheduler: the controller runs as the
+Deployment's Pod from the image ``hack/build-image.sh`` builds, and the last step creates the
+Pod of the instructions, whose image the kubelet pulls with the Secret. Without one, the
+controller is a local process and the pull is skopeo's.
 """
 
 from __future__ import annotations
@@ -18,11 +24,14 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from devstack.__main__ import build_binaries
 from devstack.binaries import REPO, find_binaries
 from devstack.controller import ControllerProcess, install_manifests
+from devstack.deployment import push_controller_image, ready_pods, write_overlay
+from devstack.node import Node
 from devstack.registry import skopeo_inspect
 from devstack.stack import LocalStack
 
@@ -39,10 +48,26 @@ def show(command: str) -> None:
     print(f"{DIM}${RESET} {command}", flush=True)
 
 
+POD = """\
+kubectl create -f - <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  generateName: pull-secret-example-
+spec:
+  containers:
+  - name: pull-secret-example
+    image: {image}
+    command: ['sleep', 'Infinity']
+  imagePullSecrets:
+  - name: pull-secret
+EOF"""
+
+
 class Demo:
-    def __init__(self, stack: LocalStack, controller: ControllerProcess) -> None:
+    def __init__(self, stack: LocalStack, node: Node | None = None) -> None:
         self.stack = stack
-        self.controller = controller
+        self.node = node
         self.env = {
             **os.environ,
             **stack.env(),
@@ -100,6 +125,34 @@ class Demo:
         print(f"{RED}pull failed{RESET}: {result.stderr.strip()[:300]}")
         return False
 
+    def run_pod(self) -> bool:
+        """The Pod of the instructions; True once the kubelet pulled its image and runs it."""
+        assert self.node is not None
+        self.node.remove_image(self.stack.registry.image)  # so this Pod really pulls
+        wait(lambda: self.sh("kubectl get serviceaccount default -oname", echo=False), 30)
+        name = self.sh(POD.format(image=self.stack.registry.image)).split()[0].split("/")[-1]
+        print(f"created pod/{name}")
+
+        def phase() -> str:
+            pod = json.loads(self.sh(f"kubectl get pod {name} -ojson", echo=False))
+            statuses = pod["status"].get("containerStatuses") or [{}]
+            state = statuses[0].get("state", {})
+            return "Running" if "running" in state else state.get("waiting", {}).get("reason", "")
+
+        wait(lambda: phase() in {"Running", "ErrImagePull", "ImagePullBackOff"}, 120)
+        # Without cluster DNS (none here) each Pod also gets a MissingClusterDNS warning.
+        events = f"kubectl get events --field-selector involvedObject.name={name}"
+        show(events)
+        print(self.sh(f"{events},reason!=MissingClusterDNS --sort-by=.lastTimestamp",
+                      echo=False))  # fmt: skip
+        show(f"kubectl get pod {name}")
+        print(self.sh(f"kubectl get pod {name}", echo=False))
+        if phase() == "Running":
+            print(f"{GREEN}the kubelet pulled the image with the Secret; the container runs{RESET}")
+            return True
+        print(f"{RED}the kubelet could not pull the image{RESET}")
+        return False
+
     def run(self, lifetime: int) -> None:
         step("1. Create an assumable identity for the controller's ServiceAccount")
         print("   (chainctl here is a stand-in that talks to the local token service)")
@@ -132,16 +185,62 @@ class Demo:
         listing = self.sh("kubectl get secret pull-secret -oyaml", echo=False)
         print(listing.replace(data[".dockerconfigjson"], "<.dockerconfigjson with a fresh token>"))
 
-        step("4. Pull with it, as kubelet does with an imagePullSecret")
-        self.pull(self.stack.workdir / "demo-auth.json")
+        if self.node is not None:
+            step("4. Use it: the Pod of the instructions, on the node")
+            self.run_pod()
+        else:
+            step("4. Pull with it, as kubelet does with an imagePullSecret")
+            self.pull(self.stack.workdir / "demo-auth.json")
 
         step(f"5. The token lives {lifetime}s; the controller refreshes it at about 2/3 of that")
         show("kubectl get events")
         started = time.monotonic()
         self.wait_token(other_than=token, timeout=lifetime + 30)
         print(f"refreshed after {time.monotonic() - started:.0f}s")
-        print(self.sh("kubectl get events --sort-by=.lastTimestamp", echo=False))
-        self.pull(self.stack.workdir / "demo-auth.json")
+        print(self.sh("kubectl get events --sort-by=.lastTimestamp "
+                      "--field-selector involvedObject.kind=Secret", echo=False))  # fmt: skip
+        if self.node is not None:
+            print("A new Pod pulls with the refreshed token:")
+            self.run_pod()
+        else:
+            self.pull(self.stack.workdir / "demo-auth.json")
+
+
+def wait(check: Callable[[], object], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def demo_env(lifetime: int) -> dict[str, str]:
+    """Controller settings for short-lived demo tokens."""
+    margin = max(5, lifetime // 6)
+    return {
+        "PSU_REFRESH_MARGIN": str(margin),
+        "PSU_EXCHANGE_TIMEOUT": str(min(10, margin)),
+        "PSU_MIN_TOKEN_LIFETIME": "5",
+    }
+
+
+def install_as_pod(stack: LocalStack, lifetime: int) -> None:
+    """The controller as the Deployment's Pod, from the image the project builds."""
+    step("Building the controller's image (hack/build-image.sh; the first build takes minutes)")
+    image = push_controller_image(stack)
+    print(f"{image.reference} ready in {image.build_seconds:.0f}s")
+    step("Installing the controller: kubectl apply -k config/")
+    overlay = write_overlay(
+        stack, stack.workdir / "demo-overlay", image=image.reference, env=demo_env(lifetime)
+    )
+    print("   (through a local overlay: the image above, host networking and the loopback")
+    print("    addresses of the API server, token service and registry)")
+    show(f"kubectl apply -k {overlay.directory}")
+    stack.control_plane.kubectl("apply", "-k", str(overlay.directory))
+    selector = "app.kubernetes.io/name=pull-secret-updater"
+    wait(lambda: ready_pods(stack, "pull-secret-updater", selector), 240)
+    show("kubectl -n pull-secret-updater get pods")
+    print(stack.control_plane.kubectl("-n", "pull-secret-updater", "get", "pods", "-o", "wide"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,34 +251,49 @@ def main(argv: list[str] | None = None) -> int:
         default=45,
         help="lifetime of the demo's registry tokens, in seconds (default 45)",
     )
+    parser.add_argument(
+        "--node",
+        choices=("auto", "1", "0"),
+        default="auto",
+        help="run the controller and the quickstart's Pod on a real node: 1, 0, or auto (when "
+        "running as root, the default)",
+    )
     args = parser.parse_args(argv)
-    build_binaries()
-    step("Starting the local stack: etcd, kube-apiserver, token service, registry")
+    args.node = args.node == "1" or (args.node == "auto" and os.geteuid() == 0)
+    build_binaries(node=args.node)
+    parts = "etcd, kube-apiserver, token service, registry"
+    step(f"Starting the local stack: {parts}{' and a node' if args.node else ''}")
     stack = LocalStack(token_lifetime=args.token_lifetime, binaries=find_binaries())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     controller: ControllerProcess | None = None
     try:
         stack.start()
+        if args.node:
+            stack.start_node()
         print(f"up in {sum(stack.timings.values()):.1f}s: {stack.timings}")
-        step("Installing the controller: kubectl apply -k config/")
-        install_manifests(stack)
-        print("   (no kubelet here: the controller runs as a local process, authenticated as its")
-        print("    ServiceAccount pull-secret-updater/controller with the RBAC from config/)")
-        margin = max(5, args.token_lifetime // 6)
-        controller = ControllerProcess(stack, env={
-            "PSU_REFRESH_MARGIN": str(margin), "PSU_EXCHANGE_TIMEOUT": str(min(10, margin)),
-            "PSU_MIN_TOKEN_LIFETIME": "5",
-        }).start()  # fmt: skip
-        Demo(stack, controller).run(args.token_lifetime)
+        if stack.node is not None:
+            install_as_pod(stack, args.token_lifetime)
+        else:
+            step("Installing the controller: kubectl apply -k config/")
+            install_manifests(stack)
+            print("   (no node here: the controller runs as a local process, authenticated as")
+            print("    its ServiceAccount pull-secret-updater/controller with the RBAC from")
+            print("    config/; as root, make demo runs it as a Pod on a node)")
+            controller = ControllerProcess(stack, env=demo_env(args.token_lifetime)).start()
+        Demo(stack, stack.node).run(args.token_lifetime)
         step("Everything keeps running. Try:")
         for key, value in stack.env().items():
             print(f"  export {key}={value}")
         print(f"  export PATH={stack.binaries.kubectl.parent}:$PATH")
         print("  kubectl -n demo get secret pull-secret -o yaml")
         print("  uv run pull-secret-updater status -A")
-        print(f"  curl -s {controller.metrics_url}/metrics | grep pull_secret_updater")
-        print(f"  controller log: {controller.process.log_path}")
+        if controller is not None:
+            print(f"  curl -s {controller.metrics_url}/metrics | grep pull_secret_updater")
+            print(f"  controller log: {controller.process.log_path}")
+        else:
+            print("  kubectl -n pull-secret-updater logs deploy/pull-secret-updater")
+            print("  kubectl -n demo get pods,events")
         print("\nPress Ctrl-C to stop and clean up.")
         stop.wait()
     except KeyboardInterrupt:
@@ -188,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{RED}demo failed:{RESET} {e}")
         if controller is not None:
             print(controller.process.log_tail(20))
+        if stack.node is not None:
+            print(stack.node.log_tails(10))
         return 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup

@@ -8,20 +8,15 @@ where the token is one that ``/sts/exchange`` issued. That is the chain a pull w
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import json
 import os
 import secrets
 import subprocess
-import tarfile
 from pathlib import Path
 
 import httpx2
 import yaml
 
-from devstack import pki
+from devstack import oci, pki
 from devstack.procs import Process, wait_until
 
 TEST_IMAGE_REPOSITORY = "chainguard/busybox"
@@ -94,70 +89,20 @@ class Registry:
         self.process.stop()
 
 
-def write_test_image(layout: Path) -> None:
-    """An OCI image layout with one small layer, written without any container tooling."""
-    blobs = layout / "blobs" / "sha256"
-    blobs.mkdir(parents=True, exist_ok=True)
-
-    def put(data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        (blobs / digest).write_bytes(data)
-        return f"sha256:{digest}"
-
-    tar_bytes = io.BytesIO()
-    with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
-        content = b"pulled with a short-lived token\n"
-        info = tarfile.TarInfo("hello.txt")
-        info.size = len(content)
-        info.mtime = 0
-        tar.addfile(info, io.BytesIO(content))
-    diff_id = f"sha256:{hashlib.sha256(tar_bytes.getvalue()).hexdigest()}"
-    layer = gzip.compress(tar_bytes.getvalue(), mtime=0)
-    layer_digest = put(layer)
-    config = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Cmd": ["cat", "/hello.txt"]},
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        }
-    ).encode()
-    config_digest = put(config)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest,
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": layer_digest,
-                    "size": len(layer),
-                }
-            ],
-        }
-    ).encode()
-    manifest_digest = put(manifest)
-    (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-    (layout / "index.json").write_text(
-        json.dumps(
-            {
-                "schemaVersion": 2,
-                "manifests": [
-                    {
-                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                        "digest": manifest_digest,
-                        "size": len(manifest),
-                        "annotations": {"org.opencontainers.image.ref.name": TEST_IMAGE_TAG},
-                    }
-                ],
-            }
-        )
+def test_image_spec(tiny: Path) -> oci.ImageSpec:
+    """The test image: a file to read, and ``tiny`` as sleep and cat, so the quickstart's
+    ``command: ['sleep', 'Infinity']`` really runs on a node."""
+    return oci.ImageSpec(
+        files={"/hello.txt": b"pulled with a short-lived token\n"},
+        executables={"/bin/tiny": tiny.read_bytes()},
+        symlinks={f"/bin/{role}": "tiny" for role in ("sleep", "cat", "true")},
+        cmd=["cat", "/hello.txt"],
     )
+
+
+def write_test_image(layout: Path, tiny: Path) -> None:
+    """The test image as an OCI image layout, written without any container tooling."""
+    oci.write_layout(layout, test_image_spec(tiny), tag=TEST_IMAGE_TAG)
 
 
 def skopeo_env(ca_file: Path) -> dict[str, str]:
@@ -168,10 +113,10 @@ def skopeo_env(ca_file: Path) -> dict[str, str]:
 
 
 def push_test_image(
-    *, skopeo: Path, registry: Registry, ca_file: Path, username: str, password: str
+    *, skopeo: Path, tiny: Path, registry: Registry, ca_file: Path, username: str, password: str
 ) -> None:
     layout = registry.workdir / "image"
-    write_test_image(layout)
+    write_test_image(layout, tiny)
     subprocess.run(
         [
             str(skopeo),

@@ -2,6 +2,8 @@
 
 ``LocalStack`` backs both the session-scoped pytest fixtures and ``python -m devstack``
 (``make devstack``). Everything lives in one temporary directory that ``stop()`` removes.
+``start_node()`` adds a node (``devstack.node``: containerd, kubelet, controller-manager and
+scheduler), so Pods really run; it needs root and ``hack/build-testbins.sh node``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack import pki
-from devstack.binaries import Binaries, find_binaries
+from devstack.binaries import Binaries, NodeBinaries, find_binaries, find_node_binaries
 from devstack.cluster import SERVICE_ACCOUNT_ISSUER, ControlPlane
+from devstack.node import Node
 from devstack.procs import Process, free_port, wait_until
 from devstack.registry import Registry, push_test_image
 from devstack.tokenservice import TokenServiceAdmin
@@ -69,6 +72,7 @@ class LocalStack:
             token_cert=self._registry_signer.cert,
         )
         self.timings: dict[str, float] = {}
+        self.node: Node | None = None
 
     def _make_token_service(self, *, registry_host: str) -> TokenService:
         port, admin_port, realm_port = free_port(), free_port(), free_port()
@@ -152,9 +156,31 @@ class LocalStack:
             process=self.token_service.process,
         )
 
+    def start_node(self, *, binaries: NodeBinaries | None = None) -> Node:
+        """Start the node (once); returns it when its Node is Ready."""
+        if self.node is None:
+            node = Node(
+                self.workdir / "node",
+                control_plane=self.control_plane,
+                ca=self.ca,
+                binaries=binaries or find_node_binaries(),
+                registries=(self.registry.host,),
+            )
+            self._timed("node", node.start)
+            self.node = node
+            self._write_summary()
+        return self.node
+
+    @property
+    def registry_admin(self) -> tuple[str, str]:
+        """Credentials that may push and pull anything in the registry (for images the stack
+        itself needs, such as the controller's)."""
+        return "admin", self._admin_password
+
     def _push_image(self) -> None:
         push_test_image(
             skopeo=self.binaries.skopeo,
+            tiny=self.binaries.tiny,
             registry=self.registry,
             ca_file=self.ca_file,
             username="admin",
@@ -162,6 +188,9 @@ class LocalStack:
         )
 
     def stop(self) -> None:
+        if self.node is not None:
+            self.node.stop()
+            self.node = None
         self.registry.stop()
         self.token_service.process.stop()
         self.control_plane.stop()
@@ -215,6 +244,7 @@ class LocalStack:
         summary = {
             "workdir": str(self.workdir),
             "apiserver": self.control_plane.server,
+            "node": self.node.name if self.node is not None else None,
             "timings_seconds": self.timings,
             **self.env(),
         }

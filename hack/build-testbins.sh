@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Build the binaries the local stack needs (kube-apiserver, etcd, and kubectl when the machine
-# has none) from Go modules, once, into a cache outside the repository keyed by version.
-# A second run with the same versions is a no-op. Prints the bin directory on stdout.
+# Build the binaries the local stack needs from Go modules, once, into a cache outside the
+# repository keyed by version. A second run with the same versions is a no-op. Prints the bin
+# directory on stdout.
 #
-#   hack/build-testbins.sh            # build what is missing
+#   hack/build-testbins.sh            # control plane: kube-apiserver, etcd (kubectl if missing),
+#                                     # and tiny (hack/tiny, the test image's only program)
+#   hack/build-testbins.sh node       # the node: kubelet, kube-controller-manager,
+#                                     # kube-scheduler, containerd (+ shim, ctr), crictl
+#   hack/build-testbins.sh helm
 #   PSU_CACHE_DIR=/somewhere hack/build-testbins.sh
+#
+# Each build holds a lock, so two checkouts sharing the cache never build the same thing at once.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,11 +25,25 @@ export CGO_ENABLED=0
 
 log() { printf '[build-testbins] %s\n' "$*" >&2; }
 
+# Serialise builds that share a work directory (a wrapper module, or the same output).
+lock() {  # name
+  mkdir -p "$cache/build"
+  exec {lock_fd}>"$cache/build/.lock-$1"
+  flock "$lock_fd"
+}
+
 # k8s.io/kubernetes replaces every k8s.io/<staging> module with ./staging/src/...; a module that
 # depends on it must replace each one with the published v0.N.x release of the same patch level.
 build_kubernetes() {
   local want=("$@")
   local missing=()
+  for b in "${want[@]}"; do
+    [ -x "$bindir/$b-$KUBERNETES_VERSION" ] || missing+=("$b")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  lock "kubernetes-$KUBERNETES_VERSION"
+  # Another build may have finished what was missing while this one waited for the lock.
+  missing=()
   for b in "${want[@]}"; do
     [ -x "$bindir/$b-$KUBERNETES_VERSION" ] || missing+=("$b")
   done
@@ -62,6 +82,8 @@ build_kubernetes() {
 
 build_etcd() {
   [ -x "$bindir/etcd-$ETCD_VERSION" ] && return 0
+  lock "etcd-$ETCD_VERSION"
+  [ -x "$bindir/etcd-$ETCD_VERSION" ] && return 0
   local work="$cache/build/etcd-$ETCD_VERSION"
   mkdir -p "$work"
   log "building etcd $ETCD_VERSION"
@@ -83,6 +105,8 @@ build_etcd() {
 
 build_helm() {
   [ -x "$bindir/helm-$HELM_VERSION" ] && return 0
+  lock "helm-$HELM_VERSION"
+  [ -x "$bindir/helm-$HELM_VERSION" ] && return 0
   log "building helm $HELM_VERSION"
   # helm's own Makefile stamps its version and the Kubernetes version that `helm template` and
   # `helm lint` assume (.Capabilities.KubeVersion) from its client-go; without these it reports
@@ -99,15 +123,61 @@ build_helm() {
   log "built helm"
 }
 
+# containerd 2.x with its runc shim and ctr, into one directory per version: containerd finds
+# its shim by name on PATH. Static (CGO_ENABLED=0), without the btrfs, devmapper and zfs
+# snapshotters (they need cgo or host tools); overlayfs and native remain.
+build_containerd() {
+  local dir="$bindir/containerd-$CONTAINERD_VERSION"
+  [ -x "$dir/containerd" ] && return 0
+  lock "containerd-$CONTAINERD_VERSION"
+  [ -x "$dir/containerd" ] && return 0
+  log "building containerd $CONTAINERD_VERSION (containerd, containerd-shim-runc-v2, ctr)"
+  local pkg=github.com/containerd/containerd/v2 gobin="$cache/build/containerd-$CONTAINERD_VERSION"
+  rm -rf "$gobin" "$dir.tmp"
+  GOBIN="$gobin" go install -trimpath -tags "no_btrfs no_devmapper no_zfs" \
+    -ldflags "-s -w -X $pkg/version.Version=$CONTAINERD_VERSION -X $pkg/version.Revision=module" \
+    "$pkg/cmd/containerd@$CONTAINERD_VERSION" "$pkg/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
+    "$pkg/cmd/ctr@$CONTAINERD_VERSION"
+  mv "$gobin" "$dir.tmp"
+  mv "$dir.tmp" "$dir"
+  log "built containerd"
+}
+
+build_crictl() {
+  [ -x "$bindir/crictl-$CRI_TOOLS_VERSION" ] && return 0
+  lock "crictl-$CRI_TOOLS_VERSION"
+  [ -x "$bindir/crictl-$CRI_TOOLS_VERSION" ] && return 0
+  log "building crictl $CRI_TOOLS_VERSION"
+  local pkg=sigs.k8s.io/cri-tools gobin="$cache/build/crictl-$CRI_TOOLS_VERSION"
+  GOBIN="$gobin" go install -trimpath -ldflags "-s -w -X $pkg/pkg/version.Version=$CRI_TOOLS_VERSION" \
+    "$pkg/cmd/crictl@$CRI_TOOLS_VERSION"
+  mv "$gobin/crictl" "$bindir/crictl-$CRI_TOOLS_VERSION"
+  log "built crictl"
+}
+
+# hack/tiny: the one static program of the test image and the node's pause image, keyed by
+# the hash of its source (devstack/binaries.py computes the same name).
+build_tiny() {
+  local key out
+  key=$(cat "$here/tiny/go.mod" "$here/tiny/main.go" | sha256sum | cut -c1-12)
+  out="$bindir/tiny-$key"
+  [ -x "$out" ] && return 0
+  log "building tiny ($key)"
+  (cd "$here/tiny" && go build -trimpath -ldflags "-s -w" -o "$out.tmp" .)
+  mv "$out.tmp" "$out"
+}
+
 k8s=(kube-apiserver)
 if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$bindir/kubectl-$KUBERNETES_VERSION" ]; then
   k8s+=(kubectl)
 fi
 what=${1:-all}
 case "$what" in
-  all) build_etcd; build_kubernetes "${k8s[@]}" ;;
+  all) build_tiny; build_etcd; build_kubernetes "${k8s[@]}" ;;
+  node) build_tiny; build_containerd; build_crictl
+    build_kubernetes kubelet kube-controller-manager kube-scheduler ;;
   helm) build_helm ;;
-  *) echo "usage: $0 [all|helm]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|node|helm]" >&2; exit 2 ;;
 esac
 
 echo "$bindir"

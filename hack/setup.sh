@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install everything the demo and the tests need on a fresh Debian machine; quick when done.
-#   apt: docker-registry (CNCF distribution 2.8), skopeo, buildah, podman, runc, mmdebstrap
+#   apt: docker-registry (CNCF distribution 2.8), skopeo, buildah, podman, runc, mmdebstrap,
+#        containernetworking-plugins and iproute2 (the node's Pod network)
 #   PyPI: uv, then the project and its dev dependencies (uv sync --frozen)
-#   Go modules: kube-apiserver, etcd, helm (and kubectl if missing), cached by version
+#   Go modules, cached by version: kube-apiserver, etcd, helm (and kubectl if missing); for the
+#        node kubelet, kube-controller-manager, kube-scheduler, containerd, crictl
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,9 @@ command -v buildah >/dev/null 2>&1 || need_apt+=(buildah)
 command -v podman >/dev/null 2>&1 || need_apt+=(podman)
 command -v runc >/dev/null 2>&1 || need_apt+=(runc)
 command -v mmdebstrap >/dev/null 2>&1 || need_apt+=(mmdebstrap)
+# The node: runc (above) runs its containers; the CNI plugins give its Pods a network.
+[ -x /usr/lib/cni/loopback ] || [ -x /opt/cni/bin/loopback ] || need_apt+=(containernetworking-plugins)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] apt-get install ${need_apt[*]}" >&2
   sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_=sudo
@@ -27,4 +32,5 @@ fi
 export PATH="$HOME/.local/bin:$PATH"
 uv sync --frozen -q
 bash hack/build-testbins.sh >/dev/null
+bash hack/build-testbins.sh node >/dev/null
 bash hack/build-testbins.sh helm >/dev/null

@@ -1,15 +1,26 @@
 """Session-wide fixtures: one local stack (real etcd, kube-apiserver, token service, registry),
-the controller's manifests installed into it, and controller processes on demand."""
+the controller's manifests installed into it, controller processes on demand, and the stack's
+node (containerd, kubelet, controller-manager, scheduler) for the tests that run real Pods.
+
+Tests that use the node run last: it starts with the first of them, and from then on the
+controller-manager and scheduler act on everything in the cluster (the Deployment from
+``config/`` included), which the other tests do not expect.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Generator, Iterator
 
 import pytest
 import structlog
 
+from devstack.binaries import MissingBinary
 from devstack.controller import ControllerProcess, install_manifests
+from devstack.hoststate import HostError
+from devstack.node import Node, NodeError
+from devstack.procs import StartupError
 from devstack.stack import LocalStack
 from tests.helpers import ClusterHelper, LogEvents, unique
 
@@ -31,6 +42,23 @@ FAST = {
 def stack() -> Iterator[LocalStack]:
     with LocalStack() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def node(stack: LocalStack) -> Node:
+    """The stack's node, Ready. A machine that cannot run one fails these tests with the reason
+    (root, binaries from ``hack/build-testbins.sh node``, runc and the CNI plugins from
+    ``hack/setup.sh``); ``PSU_SKIP_NODE=1`` skips them instead, visibly."""
+    if os.environ.get("PSU_SKIP_NODE") == "1":
+        pytest.skip("PSU_SKIP_NODE=1: tests on a real node are skipped")
+    try:
+        return stack.start_node()
+    except (MissingBinary, NodeError, HostError, StartupError) as e:
+        pytest.fail(f"the node did not start: {e}", pytrace=False)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: "node" in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,10 @@
-"""The quickstart, step by step as a user types it, against the local stack.
+"""The quickstart, step by step as a user types it, against the local stack and its node.
 
 Create the identity (chainctl), create the empty Secret and annotate it (kubectl), watch the
-controller fill it, pull the image with it (skopeo, as kubelet would), and see it refreshed
-before the token expires: the new token pulls, the old one stops working once it expires.
+controller fill it, then create the Pod of the original instructions: the node's kubelet pulls
+its image with the Secret (Event "Successfully pulled image") and runs it. The Secret is
+refreshed before the token expires: a second Pod pulls with the new token, and the old token
+stops working once it expires (skopeo, with the old Secret content as its auth file).
 """
 
 from __future__ import annotations
@@ -20,10 +22,29 @@ import jwt
 import pytest
 
 from devstack.controller import ControllerProcess
+from devstack.node import Node
 from devstack.stack import LocalStack
 from tests.helpers import EXPIRES_AT, ClusterHelper, eventually
+from tests.node.support import Pods
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.node]
+
+# The Pod of the original instructions, with the image in the local registry.
+POD = """\
+kubectl create -o name -f - <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  generateName: pull-secret-example-
+spec:
+  containers:
+  - name: pull-secret-example
+    image: {image}
+    command: ['sleep', 'Infinity']
+  imagePullSecrets:
+  - name: pull-secret
+EOF
+"""
 
 
 def sh(stack: LocalStack, script: str) -> str:
@@ -43,8 +64,9 @@ def sh(stack: LocalStack, script: str) -> str:
     return result.stdout
 
 
-def test_quickstart_fills_a_secret_that_pulls_and_refreshes_it(
+def test_quickstart_fills_a_secret_that_a_pod_pulls_with_and_refreshes_it(
     stack: LocalStack,
+    node: Node,
     cluster: ClusterHelper,
     start_controller: Callable[..., ControllerProcess],
     token_lifetime: Callable[[int], None],
@@ -74,6 +96,7 @@ def test_quickstart_fills_a_secret_that_pulls_and_refreshes_it(
         kubectl annotate secret pull-secret pull-secret-updater.chainguard.dev/identity={uid}
     """,
     )
+    pods = Pods(cluster, node)
     try:
         first = cluster.wait_filled(namespace)
         secret = json.loads(sh(stack, "kubectl get secret pull-secret -ojson"))
@@ -84,36 +107,29 @@ def test_quickstart_fills_a_secret_that_pulls_and_refreshes_it(
         claims = jwt.decode(first, options={"verify_signature": False})
         assert claims["aud"] == stack.registry.host
         assert secret["metadata"]["annotations"][EXPIRES_AT]
-        assert cluster.pull(docker_config, tmp_path) == 0
 
-        # The Pod of the quickstart is accepted with the Secret as its imagePullSecret.
-        sh(
-            stack,
-            f"""
-            kubectl create serviceaccount default 2>/dev/null || true
-            kubectl create -f - <<EOF
-        apiVersion: v1
-        kind: Pod
-        metadata:
-          generateName: pull-secret-example-
-        spec:
-          containers:
-          - name: pull-secret-example
-            image: {stack.registry.image}
-            command: ['sleep', 'Infinity']
-          imagePullSecrets:
-          - name: pull-secret
-        EOF
-        """,
-        )
+        # The Pod of the quickstart: the kubelet pulls its image with the Secret and runs it.
+        node.remove_image(stack.registry.image)
+        pods.wait_default_service_account(namespace)
+        pod = sh(stack, POD.format(image=stack.registry.image)).strip().split("/", 1)[1]
+        pods.created.append((namespace, pod))
+        pods.wait_event(namespace, pod, reason="Pulled", containing="Successfully pulled image")
+        pods.wait_running(namespace, pod)
 
-        # Refreshed before it expires (lifetime 12 s: at about 2/3 of it).
-        second = cluster.wait_filled(namespace, other_than=first, timeout=15)
-        assert time.time() < claims["exp"], "the refresh came only after the old token expired"
-        assert cluster.pull(cluster.docker_config(namespace), tmp_path) == 0
+        # Refreshed before it expires (lifetime 12 s: at about 2/3 of it), and a new Pod pulls
+        # with the new token.
+        second = cluster.wait_filled(namespace, other_than=first, timeout=30)
+        refreshed = jwt.decode(second, options={"verify_signature": False})
+        assert refreshed["iat"] < claims["exp"], "the refresh came only after the token expired"
+        node.remove_image(stack.registry.image)
+        again = sh(stack, POD.format(image=stack.registry.image)).strip().split("/", 1)[1]
+        pods.created.append((namespace, again))
+        pods.wait_event(namespace, again, reason="Pulled", containing="Successfully pulled image")
+        pods.wait_running(namespace, again)
+
         eventually(lambda: time.time() > claims["exp"] + 1, timeout=15, what="old token expiry")
         assert cluster.pull(docker_config, tmp_path) != 0, "an expired token still pulls"
-        assert second != first
         assert {"Filled", "Refreshed"} <= set(cluster.event_reasons(namespace))
     finally:
+        pods.delete_created()
         sh(stack, "kubectl config set-context --current --namespace=default >/dev/null")

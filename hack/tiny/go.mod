@@ -1,0 +1,3 @@
+module psu-testbins/tiny
+
+go 1.22
