@@ -2,7 +2,7 @@
 # Build the kubelet credential-provider plugin as one self-contained executable: a PyInstaller
 # one-file bundle of the plugin and the locked runtime dependencies it imports, with its own
 # Python, for nodes that have none. Built once per input into a cache outside the repository
-# (keyed by uv.lock, the sources, the Python and this script); a second run is a no-op.
+# (keyed by uv.lock, the plugin's sources, the Python and this script); a second run is a no-op.
 # Prints the executable's path on stdout.
 #
 #   hack/build-credential-provider.sh                     # build if missing, print the path
@@ -40,7 +40,9 @@ key=$(
   {
     cat "$root/uv.lock" "$root/pyproject.toml" "$0"
     "$python" -c 'import sys, sysconfig; print(sys.version, sysconfig.get_platform())'
-    (cd "$root" && find src/pull_secret_updater -name '*.py' -print0 | sort -z | xargs -0 sha256sum)
+    # The packages the plugin loads (import-linter and tests/credentialprovider hold it to these).
+    (cd "$root/src/pull_secret_updater" && find __init__.py version.py credentialprovider tokens core \
+        -name '*.py' -print0 | sort -z | xargs -0 sha256sum)
   } | sha256sum | cut -c1-16
 )
 dest="$cache/credential-provider/$key"

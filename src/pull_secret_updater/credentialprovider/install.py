@@ -20,7 +20,7 @@ The config (``k8s.io/kubelet/config/v1``, read from ``--image-credential-provide
   the node fallback can answer.
 
 The RBAC: with NodeRestriction and ``ServiceAccountNodeAudienceRestriction`` (on by default
-since 1.34), a kubelet may request a token for an audience that the Pod does not mount only
+since 1.33), a kubelet may request a token for an audience that the Pod does not mount only
 if it is allowed the verb ``request-serviceaccounts-token-audience`` on a resource named after
 the audience. One ClusterRole per audience, bound to the group ``system:nodes``.
 
