@@ -48,8 +48,14 @@ key=$(
 dest="$cache/credential-provider/$key"
 bundle="$dest/$name"
 
+# NB: the build directory's path ends up in the bundle (the console scripts' shebangs, hashed in
+# the packed dist-info RECORD files), so it is the same wherever the cache is; a lock keeps two
+# builds of the same key apart.
+work=/tmp/psu-credential-provider-build/$key
+mkdir -p "$(dirname "$work")"
+exec 9>"$work.lock"
+flock 9
 if [ ! -x "$bundle" ]; then
-  work="$cache/build/credential-provider-$key"
   rm -rf "$work"
   mkdir -p "$work" "$dest"
   log "building $name (key $key) with $python"
