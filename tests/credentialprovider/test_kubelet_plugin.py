@@ -10,19 +10,22 @@ and the kubelet restarted with ``--image-credential-provider-config`` and
 with ``imagePullPolicy: Always``, so the kubelet asks for credentials at each Pod even though
 the image is on the node already.
 
-Whose token the kubelet sent is read from the token service: the identities here trust exactly
-one ServiceAccount with the audience of the config, so an exchange they accept was made with a
-token whose ``sub`` is that ServiceAccount.
+What the kubelet sent is recorded by a wrapper in front of the bundle (the requests, tokens
+included, go to a file in the stack's directory, which is removed with it), and the token
+service confirms it: the identities here trust exactly one ServiceAccount with the audience of
+the config.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import yaml
 
@@ -44,10 +47,17 @@ class PluginNode:
     node: Node
     pods: Pods
     bin_dir: Path
+    recorded: Path
 
     @property
     def plugin(self) -> Path:
         return self.bin_dir / PROG
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The requests the kubelet has sent the plugin so far."""
+        if not self.recorded.exists():
+            return []
+        return [json.loads(line) for line in self.recorded.read_text().splitlines() if line]
 
     def kubelet_log_since(self, offset: int) -> str:
         return self.node.kubelet.log_path.read_text(errors="replace")[offset:]
@@ -69,7 +79,14 @@ def plugin_node(stack: LocalStack, node: Node, bundle: Path) -> Iterator[PluginN
     directory = stack.workdir / "credential-provider"
     bin_dir = directory / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(bundle, bin_dir / PROG)
+    shutil.copy2(bundle, directory / PROG)
+    recorded = directory / "requests.jsonl"
+    wrapper = bin_dir / PROG
+    # The kubelet writes one JSON line; the wrapper keeps a copy and hands it to the bundle.
+    wrapper.write_text(
+        f'#!/bin/sh\n(cat; echo) | tee -a "{recorded}" | "{directory / PROG}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
     plan = ProviderPlan(
         issuer=stack.token_service.url,
         registry=stack.registry.host,
@@ -88,7 +105,7 @@ def plugin_node(stack: LocalStack, node: Node, bundle: Path) -> Iterator[PluginN
         ],
     )
     try:
-        yield PluginNode(node, Pods(ClusterHelper(stack), node), bin_dir)
+        yield PluginNode(node, Pods(ClusterHelper(stack), node), bin_dir, recorded)
     finally:
         _restart_kubelet(node, original)
 
@@ -167,13 +184,24 @@ def test_pods_of_an_annotated_service_account_pull_without_a_secret_and_share_on
     namespace = cluster.namespace("kubelet")
     app = workload(stack, cluster, namespace, "app", trusts="app")
 
-    pulls(plugin_node, stack, app)
-    # Accepted by an identity that trusts only ServiceAccount <namespace>/app with the audience
-    # of the config: the kubelet sent that ServiceAccount's token.
+    asked_before = len(plugin_node.requests())
+    first = pulls(plugin_node, stack, app)
+    # The kubelet called the plugin once, with a token of <namespace>/app bound to the Pod,
+    # with the config's audience, and the annotation; the identity, which trusts only that
+    # ServiceAccount with that audience, accepted it.
+    [request] = plugin_node.requests()[asked_before:]
+    assert request["image"] == stack.registry.image.rsplit(":", 1)[0]  # the kubelet drops the tag
+    assert request["serviceAccountAnnotations"] == {IDENTITY_KEY: app.identity}
+    claims = jwt.decode(request["serviceAccountToken"], options={"verify_signature": False})
+    assert claims["sub"] == f"system:serviceaccount:{namespace}:app"
+    assert claims["aud"] == ["issuer.enforce.dev"]
+    assert claims["kubernetes.io"]["pod"]["name"] == first
     assert exchanges(stack, [app.identity]) == 1
 
-    # A second Pod within the cache duration: the kubelet's cached credential, no exchange.
+    # A second Pod within the cache duration: the kubelet's cached credential, no call, no
+    # exchange.
     pulls(plugin_node, stack, app)
+    assert len(plugin_node.requests()) == asked_before + 1
     assert exchanges(stack, [app.identity]) == 1
 
 
@@ -185,8 +213,11 @@ def test_a_service_account_without_the_annotation_is_not_sent_to_the_plugin(
     before = total_exchanges(stack)
     offset = plugin_node.kubelet_log_size()
 
+    asked_before = len(plugin_node.requests())
+
     is_refused(plugin_node, stack, plain)
 
+    assert len(plugin_node.requests()) == asked_before
     assert total_exchanges(stack) == before
     assert PROG not in plugin_node.kubelet_log_since(offset)
 
