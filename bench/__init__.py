@@ -1,6 +1,6 @@
 """Benchmarks of the controller on the local stack: ``python -m bench [--quick] [--out DIR]``.
 
-Four scenarios, each on a fresh ``devstack.stack.LocalStack`` with the shipped manifests
+Five scenarios, each on a fresh ``devstack.stack.LocalStack`` with the shipped manifests
 applied and the controller running as its ServiceAccount:
 
 - ``cold_fill``: N empty annotated Secrets, M identities; time until every Secret holds a
@@ -13,6 +13,9 @@ applied and the controller running as its ServiceAccount:
 - ``refresh_wave``: short-lived tokens refreshed over several lifetimes; exchanges per
   window, the spread of refresh times, and whether a Secret was ever seen with an expired
   token.
+- ``scale``: 1,000, 5,000 and 20,000 managed Secrets over M identities; at each size the cold
+  fill against the bare client, the controller's memory after the fill (and its slope, bytes
+  per Secret), and its API requests and CPU per minute in steady state.
 
 Every comparing figure is a ratio against a baseline measured in the same run. The results
 go to ``results.json`` (every figure), ``summary.md`` (targets with PASS or MISS) and PNG

@@ -10,7 +10,15 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import cold_fill, credential_provider, footprint, refresh_wave, report, steady_latency
+from bench import (
+    cold_fill,
+    credential_provider,
+    footprint,
+    refresh_wave,
+    report,
+    scale,
+    steady_latency,
+)
 from bench.lab import Stacks
 from bench.results import ScenarioResult
 from bench.sizes import FULL, QUICK, Sizes
@@ -22,6 +30,7 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "cold_fill": (cold_fill.TITLE, cold_fill.run),
     "steady_latency": (steady_latency.TITLE, steady_latency.run),
     "refresh_wave": (refresh_wave.TITLE, refresh_wave.run),
+    "scale": (scale.TITLE, scale.run),
     "credential_provider": (credential_provider.TITLE, credential_provider.run),
     "footprint": (footprint.TITLE, footprint.run),
 }
@@ -32,9 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench",
         description="Benchmark the controller on the local stack; figures, not assertions.",
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="scaled-down sizes (about two minutes)"
-    )
+    parser.add_argument("--quick", action="store_true", help="scaled-down sizes (a few minutes)")
     parser.add_argument(
         "--out",
         type=Path,

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import json
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +32,10 @@ from bench import lab
 from bench.observe import Observation, SecretWatch, claims_of, verify_tokens
 from bench.results import ScenarioResult, Target, distribution, ratio
 from bench.sizes import Sizes
+from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
+from pull_secret_updater.core.decision import status_annotations
+from pull_secret_updater.core.dockerconfig import DockerConfig, with_token
 
 TITLE = "Cold fill"
 
@@ -46,20 +47,13 @@ def _rfc3339(epoch: float) -> str:
 def _baseline_patch(
     token: str, *, registry: str, identity: str, expires_at: float
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The data and annotations the controller writes, with `token` in them."""
-    auth = base64.b64encode(f"_token:{token}".encode()).decode()
-    config = {"auths": {registry: {"username": "_token", "password": token, "auth": auth}}}
-    document = json.dumps(config, separators=(",", ":")).encode()
+    """The data and annotations the controller writes, with `token` in them (built by the
+    controller's own core functions, so the baseline writes exactly what it writes)."""
+    document = with_token(DockerConfig({}), registry=registry, token=token)
     data = {lab.DOCKER_CONFIG_KEY: base64.b64encode(document).decode()}
-    digest = hashlib.sha256(f"{identity}\n{registry}\n{token}".encode()).hexdigest()[:32]
-    prefix = lab.ANNOTATION_PREFIX
-    annotations: dict[str, Any] = {
-        prefix + "expires-at": _rfc3339(expires_at),
-        prefix + "last-refresh": _rfc3339(time.time()),
-        prefix + "token-hash": digest,
-        prefix + "filled-identity": identity,
-        prefix + "last-error": None,
-    }
+    annotations: dict[str, Any] = status_annotations(
+        identity=identity, expires_at=expires_at, refreshed_at=time.time()
+    )
     return data, annotations
 
 
@@ -105,7 +99,7 @@ async def run(sizes: Sizes, stacks: lab.Stacks) -> ScenarioResult:
             result.figures["setup_seconds"] = round(time.monotonic() - started, 2)
             lab.progress(f"{n} namespaces and Secrets created")
             async with SecretWatch(stack, namespaces=namespaces, keep_history=False) as watch:
-                await _measure(stack, client, watch, namespaces, identities, sizes, result)
+                await measure(stack, client, watch, namespaces, identities, sizes, result)
     return result
 
 
@@ -123,7 +117,11 @@ def _cost(cpu: dict[str, float], *, writer: str) -> float:
     return sum(cpu.get(f"{name}_cpu_seconds", 0.0) for name in names)
 
 
-async def _measure(
+#: Called with the controller once it has filled every Secret, before it is stopped.
+WhileFilled = Callable[[ControllerProcess], Awaitable[None]]
+
+
+async def measure(
     stack: LocalStack,
     client: lightkube.AsyncClient,
     watch: SecretWatch,
@@ -131,7 +129,13 @@ async def _measure(
     identities: list[str],
     sizes: Sizes,
     result: ScenarioResult,
+    *,
+    while_filled: WhileFilled | None = None,
 ) -> None:
+    """The three rounds (baseline, controller, baseline) over the existing annotated Secrets
+    in `namespaces`; figures, targets, notes and curves go to `result`. `while_filled` runs
+    after the fill with the controller still running (its readings are not part of the fill's
+    figures)."""
     n, m, workers = len(namespaces), len(identities), sizes.workers
     timeout = max(120.0, n * 0.25)
     figures = result.figures
@@ -191,6 +195,8 @@ async def _measure(
         await asyncio.sleep(1.0)  # an exchange still in flight would show up in the stats
         counts = lab.exchange_counts(stack)
         until_wall = time.time()
+        if while_filled is not None and complete:
+            await while_filled(process)
     finally:
         stopped = await lab.stop_controller(stack, process)
     reached = goal.reached

@@ -156,18 +156,10 @@ async def _levels(
             )
         assert running is not None
         # -- steady state: the API requests of an idle controller ------------------------
-        window = sizes.footprint_request_window
-        since_wall, cpu_before = time.time(), lab.read_process(running.process.pid)
-        await asyncio.sleep(window)
-        until_wall, cpu_after = time.time(), lab.read_process(running.process.pid)
+        steady = await lab.steady_state(stack, running, window=sizes.footprint_request_window)
     finally:
         if running is not None:
             stops.append(await lab.stop_controller(stack, running))
-    await asyncio.sleep(1.5)  # the audit log is written in batches of up to a second
-    requests = lab.audited_requests(
-        stack.control_plane.audit_log, user=lab.CONTROLLER_USER, since=since_wall, until=until_wall
-    )
-    per_minute = len(requests) * 60 / window
     ks = [float(r["unrelated"]) for r in rows]
     rss_slope = slope(ks, [float(r["rss_bytes"]) for r in rows])
     hwm_slope = slope(ks, [float(r["hwm_bytes"]) for r in rows])
@@ -179,12 +171,7 @@ async def _levels(
         hwm_slope_bytes_per_unrelated_secret=round(hwm_slope, 2),
         rss_mib_by_unrelated={str(r["unrelated"]): round(r["rss_bytes"] / MIB, 1) for r in rows},
         hwm_mib_by_unrelated={str(r["unrelated"]): round(r["hwm_bytes"] / MIB, 1) for r in rows},
-        steady_window_seconds=window,
-        steady_requests_per_minute=round(per_minute, 1),
-        steady_requests=lab.requests_by_kind(requests),
-        steady_cpu_seconds_per_minute=round(
-            (cpu_after.cpu_seconds - cpu_before.cpu_seconds) * 60 / window, 3
-        ),
+        **steady.figures(),
         unclean_stops=lab.unclean(stops),
     )
     result.series = {
@@ -217,8 +204,4 @@ async def _levels(
             + ", ".join(f"{r['watch_path_rss_growth_bytes'] / 1024:+.0f} KiB" for r in watched)
             + "."
         )
-    result.notes.append(
-        f"Steady state: {per_minute:.0f} API requests per minute "
-        f"({', '.join(f'{k}: {v}' for k, v in figures['steady_requests'].items())} in "
-        f"{window:.0f} s); the audit log records secrets, events and leases only."
-    )
+    result.notes.append(f"Steady state: {steady.describe()}.")

@@ -39,6 +39,7 @@ from devstack.cluster import SERVICE_ACCOUNT_ISSUER
 from devstack.controller import NAMESPACE, SERVICE_ACCOUNT, ControllerProcess, install_manifests
 from devstack.procs import StartupError
 from devstack.stack import SA_AUDIENCE, LocalStack
+from pull_secret_updater.core import annotations as psu_annotations
 
 T = TypeVar("T")
 
@@ -48,11 +49,8 @@ DOCKER_CONFIG_KEY = ".dockerconfigjson"
 CONTROLLER_USER = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
 ANNOTATION_PREFIX = "pull-secret-updater.chainguard.dev/"
 IDENTITY_ANNOTATION = ANNOTATION_PREFIX + "identity"
-#: The annotations the controller writes after a fill (see the controller's core.annotations).
-STATUS_ANNOTATIONS = tuple(
-    ANNOTATION_PREFIX + name
-    for name in ("expires-at", "last-refresh", "last-error", "token-hash", "filled-identity")
-)
+#: The annotations the controller writes (and removes) after a fill.
+STATUS_ANNOTATIONS = psu_annotations.STATUS
 #: Concurrency of the admin client when setting up objects.
 SETUP_CONCURRENCY = 32
 
@@ -535,3 +533,54 @@ def audited_requests(
 def requests_by_kind(requests: Iterable[AuditedRequest]) -> dict[str, int]:
     counts = Counter(f"{r.verb} {r.resource}" for r in requests)
     return dict(sorted(counts.items()))
+
+
+#: Seconds to wait for the audit log to catch up: it is written in batches of up to a second.
+AUDIT_FLUSH = 1.5
+
+
+@dataclass(frozen=True)
+class SteadyState:
+    """What a running controller did during a quiet window: its API requests and CPU."""
+
+    window_seconds: float
+    requests: list[AuditedRequest]
+    cpu_seconds: float
+
+    @property
+    def requests_per_minute(self) -> float:
+        return len(self.requests) * 60 / self.window_seconds
+
+    @property
+    def cpu_seconds_per_minute(self) -> float:
+        return self.cpu_seconds * 60 / self.window_seconds
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "steady_window_seconds": self.window_seconds,
+            "steady_requests_per_minute": round(self.requests_per_minute, 1),
+            "steady_requests": requests_by_kind(self.requests),
+            "steady_cpu_seconds_per_minute": round(self.cpu_seconds_per_minute, 3),
+        }
+
+    def describe(self) -> str:
+        kinds = ", ".join(f"{k}: {v}" for k, v in requests_by_kind(self.requests).items())
+        return (
+            f"{self.requests_per_minute:.0f} API requests per minute ({kinds} in "
+            f"{self.window_seconds:.0f} s; the audit log records secrets, events and leases only)"
+        )
+
+
+async def steady_state(
+    stack: LocalStack, process: ControllerProcess, *, window: float
+) -> SteadyState:
+    """Count the API requests (audit log) and CPU seconds of `process` over `window` s."""
+    pid = process.process.pid
+    since_wall, before = time.time(), read_process(pid)
+    await asyncio.sleep(window)
+    until_wall, after = time.time(), read_process(pid)
+    await asyncio.sleep(AUDIT_FLUSH)
+    requests = audited_requests(
+        stack.control_plane.audit_log, user=CONTROLLER_USER, since=since_wall, until=until_wall
+    )
+    return SteadyState(window, requests, after.cpu_seconds - before.cpu_seconds)

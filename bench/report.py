@@ -1,5 +1,6 @@
 """Writing the results: results.json (every figure), summary.md (targets, PASS or MISS) and
-PNG plots (fill curve, latency histogram, memory against unrelated Secrets, refresh wave)."""
+PNG plots (fill curve, latency histogram, memory against unrelated Secrets, refresh wave,
+fill time, memory and requests against managed Secrets)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,7 @@ def _summary(
         lines += ["", f"## {r.title}", ""]
         if r.error:
             lines.append(f"Did not finish: {r.error}")
+        lines += _table(r.table)
         for key, value in r.figures.items():
             if not isinstance(value, dict | list):
                 lines.append(f"- {key}: {value}")
@@ -116,6 +118,18 @@ def _summary(
         lines += ["", "## Plots", ""]
         lines += [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    """`rows` as a Markdown table (the first row's keys are the header), then a blank line."""
+    if not rows:
+        return []
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for row in rows:
+        cells = ("-" if row.get(k) is None else _cell(f"{row[k]}") for k in keys)
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _small_dicts(figures: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -139,17 +153,21 @@ def _plots(out: Path, results: dict[str, ScenarioResult]) -> list[Path]:
         print("matplotlib is not installed: no plots")
         return []
     written: list[Path] = []
-    makers = {
-        "cold_fill": ("fill-curve.png", _fill_curve),
-        "steady_latency": ("latency-histogram.png", _latency_histogram),
-        "footprint": ("rss-vs-unrelated.png", _rss_vs_unrelated),
-        "refresh_wave": ("refresh-wave.png", _refresh_wave),
+    # name: (file, maker, panels); a maker of several panels gets an array of axes.
+    makers: dict[str, tuple[str, Callable[[Any, ScenarioResult], None], int]] = {
+        "cold_fill": ("fill-curve.png", _fill_curve, 1),
+        "steady_latency": ("latency-histogram.png", _latency_histogram, 1),
+        "footprint": ("rss-vs-unrelated.png", _rss_vs_unrelated, 1),
+        "refresh_wave": ("refresh-wave.png", _refresh_wave, 1),
+        "scale": ("scale.png", _scale, 3),
     }
-    for name, (filename, maker) in makers.items():
+    for name, (filename, maker, panels) in makers.items():
         result = results.get(name)
         if result is None or not result.series:
             continue
-        figure, axes = pyplot.subplots(figsize=(8, 4.5), layout="constrained")
+        figure, axes = pyplot.subplots(
+            1, panels, figsize=(8 if panels == 1 else 5.5 * panels, 4.5), layout="constrained"
+        )
         maker(axes, result)
         path = out / filename
         figure.savefig(path, dpi=110)
@@ -227,3 +245,48 @@ def _refresh_wave(axes: Any, result: ScenarioResult) -> None:
     axes.set_xlabel("seconds since the controller's launch")
     axes.set_ylabel("Secrets written")
     axes.legend()
+
+
+def _scale(axes: Any, result: ScenarioResult) -> None:
+    fill, memory, requests = axes
+    series, figures = result.series, result.figures
+    ns = series.get("secrets") or []
+    fill.plot(ns, series.get("baseline_seconds", []), "o--", label="baseline (bare client)")
+    fill.plot(ns, series.get("controller_seconds", []), "o-", label="controller")
+    for n, seconds, value in zip(
+        ns, series.get("controller_seconds", []), series.get("ratio", []), strict=False
+    ):
+        fill.annotate(f"{value:.2f}x", (n, seconds), textcoords="offset points", xytext=(4, 6))
+    fill.set_title(f"Cold fill, {figures.get('identities')} identities, "
+                   f"{figures.get('workers')} workers")  # fmt: skip
+    fill.set_xlabel("managed Secrets")
+    fill.set_ylabel("seconds until every Secret holds a token")
+    fill.legend()
+
+    def known(key: str) -> tuple[list[Any], list[Any]]:
+        pairs = [(n, v) for n, v in zip(ns, series.get(key, []), strict=False) if v is not None]
+        return [n for n, _ in pairs], [v for _, v in pairs]
+
+    memory.plot(*known("rss_mib"), "o-", label="VmRSS after the fill")
+    memory.plot(*known("peak_rss_mib"), "s--", label="VmHWM (peak)")
+    memory.set_title(
+        f"Controller memory ({figures.get('rss_slope_bytes_per_secret')} B per Secret)"
+    )
+    memory.set_xlabel("managed Secrets")
+    memory.set_ylabel("MiB")
+    memory.set_ylim(bottom=0)
+    memory.legend()
+
+    requests.plot(*known("requests_per_minute"), "o-", color="tab:green")
+    requests.set_title(
+        f"Steady state after the fill ({figures.get('steady_window_seconds'):g} s window)"
+    )
+    requests.set_xlabel("managed Secrets")
+    requests.set_ylabel("API requests per minute", color="tab:green")
+    requests.set_ylim(bottom=0)
+    cpu = requests.twinx()
+    cpu.plot(*known("cpu_seconds_per_minute"), "s--", color="tab:purple")
+    cpu.set_ylabel("controller CPU seconds per minute", color="tab:purple")
+    cpu.set_ylim(bottom=0)
+    for panel in axes:
+        panel.grid(alpha=0.3)

@@ -32,6 +32,8 @@ class ScenarioResult:
     targets: list[Target] = field(default_factory=list)
     #: Series for the plots (also written to results.json).
     series: dict[str, Any] = field(default_factory=dict)
+    #: Rows of one table for the summary (every row with the same keys, the header).
+    table: list[dict[str, Any]] = field(default_factory=list)
     #: One-line remarks for the summary.
     notes: list[str] = field(default_factory=list)
     error: str | None = None

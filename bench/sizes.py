@@ -38,6 +38,14 @@ class Sizes:
     #: Seconds between sweeps that list every managed Secret and check its token's expiry.
     wave_sweep_interval: float = 5.0
 
+    # scale
+    #: Numbers of managed Secrets, each filled by a fresh controller (the stack keeps growing).
+    scale_secrets: tuple[int, ...] = (1000, 5000, 20_000)
+    #: Seconds a controller runs after its fill before its memory is read.
+    scale_settle: float = 10.0
+    #: Seconds of steady state after the fill whose API requests are counted.
+    scale_request_window: float = 60.0
+
     # credential-provider plugin: cold calls of the bundle (and of the project's Python)
     plugin_calls: int = 50
 
@@ -62,5 +70,8 @@ QUICK = Sizes(
     wave_lifetime=30,
     wave_lifetimes=2,
     wave_sweep_interval=3.0,
+    scale_secrets=(200, 500, 1000),
+    scale_settle=1.5,
+    scale_request_window=6.0,
     plugin_calls=15,
 )

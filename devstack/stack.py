@@ -246,6 +246,7 @@ class LocalStack:
             "apiserver": self.control_plane.server,
             "node": self.node.name if self.node is not None else None,
             "timings_seconds": self.timings,
+            "node_timings_seconds": self.node.timings if self.node is not None else {},
             **self.env(),
         }
         (self.workdir / "stack.json").write_text(json.dumps(summary, indent=2))

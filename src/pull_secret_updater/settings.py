@@ -370,6 +370,22 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
         return level
 
+    # NB: the same bounds as core.schedule.Schedule, which owns them; checked here per field
+    # too, so that the message names the one flag and variable at fault.
+    @field_validator("refresh_fraction")
+    @classmethod
+    def _check_fraction(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError("must be between 0 and 1 (exclusive)")
+        return value
+
+    @field_validator("refresh_jitter")
+    @classmethod
+    def _check_jitter(cls, value: float) -> float:
+        if not 0 <= value < 1:
+            raise ValueError("must be at least 0 and less than 1")
+        return value
+
     @field_validator(
         "exchange_timeout",
         "max_refresh_interval",

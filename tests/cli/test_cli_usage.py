@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
+from pull_secret_updater import wiring
 from pull_secret_updater.cli import main
+from pull_secret_updater.tokens import Subject
+from tests.cli.fakes import token_service_at
+from tests.tokens.fakes import (
+    EXCHANGE_PATH,
+    IDENTITY,
+    KEYS_PATH,
+    SA_TOKEN,
+    FakeClock,
+    FakeTokenService,
+    SubjectTokenMap,
+)
 
 COMMANDS = ("run", "identity-command", "status", "check")
 
@@ -152,10 +165,64 @@ def test_an_unreachable_api_server_is_one_line_and_exit_1(
     assert "not-a-real-token" not in line
 
 
+@pytest.fixture
+def token_service(monkeypatch: pytest.MonkeyPatch) -> FakeTokenService:
+    """The token service `check` talks to (at the default issuer), instead of the network."""
+    service = FakeTokenService(clock=FakeClock(time.time()), issuer="https://issuer.enforce.dev")
+    token_service_at(monkeypatch, service)
+    return service
+
+
 def test_a_missing_token_file_for_check_is_a_configuration_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], token_service: FakeTokenService
 ) -> None:
     argv = ["check", "--identity", "abc/def", "--token-path", str(tmp_path / "absent")]
     assert main(argv) == 2
     line = one_error_line(capsys.readouterr().err, "pull-secret-updater check")
     assert f"service-account token file {tmp_path / 'absent'} does not exist" in line
+    assert token_service.hits(KEYS_PATH) == 0  # the token file is read before anything is fetched
+    assert token_service.hits(EXCHANGE_PATH) == 0
+
+
+def check_without_keys(tmp_path: Path, token_service: FakeTokenService) -> int:
+    token_file = tmp_path / "token"
+    token_file.write_text("not-a-real-token")
+    token_service.failing[KEYS_PATH] = 503
+    return main(["check", "--identity", "abc/def", "--token-path", str(token_file)])
+
+
+def test_check_fails_with_exit_1_when_the_token_services_keys_are_unavailable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], token_service: FakeTokenService
+) -> None:
+    assert check_without_keys(tmp_path, token_service) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last == (
+        "pull-secret-updater check: exchange for identity abc/def failed: "
+        "the key set at https://issuer.enforce.dev/keys answered 503"
+    )
+    assert token_service.hits(EXCHANGE_PATH) == 0
+
+
+def test_check_without_keys_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], token_service: FakeTokenService
+) -> None:
+    assert check_without_keys(tmp_path, token_service) == 1
+    one_error_line(capsys.readouterr().err, "pull-secret-updater check")
+
+
+def test_check_exchanges_as_the_secret_namespaces_service_account(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    token_service: FakeTokenService,
+) -> None:
+    wanted = Subject("team-a", "puller")
+    tokens = SubjectTokenMap(tokens={wanted: SA_TOKEN})
+    monkeypatch.setattr(wiring, "subject_tokens", lambda settings, *, client: tokens)
+    argv = ["check", "--identity", IDENTITY, "--token-subject", "namespace",
+            "--namespace-service-account", "puller", "--secret-namespace", "team-a"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    assert tokens.asked == [wanted]
+    assert token_service.hits(EXCHANGE_PATH) == 1
+    assert capsys.readouterr().out.startswith("ok: token for cgr.dev expires at ")

@@ -191,7 +191,7 @@ REFRESH = (
         (["--lease-name=-x"], named("lease_name") + "is not a valid Kubernetes name"),
         (
             ["--refresh-fraction", "1"],
-            REFRESH + "refresh fraction must be between 0 and 1 (exclusive)",
+            named("refresh_fraction") + "must be between 0 and 1 (exclusive)",
         ),
         (
             ["--refresh-fraction", "0.95"],
@@ -199,7 +199,7 @@ REFRESH = (
         ),
         (
             ["--refresh-jitter", "-0.1"],
-            REFRESH + "refresh jitter must be at least 0 and less than 1",
+            named("refresh_jitter") + "must be at least 0 and less than 1",
         ),
         (
             ["--max-refresh-interval", "0"],
@@ -251,15 +251,6 @@ def test_bad_values_fail_with_one_line_naming_the_flag_and_variable(
     assert "\n" not in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "src regression: refresh_fraction and refresh_jitter lost their field validators; a "
-        "value out of range for that one field is now reported by the core's Schedule as "
-        "'refresh settings (...): refresh fraction must be ...', without the flag and the "
-        "variable, although settings.py promises a message naming both"
-    ),
-)
 @pytest.mark.parametrize(
     ("argv", "name"),
     [

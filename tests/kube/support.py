@@ -98,8 +98,9 @@ class Recorder:
         ]
 
     async def wait_for(
-        self, predicate: Callable[[WatchEvent], bool], *, within: float = 10.0
+        self, predicate: Callable[[WatchEvent], bool], *, within: float = 30.0
     ) -> WatchEvent:
+        """The first event (so far or to come) that matches; `within` is a generous deadline."""
         async with asyncio.timeout(within):
             seen = 0
             while True:

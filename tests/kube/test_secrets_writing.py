@@ -189,7 +189,7 @@ async def test_writes_are_a_single_patch_that_names_the_controller(
             and e.get("verb") in ("patch", "update")
         ]
 
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):  # generous: the log is flushed every second
         while not writes():  # noqa: ASYNC110 - the audit log is a file, flushed each second
             await asyncio.sleep(0.1)
     (write,) = writes()

@@ -1,6 +1,9 @@
 """The controller as a user runs it: the Deployment from config/, a Pod on a real node, from
 the image the project builds, with its projected token at /var/run/chainguard/oidc/oidc-token.
 
+A deleted Pod is replaced by the Deployment (its ReplicaSet), and a killed controller process
+by the kubelet; either way the controller leads again and fills Secrets.
+
 The overlay (devstack.deployment) changes only what a loopback stack needs: the image, host
 networking, the in-cluster API address, the local issuer, registry and CA, one replica. The
 ReplicaSet and the Pods are made by the real kube-controller-manager and kube-scheduler.
@@ -9,6 +12,8 @@ ReplicaSet and the Pods are made by the real kube-controller-manager and kube-sc
 from __future__ import annotations
 
 import json
+import os
+import signal
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -128,3 +133,27 @@ def test_a_deleted_controller_pod_is_replaced_and_the_new_one_fills_secrets(
     assert new != old
     _fill_with_a_new_identity(stack, cluster)
     assert _lease_holder(cluster).startswith(f"{new}_")
+
+
+def _container_pid(node: Node, pod: str) -> int:
+    pod_id = node.crictl("pods", f"--name={pod}", "--namespace", NAMESPACE, "-q").stdout.split()
+    (container,) = node.crictl("ps", "--pod", pod_id[0], "--name=controller", "-q").stdout.split()
+    return int(json.loads(node.crictl("inspect", container).stdout)["info"]["pid"])
+
+
+def test_a_killed_controller_is_restarted_by_the_kubelet_and_leads_again(
+    stack: LocalStack, node: Node, cluster: ClusterHelper, deployed: Overlay
+) -> None:
+    pod = _the_ready_pod(stack)
+    name = pod["metadata"]["name"]
+    restarts = pod["status"]["containerStatuses"][0]["restartCount"]
+
+    os.kill(_container_pid(node, name), signal.SIGKILL)  # no chance to release the Lease
+
+    def restarted() -> bool:
+        ready = [p for p in ready_pods(stack, NAMESPACE, SELECTOR) if p["metadata"]["name"] == name]
+        return bool(ready) and ready[0]["status"]["containerStatuses"][0]["restartCount"] > restarts
+
+    eventually(restarted, timeout=POD_DEADLINE, interval=1.0, what="the controller restarted")
+    _fill_with_a_new_identity(stack, cluster)
+    assert _lease_holder(cluster).startswith(f"{name}_")

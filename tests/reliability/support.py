@@ -6,10 +6,11 @@ every Secret several times a second while something is failing, without a proces
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import httpx2
@@ -28,12 +29,16 @@ __all__ = [
     "MANAGED",
     "Api",
     "AuditRecord",
+    "IssuedToken",
     "attempted_exchanges",
     "audit_records",
     "claims",
     "controller_jti",
     "exchanges",
     "figure",
+    "gaps",
+    "issued_mark",
+    "issued_since",
     "log_records",
     "metric",
 ]
@@ -79,6 +84,48 @@ def attempted_exchanges(controller: ControllerProcess, identities: Iterable[str]
         sum(metric(controller, "pull_secret_updater_exchanges_total", identity=uid)
             for uid in identities)
     )  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssuedToken:
+    """A token the token service issued in an exchange: for whom, and when (`iat`, whole
+    seconds)."""
+
+    identity: str
+    issued_at: int
+    token: str = field(repr=False)
+
+
+def issued_mark(stack: LocalStack) -> int:
+    """A mark in the token service's list of issued tokens, to count from with `issued_since`."""
+    return len(stack.token_admin().issued("sts"))
+
+
+def issued_since(
+    stack: LocalStack, identities: Iterable[str], *, mark: int = 0
+) -> dict[str, list[IssuedToken]]:
+    """The tokens issued for each identity after `mark`, in the order they were issued.
+
+    Counting tokens by whose they are and when they were issued, rather than within a window
+    of the test's own clock: a slow machine shifts when a round of refreshes happens, not how
+    many tokens it takes.
+    """
+    found: dict[str, list[IssuedToken]] = {uid: [] for uid in identities}
+    for token in stack.token_admin().issued("sts")[mark:]:
+        decoded = claims(token) or {}
+        uid = decoded.get("sub")
+        if uid in found and isinstance(decoded.get("iat"), int):
+            found[uid].append(IssuedToken(identity=uid, issued_at=decoded["iat"], token=token))
+    return found
+
+
+def gaps(tokens: list[IssuedToken]) -> list[int]:
+    """Seconds between successive tokens' `iat`.
+
+    `iat` is in whole seconds, so tokens issued R seconds apart or more show a gap of at least
+    floor(R).
+    """
+    return [b.issued_at - a.issued_at for a, b in itertools.pairwise(tokens)]
 
 
 class Api:

@@ -208,16 +208,22 @@ def test_a_secret_deleted_and_recreated_during_its_refresh_gets_filled(
     admin = stack.token_admin()
     admin.set_fault("slow", delay=1.5)  # the refresh's exchange now takes 1.5 s
     try:
-        eventually(lambda: identity in admin.stats()["in_flight"], timeout=15, interval=0.05,
+        eventually(lambda: identity in admin.stats()["in_flight"], timeout=30, interval=0.05,
                    what="the refresh's exchange")  # fmt: skip
         api.http.delete(f"/api/v1/namespaces/{ns}/secrets/{MANAGED}").raise_for_status()
         recreated = pull_secret_manifest(ns, identity)
         api.http.post(f"/api/v1/namespaces/{ns}/secrets", json=recreated).raise_for_status()
-        new = eventually(lambda: filled(api, ns), timeout=20, what="the recreated Secret filled")
+
+        def refilled() -> tuple[float, dict[str, Any]] | None:
+            looked_at = time.time()
+            secret = filled(api, ns)
+            return (looked_at, secret) if secret else None
+
+        seen_at, new = eventually(refilled, timeout=30, what="the recreated Secret filled")
     finally:
         admin.clear_faults()
     assert new["metadata"]["uid"] != old["metadata"]["uid"]
-    assert float((claims(api.token(new)) or {})["exp"]) > time.time()
+    assert float((claims(api.token(new)) or {})["exp"]) > seen_at, "filled with an expired token"
     assert LAST_ERROR not in api.annotations(new)
     watched = watch_for_a_hot_loop(stack, api, ns, None)
     figure(f"bad input[recreated] writes in {WINDOW:g} s after the refill", watched.writes)

@@ -322,14 +322,6 @@ async def test_a_key_the_service_stops_publishing_stops_vouching_for_its_tokens(
     assert str(error) == "token is signed with a key the token service does not publish"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "src bug: TokenVerifier._install compares key sets by key id only, so a key replaced "
-        "under the same kid (or a kid-less key rotated) keeps the cached verdicts, and knows() "
-        "keeps vouching: a token signed with the withdrawn key is still trusted"
-    ),
-)
 @pytest.mark.parametrize(
     ("before", "after"),
     [
@@ -508,15 +500,6 @@ async def test_a_discovery_document_that_is_not_a_json_object_is_refused(body: b
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason=(
-        "src bug: TokenVerifier._fetch calls discovery.get('issuer', '').rstrip('/'), so a "
-        "discovery document whose issuer is null or not a string raises AttributeError, which "
-        "escapes as an unexpected error instead of KeysUnavailable"
-    ),
-)
 @pytest.mark.parametrize("issuer", [None, 42, ["https://issuer.test"]])
 async def test_a_discovery_document_with_an_issuer_that_is_not_a_string_is_refused(
     issuer: object,

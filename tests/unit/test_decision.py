@@ -302,7 +302,8 @@ def test_status_annotations_written_by_anyone_change_nothing_in_the_request() ->
             annotations.EXPIRES_AT: annotations.format_time(EXPIRES + 365 * 86400),
         },
     )
-    assert _request(planted) == _request(_secret(raw=_ours()))
+    # filled-identity only words a Fill's reason ("identity changed"); it decides nothing.
+    assert replace(_request(planted), filled_identity=None) == _request(_secret(raw=_ours()))
 
 
 # --- decide: fill now, or wait -----------------------------------------------------------------
@@ -368,8 +369,23 @@ def test_a_planted_token_with_every_status_annotation_is_still_replaced() -> Non
     assert fill.reason == "token not trusted"
 
 
-def test_a_verified_token_of_another_identity_is_replaced_without_being_stale() -> None:
+def test_a_verified_token_of_another_identity_is_not_trusted_and_not_stale() -> None:
     fill = _decide(_secret(raw=_ours()), _verified(identity=OTHER_UID))
+    assert fill == Fill(
+        identity=UID,
+        reason="token not trusted",
+        config=parse_docker_config(_ours()),
+        detail="it was issued for another identity",
+    )
+    assert fill.event_reason == "Filled"
+
+
+def test_a_token_of_the_identity_it_was_filled_for_means_the_identity_changed() -> None:
+    secret = _secret(
+        raw=_ours(),
+        annotations_={annotations.IDENTITY: UID, annotations.FILLED_IDENTITY: OTHER_UID},
+    )
+    fill = _decide(secret, _verified(identity=OTHER_UID))
     assert fill == Fill(
         identity=UID, reason="identity changed", config=parse_docker_config(_ours())
     )
@@ -480,7 +496,13 @@ def test_every_fill_reason_is_reachable_and_has_an_event_reason() -> None:
         _decide(_secret(raw=b"{}"), None),
         _decide(_secret(raw=_config({"ghcr.io": {}})), None),
         _decide(secret, Untrusted(why="no")),
-        _decide(secret, _verified(identity=OTHER_UID)),
+        _decide(
+            _secret(
+                raw=_ours(),
+                annotations_={annotations.IDENTITY: UID, annotations.FILLED_IDENTITY: OTHER_UID},
+            ),
+            _verified(identity=OTHER_UID),
+        ),
         _decide(secret, _verified(), now=EXPIRES),
         _decide(secret, _verified(), now=EXPIRES - 1),
     ]

@@ -263,8 +263,9 @@ def test_refresh_respects_every_bound_whatever_the_token_says(
             last_write = written_at if now is None else min(written_at, now)
             assert when >= min(last_write + schedule.min_interval, latest)
     else:
-        # Too short-lived for its bounds: half-way through, the most time on either side.
-        assert when == issued + (expires - issued) / 2
+        # Too short-lived for its bounds: half-way through, the most time on either side,
+        # and still within max_interval of issue.
+        assert when == issued + min((expires - issued) / 2, schedule.max_interval)
 
 
 @given(schedule=schedules(), issued=times, lifetime=lifetimes, token=st.text(max_size=50))
@@ -306,15 +307,6 @@ def test_a_last_write_in_the_future_never_postpones_more_than_one_written_now(
     assert at(now + ahead) == at(now)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "src bug: Schedule.refresh_at's short-lifetime fallback (earliest > latest) returns "
-        "issued_at + lifetime/2 without applying max_interval, so a max_interval below the "
-        "floor (or below half a token shorter than the margin) is not honoured: a ten-year "
-        "token with max_interval=0.5 is refreshed after five years"
-    ),
-)
 @pytest.mark.parametrize(
     ("schedule", "lifetime"),
     [

@@ -73,11 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if found is None:
         print(f"{PROG}: unknown command {command!r} (see {PROG} --help)", file=sys.stderr)
         return USAGE
-    # NB: a helper's stdout is its answer (a command to paste, a table, JSON): the few log
-    # lines the libraries below may write go to stderr, and only warnings.
+    # NB: a helper's stdout is its answer (a command to paste, a table, JSON), and a failure
+    # is one line on stderr: log lines of the layers below would only repeat it, so only
+    # errors (none expected) are let through, to stderr.
     from pull_secret_updater.runtime.logs import configure_logging
 
-    configure_logging("warning", stream=sys.stderr)
+    configure_logging("error", stream=sys.stderr)
     return _guarded(f"{PROG} {command}", found.handler, rest)
 
 

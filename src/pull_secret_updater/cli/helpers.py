@@ -22,6 +22,7 @@ import yaml
 from pull_secret_updater.cli.flags import build_parser, load_settings
 from pull_secret_updater.core import annotations as keys
 from pull_secret_updater.core.errors import BadInput
+from pull_secret_updater.core.names import is_dns_label
 from pull_secret_updater.credentialprovider import install
 from pull_secret_updater.credentialprovider.options import DEFAULT_AUDIENCE
 from pull_secret_updater.kube.client import make_client
@@ -315,6 +316,11 @@ def check(argv: list[str]) -> int:
         "controller's own namespace)",
     )
     args = parser.parse_args(argv)
+    if args.secret_namespace is not None and not is_dns_label(args.secret_namespace):
+        raise ToolError(
+            f"--secret-namespace: {args.secret_namespace!r} is not a valid namespace name",
+            exit_code=USAGE,
+        )
     try:
         identity = keys.validate_identity(args.identity)
     except BadInput as e:

@@ -78,6 +78,7 @@ class Request:
     config: DockerConfig = field(repr=False)
     current: str | None = field(repr=False)
     written_at: float | None
+    filled_identity: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,6 +185,7 @@ def inspect(
         config=config,
         current=entry.password if entry is not None and entry.key == registry else None,
         written_at=annotations.parse_time(secret.annotations.get(annotations.LAST_REFRESH)),
+        filled_identity=secret.annotations.get(annotations.FILLED_IDENTITY),
     )
 
 
@@ -205,7 +207,15 @@ def decide(
             detail=verdict.why,
         )
     if verdict.identity != request.identity:
-        return Fill(identity=request.identity, reason="identity changed", config=request.config)
+        if verdict.identity == request.filled_identity:
+            # It was filled for the identity the annotation named before: the user changed it.
+            return Fill(identity=request.identity, reason="identity changed", config=request.config)
+        return Fill(
+            identity=request.identity,
+            reason="token not trusted",
+            config=request.config,
+            detail="it was issued for another identity",
+        )
     if now >= verdict.expires_at:
         return Fill(
             identity=request.identity, reason="expired", config=request.config, stale=verdict.token

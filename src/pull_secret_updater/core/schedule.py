@@ -108,8 +108,9 @@ class Schedule:
         latest = min(expires_at - self.margin, issued_at + self.max_interval)
         earliest = issued_at + self.floor
         if earliest > latest:
-            # Too short-lived for both bounds (shorter than the margin): half-way through.
-            return issued_at + lifetime / 2
+            # Too short-lived for both bounds (shorter than the margin): half-way through,
+            # and still no later than max_interval after issue.
+            return issued_at + min(lifetime / 2, self.max_interval)
         rng = random.Random(_seed(token))  # noqa: S311 - a spread, not a secret
         target = issued_at + lifetime * (self.fraction + rng.uniform(-self.jitter, self.jitter))
         when = min(max(target, earliest), latest)

@@ -72,6 +72,8 @@ async def run(settings: Settings) -> None:
         failures=Failures(backoff=settings.backoff),
         labels=NamespaceLabels(client) if policy.needs_labels else None,
     )
+    # Tokens signed with a key the token service withdrew no longer pull: replace them now.
+    sts.verifier.on_withdrawn.append(controller.recheck_all)
     elector: LeaderElector | None = None
     if settings.leader_election:
         elector = LeaderElector(

@@ -55,7 +55,7 @@ from pull_secret_updater.runtime.health import Health
 from pull_secret_updater.runtime.metrics import Metrics
 from pull_secret_updater.runtime.workqueue import WorkQueue
 from pull_secret_updater.tokens.cache import TokenCache
-from pull_secret_updater.tokens.errors import ExchangeError
+from pull_secret_updater.tokens.errors import ExchangeError, KeysUnavailable
 from pull_secret_updater.tokens.provider import Subject, TokenProvider
 
 log = structlog.get_logger("pull_secret_updater.controller")
@@ -115,6 +115,9 @@ class Controller:
     store: dict[Key, SecretObject] = field(default_factory=dict)
     queue: WorkQueue[Key] = field(default_factory=WorkQueue)
     _synced: set[str] = field(default_factory=set)
+    # The expiry each managed Secret states (None: unknown), kept as the store changes so the
+    # gauges cost no walk over every Secret.
+    _expiries: dict[Key, float | None] = field(default_factory=dict)
 
     # -- leadership ------------------------------------------------------------------------
 
@@ -124,6 +127,11 @@ class Controller:
     async def on_started_leading(self) -> None:
         log.info("became leader; reconciling every managed Secret", secrets=len(self.store))
         self.metrics.leader.set(1)
+        for key in self.store:
+            self.queue.add(key)
+
+    def recheck_all(self) -> None:
+        """Look at every Secret again now (the token service withdrew a signing key)."""
         for key in self.store:
             self.queue.add(key)
 
@@ -157,13 +165,22 @@ class Controller:
         known = self.store.get(key)
         if known is not None and known.resource_version == obj.resource_version:
             return
-        self.store[key] = obj
+        self._put(obj)
         self.queue.add(key)
 
     def _drop(self, key: Key) -> None:
         self.store.pop(key, None)
+        self._expiries.pop(key, None)
         self.failures.clear(key)
         self.queue.forget(key)
+
+    def _put(self, obj: SecretObject) -> None:
+        key = (obj.namespace, obj.name)
+        self.store[key] = obj
+        if ann.IDENTITY in obj.annotations:
+            self._expiries[key] = ann.parse_time(obj.annotations.get(ann.EXPIRES_AT))
+        else:
+            self._expiries.pop(key, None)
 
     # -- the worker loop -------------------------------------------------------------------
 
@@ -252,10 +269,11 @@ class Controller:
             )
         except ExchangeError as e:
             self.metrics.refresh_failures.labels(cause=e.cause).inc()
+            keys = isinstance(e, KeysUnavailable)
             return await self._failed(
                 secret,
-                reason="ExchangeFailed",
-                message=str(e),
+                reason="VerificationUnavailable" if keys else "ExchangeFailed",
+                message=f"cannot verify tokens, so none is exchanged: {e}" if keys else str(e),
                 retryable=e.retryable,
                 retry_after=e.retry_after,
             )
@@ -345,6 +363,7 @@ class Controller:
                 await self.events.emit(
                     secret=secret, type="Warning", reason=reason, message=message
                 )
+                self.failures.mark_reported(key, message=message)
         return Outcome(recorded.delay) if retry else DONE
 
     async def _clear_status(self, secret: SecretObject) -> None:
@@ -376,28 +395,22 @@ class Controller:
         if fresh is None or key not in self.store:
             self._drop(key)
             return DONE
-        self.store[key] = fresh
+        self._put(fresh)
         return Outcome(0.0)
 
     def _keep(self, written: SecretObject) -> None:
         """Store what a write returned, unless the Secret was deleted meanwhile."""
-        key = (written.namespace, written.name)
-        if key in self.store:
-            self.store[key] = written
+        if (written.namespace, written.name) in self.store:
+            self._put(written)
 
     # -- gauges ----------------------------------------------------------------------------
 
     def update_gauges(self) -> None:
-        managed = [s for s in self.store.values() if ann.IDENTITY in s.annotations]
-        self.metrics.managed_secrets.set(len(managed))
+        self.metrics.managed_secrets.set(len(self._expiries))
         self.metrics.failing_secrets.set(len(self.failures))
-        expiries = [
-            t
-            for s in managed
-            if (t := ann.parse_time(s.annotations.get(ann.EXPIRES_AT))) is not None
-        ]
-        if expiries:
-            self.metrics.earliest_expiry.set(min(expiries) - self.clock())
+        earliest = min((t for t in self._expiries.values() if t is not None), default=None)
+        if earliest is not None:
+            self.metrics.earliest_expiry.set(earliest - self.clock())
 
 
 def _view(secret: SecretObject) -> SecretView:

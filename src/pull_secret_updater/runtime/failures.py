@@ -2,7 +2,8 @@
 
 Every failure of a Secret, expected (the token service said no) or not (a bug, an API answer
 nobody foresaw), goes through `record`, which counts the attempt, says whether the cause is
-new (so a Warning Event and `last-error` are written once per cause, not once per retry),
+new, i.e. not yet reported (`mark_reported`), so a Warning Event is written once per cause,
+not once per retry,
 and returns the delay before the next attempt: growing with each attempt, slower for causes
 that waiting will not fix, and never shorter than what the server asked for (Retry-After).
 A success (or the Secret going away) `clear`s it.
@@ -30,7 +31,7 @@ class Recorded:
 @dataclass
 class _Failure:
     attempts: int = 0
-    message: str | None = None
+    reported: str | None = None
 
 
 @dataclass
@@ -57,8 +58,7 @@ class Failures:
     ) -> Recorded:
         failure = self._failing.setdefault(key, _Failure())
         failure.attempts += 1
-        new = failure.message != message
-        failure.message = message
+        new = failure.reported != message
         delay = self.backoff.delay(
             attempt=failure.attempts,
             rng=self.rng,
@@ -66,6 +66,16 @@ class Failures:
             retry_after=retry_after,
         )
         return Recorded(delay=delay, new=new, attempts=failure.attempts)
+
+    def mark_reported(self, key: Key, *, message: str) -> None:
+        """`message` was reported (Event, last-error): `record` no longer calls it new.
+
+        Only a replica that may write reports; a standby's failures stay new until the leader
+        reports them.
+        """
+        failure = self._failing.get(key)
+        if failure is not None:
+            failure.reported = message
 
     def clear(self, key: Key) -> None:
         self._failing.pop(key, None)

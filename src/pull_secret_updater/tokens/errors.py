@@ -34,7 +34,7 @@ Cause = Literal[
     "rejected",  # 400, 403 and other 4xx
     "unauthorized",  # 401: the service-account token was not accepted
     "not_found",  # 404: no such identity
-    "malformed",  # a 200 that is not JSON, has no token, or a token that is not a JWT
+    "malformed",  # a 200 that is not JSON or has no token
     "no_exp",  # the token has no exp claim, so we cannot know when to refresh it
     "expired",  # the token is already expired
     "short_lived",  # the token expires sooner than the minimum usable lifetime
@@ -107,8 +107,9 @@ class KeysUnavailable(ExchangeError):
     in Secrets are left as they are until the keys can be had.
     """
 
-    def __init__(self, message: str, /) -> None:
-        super().__init__(message, cause="keys", retryable=True)
+    def __init__(self, message: str, /, *, cause: Cause = "keys", retryable: bool = True) -> None:
+        # cause "tls": the service's certificate failed verification, not worth a fast retry.
+        super().__init__(message, cause=cause, retryable=retryable)
 
 
 class TokenSourceError(ExchangeError):

@@ -147,8 +147,9 @@ class ChainguardSTS:
         exchanged with the token of `subject`."""
         if not identity:
             raise ValueError("identity must not be empty")
-        await self.verifier.ensure_keys()
         sa_token = await self._sa_tokens.get(subject)
+        # NB: nothing is exchanged while the keys cannot be had: the token could not be used.
+        await self.verifier.ensure_keys()
         status, retry_after, body = await self._post(identity=identity, sa_token=sa_token)
         if 200 <= status < 300:
             return await self._accept(body, status=status, identity=identity)
@@ -158,7 +159,7 @@ class ChainguardSTS:
         return await self.verifier.verify(token)
 
     def still_trusted(self, token: VerifiedToken) -> bool:
-        return self.verifier.knows(token.key_id)
+        return self.verifier.still_trusted(token)
 
     async def _post(self, *, identity: str, sa_token: str) -> tuple[int, float | None, bytes]:
         where = f"the token service at {self.issuer}"
@@ -256,9 +257,10 @@ class ChainguardSTS:
 
 def _retry_after(value: str | None) -> float | None:
     # NB: only the delay-seconds form; an HTTP-date is rare from an API and ignored.
-    if value is None or not value.strip().isdigit():
+    text = (value or "").strip()
+    if not (text.isascii() and text.isdecimal()):
         return None
-    return float(value.strip())
+    return float(text)
 
 
 def _status_error(

@@ -6,9 +6,10 @@ verifies against the keys the token service publishes (OIDC discovery:
 ``<issuer>/.well-known/openid-configuration`` -> ``jwks_uri``) and its claims pass
 `core.claims.check_claims` (issuer, registry audience, subject, sane times).
 
-The keys are fetched once and kept: refetched when older than `max_age`, and at once when a
-token names a key we do not know (the service rotated its key), at most once per
-`refetch_interval` so that tokens with made-up key ids cannot make us hammer the service. If
+The keys are fetched once and kept: refetched when older than `max_age` (so a key the service
+withdraws stops vouching within minutes), and at once when a token names a key we do not
+know (the service rotated its key), at most once per `refetch_interval` so that tokens with
+made-up key ids cannot make us hammer the service. If
 the keys cannot be fetched, keys already held stay in use (a discovery blip must not become an
 outage), and with none held verification fails with `KeysUnavailable`: the caller keeps the
 current credential and retries later, and no unverified claim is used meanwhile.
@@ -20,7 +21,7 @@ vouching for its tokens.
 Only asymmetric algorithms are accepted, and only with a key of the matching type: never
 ``none`` and never HMAC (whose "key" would be the public key anyone can read).
 
-NB: the two log lines go through the standard ``logging`` module with ``extra`` fields, not
+NB: the log lines go through the standard ``logging`` module with ``extra`` fields, not
 structlog: the controller's log setup (``runtime.logs``) renders them as the same JSON lines,
 and the kubelet plugin, which verifies with this module too, starts without structlog.
 """
@@ -28,6 +29,7 @@ and the kubelet plugin, which verifies with this module too, starts without stru
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -47,7 +49,7 @@ log = logging.getLogger("pull_secret_updater.tokens")
 ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
-DEFAULT_MAX_AGE = 3600.0
+DEFAULT_MAX_AGE = 600.0
 DEFAULT_REFETCH_INTERVAL = 10.0
 DEFAULT_LEEWAY = 60.0
 MAX_VERDICTS = 4096
@@ -83,22 +85,36 @@ class TokenVerifier:
         self._clock = clock
         self._monotonic = monotonic
         self._keys: dict[str, jwt.PyJWK] | None = None  # by kid ("" for a key without one)
+        self._prints: dict[str, str] = {}  # kid -> fingerprint of the key published under it
         self._fetched_at = 0.0
         self._attempted_at: float | None = None
         self._failure: KeysUnavailable | None = None
         self._lock = asyncio.Lock()
-        self._verdicts: OrderedDict[str, VerifiedToken] = OrderedDict()
+        # token -> (verdict, fingerprint of the key it verified with)
+        self._verdicts: OrderedDict[str, tuple[VerifiedToken, str]] = OrderedDict()
         #: Key-set fetches that succeeded, for tests and metrics.
         self.fetches = 0
+        #: Called when a key that vouched for tokens is withdrawn (or replaced under its id), so
+        #: the holders of those tokens can be looked at again at once.
+        self.on_withdrawn: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(issuer={self.issuer!r}, audience={self.audience!r})"
 
     def knows(self, key_id: str | None) -> bool:
-        """Whether a token signed with `key_id` could still verify with the keys held now."""
+        """Whether a key is published under `key_id` (any key, for None) in the keys held."""
         if self._keys is None:
             return False
         return key_id in self._keys if key_id is not None else bool(self._keys)
+
+    def still_trusted(self, token: VerifiedToken) -> bool:
+        """Whether `token`, verified earlier, still verifies with the keys held now.
+
+        Its verdict is kept exactly as long as the key it verified with is published (same key
+        id, same key); a verdict dropped from the bounded cache counts as not trusted, which
+        costs at most one exchange.
+        """
+        return token.token in self._verdicts
 
     async def ensure_keys(self) -> None:
         """Fetch the keys if none are held; raises KeysUnavailable if that fails."""
@@ -109,7 +125,7 @@ class TokenVerifier:
         cached = self._verdicts.get(token)
         if cached is not None:
             self._verdicts.move_to_end(token)
-            return cached
+            return cached[0]
         kid, algorithm = _header(token)
         keys = await self._key_set(wanted=kid)
         candidates = [
@@ -123,7 +139,8 @@ class TokenVerifier:
                 if kid is None or kid not in keys
                 else f"token is signed with {algorithm}, not with the algorithm of its key"
             )
-        payload = _verified_payload(token, candidates)
+        payload, key = _verified_payload(token, candidates)
+        fingerprint = self._prints[key.key_id or ""]
         claims = check_claims(
             payload,
             issuer=self.issuer,
@@ -142,7 +159,7 @@ class TokenVerifier:
             expires_at=claims.exp,
             key_id=kid,
         )
-        self._verdicts[token] = verified
+        self._verdicts[token] = (verified, fingerprint)
         while len(self._verdicts) > MAX_VERDICTS:
             self._verdicts.popitem(last=False)
         return verified
@@ -175,21 +192,36 @@ class TokenVerifier:
                 )
             return self._keys
 
-    def _install(self, fresh: dict[str, jwt.PyJWK], *, now: float) -> None:
-        if self._keys is None or set(fresh) != set(self._keys):
+    def _install(self, fetched: dict[str, tuple[jwt.PyJWK, str]], *, now: float) -> None:
+        fresh = {kid: key for kid, (key, _) in fetched.items()}
+        prints = {kid: fingerprint for kid, (_, fingerprint) in fetched.items()}
+        if prints != self._prints:
             log.info(
                 "token service keys loaded",
                 extra={"key_ids": sorted(fresh), "issuer": self.issuer},
             )
-            self._verdicts.clear()
+            # A key withdrawn, or replaced under the same id, stops vouching for its tokens.
+            published = set(prints.values())
+            withdrawn = [t for t, (_, fp) in self._verdicts.items() if fp not in published]
+            for token in withdrawn:
+                del self._verdicts[token]
+            if set(self._prints.values()) - published:
+                log.warning(
+                    "the token service withdrew a signing key",
+                    extra={"issuer": self.issuer, "tokens_no_longer_trusted": len(withdrawn)},
+                )
+                for listener in self.on_withdrawn:
+                    listener()
         self._keys = fresh
+        self._prints = prints
         self._fetched_at = now
         self.fetches += 1
 
-    async def _fetch(self) -> dict[str, jwt.PyJWK]:
+    async def _fetch(self) -> dict[str, tuple[jwt.PyJWK, str]]:
         discovery_url = f"{self.issuer}/.well-known/openid-configuration"
         discovery = await self._get_json(discovery_url, what="discovery document")
-        if discovery.get("issuer", "").rstrip("/") != self.issuer:
+        named = discovery.get("issuer")
+        if not isinstance(named, str) or named.rstrip("/") != self.issuer:
             raise KeysUnavailable(f"the discovery document at {discovery_url} names another issuer")
         jwks_uri = discovery.get("jwks_uri")
         if not isinstance(jwks_uri, str) or not jwks_uri.startswith("https://"):
@@ -200,11 +232,11 @@ class TokenVerifier:
         entries = document.get("keys")
         if not isinstance(entries, list):
             raise KeysUnavailable(f"the key set at {jwks_uri} has no keys list")
-        keys: dict[str, jwt.PyJWK] = {}
+        keys: dict[str, tuple[jwt.PyJWK, str]] = {}
         for entry in entries:
             key = _signing_key(entry)
             if key is not None:
-                keys[key.key_id or ""] = key
+                keys[key.key_id or ""] = (key, _fingerprint(entry))
         if not keys:
             raise KeysUnavailable(f"the key set at {jwks_uri} holds no usable signing key")
         return keys
@@ -216,12 +248,14 @@ class TokenVerifier:
                 status = response.status_code
         except httpx2.HTTPError as e:
             verification = verification_failure(e)
-            problem = (
-                f"its certificate could not be verified ({verification})"
-                if verification
-                else type(e).__name__
-            )
-            raise KeysUnavailable(f"cannot fetch the {what} at {url}: {problem}") from None
+            if verification:
+                raise KeysUnavailable(
+                    f"cannot fetch the {what} at {url}: its certificate could not be verified "
+                    f"({verification}); check the CA bundle setting (ca_bundle, PSU_CA_BUNDLE)",
+                    cause="tls",
+                    retryable=False,
+                ) from None
+            raise KeysUnavailable(f"cannot fetch the {what} at {url}: {type(e).__name__}") from None
         if status != 200:
             raise KeysUnavailable(f"the {what} at {url} answered {status}")
         document = load_json(body) if body is not None else NOT_JSON
@@ -248,11 +282,11 @@ def _header(token: str) -> tuple[str | None, str]:
     return kid, algorithm
 
 
-def _verified_payload(token: str, candidates: list[jwt.PyJWK]) -> dict[str, Any]:
+def _verified_payload(token: str, candidates: list[jwt.PyJWK]) -> tuple[dict[str, Any], jwt.PyJWK]:
     problem = "token's signature does not verify with the token service's keys"
     for key in candidates:
         try:
-            return jwt.decode(
+            payload = jwt.decode(
                 token,
                 key=key,
                 algorithms=[key.algorithm_name],
@@ -268,12 +302,21 @@ def _verified_payload(token: str, candidates: list[jwt.PyJWK]) -> dict[str, Any]
                     "verify_jti": False,
                 },
             )
+            return payload, key
         except jwt.InvalidSignatureError:
             continue
         except jwt.PyJWTError:
             problem = "token's payload cannot be decoded"
             break
     raise InvalidToken(problem)
+
+
+def _fingerprint(entry: dict[str, Any]) -> str:
+    """A key's identity: its public parameters, whatever id it is published under."""
+    return json.dumps(
+        {k: v for k, v in entry.items() if k not in ("kid", "use", "alg", "key_ops")},
+        sort_keys=True,
+    )
 
 
 def _signing_key(entry: object) -> jwt.PyJWK | None:

@@ -95,8 +95,15 @@ async def run_check(
     Raises ToolError for a configuration that cannot work (a bad CA bundle, say); a failed
     exchange is an outcome, not an exception.
     """
-    client: lightkube.AsyncClient | None = None
-    recording = _Recording(wiring.subject_tokens(settings, client=open_client))
+    opened: list[lightkube.AsyncClient] = []
+
+    def client() -> lightkube.AsyncClient:
+        # One client, opened on first use (only TokenRequest needs one) and closed at the end.
+        if not opened:
+            opened.append(open_client())
+        return opened[0]
+
+    recording = _Recording(wiring.subject_tokens(settings, client=client))
     subject = wiring.subject_for(settings)(namespace or settings.namespace)
     try:
         try:
@@ -118,8 +125,8 @@ async def run_check(
             identity=identity, registry=settings.registry, sent=recording.facts, issued=facts
         )
     finally:
-        if client is not None:
-            await client.close()
+        for each in opened:
+            await each.close()
 
 
 def describe_outcome(outcome: CheckOutcome, *, now: float | None = None) -> list[str]:
