@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: setup test lint unit devstack demo bench bench-quick docs image
+.PHONY: setup test lint unit devstack demo bench bench-quick docs image credential-provider
 
 setup:
 	@bash hack/setup.sh
@@ -33,6 +33,10 @@ docs: setup
 
 image: setup
 	bash hack/build-image.sh
+
+# The kubelet plugin as one executable with its own Python: dist/pull-secret-updater-credential-provider
+credential-provider: setup
+	bash hack/build-credential-provider.sh --out dist
 
 bench: setup
 	uv run python -m bench --out bench-results

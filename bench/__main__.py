@@ -10,7 +10,15 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import cold_fill, footprint, refresh_wave, report, scale, steady_latency
+from bench import (
+    cold_fill,
+    credential_provider,
+    footprint,
+    refresh_wave,
+    report,
+    scale,
+    steady_latency,
+)
 from bench.lab import Stacks
 from bench.results import ScenarioResult
 from bench.sizes import FULL, QUICK, Sizes
@@ -23,6 +31,7 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "steady_latency": (steady_latency.TITLE, steady_latency.run),
     "refresh_wave": (refresh_wave.TITLE, refresh_wave.run),
     "scale": (scale.TITLE, scale.run),
+    "credential_provider": (credential_provider.TITLE, credential_provider.run),
     "footprint": (footprint.TITLE, footprint.run),
 }
 

@@ -46,6 +46,9 @@ class Sizes:
     #: Seconds of steady state after the fill whose API requests are counted.
     scale_request_window: float = 60.0
 
+    # credential-provider plugin: cold calls of the bundle (and of the project's Python)
+    plugin_calls: int = 50
+
     @property
     def quick(self) -> bool:
         return self.mode == "quick"
@@ -70,4 +73,5 @@ QUICK = Sizes(
     scale_secrets=(200, 500, 1000),
     scale_settle=1.5,
     scale_request_window=6.0,
+    plugin_calls=15,
 )

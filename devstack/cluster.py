@@ -195,6 +195,9 @@ class ControlPlane:
                 f"--tls-private-key-file={serving.key}",
                 f"--client-ca-file={ca.cert_file}",
                 "--authorization-mode=Node,RBAC",
+                # As on kubeadm and KinD: a kubelet may act only for its own Pods, and request
+                # tokens only with audiences its Pods mount or RBAC grants it.
+                "--enable-admission-plugins=NodeRestriction",
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={self._sa_keys.cert}",
                 f"--service-account-signing-key-file={self._sa_keys.key}",

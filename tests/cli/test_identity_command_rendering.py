@@ -133,3 +133,25 @@ def test_only_an_identity_with_keys_gets_the_rotation_warning() -> None:
     assert "create a new identity with the new keys" in warning
     assert "pull-secret-updater.chainguard.dev/identity" in warning
     assert rotation_warning(plan(GKE)) is None
+
+
+def test_a_workload_identity_trusts_one_service_account_with_the_kubelets_audience() -> None:
+    command = plan(KIND, namespace="team-a", service_account="app", audience="sts.example",
+                   name="kind-team-a-app").command()  # fmt: skip
+    assert words(command)[4] == "kind-team-a-app"
+    assert flags(command) == {
+        "issuer-keys": json.dumps(JWKS, separators=(",", ":")),
+        "identity-issuer": KIND,
+        "subject": "system:serviceaccount:team-a:app",
+        "audience": "sts.example",
+        "role": "registry.pull",
+    }
+
+
+def test_without_an_audience_none_is_printed() -> None:
+    assert "--audience" not in plan(KIND).command()
+
+
+def test_the_workload_identitys_default_name_names_the_service_account() -> None:
+    assert classify_issuer(KIND).workload_name("team-a", "app") == "kind-team-a-app"
+    assert classify_issuer(EKS).workload_name("team-a", "app") == "eks-team-a-app"

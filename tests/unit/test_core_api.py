@@ -29,6 +29,7 @@ def test_public_api_is_pinned() -> None:
         "Verdict",
         "VerifiedToken",
         "Wait",
+        "cache_duration",
         "check_claims",
         "check_fresh",
         "cleared_status",

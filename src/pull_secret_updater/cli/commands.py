@@ -2,7 +2,8 @@
 
 ``run`` is the controller. The other commands are helpers for the people who install it:
 ``identity-command`` prints the ``chainctl iam identities create`` command for the cluster of
-the current kubeconfig, ``status`` shows the managed Secrets, ``check`` performs one exchange.
+the current kubeconfig, ``status`` shows the managed Secrets, ``check`` performs one exchange,
+``credential-provider`` prints what installs the kubelet plugin on nodes.
 Every failure is one line on stderr and a non-zero exit, never a traceback: 2 when the command
 is called or configured wrongly, 1 when what it talks to fails.
 """
@@ -18,7 +19,7 @@ import httpx2
 import lightkube
 
 from pull_secret_updater import version
-from pull_secret_updater.cli import helpers
+from pull_secret_updater.cli import helpers, nodes
 from pull_secret_updater.cli.flags import load_settings
 from pull_secret_updater.core.redaction import redact, truncate
 from pull_secret_updater.kube.errors import KubeError, translate
@@ -47,6 +48,10 @@ _COMMANDS: dict[str, _Command] = {
         "show the managed Secrets: identity, expiry, last refresh, last error", helpers.status
     ),
     "check": _Command("exchange once for an identity, as the controller would", helpers.check),
+    "credential-provider": _Command(
+        "print the kubelet plugin's CredentialProviderConfig or RBAC (config, rbac)",
+        nodes.credential_provider,
+    ),
 }
 
 

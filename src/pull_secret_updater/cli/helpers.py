@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import NoReturn
 
 import lightkube
+import yaml
 
 from pull_secret_updater.cli.flags import build_parser, load_settings
 from pull_secret_updater.core import annotations as keys
 from pull_secret_updater.core.errors import BadInput
 from pull_secret_updater.core.names import is_dns_label
+from pull_secret_updater.credentialprovider import install
+from pull_secret_updater.credentialprovider.options import DEFAULT_AUDIENCE
 from pull_secret_updater.kube.client import make_client
 from pull_secret_updater.tokens.errors import TokenSourceError
 from pull_secret_updater.tools import check as checking
@@ -83,14 +86,42 @@ def identity_command(argv: list[str]) -> int:
         help="with --for-namespace: the ServiceAccount whose tokens the controller exchanges in "
         "each namespace (default: pull-secret-updater)",
     )
+    parser.add_argument(
+        "--for-service-account",
+        action="append",
+        metavar="NAMESPACE/NAME",
+        help="kubelet credential-provider mode: print one command per ServiceAccount given "
+        "(repeat the flag), for an identity that trusts that ServiceAccount's tokens with the "
+        "audience the kubelet requests (--audience or --provider-config)",
+    )
+    audience = parser.add_mutually_exclusive_group()
+    audience.add_argument(
+        "--audience",
+        help="with --for-service-account: the tokens' audience, tokenAttributes."
+        f"serviceAccountTokenAudience in the kubelet's config (default: {DEFAULT_AUDIENCE})",
+    )
+    audience.add_argument(
+        "--provider-config",
+        type=Path,
+        metavar="PATH",
+        help="with --for-service-account: take the audience from this CredentialProviderConfig "
+        "(the output of 'credential-provider config')",
+    )
     _add_cluster_flags(parser)
     args = parser.parse_args(argv)
     scoped: list[str] = args.for_namespace or []
-    targets = (
-        [(ns, args.namespace_service_account) for ns in scoped]
-        if scoped
-        else [(args.namespace, args.service_account)]
-    )
+    workloads: list[str] = args.for_service_account or []
+    if scoped and workloads:
+        parser.error("--for-namespace and --for-service-account are different modes: choose one")
+    if not workloads and (args.audience is not None or args.provider_config is not None):
+        parser.error("--audience and --provider-config go with --for-service-account")
+    token_audience = _workload_audience(args) if workloads else None
+    if workloads:
+        targets = [_namespaced_name(value) for value in workloads]
+    elif scoped:
+        targets = [(ns, args.namespace_service_account) for ns in scoped]
+    else:
+        targets = [(args.namespace, args.service_account)]
     try:
         for namespace, service_account in targets:
             identities.check_target(
@@ -116,11 +147,17 @@ def identity_command(argv: list[str]) -> int:
                 issuer_class=issuer_class,
                 namespace=namespace,
                 service_account=service_account,
-                name=(
-                    f"{args.name or issuer_class.default_name}-{namespace}" if scoped else args.name
+                name=_identity_name(
+                    args.name,
+                    issuer_class,
+                    namespace,
+                    service_account,
+                    scoped=bool(scoped),
+                    workload=bool(workloads),
                 ),
                 jwks=jwks,
                 embed_keys=args.embed_keys,
+                audience=token_audience,
             )
             for namespace, service_account in targets
         ]
@@ -141,11 +178,63 @@ def identity_command(argv: list[str]) -> int:
             "namespace's Secrets with its UID, and create the ServiceAccount there: "
             + "; ".join(f"kubectl create serviceaccount {sa} -n {ns}" for ns, sa in targets)
         )
+    if workloads:
+        _note(
+            "credential-provider mode: each identity trusts one ServiceAccount's tokens with "
+            f"audience {token_audience}, as the kubelet requests them for its Pods; annotate "
+            "that ServiceAccount with the identity's UID: "
+            + "; ".join(
+                f"kubectl annotate serviceaccount {sa} -n {ns} {keys.IDENTITY}=<UID>"
+                for ns, sa in targets
+            )
+        )
     print("\n\n".join(p.command() for p in plans), flush=True)
     warning = identities.rotation_warning(plan)
     if warning is not None:
         _note(warning)
     return 0
+
+
+def _namespaced_name(value: str) -> tuple[str, str]:
+    namespace, slash, name = value.partition("/")
+    if not slash or not namespace or not name:
+        raise UsageError(f"--for-service-account {value!r}: expected NAMESPACE/NAME")
+    return namespace, name
+
+
+def _workload_audience(args: argparse.Namespace) -> str:
+    if args.audience is not None:
+        if not args.audience.strip():
+            raise UsageError("--audience must not be empty")
+        return str(args.audience)
+    if args.provider_config is None:
+        return DEFAULT_AUDIENCE
+    try:
+        document = yaml.safe_load(args.provider_config.read_text())
+        return install.audience_in_config(document)
+    except (OSError, yaml.YAMLError, ValueError) as e:
+        problem = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ToolError(
+            f"cannot read the audience from {args.provider_config}: {problem}", exit_code=USAGE
+        ) from None
+
+
+def _identity_name(
+    name: str | None,
+    issuer_class: identities.IssuerClass,
+    namespace: str,
+    service_account: str,
+    *,
+    scoped: bool,
+    workload: bool,
+) -> str | None:
+    if workload:
+        if name:
+            return f"{name}-{namespace}-{service_account}"
+        return issuer_class.workload_name(namespace, service_account)
+    if scoped:
+        return f"{name or issuer_class.default_name}-{namespace}"
+    return name
 
 
 def status(argv: list[str]) -> int:

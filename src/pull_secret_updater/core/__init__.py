@@ -40,7 +40,7 @@ from pull_secret_updater.core.dockerconfig import (
 )
 from pull_secret_updater.core.errors import BadInput, Reason
 from pull_secret_updater.core.policy import ALLOW_ALL, Policy, parse_policy
-from pull_secret_updater.core.schedule import Schedule
+from pull_secret_updater.core.schedule import Schedule, cache_duration
 
 __all__ = [
     "ALLOW_ALL",
@@ -65,6 +65,7 @@ __all__ = [
     "Verdict",
     "VerifiedToken",
     "Wait",
+    "cache_duration",
     "check_claims",
     "check_fresh",
     "cleared_status",

@@ -23,6 +23,13 @@ comes from their different tokens.
 
 The per-identity cache (`tokens.cache`) asks the same `Schedule` whether a cached token may
 still be handed out, so a Secret never receives a token that is already due.
+
+A token handed to someone who keeps it without asking us again (the kubelet, which caches
+what the credential-provider plugin answers) gets `cache_duration` instead: how long it may
+be kept. There is no jitter and no retry window to leave (the kubelet calls the plugin again
+when its entry expires), so it is kept until `margin` before its verified expiry, long enough
+for a pull that starts with it to finish, and, like a Secret's token, no longer than
+`max_interval` after issue.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ DEFAULT_MARGIN = 60.0
 DEFAULT_MAX_INTERVAL = 4 * 3600.0
 DEFAULT_MIN_INTERVAL = 5.0
 DEFAULT_FLOOR = 1.0
+DEFAULT_CACHE_MARGIN = 300.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +119,30 @@ class Schedule:
                 written_at = min(written_at, now)
             when = max(when, min(written_at + self.min_interval, latest))
         return when
+
+
+def cache_duration(
+    *,
+    issued_at: float,
+    expires_at: float,
+    now: float,
+    margin: float = DEFAULT_CACHE_MARGIN,
+    max_interval: float = DEFAULT_MAX_INTERVAL,
+) -> int:
+    """Whole seconds from `now` that a token valid from `issued_at` to `expires_at` may be
+    kept by whoever it is handed to: until `margin` before expiry, and no longer than
+    `max_interval` after issue. 0 means "do not keep it": it is still good for the pull at
+    hand, not for the next one. All times are epoch seconds.
+    """
+    for name, value in (("issued_at", issued_at), ("expires_at", expires_at), ("now", now)):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite")
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ValueError("margin must be a number of seconds >= 0")
+    if not (math.isfinite(max_interval) and max_interval > 0):
+        raise ValueError("max interval must be a number of seconds > 0")
+    until = min(expires_at - margin, issued_at + max_interval)
+    return max(0, math.floor(until - now))
 
 
 def _seed(token: str) -> int:

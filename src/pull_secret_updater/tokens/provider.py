@@ -31,6 +31,12 @@ class Subject:
         return f"system:serviceaccount:{self.namespace}:{self.service_account}"
 
 
+class SubjectTokenSource(Protocol):
+    """Gives the current service-account token of a subject; raises TokenSourceError."""
+
+    async def get(self, subject: Subject) -> str: ...
+
+
 class TokenProvider(Protocol):
     """Mints and verifies registry tokens; raises `errors.ExchangeError` on failure."""
 

@@ -1,8 +1,9 @@
 """Service-account tokens: what the controller exchanges for registry tokens.
 
 For its own ServiceAccount there are two sources, as on a real cluster. A projected volume
-(kubelet writes the file and rotates it well before expiry) is the default and needs no API
-permission; it is re-read at every use, because caching it would outlive a rotation. The
+(kubelet writes the file and rotates it well before expiry; `tokenfile`) is the default and
+needs no API permission; it is re-read at every use, because caching it would outlive a
+rotation. The
 TokenRequest API is for running outside a pod (a laptop, the local stack) or where projected
 volumes are not available; there the token is our own request, so it is kept until most of
 its lifetime has passed.
@@ -22,21 +23,29 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx2
-from lightkube import ApiError, AsyncClient
-from lightkube.models.authentication_v1 import TokenRequestSpec
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import ServiceAccountToken
 
 from pull_secret_updater.core.redaction import truncate
 from pull_secret_updater.tokens.errors import TokenSourceError
-from pull_secret_updater.tokens.provider import Subject
+from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource
+from pull_secret_updater.tokens.tokenfile import DEFAULT_TOKEN_PATH, ProjectedFileTokenSource
+
+if TYPE_CHECKING:
+    from lightkube import AsyncClient
+
+__all__ = [
+    "DEFAULT_AUDIENCE",
+    "DEFAULT_TOKEN_PATH",
+    "ProjectedFileTokenSource",
+    "ServiceAccountTokenSource",
+    "SubjectTokenSource",
+    "SubjectTokens",
+    "TokenRequestTokenSource",
+]
 
 DEFAULT_AUDIENCE = "issuer.enforce.dev"
-DEFAULT_TOKEN_PATH = Path("/var/run/chainguard/oidc/oidc-token")
 
 #: The API server's minimum for TokenRequest.spec.expirationSeconds.
 MIN_EXPIRATION_SECONDS = 600
@@ -52,40 +61,6 @@ class ServiceAccountTokenSource(Protocol):
     """Gives the controller's current service-account token; raises TokenSourceError."""
 
     async def get(self) -> str: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProjectedFileTokenSource:
-    """Reads the token kubelet projects into the pod, afresh at every call."""
-
-    path: Path = DEFAULT_TOKEN_PATH
-
-    async def get(self) -> str:
-        # NB: read synchronously: it is a tiny file on a tmpfs, cheaper than a thread hop.
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError as e:
-            raise TokenSourceError(
-                f"service-account token file {self.path} does not exist; mount a projected "
-                "serviceAccountToken volume there, or set token_source to tokenrequest"
-            ) from e
-        except IsADirectoryError as e:
-            raise TokenSourceError(
-                f"service-account token path {self.path} is a directory, not a file"
-            ) from e
-        except PermissionError as e:
-            raise TokenSourceError(
-                f"service-account token file {self.path} cannot be read: permission denied"
-            ) from e
-        except OSError as e:
-            raise TokenSourceError(
-                f"service-account token file {self.path} cannot be read: "
-                f"{e.strerror or type(e).__name__}"
-            ) from e
-        token, problem = _decode_token(raw)
-        if problem is not None:
-            raise TokenSourceError(f"service-account token file {self.path} {problem}")
-        return token
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +115,13 @@ class TokenRequestTokenSource:
             return self._current.token
 
     async def _request(self) -> _Requested:
+        # NB: lightkube is loaded here, at the first TokenRequest, so that the file source
+        # (all the kubelet plugin needs) loads without the Kubernetes client.
+        from lightkube import ApiError
+        from lightkube.models.authentication_v1 import TokenRequestSpec
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.core_v1 import ServiceAccountToken
+
         what = f"TokenRequest for ServiceAccount {self.namespace}/{self.service_account}"
         requested_at = self._clock()
         # NB: lightkube reads metadata.namespace on every namespaced POST, so it must be set.
@@ -195,12 +177,6 @@ class TokenRequestTokenSource:
 MAX_SUBJECTS = 4096
 
 
-class SubjectTokenSource(Protocol):
-    """Gives the current service-account token of a subject; raises TokenSourceError."""
-
-    async def get(self, subject: Subject) -> str: ...
-
-
 class SubjectTokens:
     """Service-account tokens per subject: `own` from `own_source`, any other subject from
     TokenRequest (only with namespace-scoped identities, which the RBAC must allow)."""
@@ -245,18 +221,3 @@ class SubjectTokens:
 def _retryable(status: int) -> bool:
     # Other 4xx are a missing RBAC rule or ServiceAccount: mended by a human, not by time.
     return status in (408, 429) or status >= 500
-
-
-def _decode_token(raw: bytes) -> tuple[str, str | None]:
-    # NB: the problem is returned, not raised inside `except`: UnicodeDecodeError.object is
-    # the file's content, which must not stay reachable from our exception.
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError:
-        return "", "is not ASCII text, so it is not a token"
-    token = text.strip()
-    if not token:
-        return "", "is empty"
-    if any(c.isspace() for c in token):
-        return "", "holds more than one word, so it is not a token"
-    return token, None

@@ -47,8 +47,7 @@ from pull_secret_updater.tokens.http import (
     read_bounded,
     verification_failure,
 )
-from pull_secret_updater.tokens.provider import Subject
-from pull_secret_updater.tokens.satoken import SubjectTokenSource
+from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource
 from pull_secret_updater.tokens.verification import TokenVerifier
 from pull_secret_updater.version import user_agent
 

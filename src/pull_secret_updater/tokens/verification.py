@@ -20,12 +20,17 @@ vouching for its tokens.
 
 Only asymmetric algorithms are accepted, and only with a key of the matching type: never
 ``none`` and never HMAC (whose "key" would be the public key anyone can read).
+
+NB: the log lines go through the standard ``logging`` module with ``extra`` fields, not
+structlog: the controller's log setup (``runtime.logs``) renders them as the same JSON lines,
+and the kubelet plugin, which verifies with this module too, starts without structlog.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections import OrderedDict
@@ -34,13 +39,12 @@ from typing import Any
 
 import httpx2
 import jwt
-import structlog
 
 from pull_secret_updater.core.claims import InvalidToken, VerifiedToken, check_claims
 from pull_secret_updater.tokens.errors import KeysUnavailable
 from pull_secret_updater.tokens.http import NOT_JSON, load_json, read_bounded, verification_failure
 
-log = structlog.get_logger("pull_secret_updater.tokens")
+log = logging.getLogger("pull_secret_updater.tokens")
 
 ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -177,8 +181,7 @@ class TokenVerifier:
                     self._failure = e
                     log.warning(
                         "cannot fetch the token service's keys",
-                        error=e.message,
-                        keeping_old_keys=held is not None,
+                        extra={"error": e.message, "keeping_old_keys": held is not None},
                     )
                 else:
                     self._failure = None
@@ -193,15 +196,20 @@ class TokenVerifier:
         fresh = {kid: key for kid, (key, _) in fetched.items()}
         prints = {kid: fingerprint for kid, (_, fingerprint) in fetched.items()}
         if prints != self._prints:
-            log.info("token service keys loaded", key_ids=sorted(fresh), issuer=self.issuer)
+            log.info(
+                "token service keys loaded",
+                extra={"key_ids": sorted(fresh), "issuer": self.issuer},
+            )
             # A key withdrawn, or replaced under the same id, stops vouching for its tokens.
             published = set(prints.values())
             withdrawn = [t for t, (_, fp) in self._verdicts.items() if fp not in published]
             for token in withdrawn:
                 del self._verdicts[token]
             if set(self._prints.values()) - published:
-                log.warning("the token service withdrew a signing key", issuer=self.issuer,
-                            tokens_no_longer_trusted=len(withdrawn))  # fmt: skip
+                log.warning(
+                    "the token service withdrew a signing key",
+                    extra={"issuer": self.issuer, "tokens_no_longer_trusted": len(withdrawn)},
+                )
                 for listener in self.on_withdrawn:
                     listener()
         self._keys = fresh

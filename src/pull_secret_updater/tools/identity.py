@@ -96,6 +96,10 @@ class IssuerClass:
         """The identity name used when none is given: `kind-pull-secrets`, `gke-...`."""
         return f"{_NAME_PREFIX[self.kind]}-pull-secrets"
 
+    def workload_name(self, namespace: str, service_account: str) -> str:
+        """The default name of a workload's own identity: `kind-team-a-app`."""
+        return f"{_NAME_PREFIX[self.kind]}-{namespace}-{service_account}"
+
 
 def classify_issuer(issuer: str) -> IssuerClass:
     """The kind of cluster behind a service-account issuer URL, and why."""
@@ -165,7 +169,9 @@ def service_account_subject(namespace: str, service_account: str) -> str:
 class IdentityPlan:
     """The identity to create; `command()` is the `chainctl` command line that creates it.
 
-    `issuer_keys` is the issuer's JWKS as compact JSON when the identity must carry the keys.
+    `issuer_keys` is the issuer's JWKS as compact JSON when the identity must carry the keys;
+    `audience`, when set, the audience the Kubernetes tokens must carry (for the kubelet's
+    credential-provider tokens, whose audience the kubelet's config chooses).
     """
 
     name: str
@@ -174,6 +180,7 @@ class IdentityPlan:
     subject_is_pattern: bool
     issuer_keys: str | None
     role: str = ROLE
+    audience: str | None = None
 
     def command(self) -> str:
         """The command as a user would type it, one flag per line joined with ` \\`."""
@@ -183,6 +190,8 @@ class IdentityPlan:
         lines.append(f"--identity-issuer={shlex.quote(self.issuer)}")
         subject_flag = "--subject-pattern" if self.subject_is_pattern else "--subject"
         lines.append(f"{subject_flag}={shlex.quote(self.subject)}")
+        if self.audience is not None:
+            lines.append(f"--audience={shlex.quote(self.audience)}")
         lines.append(f"--role={shlex.quote(self.role)}")
         return " \\\n    ".join(lines)
 
@@ -196,8 +205,10 @@ def plan_identity(
     name: str | None = None,
     jwks: Mapping[str, object] | None = None,
     embed_keys: bool = False,
+    audience: str | None = None,
 ) -> IdentityPlan:
-    """The identity that lets `namespace/service_account` of this cluster pull.
+    """The identity that lets `namespace/service_account` of this cluster pull (with tokens of
+    `audience`, when given).
 
     Keys are embedded when the issuer is not public, or when `embed_keys` asks for it; `jwks`
     is then required. GKE gets `--subject-pattern` (as the original instructions have it) with
@@ -218,6 +229,7 @@ def plan_identity(
         subject=subject.replace(".", r"\.") if pattern else subject,
         subject_is_pattern=pattern,
         issuer_keys=keys,
+        audience=audience,
     )
 
 

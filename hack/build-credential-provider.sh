@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Build the kubelet credential-provider plugin as one self-contained executable: a PyInstaller
+# one-file bundle of the plugin and the locked runtime dependencies it imports, with its own
+# Python, for nodes that have none. Built once per input into a cache outside the repository
+# (keyed by uv.lock, the plugin's sources, the Python and this script); a second run is a no-op.
+# Prints the executable's path on stdout.
+#
+#   hack/build-credential-provider.sh                     # build if missing, print the path
+#   hack/build-credential-provider.sh --out DIR           # and copy it to DIR/
+#   PSU_CACHE_DIR=/somewhere hack/build-credential-provider.sh
+#
+# Reproducible: the build environment is made from uv.lock alone (runtime dependencies and the
+# bundle group, no dev tools, which PyInstaller would otherwise find and pack), bytecode and
+# archive timestamps come from SOURCE_DATE_EPOCH, and hash seeds are fixed. The bundle links the
+# build machine's glibc: build it on the oldest distribution the nodes run.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+name=pull-secret-updater-credential-provider
+out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out=$2; shift 2 ;;
+    --out=*) out=${1#--out=}; shift ;;
+    *) echo "usage: $0 [--out DIR]" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '[build-credential-provider] %s\n' "$*" >&2; }
+
+# uv as hack/setup.sh installs it (pip --user) when it is not on the PATH.
+uv=$(command -v uv || echo "$HOME/.local/bin/uv")
+[ -x "$uv" ] || { log "uv is needed (hack/setup.sh installs it)"; exit 1; }
+
+cache=${PSU_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pull-secret-updater}
+python=${PSU_BUNDLE_PYTHON:-$(cd "$root" && "$uv" python find)}
+# Everything that decides the bundle's content goes into the key.
+key=$(
+  {
+    cat "$root/uv.lock" "$root/pyproject.toml" "$0"
+    "$python" -c 'import sys, sysconfig; print(sys.version, sysconfig.get_platform())'
+    # The packages the plugin loads (import-linter and tests/credentialprovider hold it to these).
+    (cd "$root/src/pull_secret_updater" && find __init__.py version.py credentialprovider tokens core \
+        -name '*.py' -print0 | sort -z | xargs -0 sha256sum)
+  } | sha256sum | cut -c1-16
+)
+dest="$cache/credential-provider/$key"
+bundle="$dest/$name"
+
+# NB: the build directory's path ends up in the bundle (the console scripts' shebangs, hashed in
+# the packed dist-info RECORD files), so it is the same wherever the cache is; a lock keeps two
+# builds of the same key apart.
+work=/tmp/psu-credential-provider-build/$key
+mkdir -p "$(dirname "$work")"
+exec 9>"$work.lock"
+flock 9
+if [ ! -x "$bundle" ]; then
+  rm -rf "$work"
+  mkdir -p "$work" "$dest"
+  log "building $name (key $key) with $python"
+  # The environment: the locked runtime dependencies and PyInstaller, then the project itself.
+  (cd "$root" && "$uv" export --frozen --no-dev --group bundle --no-emit-project --no-hashes \
+      --no-header --format requirements-txt) > "$work/requirements.txt"
+  "$uv" venv --quiet --python "$python" "$work/venv" >&2
+  VIRTUAL_ENV="$work/venv" "$uv" pip install --quiet --no-deps -r "$work/requirements.txt" >&2
+  VIRTUAL_ENV="$work/venv" "$uv" pip install --quiet --no-deps "$root" >&2
+  export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(cd "$root" && git log -1 --format=%ct 2>/dev/null || echo 0)}
+  export PYTHONHASHSEED=0
+  # NB: lightkube and yaml are reachable only through the TokenRequest source, which the plugin
+  # never uses (import-linter holds the plugin to that); excluding them keeps the bundle small.
+  (
+    cd "$work"
+    "$work/venv/bin/pyinstaller" \
+      --onefile --strip --noconfirm --clean --log-level WARN \
+      --name "$name" \
+      --distpath "$work/dist" --workpath "$work/build" --specpath "$work" \
+      --copy-metadata pull-secret-updater \
+      --exclude-module lightkube --exclude-module yaml --exclude-module pydantic \
+      --exclude-module pydantic_settings --exclude-module structlog \
+      --exclude-module prometheus_client --exclude-module tkinter \
+      "$root/src/pull_secret_updater/credentialprovider/__main__.py" >&2
+  )
+  # A smoke test before the cache keeps it: --help runs the bundle's own Python.
+  "$work/dist/$name" --help > /dev/null
+  mv "$work/dist/$name" "$bundle.tmp"
+  mv "$bundle.tmp" "$bundle"
+  rm -rf "$work"
+  log "built $bundle ($(du -h "$bundle" | cut -f1))"
+fi
+
+if [ -n "$out" ]; then
+  mkdir -p "$out"
+  cp "$bundle" "$out/$name"
+  echo "$out/$name"
+else
+  echo "$bundle"
+fi

@@ -1,0 +1,215 @@
+"""The plugin's options: the ``args`` of its entry in the kubelet's CredentialProviderConfig.
+
+The kubelet starts the plugin with the arguments the config gives (and its own environment),
+so everything the plugin needs is a flag, and the generator (`config`) writes the same flags.
+No environment variable is read: what a node's kubelet happens to have in its environment
+must not change which token service gets the Pods' tokens.
+
+Pure: argv in, `Options` out; a mistake raises `UsageError` with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from pull_secret_updater.core.annotations import IDENTITY, validate_identity
+from pull_secret_updater.core.errors import BadInput
+from pull_secret_updater.core.schedule import DEFAULT_CACHE_MARGIN, DEFAULT_MAX_INTERVAL
+
+__all__ = [
+    "DEFAULT_AUDIENCE",
+    "DEFAULT_DEADLINE",
+    "DEFAULT_ISSUER",
+    "DEFAULT_REGISTRY",
+    "PROG",
+    "Options",
+    "UsageError",
+    "build_parser",
+    "parse_options",
+]
+
+#: The executable's name, and so the provider's name in the kubelet's config.
+PROG = "pull-secret-updater-credential-provider"
+
+DEFAULT_ISSUER = "https://issuer.enforce.dev"
+DEFAULT_REGISTRY = "cgr.dev"
+#: The audience the token service expects of a Kubernetes token (as the controller's own).
+DEFAULT_AUDIENCE = "issuer.enforce.dev"
+DEFAULT_TIMEOUT = 10.0
+#: The kubelet kills a plugin after one minute; answer (or fail with a reason) before that.
+DEFAULT_DEADLINE = 45.0
+DEFAULT_MIN_LIFETIME = 30.0
+
+
+class UsageError(Exception):
+    """The plugin was configured wrongly; the message is one line."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    """What the plugin does; see `build_parser` for each option's meaning and default."""
+
+    issuer: str = DEFAULT_ISSUER
+    registry: str = DEFAULT_REGISTRY
+    ca_bundle: Path | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    deadline: float = DEFAULT_DEADLINE
+    min_lifetime: float = DEFAULT_MIN_LIFETIME
+    cache_margin: float = DEFAULT_CACHE_MARGIN
+    max_cache: float = DEFAULT_MAX_INTERVAL
+    identity_annotation: str = IDENTITY
+    node_token_file: Path | None = None
+    node_identity: str | None = None
+
+    @property
+    def node_fallback(self) -> bool:
+        """Whether a request without a workload identity uses the node's token and identity."""
+        return self.node_token_file is not None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "A kubelet image credential provider (credentialprovider.kubelet.k8s.io/v1). "
+            "Reads a CredentialProviderRequest on stdin, exchanges the Pod's ServiceAccount "
+            "token at the token service for a registry token of the identity named in the "
+            "ServiceAccount's annotation, verifies it against the token service's published "
+            "keys, and writes a CredentialProviderResponse on stdout. Errors are one line on "
+            "stderr and a non-zero exit (2: the request or the options, 1: the exchange)."
+        ),
+        allow_abbrev=False,
+    )
+    add = parser.add_argument
+    add(
+        "--issuer",
+        default=DEFAULT_ISSUER,
+        help=f"base URL of the token service (https; default: {DEFAULT_ISSUER})",
+    )
+    add(
+        "--registry",
+        default=DEFAULT_REGISTRY,
+        help="registry host the tokens are for: the exchange's aud and the key of the answer's "
+        f"auth (default: {DEFAULT_REGISTRY})",
+    )
+    add(
+        "--ca-bundle",
+        type=Path,
+        metavar="PATH",
+        help="PEM file of the CA certificates that alone are trusted for the token service "
+        "(default: the system's trust store)",
+    )
+    add(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"connect and read timeout of each request (default: {DEFAULT_TIMEOUT:g})",
+    )
+    add(
+        "--deadline",
+        type=float,
+        default=DEFAULT_DEADLINE,
+        metavar="SECONDS",
+        help="the whole call's time limit; the kubelet kills a plugin after 60 "
+        f"(default: {DEFAULT_DEADLINE:g})",
+    )
+    add(
+        "--min-lifetime",
+        type=float,
+        default=DEFAULT_MIN_LIFETIME,
+        metavar="SECONDS",
+        help=f"refuse a token that expires sooner than this (default: {DEFAULT_MIN_LIFETIME:g})",
+    )
+    add(
+        "--cache-margin",
+        type=float,
+        default=DEFAULT_CACHE_MARGIN,
+        metavar="SECONDS",
+        help="the kubelet keeps the credential until this long before the token expires "
+        f"(default: {DEFAULT_CACHE_MARGIN:g})",
+    )
+    add(
+        "--max-cache",
+        type=float,
+        default=DEFAULT_MAX_INTERVAL,
+        metavar="SECONDS",
+        help="and never longer than this after the token was issued "
+        f"(default: {DEFAULT_MAX_INTERVAL:g})",
+    )
+    add(
+        "--identity-annotation",
+        default=IDENTITY,
+        metavar="KEY",
+        help="the ServiceAccount annotation that names the identity; the config must pass it "
+        f"(tokenAttributes) (default: {IDENTITY})",
+    )
+    add(
+        "--node-token-file",
+        type=Path,
+        metavar="PATH",
+        help="fallback for requests without a workload identity (no ServiceAccount token, or "
+        "one without the annotation): exchange the token in this file, re-read at each call, "
+        "for --node-identity (default: no fallback; such requests fail)",
+    )
+    add(
+        "--node-identity",
+        metavar="UID",
+        help="the identity the node's token is exchanged for (with --node-token-file)",
+    )
+    return parser
+
+
+def parse_options(argv: Sequence[str]) -> Options:
+    """The options from the plugin's arguments; raises UsageError."""
+    args = build_parser().parse_args(list(argv))
+    issuer = str(args.issuer).strip().rstrip("/")
+    if "://" not in issuer:
+        issuer = f"https://{issuer}"
+    if not issuer.startswith("https://"):
+        raise UsageError("--issuer must be an https:// URL; the exchange is never sent in clear")
+    registry = str(args.registry).strip()
+    if not registry or "/" in registry or any(c.isspace() for c in registry):
+        raise UsageError("--registry must be a registry host (and port), such as cgr.dev")
+    for name in ("timeout", "deadline", "max_cache"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            raise UsageError(f"--{name.replace('_', '-')} must be a number of seconds > 0")
+    for name in ("min_lifetime", "cache_margin"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"--{name.replace('_', '-')} must be a number of seconds >= 0")
+    if not args.identity_annotation or any(c.isspace() for c in args.identity_annotation):
+        raise UsageError("--identity-annotation must be an annotation key")
+    if (args.node_token_file is None) != (args.node_identity is None):
+        raise UsageError("--node-token-file and --node-identity go together")
+    if args.node_identity is not None:
+        try:
+            validate_identity(args.node_identity)
+        except BadInput as e:
+            raise UsageError(
+                e.message.replace(f"annotation {IDENTITY}", "--node-identity")
+            ) from None
+    return Options(
+        issuer=issuer,
+        registry=registry,
+        ca_bundle=args.ca_bundle,
+        timeout=args.timeout,
+        deadline=args.deadline,
+        min_lifetime=args.min_lifetime,
+        cache_margin=args.cache_margin,
+        max_cache=args.max_cache,
+        identity_annotation=args.identity_annotation,
+        node_token_file=args.node_token_file,
+        node_identity=args.node_identity,
+    )
