@@ -14,6 +14,12 @@ NB: the controller's own write comes back as a watch event. ``reconcile`` stores
 the write returned, so that event carries a resourceVersion already in the store and is
 dropped; if it does get reconciled, the Secret holds a verified token of its own, the
 decision is ``Wait``, and no write and no exchange follows.
+
+NB: longer than our other modules because ``reconcile`` is one step with many exits (ignore,
+bad input, policy labels unavailable, verification unavailable, wait, fill, conflict, deleted
+meanwhile, write refused), and each says here why it is safe. What could leave did: the
+decision and the refresh time (``core``), failure bookkeeping and backoff (`failures`),
+namespace labels (``kube.namespaces``) and background Events (``kube.events``).
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ Only asymmetric algorithms are accepted, and only with a key of the matching typ
 NB: the log lines go through the standard ``logging`` module with ``extra`` fields, not
 structlog: the controller's log setup (``runtime.logs``) renders them as the same JSON lines,
 and the kubelet plugin, which verifies with this module too, starts without structlog.
+
+NB: a little over our usual module size because the key set's life (fetch, keep on failure,
+refetch on an unknown kid, withdraw) and the signature check it serves are one piece of
+state; splitting them would put the reasons for each refetch rule far from the rule.
 """
 
 from __future__ import annotations
