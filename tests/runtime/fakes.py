@@ -320,6 +320,9 @@ class FakeTokenProvider:
     def __init__(self, clock: FakeClock, *, lifetime: float = 3600.0) -> None:
         self.clock = clock
         self.lifetime = lifetime
+        #: How far the token service's clock runs behind ours: its tokens arrive this much
+        #: older than they should.
+        self.skew = 0.0
         self.issues: list[tuple[str, Subject]] = []
         self.verifications = 0
         self.issue_error: BaseException | None = None
@@ -350,7 +353,7 @@ class FakeTokenProvider:
             await self.gate.wait()
         if self.issue_error is not None:
             raise self.issue_error
-        return self.mint(identity)
+        return self.mint(identity, issued_at=self.clock.now - self.skew)
 
     async def verify(self, token: str) -> VerifiedToken:
         self.verifications += 1

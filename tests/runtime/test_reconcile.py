@@ -16,8 +16,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from pull_secret_updater.core import annotations as ann
+from pull_secret_updater.core.backoff import NON_RETRYABLE_FACTOR
 from pull_secret_updater.core.claims import VerifiedToken
 from pull_secret_updater.core.policy import parse_policy
+from pull_secret_updater.kube.namespaces import LABELS_TTL
 from pull_secret_updater.kube.secrets import WatchEvent, get_secret
 from pull_secret_updater.runtime.controller import DONE, Key, Outcome
 from pull_secret_updater.tokens.errors import (
@@ -26,6 +28,7 @@ from pull_secret_updater.tokens.errors import (
     TransientExchangeError,
 )
 from tests.runtime.fakes import (
+    BACKOFF,
     CONTROLLER,
     IDENTITY,
     NOW,
@@ -438,7 +441,29 @@ async def test_a_policy_selecting_namespaces_by_label_reads_the_namespace(
 
     assert world.password("team-a") is not None
     assert world.password("team-b") is None
-    assert denied == DONE
+    assert [r for _, r, _ in world.server.recorded_events("Warning")] == ["PolicyDenied"]
+    # Labelling the namespace changes no Secret, so no watch event: the denial is looked at
+    # again by itself, at the slow rate, and the new labels are read once the old expire.
+    assert denied.requeue_after is not None
+    assert denied.requeue_after >= BACKOFF.base * NON_RETRYABLE_FACTOR / 2
+    world.server.namespaces["team-b"] = {"team": "a"}
+    world.clock.now += max(denied.requeue_after, LABELS_TTL)
+
+    await world.controller.reconcile(("team-b", SECRET_NAME))
+
+    assert world.password("team-b") is not None
+
+
+async def test_a_denial_by_namespace_name_waits_for_the_secret_to_change(
+    make: Callable[..., Harness],
+) -> None:
+    world: Harness = make(
+        policy=parse_policy([{"identities": [IDENTITY], "namespaces": ["team-b"]}]),
+        read_labels=True,
+    )
+    world.server.create_secret("team-a", annotations=OURS)
+
+    assert await world.reconcile("team-a") == DONE
     assert [r for _, r, _ in world.server.recorded_events("Warning")] == ["PolicyDenied"]
 
 
@@ -465,6 +490,33 @@ async def test_namespace_labels_that_cannot_be_read_are_tried_again(
     await world.reconcile("team-a")
 
     assert world.password("team-a") is not None
+
+
+async def test_a_token_due_on_arrival_is_written_reported_and_retried_with_backoff(
+    world: Harness,
+) -> None:
+    # The token service's clock runs almost an hour behind: its hour-long tokens arrive with
+    # 45 s left, inside the 60 s refresh margin, so each is due the moment it is written.
+    world.provider.skew = world.provider.lifetime - 45
+    world.server.create_secret("team-a", annotations=OURS)
+
+    outcomes = [await world.reconcile("team-a")]
+    assert world.password("team-a") is not None  # written all the same: it still pulls
+    for _ in range(5):
+        delay = outcomes[-1].requeue_after
+        assert delay is not None
+        world.clock.now += delay
+        outcomes.append(await world.controller.reconcile(("team-a", SECRET_NAME)))
+
+    delays = [o.requeue_after or 0.0 for o in outcomes]
+    assert all(d > 0 for d in delays), delays
+    assert max(delays[3:]) > min(delays[:2])  # growing: backoff
+    assert len(world.provider.issues) == len(outcomes)  # one exchange per try, no loop
+    ((_, reason, message),) = world.server.recorded_events("Warning")
+    assert reason == "TokenTooShortLived"
+    assert "clock" in message
+    assert ann.LAST_ERROR in world.server.annotations("team-a")
+    assert world.server.recorded_events("Normal") == []
 
 
 # -- writing ---------------------------------------------------------------------------------

@@ -3,8 +3,11 @@ stale, never once its key is no longer published; tokens found in Secrets can be
 
 from __future__ import annotations
 
+import re
+
 from pull_secret_updater.core.schedule import Schedule
 from pull_secret_updater.tokens import Subject, TokenCache
+from pull_secret_updater.tokens.cache import SWEEP_MIN
 from tests.tokens.fakes import NOW, OWN, FakeClock, FakeProvider, verified
 
 #: Refresh at exactly half the lifetime, so the windows below are exact.
@@ -187,16 +190,28 @@ async def test_an_offered_token_whose_key_is_unknown_is_not_handed_out() -> None
 # -- forgetting --------------------------------------------------------------------------------
 
 
-async def test_forget_subject_drops_only_that_subjects_tokens() -> None:
-    cache = cache_for(FakeProvider(clock=FakeClock()))
-    kept = await cache.get(identity="a", subject=TEAM_B)
-    await cache.get(identity="a", subject=TEAM_A)
-    await cache.get(identity="b", subject=TEAM_A)
-    cache.forget_subject(TEAM_A)
-    assert await cache.get(identity="a", subject=TEAM_B) == kept
-    await cache.get(identity="a", subject=TEAM_A)
-    await cache.get(identity="b", subject=TEAM_A)
-    assert cache.exchanges == {"a": 3, "b": 2}
+async def test_tokens_nobody_asks_for_any_more_are_swept_once_expired() -> None:
+    # Namespaces come and go (CI): each is used once, and its token never asked for again.
+    clock = FakeClock()
+    provider = FakeProvider(clock=clock, lifetime=600)
+    cache = cache_for(provider)
+    for n in range(1000):
+        subject = Subject(namespace=f"ci-{n}", service_account="pull-secret-updater")
+        await cache.get(identity="a", subject=subject)
+        clock.now += 30
+        assert _held(cache) <= SWEEP_MIN
+    # Sweeping never drops a token that is still good: the latest ones are handed out again.
+    before = provider.calls["a"]
+    for n in range(995, 1000):
+        subject = Subject(namespace=f"ci-{n}", service_account="pull-secret-updater")
+        await cache.get(identity="a", subject=subject)
+    assert provider.calls["a"] == before
+
+
+def _held(cache: TokenCache) -> int:
+    found = re.fullmatch(r"TokenCache\(tokens=(\d+)\)", repr(cache))
+    assert found is not None
+    return int(found[1])
 
 
 def test_repr_holds_no_token() -> None:

@@ -534,6 +534,62 @@ async def test_ensure_keys_fetches_only_when_none_are_held() -> None:
     assert setup.fetched() == (1, 1)
 
 
+async def test_a_withdrawn_key_is_noticed_within_max_age_with_no_token_to_verify() -> None:
+    # Steady state: every token was verified once and nothing new arrives, so nothing but
+    # the periodic check asks for the keys.
+    setup = Setup()
+    withdrawn: list[str] = []
+    setup.verifier.on_withdrawn.append(lambda: withdrawn.append("now"))
+    await setup.verifier.verify(KEY.sign(claims()))
+    setup.service.published = [ROTATED_KEY]
+
+    setup.monotonic.now += MAX_AGE - 1
+    await setup.verifier.refresh_if_stale()
+    assert (setup.verifier.fetches, withdrawn) == (1, [])
+    setup.monotonic.now += 1
+    await setup.verifier.refresh_if_stale()
+    assert (setup.verifier.fetches, withdrawn) == (2, ["now"])
+    assert not setup.verifier.knows("key-1")
+
+
+async def test_the_periodic_check_fetches_nothing_before_the_first_use() -> None:
+    setup = Setup()
+    setup.monotonic.now += 10 * MAX_AGE
+    await setup.verifier.refresh_if_stale()
+    assert setup.fetched() == (0, 0)
+
+
+async def test_a_periodic_check_that_fails_keeps_the_keys_held() -> None:
+    setup = Setup()
+    token = KEY.sign(claims())
+    await setup.verifier.verify(token)
+    setup.service.failing[DISCOVERY_PATH] = 503
+    setup.monotonic.now += MAX_AGE
+    await setup.verifier.refresh_if_stale()  # logged, not raised
+    assert setup.fetched() == (2, 1)
+    assert setup.verifier.knows("key-1")
+    assert (await setup.verifier.verify(token)).token == token
+
+
+async def test_a_key_fetch_that_hangs_is_cut_off_and_the_keys_held_stay() -> None:
+    hanging = asyncio.Event()
+
+    async def handler(request: httpx2.Request) -> httpx2.Response:
+        await hanging.wait()  # never answers
+        raise AssertionError("unreachable")
+
+    verifier = TokenVerifier(
+        issuer=ISSUER,
+        audience=REGISTRY,
+        http=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
+        fetch_deadline=0.05,
+    )
+    with pytest.raises(KeysUnavailable) as caught:
+        await verifier.ensure_keys()
+    assert "took longer than 0.05s" in str(caught.value)
+    assert caught.value.retryable
+
+
 # -- secrecy -----------------------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ import httpx2
 import lightkube
 
 from pull_secret_updater import version
-from pull_secret_updater.cli import helpers, nodes
+from pull_secret_updater.cli import common, helpers, identity, nodes
 from pull_secret_updater.cli.flags import load_settings
 from pull_secret_updater.core.redaction import redact, truncate
 from pull_secret_updater.kube.errors import KubeError, translate
@@ -27,7 +27,7 @@ from pull_secret_updater.settings import SettingsError
 from pull_secret_updater.tokens.errors import ExchangeError, TokenSourceError
 from pull_secret_updater.tools.errors import FAILURE, USAGE, ToolError
 
-PROG = helpers.PROG
+PROG = common.PROG
 
 #: The longest line a failure may print.
 MAX_LINE = 1000
@@ -42,7 +42,7 @@ class _Command:
 _COMMANDS: dict[str, _Command] = {
     "identity-command": _Command(
         "print the chainctl command that creates the identity for this cluster",
-        helpers.identity_command,
+        identity.identity_command,
     ),
     "status": _Command(
         "show the managed Secrets: identity, expiry, last refresh, last error", helpers.status
@@ -121,7 +121,7 @@ def _guarded(prog: str, handler: Callable[[list[str]], int], argv: list[str]) ->
     """Run a helper; whatever goes wrong becomes one line on stderr and an exit status."""
     try:
         return handler(argv)
-    except helpers.UsageError as e:
+    except common.UsageError as e:
         return _fail(prog, f"{e} (see {prog} --help)", USAGE)
     except ToolError as e:
         return _fail(prog, e.message, e.exit_code)

@@ -13,7 +13,7 @@ from typing import NoReturn
 
 import yaml
 
-from pull_secret_updater.cli.helpers import PROG, UsageError
+from pull_secret_updater.cli.common import PROG, UsageError
 from pull_secret_updater.core.annotations import IDENTITY
 from pull_secret_updater.credentialprovider import install
 from pull_secret_updater.credentialprovider.options import (

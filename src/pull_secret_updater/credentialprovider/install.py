@@ -34,14 +34,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pull_secret_updater.core.annotations import IDENTITY, validate_identity
-from pull_secret_updater.core.errors import BadInput
+from pull_secret_updater.core.annotations import IDENTITY
 from pull_secret_updater.core.names import is_dns_subdomain
 from pull_secret_updater.credentialprovider.options import (
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
     DEFAULT_REGISTRY,
     PROG,
+    node_fallback_problem,
 )
 from pull_secret_updater.credentialprovider.protocol import API_VERSION
 
@@ -102,15 +102,14 @@ class ProviderPlan:
             raise ValueError(f"{self.identity_annotation!r} is not an annotation key")
         if not self.issuer.startswith("https://"):
             raise ValueError("the issuer must be an https:// URL")
-        if (self.node_token_file is None) != (self.node_identity is None):
-            raise ValueError("a node fallback needs both the token file and the identity")
-        if self.node_identity is not None:
-            try:
-                validate_identity(self.node_identity)
-            except BadInput as e:
-                raise ValueError(
-                    e.message.replace(f"annotation {IDENTITY}", "node identity")
-                ) from None
+        problem = node_fallback_problem(
+            self.node_token_file,
+            self.node_identity,
+            unpaired="a node fallback needs both the token file and the identity",
+            identity_name="node identity",
+        )
+        if problem is not None:
+            raise ValueError(problem)
         if not self.service_account_tokens and self.node_token_file is None:
             raise ValueError(
                 "without ServiceAccount tokens (plain mode) only the node fallback can answer: "

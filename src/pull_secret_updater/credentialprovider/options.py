@@ -170,6 +170,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def node_fallback_problem(
+    token_file: object | None, identity: str | None, *, unpaired: str, identity_name: str
+) -> str | None:
+    """What is wrong with a node fallback (a token file and its identity), or None.
+
+    `unpaired` is the message for one without the other; `identity_name` names the identity
+    in the message about a malformed one (a flag, or a config field).
+    """
+    if (token_file is None) != (identity is None):
+        return unpaired
+    if identity is not None:
+        try:
+            validate_identity(identity)
+        except BadInput as e:
+            return e.message.replace(f"annotation {IDENTITY}", identity_name)
+    return None
+
+
 def parse_options(argv: Sequence[str]) -> Options:
     """The options from the plugin's arguments; raises UsageError."""
     args = build_parser().parse_args(list(argv))
@@ -191,15 +209,14 @@ def parse_options(argv: Sequence[str]) -> Options:
             raise UsageError(f"--{name.replace('_', '-')} must be a number of seconds >= 0")
     if not args.identity_annotation or any(c.isspace() for c in args.identity_annotation):
         raise UsageError("--identity-annotation must be an annotation key")
-    if (args.node_token_file is None) != (args.node_identity is None):
-        raise UsageError("--node-token-file and --node-identity go together")
-    if args.node_identity is not None:
-        try:
-            validate_identity(args.node_identity)
-        except BadInput as e:
-            raise UsageError(
-                e.message.replace(f"annotation {IDENTITY}", "--node-identity")
-            ) from None
+    problem = node_fallback_problem(
+        args.node_token_file,
+        args.node_identity,
+        unpaired="--node-token-file and --node-identity go together",
+        identity_name="--node-identity",
+    )
+    if problem is not None:
+        raise UsageError(problem)
     return Options(
         issuer=issuer,
         registry=registry,

@@ -20,6 +20,8 @@ async def namespace_labels(client: lightkube.AsyncClient, *, name: str) -> dict[
 
 #: How long labels read from the API server are reused before they are read again.
 LABELS_TTL = 30.0
+#: The fewest cached namespaces at which entries past their ttl are swept out.
+SWEEP_MIN = 64
 
 
 class NamespaceLabels:
@@ -40,6 +42,11 @@ class NamespaceLabels:
         self._ttl = ttl
         self._clock = clock
         self._read: dict[str, tuple[float, dict[str, str]]] = {}
+        self._sweep_at = SWEEP_MIN
+
+    def __len__(self) -> int:
+        """How many namespaces' labels are held."""
+        return len(self._read)
 
     async def get(self, namespace: str) -> dict[str, str]:
         """The labels of `namespace`; raises KubeError when they cannot be read."""
@@ -49,7 +56,10 @@ class NamespaceLabels:
             return cached[1]
         labels = await namespace_labels(self._client, name=namespace)
         self._read[namespace] = (now, labels)
+        if len(self._read) >= self._sweep_at:
+            # Entries past their ttl go whenever the cache has doubled since the last sweep,
+            # so deleted namespaces cannot pile up; constant cost per read, amortised.
+            for old in [n for n, (at, _) in self._read.items() if now - at >= self._ttl]:
+                del self._read[old]
+            self._sweep_at = max(SWEEP_MIN, 2 * len(self._read))
         return labels
-
-    def forget(self, namespace: str) -> None:
-        self._read.pop(namespace, None)

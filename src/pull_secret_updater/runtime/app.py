@@ -26,6 +26,7 @@ from pull_secret_updater.runtime.health import Health
 from pull_secret_updater.runtime.metrics import MeteredProvider, Metrics
 from pull_secret_updater.settings import Settings
 from pull_secret_updater.tokens.cache import TokenCache
+from pull_secret_updater.tokens.verification import TokenVerifier
 from pull_secret_updater.wiring import ConfigurationError
 
 __all__ = ["ConfigurationError", "run"]
@@ -33,6 +34,8 @@ __all__ = ["ConfigurationError", "run"]
 log = structlog.get_logger("pull_secret_updater")
 
 _HEARTBEAT = 2.0
+# How often the age of the token service's keys is checked (they are refetched at max_age).
+_KEY_CHECK = 30.0
 
 
 async def run(settings: Settings) -> None:
@@ -117,6 +120,7 @@ async def run(settings: Settings) -> None:
             ]
             tasks += [group.create_task(controller.work()) for _ in range(settings.workers)]
             tasks.append(group.create_task(_heartbeat(controller, health)))
+            tasks.append(group.create_task(_keep_keys_fresh(sts.verifier)))
             if elector is not None:
                 tasks.append(group.create_task(elector.run()))
             await stop.wait()
@@ -150,3 +154,11 @@ async def _heartbeat(controller: Controller, health: Health) -> None:
         health.beat()
         controller.update_gauges()
         await asyncio.sleep(_HEARTBEAT)
+
+
+async def _keep_keys_fresh(verifier: TokenVerifier) -> None:
+    """Refetch the token service's keys when they are older than the verifier's max_age, so a
+    withdrawn key's Secrets are refilled within that time even when nothing is due."""
+    while True:
+        await asyncio.sleep(_KEY_CHECK)
+        await verifier.refresh_if_stale()

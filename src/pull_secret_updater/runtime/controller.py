@@ -14,6 +14,12 @@ NB: the controller's own write comes back as a watch event. ``reconcile`` stores
 the write returned, so that event carries a resourceVersion already in the store and is
 dropped; if it does get reconciled, the Secret holds a verified token of its own, the
 decision is ``Wait``, and no write and no exchange follows.
+
+NB: longer than our other modules because ``reconcile`` is one step with many exits (ignore,
+bad input, policy labels unavailable, verification unavailable, wait, fill, conflict, deleted
+meanwhile, write refused), and each says here why it is safe. What could leave did: the
+decision and the refresh time (``core``), failure bookkeeping and backoff (`failures`),
+namespace labels (``kube.namespaces``) and background Events (``kube.events``).
 """
 
 from __future__ import annotations
@@ -228,8 +234,16 @@ class Controller:
             await self._clear_status(secret)
             return DONE
         if isinstance(found, Invalid):
+            # A denial that depends on namespace labels can end without the Secret changing
+            # (someone labels the namespace): look again at the slow rate. Other bad input
+            # stays until the Secret is edited, which the watch reports.
+            relabel = found.reason_code == "PolicyDenied" and self.config.policy.needs_labels
             return await self._failed(
-                secret, reason=found.reason_code, message=found.message, retry=False
+                secret,
+                reason=found.reason_code,
+                message=found.message,
+                retry=relabel,
+                retryable=False,
             )
         try:
             verdict = await self._verdict(found)
@@ -311,8 +325,26 @@ class Controller:
                 retryable=not isinstance(e, Unprocessable),
             )
         self.metrics.secret_writes.labels(outcome="success").inc()
-        self.failures.clear(key)
         self._keep(written)
+        when = self.config.schedule.refresh_at(
+            token=issued.token,
+            issued_at=issued.issued_at,
+            expires_at=issued.expires_at,
+            written_at=now,
+            now=now,
+        )
+        if when <= now:
+            # Due already on arrival: exchanging again at once would only bring another such
+            # token, in a loop. It is written (it still pulls); the next try backs off.
+            return await self._failed(
+                written,
+                reason="TokenTooShortLived",
+                message=f"the token service's token for identity {fill.identity} was due for "
+                f"refresh on arrival: it had less than the refresh margin "
+                f"({self.config.schedule.margin:g}s) left on this clock. Check that the "
+                "token service's clock and this node's agree, or lower refresh_margin",
+            )
+        self.failures.clear(key)
         expires = ann.format_time(issued.expires_at)
         log.info("token written", namespace=key[0], name=key[1], identity=fill.identity,
                  why=fill.why, expires_at=expires)  # fmt: skip
@@ -323,14 +355,7 @@ class Controller:
             message=f"{fill.event_reason} {self.config.registry} token for identity "
             f"{fill.identity} ({fill.why}); expires at {expires}",
         )
-        when = self.config.schedule.refresh_at(
-            token=issued.token,
-            issued_at=issued.issued_at,
-            expires_at=issued.expires_at,
-            written_at=now,
-            now=now,
-        )
-        return Outcome(max(0.0, when - now))
+        return Outcome(when - now)
 
     async def _failed(
         self,

@@ -31,6 +31,9 @@ from pull_secret_updater.tokens.provider import Subject, TokenProvider
 
 CacheKey = tuple[Subject, str]  # (subject, identity)
 
+#: The fewest tokens at which expired ones are swept out.
+SWEEP_MIN = 64
+
 
 class TokenCache:
     """Verified registry tokens per (subject, identity), with single-flight exchanges.
@@ -51,6 +54,7 @@ class TokenCache:
         self._clock = clock
         self._tokens: dict[CacheKey, VerifiedToken] = {}
         self._inflight: dict[CacheKey, asyncio.Task[VerifiedToken]] = {}
+        self._sweep_at = SWEEP_MIN
         self.exchanges: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -83,12 +87,7 @@ class TokenCache:
         key = (subject, token.identity)
         cached = self._tokens.get(key)
         if cached is None or token.expires_at > cached.expires_at:
-            self._tokens[key] = token
-
-    def forget_subject(self, subject: Subject) -> None:
-        """Drop the tokens obtained as `subject` (its namespace is gone)."""
-        for key in [k for k in self._tokens if k[0] == subject]:
-            del self._tokens[key]
+            self._keep(key, token)
 
     async def aclose(self) -> None:
         """Cancel the exchanges still running, for a clean shutdown."""
@@ -117,8 +116,19 @@ class TokenCache:
             # later: a caller arriving in between must start afresh, not get this outcome.
             if self._inflight.get(key) is asyncio.current_task():
                 del self._inflight[key]
-        self._tokens[key] = token
+        self._keep(key, token)
         return token
+
+    def _keep(self, key: CacheKey, token: VerifiedToken) -> None:
+        # Expired tokens go whenever the cache has doubled since it was last swept, so keys
+        # that stop being asked for (a namespace deleted, an identity no Secret names any
+        # more) cannot pile up, at an amortised constant cost per token kept.
+        self._tokens[key] = token
+        if len(self._tokens) >= self._sweep_at:
+            now = self._clock()
+            for old in [k for k, t in self._tokens.items() if t.expires_at <= now]:
+                del self._tokens[old]
+            self._sweep_at = max(SWEEP_MIN, 2 * len(self._tokens))
 
     def _finished(self, key: CacheKey, task: asyncio.Task[VerifiedToken]) -> None:
         if self._inflight.get(key) is task:

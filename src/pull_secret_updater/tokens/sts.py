@@ -16,6 +16,10 @@ scrubbed of anything shaped like a token and cut to 200 characters first.
 
 TLS is always verified (see `http`): a configured CA bundle *replaces* the system trust
 store, for the exchange and the key discovery alike.
+
+NB: a little over our usual module size because the translation of every answer (status,
+gRPC code, Retry-After, the server's scrubbed detail) stays beside the one request it
+belongs to; the verification of what comes back is already its own module.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ verifies against the keys the token service publishes (OIDC discovery:
 ``<issuer>/.well-known/openid-configuration`` -> ``jwks_uri``) and its claims pass
 `core.claims.check_claims` (issuer, registry audience, subject, sane times).
 
-The keys are fetched once and kept: refetched when older than `max_age` (so a key the service
-withdraws stops vouching within minutes), and at once when a token names a key we do not
+The keys are fetched once and kept: refetched when older than `max_age`, at the next use or
+at the controller's periodic `refresh_if_stale` (so a key the service withdraws stops
+vouching within minutes), and at once when a token names a key we do not
 know (the service rotated its key), at most once per `refetch_interval` so that tokens with
 made-up key ids cannot make us hammer the service. If
 the keys cannot be fetched, keys already held stay in use (a discovery blip must not become an
@@ -24,11 +25,16 @@ Only asymmetric algorithms are accepted, and only with a key of the matching typ
 NB: the log lines go through the standard ``logging`` module with ``extra`` fields, not
 structlog: the controller's log setup (``runtime.logs``) renders them as the same JSON lines,
 and the kubelet plugin, which verifies with this module too, starts without structlog.
+
+NB: a little over our usual module size because the key set's life (fetch, keep on failure,
+refetch on an unknown kid, withdraw) and the signature check it serves are one piece of
+state; splitting them would put the reasons for each refetch rule far from the rule.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -51,6 +57,7 @@ ALGORITHMS = frozenset(
 )
 DEFAULT_MAX_AGE = 600.0
 DEFAULT_REFETCH_INTERVAL = 10.0
+DEFAULT_FETCH_DEADLINE = 30.0
 DEFAULT_LEEWAY = 60.0
 MAX_VERDICTS = 4096
 
@@ -74,12 +81,14 @@ class TokenVerifier:
         monotonic: Callable[[], float] = time.monotonic,
         max_age: float = DEFAULT_MAX_AGE,
         refetch_interval: float = DEFAULT_REFETCH_INTERVAL,
+        fetch_deadline: float = DEFAULT_FETCH_DEADLINE,
         leeway: float = DEFAULT_LEEWAY,
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self.audience = audience
         self.max_age = max_age
         self.refetch_interval = refetch_interval
+        self.fetch_deadline = fetch_deadline
         self.leeway = leeway
         self._http = http
         self._clock = clock
@@ -115,6 +124,20 @@ class TokenVerifier:
         costs at most one exchange.
         """
         return token.token in self._verdicts
+
+    async def refresh_if_stale(self) -> None:
+        """Refetch the keys held once they are older than `max_age`.
+
+        Called periodically, so that a key the service withdraws stops vouching (and
+        `on_withdrawn` fires) within `max_age` even while nothing is exchanged or verified:
+        tokens are verified once and their verdicts kept. A failure is logged and the keys
+        held stay in use; with none held there is nothing to withdraw, and the next exchange
+        fetches them.
+        """
+        if self._keys is None or self._monotonic() - self._fetched_at < self.max_age:
+            return
+        with contextlib.suppress(KeysUnavailable):
+            await self._key_set(wanted=None)
 
     async def ensure_keys(self) -> None:
         """Fetch the keys if none are held; raises KeysUnavailable if that fails."""
@@ -176,12 +199,25 @@ class TokenVerifier:
             if (stale or unknown) and may_try:
                 self._attempted_at = now
                 try:
-                    fresh = await self._fetch()
-                except KeysUnavailable as e:
-                    self._failure = e
+                    # NB: bounded as a whole, not only per request: verifications of tokens
+                    # not yet seen and exchanges wait for this lock.
+                    async with asyncio.timeout(self.fetch_deadline):
+                        fresh = await self._fetch()
+                except (KeysUnavailable, TimeoutError) as e:
+                    self._failure = (
+                        e
+                        if isinstance(e, KeysUnavailable)
+                        else KeysUnavailable(
+                            f"fetching the keys of the token service at {self.issuer} took "
+                            f"longer than {self.fetch_deadline:g}s"
+                        )
+                    )
                     log.warning(
                         "cannot fetch the token service's keys",
-                        extra={"error": e.message, "keeping_old_keys": held is not None},
+                        extra={
+                            "error": self._failure.message,
+                            "keeping_old_keys": held is not None,
+                        },
                     )
                 else:
                     self._failure = None
