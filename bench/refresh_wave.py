@@ -138,6 +138,9 @@ async def run(sizes: Sizes, stacks: lab.Stacks) -> ScenarioResult:
                         await task
             counts = lab.exchange_counts(stack)
             history = list(watch.history)
+            # Kept for the record: a token seen expired is explained by what the controller
+            # did meanwhile (leadership, failures, when each identity was exchanged).
+            result.logs["controller"] = process.logs()
 
     _analyse(
         result,

@@ -64,6 +64,11 @@ def write(
         },
     }
     written = [out / "results.json", out / "summary.md"]
+    for r in results:
+        for name, text in r.logs.items():
+            (out / "logs").mkdir(exist_ok=True)
+            written.append(out / "logs" / f"{r.name}-{name}.log")
+            written[-1].write_text(text)
     written[0].write_text(json.dumps(document, indent=2, default=_jsonable) + "\n")
     plots = _plots(out, {r.name: r for r in results})
     written[1].write_text(_summary(results, sizes=sizes, seconds=seconds, plots=plots))

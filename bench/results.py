@@ -36,6 +36,8 @@ class ScenarioResult:
     table: list[dict[str, Any]] = field(default_factory=list)
     #: One-line remarks for the summary.
     notes: list[str] = field(default_factory=list)
+    #: Process logs worth keeping (name -> text), written to `logs/<scenario>-<name>.log`.
+    logs: dict[str, str] = field(default_factory=dict)
     error: str | None = None
 
 
