@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import pytest
 from structlog.testing import capture_logs
@@ -19,6 +20,7 @@ from pull_secret_updater.core import annotations as ann
 from pull_secret_updater.core.backoff import NON_RETRYABLE_FACTOR
 from pull_secret_updater.core.claims import VerifiedToken
 from pull_secret_updater.core.policy import parse_policy
+from pull_secret_updater.kube.leader import LeaderElector
 from pull_secret_updater.kube.namespaces import LABELS_TTL
 from pull_secret_updater.kube.secrets import WatchEvent, get_secret
 from pull_secret_updater.runtime.controller import DONE, Key, Outcome
@@ -634,6 +636,33 @@ async def test_a_replica_that_does_not_lead_writes_and_exchanges_nothing_but_kee
     assert world.provider.issues == []
     await world.controller.events.aclose()
     assert world.server.recorded_events() == []
+
+
+@dataclass
+class LateRenewal:
+    """A leader whose last renewal is older than the renew deadline, still renewing: it has
+    not stepped down (`leading`), but may not write now (`is_leader`)."""
+
+    is_leader: bool = False
+    leading: bool = True
+    retry_period: float = 2.0
+
+
+async def test_a_leader_whose_renewal_is_late_looks_again_and_fills_once_renewed(
+    world: Harness,
+) -> None:
+    late = LateRenewal()
+    world.controller.elector = cast(LeaderElector, late)
+    world.server.create_secret("team-a", annotations=OURS)
+
+    outcome = await world.reconcile("team-a")
+
+    # Nothing else would queue it: the renewal may succeed with no stop and start of leading.
+    assert outcome == Outcome(late.retry_period)
+    assert world.server.secret_writes == []
+    late.is_leader = True
+    await world.controller.reconcile(("team-a", SECRET_NAME))
+    assert world.password("team-a") is not None
 
 
 # -- the worker loop and watch events --------------------------------------------------------

@@ -264,8 +264,20 @@ class Controller:
                 await self._write_status(secret, {ann.LAST_ERROR: None})
             return Outcome(decision.refresh_at - now)
         if not self.is_leader():
-            return DONE  # the leader fills it; on_started_leading queues it if we become one
+            return self._not_writing()
         return await self._fill(secret, decision, subject=subject)
+
+    def _not_writing(self) -> Outcome:
+        """What a reconcile that may not write concludes.
+
+        A standby leaves the Secret to the leader: `on_started_leading` queues every Secret
+        if this replica becomes one. A leader whose renewal is merely overdue may renew in
+        time and carry on leading with no stop and start, so nothing would queue the Secret
+        again: it looks again after a retry period.
+        """
+        if self.elector is not None and self.elector.leading:
+            return Outcome(self.elector.retry_period)
+        return DONE
 
     async def _verdict(self, request: Request) -> Verdict | None:
         if request.current is None:
@@ -293,7 +305,7 @@ class Controller:
             )
         now = self.clock()
         if not self.is_leader():
-            return DONE
+            return self._not_writing()
         try:
             written = await write_secret(
                 self.client,
