@@ -55,6 +55,8 @@ class VerifiedToken:
     issued_at: float
     expires_at: float
     key_id: str | None = None
+    #: Fingerprint of the key it verified with: it stays trusted while that key is published.
+    key_fingerprint: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def lifetime(self) -> float:
