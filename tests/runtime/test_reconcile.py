@@ -544,6 +544,29 @@ async def test_a_conflicting_write_rereads_the_secret_and_retries_without_anothe
     assert len(world.provider.issues) == 1
 
 
+async def test_a_secret_that_keeps_changing_under_our_writes_is_retried_with_growing_delays(
+    world: Harness,
+) -> None:
+    world.server.create_secret("team-a", annotations=OURS)
+    key = await world.observe("team-a")
+    delays = []
+    for n in range(6):
+        world.server.edit_secret("team-a", SECRET_NAME, {"metadata": {"labels": {"n": str(n)}}})
+        outcome = await world.controller.reconcile(key)
+        assert outcome.requeue_after is not None
+        delays.append(outcome.requeue_after)
+
+    assert delays[0] == 0.0  # the first conflict is retried at once
+    assert min(delays[1:]) > 0
+    assert max(delays[3:]) > max(delays[1:3])  # then backs off
+    assert world.password("team-a") is None
+    assert len(world.provider.issues) == 1  # and never exchanges again for it
+
+    await world.controller.reconcile(key)  # left alone at last
+    assert world.password("team-a") is not None
+    assert key not in world.controller.failures
+
+
 async def test_a_secret_deleted_before_its_write_is_dropped(world: Harness) -> None:
     world.server.create_secret("team-a", annotations=OURS)
     key = await world.observe("team-a")

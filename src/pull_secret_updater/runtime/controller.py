@@ -319,8 +319,11 @@ class Controller:
         except Conflict:
             # Someone else changed the Secret since we read it: read it again and decide again.
             # The token stays cached, so the retry costs a read and a write, not an exchange.
+            # Once at once; a writer that keeps changing it (a tool reverting our writes)
+            # gets the growing delays of a failure rather than a read-write loop.
             self.metrics.secret_writes.labels(outcome="conflict").inc()
-            return await self._reread(key)
+            recorded = self.failures.record(key, message="the Secret changed under each write")
+            return await self._reread(key, delay=recorded.delay if recorded.attempts > 1 else 0.0)
         except NotFound:
             log.info("Secret deleted before it could be filled", namespace=key[0], name=key[1])
             self._drop(key)
@@ -421,7 +424,7 @@ class Controller:
             log.info("could not update the status annotations", namespace=key[0],
                      name=key[1], error=str(e))  # fmt: skip
 
-    async def _reread(self, key: Key) -> Outcome:
+    async def _reread(self, key: Key, *, delay: float) -> Outcome:
         try:
             fresh = await get_secret(self.client, namespace=key[0], name=key[1])
         except KubeError as e:
@@ -433,7 +436,7 @@ class Controller:
             self._drop(key)
             return DONE
         self._put(fresh)
-        return Outcome(0.0)
+        return Outcome(delay)
 
     def _keep(self, written: SecretObject) -> None:
         """Store what a write returned, unless the Secret was deleted meanwhile."""
