@@ -134,21 +134,6 @@ def check_claims(
     return claims
 
 
-def check_fresh(claims: TokenClaims, *, now: float, min_lifetime: float) -> None:
-    """Raise InvalidToken unless the token lives at least `min_lifetime` seconds from `now`.
-
-    Used on a token just obtained: writing one that is about to expire would only schedule
-    the next refresh straight away, over and over.
-    """
-    remaining = claims.exp - now
-    if remaining <= 0:
-        raise InvalidToken("token is already expired")
-    if remaining < min_lifetime:
-        raise InvalidToken(
-            f"token expires in {remaining:.0f}s, less than the minimum {min_lifetime:.0f}s"
-        )
-
-
 def _decode_part(part: str, *, name: str) -> tuple[object, str | None]:
     try:
         raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
