@@ -146,12 +146,14 @@ async def test_only_one_of_two_replicas_leads_and_a_killed_leader_is_replaced(
     await asyncio.sleep(LEASE + RETRY)  # long enough for a wrong takeover to show
     assert leader.elector.is_leader
     assert not follower.elector.is_leader
+    assert (leader.elector.leading, follower.elector.leading) == (True, False)
     assert await _holder(admin, namespace) == leader.elector.identity
     assert follower.elector.holder == leader.elector.identity
 
     await leader.kill()  # no release: the Lease has to expire
     killed = time.monotonic()
     assert not leader.elector.is_leader
+    assert not leader.elector.leading
     assert leader.transitions == ["started", "stopped"]
     last = (await _lease(admin, namespace)).spec
     assert last is not None

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import pytest
 from structlog.testing import capture_logs
@@ -19,6 +20,7 @@ from pull_secret_updater.core import annotations as ann
 from pull_secret_updater.core.backoff import NON_RETRYABLE_FACTOR
 from pull_secret_updater.core.claims import VerifiedToken
 from pull_secret_updater.core.policy import parse_policy
+from pull_secret_updater.kube.leader import LeaderElector
 from pull_secret_updater.kube.namespaces import LABELS_TTL
 from pull_secret_updater.kube.secrets import WatchEvent, get_secret
 from pull_secret_updater.runtime.controller import DONE, Key, Outcome
@@ -542,6 +544,29 @@ async def test_a_conflicting_write_rereads_the_secret_and_retries_without_anothe
     assert len(world.provider.issues) == 1
 
 
+async def test_a_secret_that_keeps_changing_under_our_writes_is_retried_with_growing_delays(
+    world: Harness,
+) -> None:
+    world.server.create_secret("team-a", annotations=OURS)
+    key = await world.observe("team-a")
+    delays = []
+    for n in range(6):
+        world.server.edit_secret("team-a", SECRET_NAME, {"metadata": {"labels": {"n": str(n)}}})
+        outcome = await world.controller.reconcile(key)
+        assert outcome.requeue_after is not None
+        delays.append(outcome.requeue_after)
+
+    assert delays[0] == 0.0  # the first conflict is retried at once
+    assert min(delays[1:]) > 0
+    assert max(delays[3:]) > max(delays[1:3])  # then backs off
+    assert world.password("team-a") is None
+    assert len(world.provider.issues) == 1  # and never exchanges again for it
+
+    await world.controller.reconcile(key)  # left alone at last
+    assert world.password("team-a") is not None
+    assert key not in world.controller.failures
+
+
 async def test_a_secret_deleted_before_its_write_is_dropped(world: Harness) -> None:
     world.server.create_secret("team-a", annotations=OURS)
     key = await world.observe("team-a")
@@ -634,6 +659,33 @@ async def test_a_replica_that_does_not_lead_writes_and_exchanges_nothing_but_kee
     assert world.provider.issues == []
     await world.controller.events.aclose()
     assert world.server.recorded_events() == []
+
+
+@dataclass
+class LateRenewal:
+    """A leader whose last renewal is older than the renew deadline, still renewing: it has
+    not stepped down (`leading`), but may not write now (`is_leader`)."""
+
+    is_leader: bool = False
+    leading: bool = True
+    retry_period: float = 2.0
+
+
+async def test_a_leader_whose_renewal_is_late_looks_again_and_fills_once_renewed(
+    world: Harness,
+) -> None:
+    late = LateRenewal()
+    world.controller.elector = cast(LeaderElector, late)
+    world.server.create_secret("team-a", annotations=OURS)
+
+    outcome = await world.reconcile("team-a")
+
+    # Nothing else would queue it: the renewal may succeed with no stop and start of leading.
+    assert outcome == Outcome(late.retry_period)
+    assert world.server.secret_writes == []
+    late.is_leader = True
+    await world.controller.reconcile(("team-a", SECRET_NAME))
+    assert world.password("team-a") is not None
 
 
 # -- the worker loop and watch events --------------------------------------------------------

@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from pull_secret_updater.core.claims import InvalidToken, VerifiedToken
-from pull_secret_updater.tokens import KeysUnavailable, TokenVerifier
+from pull_secret_updater.tokens import KeysUnavailable, TokenVerifier, verification
 from tests.tokens.fakes import (
     ATTACKER_KEY,
     DISCOVERY_PATH,
@@ -532,6 +532,23 @@ async def test_ensure_keys_fetches_only_when_none_are_held() -> None:
     await setup.verifier.ensure_keys()
     await setup.verifier.ensure_keys()
     assert setup.fetched() == (1, 1)
+
+
+async def test_a_token_stays_trusted_after_its_verdict_leaves_the_bounded_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # More live tokens than verdicts kept (namespace-scoped identities in many namespaces):
+    # trust follows the key, so an old verdict's eviction costs no exchange.
+    monkeypatch.setattr(verification, "MAX_VERDICTS", 2)
+    setup = Setup()
+    first, *_ = [
+        await setup.verifier.verify(KEY.sign(claims(identity=f"org/{n}"))) for n in range(3)
+    ]
+    assert setup.verifier.still_trusted(first)
+    setup.service.published = [ROTATED_KEY]
+    setup.monotonic.now += MAX_AGE
+    await setup.verifier.ensure_keys()
+    assert not setup.verifier.still_trusted(first)
 
 
 async def test_a_withdrawn_key_is_noticed_within_max_age_with_no_token_to_verify() -> None:

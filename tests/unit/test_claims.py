@@ -18,7 +18,6 @@ from pull_secret_updater.core.claims import (
     TokenClaims,
     VerifiedToken,
     check_claims,
-    check_fresh,
     read_claims,
 )
 
@@ -151,29 +150,6 @@ def test_arbitrary_claims_only_raise_invalid_token(claims: dict[str, Any]) -> No
         return
     assert result.exp == claims["exp"]
     assert result.iat is None or result.iat <= result.exp
-
-
-# --- freshness ------------------------------------------------------------------------------
-
-
-def _claims(exp: float) -> TokenClaims:
-    return TokenClaims(exp=exp, iat=None, iss=None, sub=None, aud=())
-
-
-def test_a_token_with_enough_lifetime_is_fresh() -> None:
-    check_fresh(_claims(NOW + 3600), now=NOW, min_lifetime=60)
-    check_fresh(_claims(NOW + 60), now=NOW, min_lifetime=60)
-
-
-@pytest.mark.parametrize("exp", [NOW, NOW - 1, 0])
-def test_an_expired_token_is_not_fresh(exp: float) -> None:
-    with pytest.raises(InvalidToken, match=r"^token is already expired$"):
-        check_fresh(_claims(exp), now=NOW, min_lifetime=60)
-
-
-def test_a_token_about_to_expire_is_not_fresh() -> None:
-    with pytest.raises(InvalidToken, match=r"^token expires in 30s, less than the minimum 60s$"):
-        check_fresh(_claims(NOW + 30), now=NOW, min_lifetime=60)
 
 
 # --- the claims of a verified token ----------------------------------------------------------

@@ -31,7 +31,6 @@ def test_public_api_is_pinned() -> None:
         "Wait",
         "cache_duration",
         "check_claims",
-        "check_fresh",
         "cleared_status",
         "decide",
         "error_annotation",

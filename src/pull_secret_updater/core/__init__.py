@@ -11,7 +11,6 @@ from pull_secret_updater.core.claims import (
     TokenClaims,
     VerifiedToken,
     check_claims,
-    check_fresh,
     read_claims,
 )
 from pull_secret_updater.core.decision import (
@@ -67,7 +66,6 @@ __all__ = [
     "Wait",
     "cache_duration",
     "check_claims",
-    "check_fresh",
     "cleared_status",
     "decide",
     "error_annotation",

@@ -55,6 +55,8 @@ class VerifiedToken:
     issued_at: float
     expires_at: float
     key_id: str | None = None
+    #: Fingerprint of the key it verified with: it stays trusted while that key is published.
+    key_fingerprint: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def lifetime(self) -> float:
@@ -130,21 +132,6 @@ def check_claims(
     if "nbf" in payload and _numeric_date(payload["nbf"], name="nbf") > now + leeway:
         raise InvalidToken("token is not valid yet (nbf lies in the future)")
     return claims
-
-
-def check_fresh(claims: TokenClaims, *, now: float, min_lifetime: float) -> None:
-    """Raise InvalidToken unless the token lives at least `min_lifetime` seconds from `now`.
-
-    Used on a token just obtained: writing one that is about to expire would only schedule
-    the next refresh straight away, over and over.
-    """
-    remaining = claims.exp - now
-    if remaining <= 0:
-        raise InvalidToken("token is already expired")
-    if remaining < min_lifetime:
-        raise InvalidToken(
-            f"token expires in {remaining:.0f}s, less than the minimum {min_lifetime:.0f}s"
-        )
 
 
 def _decode_part(part: str, *, name: str) -> tuple[object, str | None]:

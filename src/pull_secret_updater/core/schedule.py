@@ -78,12 +78,11 @@ class Schedule:
                 f"refresh fraction +/- jitter ({low:g} to {high:g}) must stay between 0 and 1, "
                 "or refreshes would fall outside the token's lifetime"
             )
-        for name in ("margin", "min_interval", "floor"):
+        for name in ("min_interval", "floor"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name.replace('_', ' ')} must be a number of seconds >= 0")
-        if not (math.isfinite(self.max_interval) and self.max_interval > 0):
-            raise ValueError("max interval must be a number of seconds > 0")
+        _check_bounds(margin=self.margin, max_interval=self.max_interval)
 
     def refresh_at(
         self,
@@ -105,7 +104,7 @@ class Schedule:
         lifetime = expires_at - issued_at
         if lifetime <= 0:
             return issued_at
-        latest = min(expires_at - self.margin, issued_at + self.max_interval)
+        latest = _latest(issued_at, expires_at, margin=self.margin, max_interval=self.max_interval)
         earliest = issued_at + self.floor
         if earliest > latest:
             # Too short-lived for both bounds (shorter than the margin): half-way through,
@@ -137,12 +136,22 @@ def cache_duration(
     for name, value in (("issued_at", issued_at), ("expires_at", expires_at), ("now", now)):
         if not math.isfinite(value):
             raise ValueError(f"{name} must be finite")
+    _check_bounds(margin=margin, max_interval=max_interval)
+    until = _latest(issued_at, expires_at, margin=margin, max_interval=max_interval)
+    return max(0, math.floor(until - now))
+
+
+def _check_bounds(*, margin: float, max_interval: float) -> None:
     if not (math.isfinite(margin) and margin >= 0):
         raise ValueError("margin must be a number of seconds >= 0")
     if not (math.isfinite(max_interval) and max_interval > 0):
         raise ValueError("max interval must be a number of seconds > 0")
-    until = min(expires_at - margin, issued_at + max_interval)
-    return max(0, math.floor(until - now))
+
+
+def _latest(issued_at: float, expires_at: float, *, margin: float, max_interval: float) -> float:
+    """The latest moment a token is refreshed (or kept): `margin` before it expires, and no
+    later than `max_interval` after it was issued."""
+    return min(expires_at - margin, issued_at + max_interval)
 
 
 def _seed(token: str) -> int:

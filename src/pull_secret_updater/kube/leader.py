@@ -141,6 +141,12 @@ class LeaderElector:
         return renewed_at is not None and self._clock() - renewed_at < self.renew_deadline
 
     @property
+    def leading(self) -> bool:
+        """True from becoming the leader until stepping down, even while a renewal is overdue
+        (when `is_leader` is already False): the renewal may yet succeed."""
+        return self._leading.is_set()
+
+    @property
     def holder(self) -> str | None:
         """The holder of the Lease as last observed (None: nobody, or not read yet)."""
         return self._observed.holder if self._observed else None

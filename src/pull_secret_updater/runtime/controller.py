@@ -121,8 +121,9 @@ class Controller:
     store: dict[Key, SecretObject] = field(default_factory=dict)
     queue: WorkQueue[Key] = field(default_factory=WorkQueue)
     _synced: set[str] = field(default_factory=set)
-    # The expiry each managed Secret states (None: unknown), kept as the store changes so the
-    # gauges cost no walk over every Secret.
+    # The expiry each managed Secret states (None: unknown), parsed once as the store changes,
+    # so the 2-second gauges cost a min() over floats, not a parse of every Secret's
+    # annotations (0.23 CPU s per minute at 20,000 Secrets in the scale benchmark).
     _expiries: dict[Key, float | None] = field(default_factory=dict)
 
     # -- leadership ------------------------------------------------------------------------
@@ -264,8 +265,20 @@ class Controller:
                 await self._write_status(secret, {ann.LAST_ERROR: None})
             return Outcome(decision.refresh_at - now)
         if not self.is_leader():
-            return DONE  # the leader fills it; on_started_leading queues it if we become one
+            return self._not_writing()
         return await self._fill(secret, decision, subject=subject)
+
+    def _not_writing(self) -> Outcome:
+        """What a reconcile that may not write concludes.
+
+        A standby leaves the Secret to the leader: `on_started_leading` queues every Secret
+        if this replica becomes one. A leader whose renewal is merely overdue may renew in
+        time and carry on leading with no stop and start, so nothing would queue the Secret
+        again: it looks again after a retry period.
+        """
+        if self.elector is not None and self.elector.leading:
+            return Outcome(self.elector.retry_period)
+        return DONE
 
     async def _verdict(self, request: Request) -> Verdict | None:
         if request.current is None:
@@ -293,7 +306,7 @@ class Controller:
             )
         now = self.clock()
         if not self.is_leader():
-            return DONE
+            return self._not_writing()
         try:
             written = await write_secret(
                 self.client,
@@ -307,8 +320,11 @@ class Controller:
         except Conflict:
             # Someone else changed the Secret since we read it: read it again and decide again.
             # The token stays cached, so the retry costs a read and a write, not an exchange.
+            # Once at once; a writer that keeps changing it (a tool reverting our writes)
+            # gets the growing delays of a failure rather than a read-write loop.
             self.metrics.secret_writes.labels(outcome="conflict").inc()
-            return await self._reread(key)
+            recorded = self.failures.record(key, message="the Secret changed under each write")
+            return await self._reread(key, delay=recorded.delay if recorded.attempts > 1 else 0.0)
         except NotFound:
             log.info("Secret deleted before it could be filled", namespace=key[0], name=key[1])
             self._drop(key)
@@ -409,7 +425,7 @@ class Controller:
             log.info("could not update the status annotations", namespace=key[0],
                      name=key[1], error=str(e))  # fmt: skip
 
-    async def _reread(self, key: Key) -> Outcome:
+    async def _reread(self, key: Key, *, delay: float) -> Outcome:
         try:
             fresh = await get_secret(self.client, namespace=key[0], name=key[1])
         except KubeError as e:
@@ -421,7 +437,7 @@ class Controller:
             self._drop(key)
             return DONE
         self._put(fresh)
-        return Outcome(0.0)
+        return Outcome(delay)
 
     def _keep(self, written: SecretObject) -> None:
         """Store what a write returned, unless the Secret was deleted meanwhile."""

@@ -95,6 +95,7 @@ class TokenVerifier:
         self._monotonic = monotonic
         self._keys: dict[str, jwt.PyJWK] | None = None  # by kid ("" for a key without one)
         self._prints: dict[str, str] = {}  # kid -> fingerprint of the key published under it
+        self._published: frozenset[str | None] = frozenset()  # the fingerprints above
         self._fetched_at = 0.0
         self._attempted_at: float | None = None
         self._failure: KeysUnavailable | None = None
@@ -117,13 +118,9 @@ class TokenVerifier:
         return key_id in self._keys if key_id is not None else bool(self._keys)
 
     def still_trusted(self, token: VerifiedToken) -> bool:
-        """Whether `token`, verified earlier, still verifies with the keys held now.
-
-        Its verdict is kept exactly as long as the key it verified with is published (same key
-        id, same key); a verdict dropped from the bounded cache counts as not trusted, which
-        costs at most one exchange.
-        """
-        return token.token in self._verdicts
+        """Whether `token`, verified earlier, still verifies with the keys held now: the key
+        it verified with is still published (a key replaced under its id is another key)."""
+        return token.key_fingerprint in self._published
 
     async def refresh_if_stale(self) -> None:
         """Refetch the keys held once they are older than `max_age`.
@@ -181,6 +178,7 @@ class TokenVerifier:
             issued_at=claims.iat,
             expires_at=claims.exp,
             key_id=kid,
+            key_fingerprint=fingerprint,
         )
         self._verdicts[token] = (verified, fingerprint)
         while len(self._verdicts) > MAX_VERDICTS:
@@ -250,6 +248,7 @@ class TokenVerifier:
                     listener()
         self._keys = fresh
         self._prints = prints
+        self._published = frozenset(prints.values())
         self._fetched_at = now
         self.fetches += 1
 
