@@ -48,8 +48,9 @@ def show(command: str) -> None:
     print(f"{DIM}${RESET} {command}", flush=True)
 
 
-POD = """\
-kubectl create -f - <<EOF
+#: The quickstart's command that creates the Pod of the original instructions.
+_POD = """\
+kubectl create {output}-f - <<EOF
 apiVersion: v1
 kind: Pod
 metadata:
@@ -62,6 +63,12 @@ spec:
   imagePullSecrets:
   - name: pull-secret
 EOF"""
+
+
+def pod_script(image: str, *, name_only: bool = False) -> str:
+    """The quickstart's Pod, created with kubectl from a here-document as a user types it, with
+    the image ``image``; ``name_only``: kubectl prints just ``pod/<name>``."""
+    return _POD.format(image=image, output="-o name " if name_only else "")
 
 
 class Demo:
@@ -130,7 +137,7 @@ class Demo:
         assert self.node is not None
         self.node.remove_image(self.stack.registry.image)  # so this Pod really pulls
         wait(lambda: self.sh("kubectl get serviceaccount default -oname", echo=False), 30)
-        name = self.sh(POD.format(image=self.stack.registry.image)).split()[0].split("/")[-1]
+        name = self.sh(pod_script(self.stack.registry.image)).split()[0].split("/")[-1]
         print(f"created pod/{name}")
 
         def phase() -> str:

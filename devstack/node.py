@@ -32,6 +32,7 @@ import os
 import secrets
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -265,41 +266,52 @@ imports = []
             log_dir=self.log_dir,
             env=env,
         )
-        kcm = self._kubeconfig("controller-manager", "system:kube-controller-manager", ())
-        controller_manager = Process(
+        controller_manager = self._control_plane_process(
             "kube-controller-manager",
-            [
-                str(self._bin.kube_controller_manager),
-                f"--kubeconfig={kcm}",
-                f"--authentication-kubeconfig={kcm}",
-                f"--authorization-kubeconfig={kcm}",
-                "--secure-port=0",
-                "--leader-elect=false",
+            self._bin.kube_controller_manager,
+            kubeconfig=self._kubeconfig("controller-manager", "system:kube-controller-manager", ()),
+            env=env,
+            extra=(
                 # Each controller acts as its own ServiceAccount, with the bootstrap RBAC.
                 "--use-service-account-credentials=true",
                 f"--root-ca-file={self._ca.cert_file}",
                 "--cluster-name=psu-local",
-                "--v=1",
-            ],
-            log_dir=self.log_dir,
-            env=env,
+            ),
         )
-        sched = self._kubeconfig("scheduler", "system:kube-scheduler", ())
-        scheduler = Process(
+        scheduler = self._control_plane_process(
             "kube-scheduler",
-            [
-                str(self._bin.kube_scheduler),
-                f"--kubeconfig={sched}",
-                f"--authentication-kubeconfig={sched}",
-                f"--authorization-kubeconfig={sched}",
-                "--secure-port=0",
-                "--leader-elect=false",
-                "--v=1",
-            ],
-            log_dir=self.log_dir,
+            self._bin.kube_scheduler,
+            kubeconfig=self._kubeconfig("scheduler", "system:kube-scheduler", ()),
             env=env,
         )
         return containerd, kubelet, controller_manager, scheduler
+
+    def _control_plane_process(
+        self,
+        name: str,
+        binary: Path,
+        *,
+        kubeconfig: Path,
+        env: dict[str, str],
+        extra: Sequence[str] = (),
+    ) -> Process:
+        """A controller-manager or scheduler of this node: it talks to the API server with
+        ``kubeconfig``, serves no port and elects no leader (it is the only one)."""
+        return Process(
+            name,
+            [
+                str(binary),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--secure-port=0",
+                "--leader-elect=false",
+                *extra,
+                "--v=1",
+            ],
+            log_dir=self.log_dir,
+            env=env,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 

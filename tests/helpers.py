@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from devstack.binaries import REPO
 from devstack.controller import ControllerProcess
 from devstack.registry import skopeo_inspect
 from devstack.stack import LocalStack
@@ -66,6 +70,32 @@ def exchanges(stack: LocalStack, identities: Iterable[str]) -> int:
         int(stats.get(uid, {}).get("ok", 0)) + int(stats.get(uid, {}).get("error", 0))
         for uid in identities
     )
+
+
+def cli(
+    stack: LocalStack, *args: str, kubeconfig: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``pull-secret-updater *args`` as a process, with the stack's kubeconfig (or
+    ``kubeconfig``) and none of the PSU_ settings of the test's environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PSU_")}
+    env["KUBECONFIG"] = str(kubeconfig or stack.kubeconfig)
+    return subprocess.run(
+        [sys.executable, "-m", "pull_secret_updater", *args],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def run_pasted(stack: LocalStack, printed: str) -> str:
+    """A printed command pasted into a shell in which chainctl is the local stand-in; what it
+    printed, stripped."""
+    shell = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c",
+         f'chainctl() {{ "{sys.executable}" -m devstack.chainctl "$@"; }}\n{printed}'],
+        env={**os.environ, **stack.env()}, cwd=REPO, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert shell.returncode == 0, shell.stderr
+    return shell.stdout.strip()
 
 
 def namespace_manifest(name: str) -> Json:

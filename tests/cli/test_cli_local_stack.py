@@ -9,35 +9,20 @@ exchange with the controller's token and reports a refusal in one line.
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from devstack.binaries import REPO
 from devstack.cluster import SERVICE_ACCOUNT_ISSUER
 from devstack.controller import ControllerProcess
 from devstack.stack import SA_AUDIENCE, LocalStack
-from tests.helpers import LAST_ERROR, ClusterHelper, eventually
+from tests.helpers import LAST_ERROR, ClusterHelper, cli, eventually, run_pasted
 
 pytestmark = pytest.mark.stack
 
 SUBJECT = "system:serviceaccount:pull-secret-updater:controller"
-
-
-def cli(
-    stack: LocalStack, *args: str, kubeconfig: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PSU_")}
-    env["KUBECONFIG"] = str(kubeconfig or stack.kubeconfig)
-    return subprocess.run(
-        [sys.executable, "-m", "pull_secret_updater", *args],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
 
 
 def flags(command: str) -> dict[str, str]:
@@ -93,14 +78,7 @@ def test_the_printed_command_creates_an_identity_the_controller_fills_secrets_wi
     printed = cli(stack, "identity-command", "--name", name)
     assert printed.returncode == 0, printed.stderr
     # Pasted into a shell where chainctl is the local stand-in.
-    shell = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c",
-         f'chainctl() {{ "{sys.executable}" -m devstack.chainctl "$@"; }}\n{printed.stdout}'],
-        env={**os.environ, **stack.env()}, cwd=REPO, capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
-    assert shell.returncode == 0, shell.stderr
-    uid = shell.stdout.strip()
+    uid = run_pasted(stack, printed.stdout)
     assert uid
 
     start_controller()

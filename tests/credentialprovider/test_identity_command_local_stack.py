@@ -6,30 +6,18 @@ ServiceAccount's token for it, and another ServiceAccount's token is refused."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from devstack.binaries import REPO
 from devstack.stack import LocalStack
 from pull_secret_updater.core.annotations import IDENTITY as IDENTITY_KEY
 from pull_secret_updater.credentialprovider.protocol import API_VERSION
-from tests.helpers import ClusterHelper
+from tests.helpers import ClusterHelper, cli, run_pasted
 
 pytestmark = pytest.mark.stack
-
-
-def cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PSU_")}
-    env["KUBECONFIG"] = str(stack.kubeconfig)
-    return subprocess.run(
-        [sys.executable, "-m", "pull_secret_updater", *args],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
 
 
 def test_the_printed_identity_lets_that_service_account_pull_through_the_plugin(
@@ -55,14 +43,7 @@ def test_the_printed_identity_lets_that_service_account_pull_through_the_plugin(
     notes = " ".join(printed.stderr.split())
     assert f"kubectl annotate serviceaccount app -n {namespace} {IDENTITY_KEY}=<UID>" in notes
 
-    shell = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c",
-         f'chainctl() {{ "{sys.executable}" -m devstack.chainctl "$@"; }}\n{printed.stdout}'],
-        env={**os.environ, **stack.env()}, cwd=REPO, capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
-    assert shell.returncode == 0, shell.stderr
-    uid = shell.stdout.strip()
+    uid = run_pasted(stack, printed.stdout)
 
     def call(service_account: str) -> subprocess.CompletedProcess[str]:
         token = cluster.kubectl("-n", namespace, "create", "token", service_account,

@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from devstack.cluster import SERVICE_ACCOUNT_ISSUER
 from devstack.stack import LocalStack
 from tests.deploy.support import (
     CHART,
@@ -50,13 +49,7 @@ def release(helm: Helm, stack: LocalStack) -> Iterator[Release]:
     namespace = cluster.namespace("psu-helm")
     suffix = namespace.rsplit("-", 1)[1]
     name = f"psu-{suffix}"
-    identity = stack.token_admin().create_identity(
-        name=f"helm-{suffix}",
-        issuer=SERVICE_ACCOUNT_ISSUER,
-        subject=f"system:serviceaccount:{namespace}:controller",
-        issuer_keys=json.dumps(stack.control_plane.jwks()),
-        roles=["registry.pull"],
-    )
+    identity = stack.create_kind_identity(name=f"helm-{suffix}", namespace=namespace)
     label = ("pull-secrets.example.com/helm", suffix)
     values = {
         "issuer": stack.token_service.url,

@@ -22,29 +22,13 @@ import jwt
 import pytest
 
 from devstack.controller import ControllerProcess
+from devstack.demo import pod_script
 from devstack.node import Node
 from devstack.stack import LocalStack
 from tests.helpers import EXPIRES_AT, ClusterHelper, eventually
 from tests.node.support import Pods
 
 pytestmark = [pytest.mark.stack, pytest.mark.node]
-
-# The Pod of the original instructions, with the image in the local registry.
-POD = """\
-kubectl create -o name -f - <<EOF
-apiVersion: v1
-kind: Pod
-metadata:
-  generateName: pull-secret-example-
-spec:
-  containers:
-  - name: pull-secret-example
-    image: {image}
-    command: ['sleep', 'Infinity']
-  imagePullSecrets:
-  - name: pull-secret
-EOF
-"""
 
 
 def sh(stack: LocalStack, script: str) -> str:
@@ -111,7 +95,7 @@ def test_quickstart_fills_a_secret_that_a_pod_pulls_with_and_refreshes_it(
         # The Pod of the quickstart: the kubelet pulls its image with the Secret and runs it.
         node.remove_image(stack.registry.image)
         pods.wait_default_service_account(namespace)
-        pod = sh(stack, POD.format(image=stack.registry.image)).strip().split("/", 1)[1]
+        pod = sh(stack, pod_script(stack.registry.image, name_only=True)).strip().split("/", 1)[1]
         pods.created.append((namespace, pod))
         pods.wait_event(namespace, pod, reason="Pulled", containing="Successfully pulled image")
         pods.wait_running(namespace, pod)
@@ -122,7 +106,7 @@ def test_quickstart_fills_a_secret_that_a_pod_pulls_with_and_refreshes_it(
         refreshed = jwt.decode(second, options={"verify_signature": False})
         assert refreshed["iat"] < claims["exp"], "the refresh came only after the token expired"
         node.remove_image(stack.registry.image)
-        again = sh(stack, POD.format(image=stack.registry.image)).strip().split("/", 1)[1]
+        again = sh(stack, pod_script(stack.registry.image, name_only=True)).strip().split("/", 1)[1]
         pods.created.append((namespace, again))
         pods.wait_event(namespace, again, reason="Pulled", containing="Successfully pulled image")
         pods.wait_running(namespace, again)

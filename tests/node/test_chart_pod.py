@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from devstack.binaries import MissingBinary, find_helm
-from devstack.cluster import SERVICE_ACCOUNT_ISSUER
 from devstack.deployment import (
     ControllerImage,
     chart_values,
@@ -58,13 +57,7 @@ def release(
     namespace = cluster.namespace("psu-chart")
     name = f"psu-{namespace.rsplit('-', 1)[1]}"
     cluster.kubectl("apply", "-f", "-", input=json.dumps(image_pull_secret(stack, namespace)))
-    identity = stack.token_admin().create_identity(
-        name=f"chart-{uuid.uuid4().hex[:8]}",
-        issuer=SERVICE_ACCOUNT_ISSUER,
-        subject=f"system:serviceaccount:{namespace}:controller",
-        issuer_keys=json.dumps(stack.control_plane.jwks()),
-        roles=["registry.pull"],
-    )
+    identity = stack.create_kind_identity(name=f"chart-{uuid.uuid4().hex[:8]}", namespace=namespace)
     values = chart_values(stack, image=controller_image.reference, metrics_port=free_port())
     renderer = write_post_renderer(tmp_path_factory.mktemp("helm"))
     helm.run("install", name, str(CHART), f"--namespace={namespace}",

@@ -145,6 +145,15 @@ def key_fetches(stack: LocalStack, keys: PublishedKeys) -> int:
     return int(stats["discovery_fetches"]) + int(stats["jwks_fetches"]) - keys.requests
 
 
+def two_identities(
+    new_identity: Callable[[str], str], prefix: str, secrets: int
+) -> tuple[list[str], dict[str, str]]:
+    """Two identities of the test's own, and the owners of ``secrets`` pull Secrets that
+    alternate between them: a unique namespace name (``prefix-<i>-…``) -> its identity."""
+    identities = [new_identity(prefix), new_identity(prefix)]
+    return identities, {unique(f"{prefix}-{i}"): identities[i % 2] for i in range(secrets)}
+
+
 def tokens_of(api: Api, namespaces: list[str]) -> dict[str, str | None]:
     """The registry token of each namespace's pull Secret, from one list call."""
     found: dict[str, str | None] = dict.fromkeys(namespaces)
@@ -447,8 +456,7 @@ def test_a_restarted_controller_keeps_the_verified_tokens_and_exchanges_nothing(
     stack: LocalStack, cluster: ClusterHelper, api: Api, start_controller: Start,
     new_identity: Callable[[str], str], keys: PublishedKeys,
 ) -> None:  # fmt: skip
-    identities = [new_identity("kept"), new_identity("kept")]
-    owners = {unique(f"kept-{i}"): identities[i % 2] for i in range(6)}
+    identities, owners = two_identities(new_identity, "kept", 6)
     cluster.create_pull_secrets(owners)
     first = start_controller("kept-first")
     filled = cluster.wait_all_filled(list(owners))
@@ -487,8 +495,7 @@ def test_a_rotation_that_keeps_the_old_key_published_refills_nothing(
     stack: LocalStack, cluster: ClusterHelper, api: Api, start_controller: Start,
     new_identity: Callable[[str], str], admin: TokenServiceAdmin, keys: PublishedKeys,
 ) -> None:  # fmt: skip
-    identities = [new_identity("graceful"), new_identity("graceful")]
-    owners = {unique(f"graceful-{i}"): identities[i % 2] for i in range(6)}
+    identities, owners = two_identities(new_identity, "graceful", 6)
     cluster.create_pull_secrets(owners)
     controller = start_controller("graceful")
     filled = cluster.wait_all_filled(list(owners))
@@ -519,8 +526,7 @@ def test_a_rotation_that_drops_the_old_key_costs_one_exchange_per_identity(
     new_identity: Callable[[str], str], admin: TokenServiceAdmin, keys: PublishedKeys,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    identities = [new_identity("dropped"), new_identity("dropped")]
-    owners = {unique(f"dropped-{i}"): identities[i % 2] for i in range(8)}
+    identities, owners = two_identities(new_identity, "dropped", 8)
     cluster.create_pull_secrets(owners)
     controller = start_controller("dropped-before")
     cluster.wait_all_filled(list(owners))
@@ -558,8 +564,7 @@ def test_a_running_controller_moves_every_secret_off_a_dropped_key_once_it_knows
     stack: LocalStack, cluster: ClusterHelper, api: Api, start_controller: Start,
     new_identity: Callable[[str], str], admin: TokenServiceAdmin, keys: PublishedKeys,
 ) -> None:  # fmt: skip
-    identities = [new_identity("running-drop"), new_identity("running-drop")]
-    owners = {unique(f"running-drop-{i}"): identities[i % 2] for i in range(4)}
+    identities, owners = two_identities(new_identity, "running-drop", 4)
     # Its tokens live seconds: its next token names the new key, the controller fetches the
     # key set for it, and from then on knows that the old key is gone.
     herald, herald_ns = new_identity("herald"), unique("herald")

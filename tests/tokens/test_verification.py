@@ -5,6 +5,8 @@ fetched sparingly, kept through an outage, and refetched for a rotated key."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable, Coroutine
 
 import httpx2
 import jwt
@@ -36,6 +38,9 @@ from tests.tokens.fakes import (
 MAX_AGE = 3600.0
 REFETCH = 10.0
 LEEWAY = 60.0
+
+#: An ``httpx2.MockTransport`` handler: it answers every request the verifier makes.
+Handler = Callable[[httpx2.Request], Coroutine[None, None, httpx2.Response]]
 
 
 class Setup:
@@ -73,6 +78,27 @@ async def unavailable(verifier: TokenVerifier, token: str) -> KeysUnavailable:
     with pytest.raises(KeysUnavailable) as caught:
         await verifier.verify(token)
     assert token not in everything_printed(caught.value)
+    return caught.value
+
+
+def verifier_behind(
+    handler: Handler,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> TokenVerifier:
+    """A verifier whose every request ``handler`` answers."""
+    return TokenVerifier(
+        issuer=ISSUER,
+        audience=REGISTRY,
+        http=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
+        clock=clock,
+    )
+
+
+async def keys_unavailable(handler: Handler) -> KeysUnavailable:
+    """Why a verifier behind ``handler`` has no keys."""
+    with pytest.raises(KeysUnavailable) as caught:
+        await verifier_behind(handler).ensure_keys()
     return caught.value
 
 
@@ -455,12 +481,7 @@ async def test_a_key_set_without_a_usable_key_is_no_key_set(
             return httpx2.Response(200, json=keys)
         return await setup.service.handle(request)
 
-    verifier = TokenVerifier(
-        issuer=ISSUER,
-        audience=REGISTRY,
-        http=httpx2.AsyncClient(transport=httpx2.MockTransport(key_set)),
-        clock=setup.clock,
-    )
+    verifier = verifier_behind(key_set, clock=setup.clock)
     error = await unavailable(verifier, KEY.sign(claims()))
     assert str(error) == f"the key set at {ISSUER}{KEYS_PATH} {message}"
 
@@ -474,12 +495,7 @@ async def test_unusable_keys_beside_a_good_one_are_skipped() -> None:
             return httpx2.Response(200, json={"keys": [*junk, KEY.public_jwk()]})
         return await setup.service.handle(request)
 
-    verifier = TokenVerifier(
-        issuer=ISSUER,
-        audience=REGISTRY,
-        http=httpx2.AsyncClient(transport=httpx2.MockTransport(key_set)),
-        clock=setup.clock,
-    )
+    verifier = verifier_behind(key_set, clock=setup.clock)
     assert (await verifier.verify(KEY.sign(claims()))).key_id == "key-1"
 
 
@@ -488,14 +504,8 @@ async def test_a_discovery_document_that_is_not_a_json_object_is_refused(body: b
     async def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, content=body)
 
-    verifier = TokenVerifier(
-        issuer=ISSUER,
-        audience=REGISTRY,
-        http=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
-    )
-    with pytest.raises(KeysUnavailable) as caught:
-        await verifier.ensure_keys()
-    assert str(caught.value) == (
+    error = await keys_unavailable(handler)
+    assert str(error) == (
         f"the discovery document at {ISSUER}{DISCOVERY_PATH} is not a JSON object"
     )
 
@@ -514,17 +524,11 @@ async def test_an_unreachable_token_service_is_keys_unavailable() -> None:
     async def handler(request: httpx2.Request) -> httpx2.Response:
         raise httpx2.ConnectError("[Errno 111] Connection refused", request=request)
 
-    verifier = TokenVerifier(
-        issuer=ISSUER,
-        audience=REGISTRY,
-        http=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
-    )
-    with pytest.raises(KeysUnavailable) as caught:
-        await verifier.ensure_keys()
-    assert str(caught.value) == (
+    error = await keys_unavailable(handler)
+    assert str(error) == (
         f"cannot fetch the discovery document at {ISSUER}{DISCOVERY_PATH}: ConnectError"
     )
-    assert caught.value.__cause__ is None
+    assert error.__cause__ is None
 
 
 async def test_ensure_keys_fetches_only_when_none_are_held() -> None:

@@ -115,6 +115,29 @@ def _decide(
     return decide(_request(secret), verdict=verdict, now=now, schedule=SCHEDULE)
 
 
+def _planted(*, expires: float, last_refresh: float | None = None) -> SecretView:
+    """Our entry, with the status annotations a planted token would come with."""
+    planted = {
+        annotations.IDENTITY: UID,
+        annotations.TOKEN_HASH: "0123456789abcdef0123456789abcdef",
+        annotations.FILLED_IDENTITY: UID,
+        annotations.EXPIRES_AT: annotations.format_time(expires),
+    }
+    if last_refresh is not None:
+        planted[annotations.LAST_REFRESH] = annotations.format_time(last_refresh)
+    return _secret(raw=_ours(), annotations_=planted)
+
+
+def _not_trusted(detail: str) -> Fill:
+    """The Fill that replaces our entry's token because it is not trusted."""
+    return Fill(
+        identity=UID,
+        reason="token not trusted",
+        config=parse_docker_config(_ours()),
+        detail=detail,
+    )
+
+
 # --- inspect: is it ours, is it well-formed, is it allowed --------------------------------------
 
 _WRONG_TYPE = (
@@ -293,15 +316,7 @@ def test_an_unreadable_last_refresh_is_no_last_write() -> None:
 
 def test_status_annotations_written_by_anyone_change_nothing_in_the_request() -> None:
     # An unkeyed token-hash and an expiry are what a planted token would come with.
-    planted = _secret(
-        raw=_ours(),
-        annotations_={
-            annotations.IDENTITY: UID,
-            annotations.TOKEN_HASH: "0123456789abcdef0123456789abcdef",
-            annotations.FILLED_IDENTITY: UID,
-            annotations.EXPIRES_AT: annotations.format_time(EXPIRES + 365 * 86400),
-        },
-    )
+    planted = _planted(expires=EXPIRES + 365 * 86400)
     # filled-identity only words a Fill's reason ("identity changed"); it decides nothing.
     assert replace(_request(planted), filled_identity=None) == _request(_secret(raw=_ours()))
 
@@ -340,28 +355,14 @@ def test_a_token_under_an_alias_key_only_is_filled_as_a_missing_entry() -> None:
 )
 def test_a_token_that_does_not_verify_is_replaced_and_never_offered_as_stale(why: str) -> None:
     fill = _decide(_secret(raw=_ours()), Untrusted(why=why))
-    assert fill == Fill(
-        identity=UID,
-        reason="token not trusted",
-        config=parse_docker_config(_ours()),
-        detail=why,
-    )
+    assert fill == _not_trusted(why)
     assert fill.why == f"token not trusted: {why}"
     assert fill.event_reason == "Filled"
     assert fill.stale is None
 
 
 def test_a_planted_token_with_every_status_annotation_is_still_replaced() -> None:
-    planted = _secret(
-        raw=_ours(),
-        annotations_={
-            annotations.IDENTITY: UID,
-            annotations.TOKEN_HASH: "0123456789abcdef0123456789abcdef",
-            annotations.FILLED_IDENTITY: UID,
-            annotations.EXPIRES_AT: annotations.format_time(EXPIRES),
-            annotations.LAST_REFRESH: annotations.format_time(ISSUED + 59),
-        },
-    )
+    planted = _planted(expires=EXPIRES, last_refresh=ISSUED + 59)
     fill = _decide(
         planted, Untrusted(why="token is signed with 'HS256', not an asymmetric algorithm")
     )
@@ -371,12 +372,7 @@ def test_a_planted_token_with_every_status_annotation_is_still_replaced() -> Non
 
 def test_a_verified_token_of_another_identity_is_not_trusted_and_not_stale() -> None:
     fill = _decide(_secret(raw=_ours()), _verified(identity=OTHER_UID))
-    assert fill == Fill(
-        identity=UID,
-        reason="token not trusted",
-        config=parse_docker_config(_ours()),
-        detail="it was issued for another identity",
-    )
+    assert fill == _not_trusted("it was issued for another identity")
     assert fill.event_reason == "Filled"
 
 
