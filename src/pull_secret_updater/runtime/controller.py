@@ -134,11 +134,10 @@ class Controller:
     async def on_started_leading(self) -> None:
         log.info("became leader; reconciling every managed Secret", secrets=len(self.store))
         self.metrics.leader.set(1)
-        for key in self.store:
-            self.queue.add(key)
+        self.recheck_all()
 
     def recheck_all(self) -> None:
-        """Look at every Secret again now (the token service withdrew a signing key)."""
+        """Look at every Secret again now (on becoming leader; a signing key was withdrawn)."""
         for key in self.store:
             self.queue.add(key)
 
