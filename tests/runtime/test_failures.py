@@ -38,3 +38,25 @@ def test_waits_grow_with_attempts_and_clear_starts_over() -> None:
 
 def test_a_server_asking_for_longer_is_obeyed() -> None:
     assert failures().record(KEY, message="429", retry_after=30).delay == 30
+
+
+def test_keys_waiting_for_a_token_are_handed_out_once_when_it_comes() -> None:
+    book = failures()
+    a, b, c = ("team-a", "s"), ("team-b", "s"), ("team-c", "s")
+    book.record(a, message="503", awaits="identity-1")
+    book.record(b, message="503", awaits="identity-1")
+    book.record(c, message="503", awaits="identity-2")
+    book.record(b, message="503", awaits="identity-1")  # a retry that failed again
+    book.clear(a)  # a succeeded by itself: nothing to wake
+
+    assert book.ready("identity-1") == {b}
+    assert book.ready("identity-1") == set(), "handed out once"
+    assert b in book, "still failing until its own retry succeeds"
+    assert book.record(b, message="503").attempts == 3, "attempts go on counting"
+
+    # A key that now fails for another reason awaits nothing any more.
+    book.record(c, message="write refused")
+    assert book.ready("identity-2") == set()
+    book.record(c, message="503", awaits="identity-2")
+    book.clear(c)
+    assert book.ready("identity-2") == set()

@@ -332,6 +332,68 @@ async def test_a_failed_exchange_is_reported_once_per_cause_and_leaves_the_crede
     assert slower >= 32, "a cause that waiting will not fix is retried more slowly"
 
 
+async def test_retries_of_a_failed_refresh_close_in_on_the_expiry_of_the_token_in_place(
+    world: Harness,
+) -> None:
+    # Due for refresh with 30 s left, after eight failed attempts (an outage since long
+    # before): the growing backoff alone would next wait 128-256 s, far past the expiry.
+    held = world.provider.mint(IDENTITY, issued_at=NOW - world.provider.lifetime + 30)
+    world.server.create_secret("team-a", docker_config=config_holding(held.token), annotations=OURS)
+    key = ("team-a", SECRET_NAME)
+    for _ in range(8):
+        world.controller.failures.record(key, message=UNAVAILABLE.message)
+    world.provider.issue_error = UNAVAILABLE
+
+    tries: list[float] = []
+    while world.clock.now < held.expires_at:
+        left = held.expires_at - world.clock.now
+        tries.append(left)
+        delay = (await world.reconcile("team-a")).requeue_after
+        assert delay is not None
+        assert delay <= max(BACKOFF.base, left / 2), "a retry must not jump past the expiry"
+        world.clock.now += delay
+
+    assert world.password("team-a") == held.token, "the token in place is never touched"
+    assert tries[-1] <= 2 * BACKOFF.base, f"the last try came {tries[-1]:.1f}s before expiry"
+    assert len(world.provider.issues) == len(tries) <= 10, "closing in is no hot loop"
+    # Once it has expired there is nothing left to save: the backoff grows again.
+    delay = (await world.reconcile("team-a")).requeue_after
+    assert delay is not None
+    assert delay >= BACKOFF.cap / 2, f"attempt {9 + len(tries)} waits at the cap"
+
+
+async def test_secrets_waiting_for_their_identitys_token_get_it_as_soon_as_one_retry_brings_it(
+    world: Harness,
+) -> None:
+    for ns in ("team-a", "team-b", "team-c"):
+        world.server.create_secret(ns, annotations=OURS)
+    world.server.create_secret("team-d", annotations={ann.IDENTITY: OTHER_IDENTITY})
+    world.provider.issue_error = UNAVAILABLE
+    for _ in range(5):  # the outage lasts: each waits 8-16 s for its next try by now
+        delays = {ns: (await world.reconcile(ns)).requeue_after
+                  for ns in ("team-b", "team-c", "team-d")}  # fmt: skip
+    assert all(d is not None and d >= 8 for d in delays.values()), delays
+    queue = world.controller.queue
+    for ns, delay in delays.items():  # as the worker would queue them (observing queued them)
+        assert delay is not None
+        queue.forget((ns, SECRET_NAME))
+        queue.add((ns, SECRET_NAME), delay=delay)
+
+    world.provider.issue_error = None
+    issued_before = len(world.provider.issues)
+    await world.reconcile("team-a")  # the token service is back: the first retry succeeds
+
+    # Those of the same identity are due now; the other identity keeps its own schedule.
+    for ns in ("team-b", "team-c"):
+        assert queue.scheduled((ns, SECRET_NAME)) == world.clock.now, ns
+    assert queue.scheduled(("team-d", SECRET_NAME)) == world.clock.now + delays["team-d"]
+    for ns in ("team-b", "team-c"):
+        await world.reconcile(ns)
+        assert world.password(ns) == world.password("team-a")
+        assert ann.LAST_ERROR not in world.server.annotations(ns)
+    assert len(world.provider.issues) == issued_before + 1, "one exchange for the three"
+
+
 async def test_the_token_services_retry_after_is_honoured(world: Harness) -> None:
     world.server.create_secret("team-a", annotations=OURS)
     world.provider.issue_error = TransientExchangeError(

@@ -140,3 +140,43 @@ def test_a_delay_is_never_a_hot_loop_and_never_unbounded(
     )
     assert delay <= max(backoff.cap, honoured)
     assert delay >= honoured
+
+
+@pytest.mark.parametrize("attempt", [1, 5, 9, 20])
+@pytest.mark.parametrize("expires_in", [0.5, 1.5, 3.0, 20.0, 100.0])
+def test_a_failed_refresh_is_retried_before_the_credential_in_place_expires(
+    attempt: int, expires_in: float
+) -> None:
+    backoff = Backoff(base=1, cap=300)
+    uncapped = delays(backoff, attempt=attempt)
+    found = delays(backoff, attempt=attempt, expires_in=expires_in)
+    limit = max(1.0, expires_in / 2)
+    assert all(d <= limit for d in found)
+    assert all(c <= u for c, u in zip(found, uncapped, strict=True)), "the cap only shortens"
+    # Never below the base either: closing in on the expiry is not a hot loop.
+    assert all(d >= min(u, 1.0) for d, u in zip(found, uncapped, strict=True))
+
+
+def test_retries_close_in_on_the_expiry_instead_of_jumping_past_it() -> None:
+    """A refresh failing from 20 s before expiry on, after 4 earlier failures: the next tries
+    all fall before the expiry, and the last one within a base of it."""
+    backoff = Backoff(base=1, cap=300)
+    for seed in SEEDS:
+        rng = random.Random(seed)
+        left, attempt, tries = 20.0, 5, []
+        while left > 0:
+            tries.append(left)
+            left -= backoff.delay(attempt=attempt, rng=rng, expires_in=left)
+            attempt += 1
+        assert len(tries) >= 4
+        assert tries[-1] <= 2.0, tries
+
+
+def test_the_expiry_does_not_hurry_what_retrying_cannot_fix_nor_override_a_server() -> None:
+    backoff = Backoff(base=1, cap=300)
+    slow = delays(backoff, attempt=3, retryable=False, expires_in=10)
+    assert min(slow) >= NON_RETRYABLE_FACTOR * 2, "a 403 is not retried faster near expiry"
+    asked = delays(backoff, attempt=1, retry_after=60, expires_in=10)
+    assert set(asked) == {60.0}, "Retry-After wins: the server cannot answer sooner"
+    gone = delays(backoff, attempt=3, expires_in=-5)
+    assert gone == delays(backoff, attempt=3), "an expired credential has nothing to save"

@@ -397,6 +397,7 @@ def test_an_expired_token_of_ours_is_refreshed_and_named_stale(now: float) -> No
         identity=UID, reason="expired", config=parse_docker_config(_ours()), stale=TOKEN
     )
     assert fill.event_reason == "Refreshed"
+    assert fill.stale_expires_at is None, "nothing left to retry before"
 
 
 def test_a_verified_token_of_ours_waits_until_the_schedule_says_so() -> None:
@@ -432,8 +433,13 @@ def test_from_the_refresh_time_until_expiry_it_is_due_and_named_stale() -> None:
     assert isinstance(wait, Wait)
     for now in (wait.refresh_at, wait.refresh_at + 1, EXPIRES - 1):
         fill = _decide(secret, _verified(), now=now)
+        # With its verified expiry, which the retries of a failed refresh must come before.
         assert fill == Fill(
-            identity=UID, reason="due for refresh", config=parse_docker_config(_ours()), stale=TOKEN
+            identity=UID,
+            reason="due for refresh",
+            config=parse_docker_config(_ours()),
+            stale=TOKEN,
+            stale_expires_at=EXPIRES,
         )
         assert fill.event_reason == "Refreshed"
 

@@ -10,8 +10,16 @@ slower, so a misconfigured Secret does not hammer anything. The cap stays the sa
 is a human one (create the identity, fix the policy), and once it is made the Secret should
 be filled within the usual few minutes rather than look as if the fix did not work.
 
+A refresh that fails while the credential in place is still valid must be retried before that
+credential expires, however many attempts came before: the wait of a retryable failure is at
+most half of the credential's remaining lifetime (`expires_in`), and never below `base`. The
+retries thus close in on the expiry instead of jumping past it (a failure 20 s before expiry,
+after four others, would otherwise wait 8-16 s, and the next one 16-32 s), at a cost of about
+log2(remaining / base) extra attempts per Secret.
+
 A server that says how long to wait (`Retry-After` on a 429 or 503) is obeyed, up to
-`MAX_RETRY_AFTER`: asking for longer is taken as asking for that.
+`MAX_RETRY_AFTER`: asking for longer is taken as asking for that, and it wins over the cap
+above (the server knows it cannot answer sooner).
 """
 
 from __future__ import annotations
@@ -50,8 +58,12 @@ class Backoff:
         rng: random.Random,
         retryable: bool = True,
         retry_after: float | None = None,
+        expires_in: float | None = None,
     ) -> float:
-        """Seconds to wait before retry number `attempt` (1 for the first retry)."""
+        """Seconds to wait before retry number `attempt` (1 for the first retry).
+
+        `expires_in`: seconds the credential this retry would replace stays valid, if it does.
+        """
         if attempt < 1:
             raise ValueError("attempt counts from 1")
         base = self.base if retryable else self.base * NON_RETRYABLE_FACTOR
@@ -59,6 +71,8 @@ class Backoff:
         ceiling = min(self.cap, base * 2.0 ** min(attempt - 1, 64))
         half = ceiling / 2
         wait = half + rng.uniform(0, half)
+        if retryable and expires_in is not None and expires_in > 0:
+            wait = min(wait, max(self.base, expires_in / 2))
         if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
             wait = max(wait, min(retry_after, MAX_RETRY_AFTER))
         return wait

@@ -93,13 +93,16 @@ class Fill:
     """Obtain a token for `identity` and write it into `config` now.
 
     `stale` is the token being replaced when it is a verified token of this identity: a token
-    cache must not hand that one back.
+    cache must not hand that one back. `stale_expires_at` is its verified expiry while it is
+    still valid (a refresh, not a replacement of an expired token): retries of a failed
+    refresh must come before it (`core.backoff`).
     """
 
     identity: str
     reason: FillReason
     config: DockerConfig = field(repr=False)
     stale: str | None = field(default=None, repr=False)
+    stale_expires_at: float | None = None
     detail: str | None = None
 
     @property
@@ -233,6 +236,7 @@ def decide(
             reason="due for refresh",
             config=request.config,
             stale=verdict.token,
+            stale_expires_at=verdict.expires_at,
         )
     return Wait(identity=request.identity, token=verdict, refresh_at=when)
 

@@ -60,7 +60,7 @@ from pull_secret_updater.runtime.failures import Failures
 from pull_secret_updater.runtime.health import Health
 from pull_secret_updater.runtime.metrics import Metrics
 from pull_secret_updater.runtime.workqueue import WorkQueue
-from pull_secret_updater.tokens.cache import TokenCache
+from pull_secret_updater.tokens.cache import CacheKey, TokenCache
 from pull_secret_updater.tokens.errors import ExchangeError, KeysUnavailable
 from pull_secret_updater.tokens.provider import Subject, TokenProvider
 
@@ -302,7 +302,12 @@ class Controller:
                 message=f"cannot verify tokens, so none is exchanged: {e}" if keys else str(e),
                 retryable=e.retryable,
                 retry_after=e.retry_after,
+                before=fill.stale_expires_at,
+                awaits=(subject, fill.identity),
             )
+        # Secrets that failed for want of this token retry now, from the cache.
+        for waiting in self.failures.ready((subject, fill.identity)):
+            self.queue.add(waiting)
         now = self.clock()
         if not self.is_leader():
             return self._not_writing()
@@ -338,6 +343,7 @@ class Controller:
                 # A write the API server finds invalid (a Secret over the size limit, say)
                 # will not succeed by itself: retry it at the slow rate.
                 retryable=not isinstance(e, Unprocessable),
+                before=fill.stale_expires_at,
             )
         self.metrics.secret_writes.labels(outcome="success").inc()
         self._keep(written)
@@ -381,17 +387,26 @@ class Controller:
         retry: bool = True,
         retryable: bool = True,
         retry_after: float | None = None,
+        before: float | None = None,
+        awaits: CacheKey | None = None,
     ) -> Outcome:
         """Warning Event and ``last-error`` when the cause is new; retry later if ``retry``.
 
         The credential in the Secret is never touched here: a failed refresh leaves a valid
-        token in place until it expires.
+        token in place until it expires. ``before``: that token's verified expiry, which the
+        retries must come before; ``awaits``: the (subject, identity) whose token would end
+        the failure (see `Failures.ready`).
         """
         key = (secret.namespace, secret.name)
         if key not in self.store:
             return DONE  # deleted while we were at it: nothing to report on, nothing to retry
         recorded = self.failures.record(
-            key, message=message, retryable=retryable, retry_after=retry_after
+            key,
+            message=message,
+            retryable=retryable,
+            retry_after=retry_after,
+            expires_in=None if before is None else before - self.clock(),
+            awaits=awaits,
         )
         log.warning("Secret not filled", namespace=key[0], name=key[1], reason=reason,
                     error=message, attempt=recorded.attempts)  # fmt: skip
