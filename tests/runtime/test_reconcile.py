@@ -369,19 +369,21 @@ async def test_secrets_waiting_for_their_identitys_token_get_it_as_soon_as_one_r
         world.server.create_secret(ns, annotations=OURS)
     world.server.create_secret("team-d", annotations={ann.IDENTITY: OTHER_IDENTITY})
     world.provider.issue_error = UNAVAILABLE
+    delays: dict[str, float] = {}
     for _ in range(5):  # the outage lasts: each waits 8-16 s for its next try by now
-        delays = {ns: (await world.reconcile(ns)).requeue_after
-                  for ns in ("team-b", "team-c", "team-d")}  # fmt: skip
-    assert all(d is not None and d >= 8 for d in delays.values()), delays
+        for ns in ("team-b", "team-c", "team-d"):
+            delay = (await world.reconcile(ns)).requeue_after
+            assert delay is not None
+            delays[ns] = delay
+    assert all(d >= 8 for d in delays.values()), delays
     queue = world.controller.queue
     for ns, delay in delays.items():  # as the worker would queue them (observing queued them)
-        assert delay is not None
         queue.forget((ns, SECRET_NAME))
         queue.add((ns, SECRET_NAME), delay=delay)
 
     world.provider.issue_error = None
     issued_before = len(world.provider.issues)
-    await world.reconcile("team-a")  # the token service is back: the first retry succeeds
+    await world.reconcile("team-a")  # the token service is back: one Secret gets a token
 
     # Those of the same identity are due now; the other identity keeps its own schedule.
     for ns in ("team-b", "team-c"):
