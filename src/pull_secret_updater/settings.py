@@ -160,7 +160,10 @@ class Settings(BaseSettings):
     )
     backoff_cap: float = Field(
         default=_backoff.DEFAULT_CAP,
-        description="Longest wait, in seconds, between retries of a failed refresh. Default: 300.",
+        description=(
+            "Longest wait, in seconds, between retries of a failed refresh; while the token in "
+            "place is valid, a retry waits at most half of its remaining lifetime. Default: 300."
+        ),
     )
     token_subject: Literal["controller", "namespace"] = Field(
         default="controller",

@@ -42,6 +42,11 @@ HOLD_AFTER_REPORTED = 2.0
 HOT_LOOP_INTERVAL = 0.1
 
 
+def successful_exchanges(stack: LocalStack, identity: str) -> int:
+    """Exchanges for `identity` the token service answered with a token."""
+    return int(stack.token_admin().stats()["exchanges"].get(identity, {}).get("ok", 0))
+
+
 def failed_exchanges(controller: ControllerProcess, identities: list[str]) -> int:
     """Exchanges the controller attempted for these identities that did not succeed."""
     failed = 0
@@ -162,4 +167,65 @@ def test_an_outage_keeps_valid_tokens_backs_off_reports_and_recovers(
     # The first retry after the recovery succeeded: the only failures since are of exchanges
     # that were already under way (one per identity at most, as exchanges are shared).
     assert failed_exchanges(controller, identities) - failed_before <= len(identities)
+    assert controller.process.running()
+
+
+#: The backoff of a default install (1 s doubling up to 300 s), under which the growing waits
+#: of a long outage would carry the retries past the expiry.
+DEFAULT_BACKOFF = {"PSU_BACKOFF_BASE": "1", "PSU_BACKOFF_CAP": "300"}
+#: The outage ends this long before the first of the tokens in place expires.
+ENDS_BEFORE_EXPIRY = 10.0
+BRIDGED_SECRETS = 6
+
+
+def test_an_outage_ending_shortly_before_expiry_is_bridged_before_any_token_expires(
+    stack: LocalStack, cluster: ClusterHelper, api: Api, start_controller: Start,
+    token_lifetime: Callable[[int], None], new_identity: Callable[[str], str],
+) -> None:  # fmt: skip
+    """Refreshes fail from the refresh point until 10 s before expiry, about five attempts
+    each: the next waits of the backoff alone (8-16 s, then 16-32 s) would often fall after the
+    expiry. The retries close in on it instead, and the first to get the new token brings the
+    others theirs from the cache: no Secret ever holds an expired token, one exchange for all."""
+    token_lifetime(LIFETIME)
+    identity = new_identity("bridge")
+    namespaces = [f"bridge-{i}-{time.time_ns() % 10**6}" for i in range(BRIDGED_SECRETS)]
+    cluster.create_pull_secrets(dict.fromkeys(namespaces, identity))
+    controller = start_controller("bridge", env={**REFRESH, **DEFAULT_BACKOFF})
+    for ns in namespaces:
+        cluster.wait_filled(ns)
+
+    admin = stack.token_admin()
+    admin.set_fault("status", status=503)
+    before = {ns: api.token(api.secret(ns)) for ns in namespaces}
+    expiry = {ns: float((claims(t) or {})["exp"]) for ns, t in before.items()}
+    end_at = min(expiry.values()) - ENDS_BEFORE_EXPIRY
+    reported: set[str] = set()
+    try:
+        while time.time() < end_at:
+            for ns in namespaces:
+                secret = api.secret(ns)
+                assert api.token(secret) == before[ns], f"{ns}: changed during the outage"
+                if LAST_ERROR in api.annotations(secret):
+                    reported.add(ns)
+            time.sleep(0.2)
+    finally:
+        admin.clear_faults()
+    assert reported == set(namespaces), "every Secret tried and failed during the outage"
+    served_from = successful_exchanges(stack, identity)
+
+    refreshed: dict[str, float] = {}  # seconds of validity the old token still had
+    while len(refreshed) < len(namespaces):
+        for ns in set(namespaces) - set(refreshed):
+            looked_at = time.time()
+            token = api.token(api.secret(ns))
+            if token != before[ns]:
+                refreshed[ns] = expiry[ns] - looked_at
+            else:
+                assert looked_at < expiry[ns], f"{ns} held an expired token: no retry came"
+        time.sleep(0.1)
+    figure("bridged outage: validity left when the last Secret was seen refreshed",
+           min(refreshed.values()), "s")  # fmt: skip
+    tokens = {api.token(api.secret(ns)) for ns in namespaces}
+    assert len(tokens) == 1, "one new token for the identity, shared"
+    assert successful_exchanges(stack, identity) - served_from == 1
     assert controller.process.running()
