@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: setup test lint unit devstack demo bench bench-quick docs image credential-provider
+.PHONY: setup test test-loaded lint unit devstack demo bench bench-quick docs image credential-provider
 
 setup:
 	@bash hack/setup.sh
@@ -16,6 +16,10 @@ lint: setup
 
 test: setup lint
 	uv run pytest -q
+
+# The suite three times in a row next to one busy loop per core (hack/loaded-test.sh).
+test-loaded: setup
+	bash hack/loaded-test.sh
 
 unit: setup
 	uv run pytest -q tests/unit
