@@ -413,6 +413,7 @@ def harness(
     read_labels: bool = False,
     subject_for: Callable[[str], Subject] = lambda namespace: CONTROLLER,
     seed: int = 7,
+    failure_hold: float = 0.0,
 ) -> Harness:
     """A controller against fresh fakes; `leader` False gives it an elector that never leads."""
     server = FakeApiServer()
@@ -433,7 +434,7 @@ def harness(
             subject_for=subject_for,
         ),
         client=client,
-        tokens=TokenCache(provider, schedule=SCHEDULE, clock=clock),
+        tokens=TokenCache(provider, schedule=SCHEDULE, clock=clock, failure_hold=failure_hold),
         provider=provider,
         events=EventRecorder(client, instance="replica-1", clock=clock, now=clock.utc),
         metrics=Metrics(),

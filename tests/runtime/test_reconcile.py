@@ -396,6 +396,58 @@ async def test_secrets_waiting_for_their_identitys_token_get_it_as_soon_as_one_r
     assert len(world.provider.issues) == issued_before + 1, "one exchange for the three"
 
 
+async def test_a_token_due_on_arrival_wakes_none_of_the_secrets_waiting_for_one(
+    world: Harness,
+) -> None:
+    # b and c failed and wait a minute; a gets a token the cache will not hand out (due on
+    # arrival): waking b and c would only make them exchange at once, each.
+    world.provider.issue_error = UNAVAILABLE
+    queue = world.controller.queue
+    for ns in ("team-b", "team-c"):
+        world.server.create_secret(ns, annotations=OURS)
+        await world.reconcile(ns)
+        queue.forget((ns, SECRET_NAME))
+        queue.add((ns, SECRET_NAME), delay=60)
+    world.provider.issue_error = None
+    world.provider.skew = world.provider.lifetime - 45
+    world.server.create_secret("team-a", annotations=OURS)
+
+    await world.reconcile("team-a")
+
+    assert [r for _, r, _ in world.server.recorded_events("Warning")][-1] == "TokenTooShortLived"
+    for ns in ("team-b", "team-c"):
+        assert queue.scheduled((ns, SECRET_NAME)) == world.clock.now + 60, ns
+
+
+async def test_many_secrets_closing_in_on_one_expiry_cost_one_exchange_per_hold(
+    make: Callable[..., Harness],
+) -> None:
+    """200 Secrets of one identity hold one token with 60 s left, and the token service is
+    down: each Secret's retries close in on that one expiry, but the failure is shared for a
+    backoff base, so the token service sees about one exchange per second, not per Secret."""
+    world: Harness = make(failure_hold=BACKOFF.base)
+    held = world.provider.mint(IDENTITY, issued_at=NOW - world.provider.lifetime + 60)
+    keys = []
+    for n in range(200):
+        ns = f"team-{n}"
+        world.server.create_secret(ns, docker_config=config_holding(held.token), annotations=OURS)
+        keys.append(await world.observe(ns))
+    world.provider.issue_error = UNAVAILABLE
+    due = dict.fromkeys(keys, NOW)
+    tries = 0
+    while (key := min(due, key=due.__getitem__)) and due[key] < held.expires_at:
+        world.clock.now = due[key]
+        outcome = await world.controller.reconcile(key)
+        assert outcome.requeue_after is not None
+        due[key] = world.clock.now + outcome.requeue_after
+        tries += 1
+
+    assert all(world.password(ns) == held.token for ns, _ in keys)
+    assert tries > 5 * len(keys), "every Secret kept trying until the expiry"
+    assert len(world.provider.issues) <= 60 / BACKOFF.base + 1, len(world.provider.issues)
+    assert min(due.values()) - held.expires_at < BACKOFF.base, "the last tries came at the end"
+
+
 async def test_the_token_services_retry_after_is_honoured(world: Harness) -> None:
     world.server.create_secret("team-a", annotations=OURS)
     world.provider.issue_error = TransientExchangeError(

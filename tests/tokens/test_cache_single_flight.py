@@ -144,3 +144,47 @@ async def test_aclose_cancels_exchanges_in_flight() -> None:
     provider.gate.set()
     assert (await cache.get(identity="a", subject=OWN)).identity == "a"
     assert provider.calls == {"a": 2}
+
+
+async def test_with_a_failure_hold_later_callers_share_the_failure_until_it_ends() -> None:
+    clock = FakeClock()
+    down = TransientExchangeError("token service answered 503", cause="unavailable", status=503)
+    provider = FakeProvider(clock=clock, fail_with=down)
+    cache = TokenCache(provider, schedule=SCHEDULE, clock=clock, failure_hold=1.0)
+
+    for _ in range(100):  # a hundred Secrets retrying within the hold: one exchange
+        with pytest.raises(TransientExchangeError) as raised:
+            await cache.get(identity="a", subject=OWN)
+        assert raised.value is down
+        clock.now += 0.005
+    assert provider.calls == {"a": 1}
+    # Other identities and subjects are not held by it.
+    with pytest.raises(TransientExchangeError):
+        await cache.get(identity="b", subject=OWN)
+    with pytest.raises(TransientExchangeError):
+        await cache.get(identity="a", subject=TEAM_A)
+    assert provider.calls == {"a": 2, "b": 1}
+
+    clock.now += 0.5  # the hold is over: the next caller tries again, and succeeds
+    provider.fail_with = None
+    token = await cache.get(identity="a", subject=OWN)
+    assert provider.calls == {"a": 3, "b": 1}
+    assert await cache.get(identity="a", subject=OWN) == token
+
+
+async def test_a_retry_after_holds_the_failure_as_long_as_the_service_asked() -> None:
+    clock = FakeClock()
+    throttled = TransientExchangeError(
+        "token service answered 429", cause="throttled", status=429, retry_after=30
+    )
+    provider = FakeProvider(clock=clock, fail_with=throttled)
+    cache = TokenCache(provider, schedule=SCHEDULE, clock=clock, failure_hold=1.0)
+    with pytest.raises(TransientExchangeError):
+        await cache.get(identity="a", subject=OWN)
+    provider.fail_with = None
+    clock.now += 29
+    with pytest.raises(TransientExchangeError):
+        await cache.get(identity="a", subject=OWN)
+    clock.now += 1
+    await cache.get(identity="a", subject=OWN)
+    assert provider.calls == {"a": 2}

@@ -54,7 +54,9 @@ async def run(settings: Settings) -> None:
         settings, sa_tokens=wiring.subject_tokens(settings, client=lambda: client)
     )
     provider = MeteredProvider(sts, metrics=metrics)
-    tokens = TokenCache(provider, schedule=settings.schedule)
+    # A failed exchange is shared for one backoff base: during an outage the token service
+    # sees at most about one exchange per identity per `backoff_base`, however many Secrets.
+    tokens = TokenCache(provider, schedule=settings.schedule, failure_hold=settings.backoff_base)
     health = Health()
     identity = f"{settings.pod_name}_{secrets.token_hex(4)}"
     events = EventRecorder(client, instance=identity)

@@ -305,9 +305,6 @@ class Controller:
                 before=fill.stale_expires_at,
                 awaits=(subject, fill.identity),
             )
-        # Secrets that failed for want of this token retry now, from the cache.
-        for waiting in self.failures.ready((subject, fill.identity)):
-            self.queue.add(waiting)
         now = self.clock()
         if not self.is_leader():
             return self._not_writing()
@@ -327,7 +324,11 @@ class Controller:
             # Once at once; a writer that keeps changing it (a tool reverting our writes)
             # gets the growing delays of a failure rather than a read-write loop.
             self.metrics.secret_writes.labels(outcome="conflict").inc()
-            recorded = self.failures.record(key, message="the Secret changed under each write")
+            recorded = self.failures.record(
+                key,
+                message="the Secret changed under each write",
+                expires_in=None if fill.stale_expires_at is None else fill.stale_expires_at - now,
+            )
             return await self._reread(key, delay=recorded.delay if recorded.attempts > 1 else 0.0)
         except NotFound:
             log.info("Secret deleted before it could be filled", namespace=key[0], name=key[1])
@@ -366,6 +367,10 @@ class Controller:
                 "token service's clock and this node's agree, or lower refresh_margin",
             )
         self.failures.clear(key)
+        # Secrets that failed for want of this token retry now, from the cache (which hands
+        # it out: it is not due, or it would have been reported above).
+        for waiting in self.failures.ready((subject, fill.identity)):
+            self.queue.add(waiting)
         expires = ann.format_time(issued.expires_at)
         log.info("token written", namespace=key[0], name=key[1], identity=fill.identity,
                  why=fill.why, expires_at=expires)  # fmt: skip

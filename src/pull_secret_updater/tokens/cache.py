@@ -4,8 +4,11 @@ Fifty Secrets annotated with one identity would otherwise cost fifty exchanges a
 refresh, all at once after a controller start. So verified tokens are kept per (subject,
 identity) and handed out until the `core.schedule.Schedule` says they are due, and an
 exchange is *single-flight*: callers that arrive while one is running for their key await
-that same exchange, and share its result or its error. A failure is not remembered: the next
-call after it tries again (when is the caller's business, see `core.backoff`).
+that same exchange, and share its result or its error. A failure is shared for
+`failure_hold` seconds more (longer if the token service asked for it with Retry-After):
+during an outage, however many Secrets of an identity retry, and however closely their
+retries close in on their tokens' common expiry (`core.backoff`), the token service sees at
+most one exchange per identity per hold. When each caller retries is its own business.
 
 A Secret whose token is due asks with that token as `stale`: the cache never hands the same
 token back (it is due for the cache too), but does hand out a newer one that another
@@ -25,8 +28,10 @@ import hmac
 import time
 from collections.abc import Callable
 
+from pull_secret_updater.core.backoff import MAX_RETRY_AFTER
 from pull_secret_updater.core.claims import VerifiedToken
 from pull_secret_updater.core.schedule import Schedule
+from pull_secret_updater.tokens.errors import ExchangeError
 from pull_secret_updater.tokens.provider import Subject, TokenProvider
 
 CacheKey = tuple[Subject, str]  # (subject, identity)
@@ -39,7 +44,8 @@ class TokenCache:
     """Verified registry tokens per (subject, identity), with single-flight exchanges.
 
     `clock` gives epoch seconds (token times are epoch seconds). `exchanges` counts the
-    exchanges started per identity, successful or not.
+    exchanges started per identity, successful or not. `failure_hold`: seconds a failed
+    exchange's error is handed to later callers instead of a new exchange (0: not at all).
     """
 
     def __init__(
@@ -48,12 +54,15 @@ class TokenCache:
         *,
         schedule: Schedule,
         clock: Callable[[], float] = time.time,
+        failure_hold: float = 0.0,
     ) -> None:
         self._provider = provider
         self._schedule = schedule
         self._clock = clock
+        self._failure_hold = failure_hold
         self._tokens: dict[CacheKey, VerifiedToken] = {}
         self._inflight: dict[CacheKey, asyncio.Task[VerifiedToken]] = {}
+        self._failed: dict[CacheKey, tuple[float, ExchangeError]] = {}
         self._sweep_at = SWEEP_MIN
         self.exchanges: dict[str, int] = {}
 
@@ -69,6 +78,12 @@ class TokenCache:
         cached = self._tokens.get(key)
         if cached is not None and self._usable(cached, stale=stale):
             return cached
+        failed = self._failed.get(key)
+        if failed is not None:
+            until, error = failed
+            if self._clock() < until:
+                raise error.with_traceback(None)
+            del self._failed[key]
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.create_task(self._exchange(key), name="token exchange")
@@ -111,11 +126,17 @@ class TokenCache:
         self.exchanges[identity] = self.exchanges.get(identity, 0) + 1
         try:
             token = await self._provider.issue(identity=identity, subject=subject)
+        except ExchangeError as e:
+            hold = max(self._failure_hold, min(e.retry_after or 0.0, MAX_RETRY_AFTER))
+            if hold > 0:
+                self._failed[key] = (self._clock() + hold, e)
+            raise
         finally:
             # NB: here rather than only in the done callback, which runs a loop iteration
-            # later: a caller arriving in between must start afresh, not get this outcome.
+            # later: a caller arriving in between must see this outcome's hold, or start afresh.
             if self._inflight.get(key) is asyncio.current_task():
                 del self._inflight[key]
+        self._failed.pop(key, None)
         self._keep(key, token)
         return token
 
@@ -128,6 +149,8 @@ class TokenCache:
             now = self._clock()
             for old in [k for k, t in self._tokens.items() if t.expires_at <= now]:
                 del self._tokens[old]
+            for old in [k for k, (until, _) in self._failed.items() if until <= now]:
+                del self._failed[old]
             self._sweep_at = max(SWEEP_MIN, 2 * len(self._tokens))
 
     def _finished(self, key: CacheKey, task: asyncio.Task[VerifiedToken]) -> None:
