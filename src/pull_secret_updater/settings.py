@@ -155,14 +155,16 @@ class Settings(BaseSettings):
         default=_backoff.DEFAULT_BASE,
         description=(
             "Seconds to wait before the first retry of a failed refresh; doubles at each "
-            "further failure (failures that waiting will not fix start slower). Default: 1."
+            "further failure (failures that waiting will not fix start slower). A failed "
+            "exchange is also shared this long by all Secrets of its identity. Default: 1."
         ),
     )
     backoff_cap: float = Field(
         default=_backoff.DEFAULT_CAP,
         description=(
             "Longest wait, in seconds, between retries of a failed refresh; while the token in "
-            "place is valid, a retry waits at most half of its remaining lifetime. Default: 300."
+            "place is valid, a retry that waiting can help waits at most half of its remaining "
+            "lifetime (or backoff_base), unless the token service asks for longer. Default: 300."
         ),
     )
     token_subject: Literal["controller", "namespace"] = Field(

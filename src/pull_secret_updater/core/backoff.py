@@ -15,7 +15,9 @@ credential expires, however many attempts came before: the wait of a retryable f
 most half of the credential's remaining lifetime (`expires_in`), and never below `base`. The
 retries thus close in on the expiry instead of jumping past it (a failure 20 s before expiry,
 after four others, would otherwise wait 8-16 s, and the next one 16-32 s), at a cost of about
-log2(remaining / base) extra attempts per Secret.
+log2(remaining / base) extra attempts per Secret. All the Secrets of an identity hold the same
+token and close in on the same moment: the token cache shares a failed exchange for `base`
+seconds (`tokens.cache`), so the token service sees one exchange per identity per `base`.
 
 A server that says how long to wait (`Retry-After` on a 429 or 503) is obeyed, up to
 `MAX_RETRY_AFTER`: asking for longer is taken as asking for that, and it wins over the cap
