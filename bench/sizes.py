@@ -38,6 +38,9 @@ class Sizes:
     #: Seconds between sweeps that list every managed Secret and check its token's expiry.
     wave_sweep_interval: float = 5.0
 
+    # outage wave (with the refresh wave's token lifetime and sweep interval)
+    outage_secrets: int = 2000
+
     # scale
     #: Numbers of managed Secrets, each filled by a fresh controller (the stack keeps growing).
     scale_secrets: tuple[int, ...] = (1000, 5000, 20_000)
@@ -70,6 +73,7 @@ QUICK = Sizes(
     wave_lifetime=30,
     wave_lifetimes=2,
     wave_sweep_interval=3.0,
+    outage_secrets=200,
     scale_secrets=(200, 500, 1000),
     scale_settle=1.5,
     scale_request_window=6.0,
