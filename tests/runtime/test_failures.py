@@ -60,3 +60,16 @@ def test_keys_waiting_for_a_token_are_handed_out_once_when_it_comes() -> None:
     book.record(c, message="503", awaits="identity-2")
     book.clear(c)
     assert book.ready("identity-2") == set()
+
+
+def test_retries_that_close_in_on_an_expiry_do_not_grow_the_backoff() -> None:
+    book = failures()
+    for _ in range(4):  # 1, 2, 4, 8: the next step's ceiling is 16 s
+        book.record(KEY, message="503")
+    for left in (10, 5, 2, 1):
+        closing_in = book.record(KEY, message="503", expires_in=left)
+        assert closing_in.delay <= max(1, left / 2)
+    assert closing_in.attempts == 8
+    # Expired all the same: the fifth step (8-16 s), not the ninth (up to 60 s, the cap).
+    assert 8 <= book.record(KEY, message="503").delay <= 16
+    assert 16 <= book.record(KEY, message="503").delay <= 32

@@ -15,9 +15,11 @@ credential expires, however many attempts came before: the wait of a retryable f
 most half of the credential's remaining lifetime (`expires_in`), and never below `base`. The
 retries thus close in on the expiry instead of jumping past it (a failure 20 s before expiry,
 after four others, would otherwise wait 8-16 s, and the next one 16-32 s), at a cost of about
-log2(remaining / base) extra attempts per Secret. All the Secrets of an identity hold the same
-token and close in on the same moment: the token cache shares a failed exchange for `base`
-seconds (`tokens.cache`), so the token service sees one exchange per identity per `base`.
+log2(remaining / base) extra attempts per Secret. Those attempts do not grow the exponent
+(`closes_in`): should the token expire all the same, the waits go on from where the growth
+stopped, not from 2**(all attempts). All the Secrets of an identity hold the same token and
+close in on the same moment: the token cache shares a failed exchange for `base` seconds
+(`tokens.cache`), so the token service sees about one exchange per identity per `base`.
 
 A server that says how long to wait (`Retry-After` on a 429 or 503) is obeyed, up to
 `MAX_RETRY_AFTER`: asking for longer is taken as asking for that, and it wins over the cap
@@ -66,15 +68,29 @@ class Backoff:
 
         `expires_in`: seconds the credential this retry would replace stays valid, if it does.
         """
+        half = self._ceiling(attempt, retryable=retryable) / 2
+        wait = half + rng.uniform(0, half)
+        limit = self._limit(retryable=retryable, expires_in=expires_in)
+        if limit is not None:
+            wait = min(wait, limit)
+        if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
+            wait = max(wait, min(retry_after, MAX_RETRY_AFTER))
+        return wait
+
+    def closes_in(self, *, attempt: int, retryable: bool = True, expires_in: float | None) -> bool:
+        """Whether retry `attempt` is shortened to come before the expiry (then the next
+        retry should not count as a further step of the exponential)."""
+        limit = self._limit(retryable=retryable, expires_in=expires_in)
+        return limit is not None and self._ceiling(attempt, retryable=retryable) > limit
+
+    def _ceiling(self, attempt: int, *, retryable: bool) -> float:
         if attempt < 1:
             raise ValueError("attempt counts from 1")
         base = self.base if retryable else self.base * NON_RETRYABLE_FACTOR
         # The exponent stops growing long before 2**n could overflow a float.
-        ceiling = min(self.cap, base * 2.0 ** min(attempt - 1, 64))
-        half = ceiling / 2
-        wait = half + rng.uniform(0, half)
+        return min(self.cap, base * 2.0 ** min(attempt - 1, 64))
+
+    def _limit(self, *, retryable: bool, expires_in: float | None) -> float | None:
         if retryable and expires_in is not None and expires_in > 0:
-            wait = min(wait, max(self.base, expires_in / 2))
-        if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
-            wait = max(wait, min(retry_after, MAX_RETRY_AFTER))
-        return wait
+            return max(self.base, expires_in / 2)
+        return None

@@ -38,6 +38,8 @@ class Recorded:
 @dataclass
 class _Failure:
     attempts: int = 0
+    #: Steps of the exponential backoff taken: attempts that closed in on an expiry are not.
+    steps: int = 0
     reported: str | None = None
     awaits: Hashable | None = None
 
@@ -72,13 +74,16 @@ class Failures:
         failure.attempts += 1
         self._await(key, failure, awaits)
         new = failure.reported != message
+        step = failure.steps + 1
         delay = self.backoff.delay(
-            attempt=failure.attempts,
+            attempt=step,
             rng=self.rng,
             retryable=retryable,
             retry_after=retry_after,
             expires_in=expires_in,
         )
+        if not self.backoff.closes_in(attempt=step, retryable=retryable, expires_in=expires_in):
+            failure.steps = step
         return Recorded(delay=delay, new=new, attempts=failure.attempts)
 
     def ready(self, awaited: Hashable) -> set[Key]:
