@@ -172,19 +172,34 @@ async def test_with_a_failure_hold_later_callers_share_the_failure_until_it_ends
     assert await cache.get(identity="a", subject=OWN) == token
 
 
-async def test_a_retry_after_holds_the_failure_as_long_as_the_service_asked() -> None:
+async def test_a_retry_after_travels_with_the_held_failure_but_does_not_stretch_the_hold() -> None:
     clock = FakeClock()
     throttled = TransientExchangeError(
-        "token service answered 429", cause="throttled", status=429, retry_after=30
+        "token service answered 429", cause="throttled", status=429, retry_after=3600
     )
     provider = FakeProvider(clock=clock, fail_with=throttled)
     cache = TokenCache(provider, schedule=SCHEDULE, clock=clock, failure_hold=1.0)
     with pytest.raises(TransientExchangeError):
         await cache.get(identity="a", subject=OWN)
-    provider.fail_with = None
-    clock.now += 29
-    with pytest.raises(TransientExchangeError):
+    clock.now += 0.5
+    with pytest.raises(TransientExchangeError) as held:
         await cache.get(identity="a", subject=OWN)
-    clock.now += 1
-    await cache.get(identity="a", subject=OWN)
+    assert held.value.retry_after == 3600, "each caller is told to wait"
+    provider.fail_with = None
+    clock.now += 0.5
+    await cache.get(identity="a", subject=OWN)  # a caller that was never told tries
     assert provider.calls == {"a": 2}
+
+
+async def test_held_failures_of_keys_nobody_asks_for_again_do_not_pile_up() -> None:
+    clock = FakeClock()
+    provider = FakeProvider(
+        clock=clock, fail_with=TransientExchangeError("down", cause="unavailable")
+    )
+    cache = TokenCache(provider, schedule=SCHEDULE, clock=clock, failure_hold=1.0)
+    for n in range(1000):  # a namespace a second, each failing once, never asked again
+        with pytest.raises(TransientExchangeError):
+            await cache.get(identity="a", subject=Subject(namespace=f"ns-{n}",
+                                                          service_account="psu"))  # fmt: skip
+        clock.now += 1
+    assert cache.held_failures <= 64

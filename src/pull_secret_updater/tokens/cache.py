@@ -5,10 +5,12 @@ refresh, all at once after a controller start. So verified tokens are kept per (
 identity) and handed out until the `core.schedule.Schedule` says they are due, and an
 exchange is *single-flight*: callers that arrive while one is running for their key await
 that same exchange, and share its result or its error. A failure is shared for
-`failure_hold` seconds more (longer if the token service asked for it with Retry-After):
-during an outage, however many Secrets of an identity retry, and however closely their
-retries close in on their tokens' common expiry (`core.backoff`), the token service sees at
-most one exchange per identity per hold. When each caller retries is its own business.
+`failure_hold` seconds more: during an outage, however many Secrets of an identity retry, and
+however closely their retries close in on their tokens' common expiry (`core.backoff`), the
+token service sees about one exchange per identity per hold. When each caller retries is its
+own business (a Retry-After travels with the error and each caller obeys it from when it
+got it; the hold does not stretch to it, so one 429 does not keep a Secret that never asked
+from trying for up to an hour).
 
 A Secret whose token is due asks with that token as `stale`: the cache never hands the same
 token back (it is due for the cache too), but does hand out a newer one that another
@@ -28,7 +30,6 @@ import hmac
 import time
 from collections.abc import Callable
 
-from pull_secret_updater.core.backoff import MAX_RETRY_AFTER
 from pull_secret_updater.core.claims import VerifiedToken
 from pull_secret_updater.core.schedule import Schedule
 from pull_secret_updater.tokens.errors import ExchangeError
@@ -68,6 +69,11 @@ class TokenCache:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tokens={len(self._tokens)})"
+
+    @property
+    def held_failures(self) -> int:
+        """How many failed exchanges are kept to be shared (some may have ended)."""
+        return len(self._failed)
 
     async def get(
         self, *, identity: str, subject: Subject, stale: str | None = None
@@ -127,9 +133,8 @@ class TokenCache:
         try:
             token = await self._provider.issue(identity=identity, subject=subject)
         except ExchangeError as e:
-            hold = max(self._failure_hold, min(e.retry_after or 0.0, MAX_RETRY_AFTER))
-            if hold > 0:
-                self._failed[key] = (self._clock() + hold, e)
+            if self._failure_hold > 0:
+                self._hold(key, e)
             raise
         finally:
             # NB: here rather than only in the done callback, which runs a loop iteration
@@ -149,9 +154,16 @@ class TokenCache:
             now = self._clock()
             for old in [k for k, t in self._tokens.items() if t.expires_at <= now]:
                 del self._tokens[old]
+            self._sweep_at = max(SWEEP_MIN, 2 * len(self._tokens))
+
+    def _hold(self, key: CacheKey, error: ExchangeError) -> None:
+        now = self._clock()
+        self._failed[key] = (now + self._failure_hold, error)
+        # Holds last a second or so: ended ones go whenever there are many, so failures of
+        # keys nobody asks for again (a namespace deleted) cannot pile up.
+        if len(self._failed) >= SWEEP_MIN:
             for old in [k for k, (until, _) in self._failed.items() if until <= now]:
                 del self._failed[old]
-            self._sweep_at = max(SWEEP_MIN, 2 * len(self._tokens))
 
     def _finished(self, key: CacheKey, task: asyncio.Task[VerifiedToken]) -> None:
         if self._inflight.get(key) is task:
