@@ -9,9 +9,10 @@ one holds a new token, or until every first token has expired and then some. Rep
 
 - expired observations, as in the refresh wave (watch events, watch state, full lists): the
   target is none; every retry must come before the token in place expires;
-- the exchanges the token service saw during the outage, per identity and second: a failed
+- the exchanges the token service saw during the outage, read every second: a failed
   exchange is shared by all the Secrets of its identity for one backoff base, so the target
-  is at most one per identity per second (plus one under way), however many Secrets retry;
+  is at most two per identity in any second (one per hold, one under way), however many
+  Secrets retry, and every identity must have tried;
 - after the outage: exchanges per identity (the target is one: the first Secret that gets a
   token brings it to the others) and how long until every Secret held a new token.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 
 from bench import lab
@@ -27,12 +29,15 @@ from bench.observe import SecretWatch, Token
 from bench.refresh_wave import CONTROLLER_ENV, ExpiryChecks
 from bench.results import ScenarioResult, Target
 from bench.sizes import Sizes
+from devstack.stack import LocalStack
 
 TITLE = "Outage wave"
 #: The outage ends this long before the first of the tokens in place expires.
 ENDS_BEFORE_EXPIRY = 10.0
 #: After the last first token has expired, how long to keep watching for a late refresh.
 GRACE = 15.0
+#: Seconds between readings of the token service's exchange counts during the outage.
+SAMPLE_INTERVAL = 1.0
 #: The controller's default backoff base (`core.backoff.DEFAULT_BASE`), also its failure hold.
 BACKOFF_BASE = 1.0
 
@@ -60,33 +65,31 @@ async def run(sizes: Sizes, stacks: lab.Stacks) -> ScenarioResult:
             try:
                 if not await filled.wait(max(120.0, n * 0.25)):
                     raise RuntimeError(f"{len(filled.pending)} Secrets were never filled")
-                admin.set_fault("status", status=503)
-                injected = time.time()
                 first: dict[str, Token] = {}
                 for ns in namespaces:
                     token = watch.current.get(ns)
                     assert token is not None
                     first[ns] = token
-                counts_from = lab.exchange_counts(stack)
-                end_at = min(t.exp for t in first.values()) - ENDS_BEFORE_EXPIRY
-                lab.progress(f"{n} Secrets filled; token service down for "
-                             f"{end_at - injected:.0f} s")  # fmt: skip
-                await asyncio.sleep(max(0.0, end_at - time.time()))
-                during = _since(lab.exchange_counts(stack), counts_from)
-                refreshed_before = sum(watch.current.get(ns) != first[ns] for ns in namespaces)
-            finally:
-                admin.clear_faults()
-            cleared = time.time()
-            outage = cleared - injected
-            renewed = watch.goal(
-                namespaces,
-                lambda seen: seen.token is not None and seen.token.jti != first[seen.namespace].jti,
-            )
-            last_expiry = max(t.exp for t in first.values())
-            try:
+                try:
+                    admin.set_fault("status", status=503)
+                    injected = time.time()
+                    end_at = min(t.exp for t in first.values()) - ENDS_BEFORE_EXPIRY
+                    lab.progress(f"{n} Secrets filled; token service down for "
+                                 f"{end_at - injected:.0f} s")  # fmt: skip
+                    samples = await _sample_exchanges(stack, until=end_at)
+                finally:
+                    admin.clear_faults()
+                cleared = time.time()
+                renewed = watch.goal(
+                    namespaces,
+                    lambda seen: (
+                        seen.token is not None and seen.token.jti != first[seen.namespace].jti
+                    ),
+                )
+                last_expiry = max(t.exp for t in first.values())
                 all_renewed = await renewed.wait(max(1.0, last_expiry + GRACE - time.time()))
                 renewed_after = time.time() - cleared
-                after = _since(lab.exchange_counts(stack), counts_from, minus=during)
+                after = _since(lab.exchange_counts(stack), samples[-1][1])
             finally:
                 await lab.stop_controller(stack, process)
                 for task in tasks:
@@ -95,8 +98,16 @@ async def run(sizes: Sizes, stacks: lab.Stacks) -> ScenarioResult:
                         await task
             result.logs["controller"] = process.logs()
 
+    outage = cleared - injected
+    during = _since(samples[-1][1], samples[0][1])
     errors_during = sum(c["error"] for c in during.values())
-    per_identity_second = errors_during / m / outage
+    # The busiest second of each identity: the retries come from each token's refresh point
+    # on, not from the start of the outage, so an average over the outage would flatter.
+    busiest = 0.0
+    for (t0, c0), (t1, c1) in itertools.pairwise(samples):
+        for counts in _since(c1, c0).values():
+            busiest = max(busiest, counts["error"] / max(t1 - t0, SAMPLE_INTERVAL))
+    tried = sum(1 for counts in during.values() if counts["error"] > 0)
     ok_after = sum(c["ok"] for c in after.values())
     expired = checks.count()
     result.figures.update(
@@ -106,9 +117,10 @@ async def run(sizes: Sizes, stacks: lab.Stacks) -> ScenarioResult:
         controller_settings=CONTROLLER_ENV,
         outage_seconds=round(outage, 1),
         exchanges_during_outage=errors_during,
-        exchanges_per_identity_second=round(per_identity_second, 2),
-        exchanges_per_secret_during_outage=round(errors_during / n, 2),
-        refreshed_during_outage=refreshed_before,
+        exchanges_per_secret_during_outage=round(errors_during / n, 3),
+        identities_that_tried=tried,
+        busiest_identity_second=round(busiest, 2),
+        samples=len(samples),
         exchanges_after_outage={"ok": ok_after, "error": sum(c["error"] for c in after.values())},
         all_renewed=all_renewed,
         renewed_seconds_after_outage=round(renewed_after, 2) if all_renewed else None,
@@ -133,13 +145,13 @@ async def run(sizes: Sizes, stacks: lab.Stacks) -> ScenarioResult:
         ),
         Target(
             name="exchanges during the outage",
-            requirement=f"at most 1 per identity per backoff base ({BACKOFF_BASE:g} s), "
-            "plus one under way",
+            requirement=f"every identity tried; at most 2 per identity in any second (one "
+            f"per backoff base, {BACKOFF_BASE:g} s, and one under way)",
             measured=(
-                f"{errors_during} in {outage:.1f} s for {m} identities and {n} Secrets: "
-                f"{per_identity_second:.2f} per identity per second"
+                f"{errors_during} in {outage:.1f} s for {m} identities ({tried} tried) and "
+                f"{n} Secrets; busiest identity-second: {busiest:.1f}"
             ),
-            passed=errors_during <= m * (outage / BACKOFF_BASE + 1),
+            passed=tried == m and busiest <= 2 / BACKOFF_BASE,
         ),
         Target(
             name="exchanges after the outage",
@@ -149,6 +161,17 @@ async def run(sizes: Sizes, stacks: lab.Stacks) -> ScenarioResult:
         ),
     ]
     return result
+
+
+async def _sample_exchanges(
+    stack: LocalStack, *, until: float
+) -> list[tuple[float, dict[str, dict[str, int]]]]:
+    """The token service's counts about every `SAMPLE_INTERVAL` seconds until `until`."""
+    samples = [(time.monotonic(), lab.exchange_counts(stack))]
+    while time.time() < until:
+        await asyncio.sleep(min(SAMPLE_INTERVAL, max(0.0, until - time.time())))
+        samples.append((time.monotonic(), lab.exchange_counts(stack)))
+    return samples
 
 
 def _since(
