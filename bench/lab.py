@@ -154,6 +154,19 @@ async def delete_managed_secrets(stack: LocalStack) -> None:
         await bounded(found, delete, concurrency=SETUP_CONCURRENCY)
 
 
+async def managed_secrets(
+    stack: LocalStack, count: int, *, identities: int, prefix: str
+) -> tuple[list[str], dict[str, str]]:
+    """`count` namespaces `<prefix>-NNNNN`, each with an empty pull Secret annotated with one of
+    `identities` new identities (round robin): the namespaces, and each one's identity."""
+    uids = create_identities(stack, identities, prefix=prefix)
+    namespaces = [f"{prefix}-{i:05d}" for i in range(count)]
+    async with admin_client(stack) as client:
+        await create_namespaces(client, namespaces)
+        await create_pull_secrets(client, namespaces, uids)
+    return namespaces, {ns: identity_for(i, uids) for i, ns in enumerate(namespaces)}
+
+
 def create_identities(stack: LocalStack, count: int, *, prefix: str) -> list[str]:
     """`count` identities that trust the controller's ServiceAccount; their UIDs."""
     admin = stack.token_admin()

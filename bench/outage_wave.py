@@ -46,11 +46,7 @@ async def run(sizes: Sizes, stacks: lab.Stacks) -> ScenarioResult:
     result = ScenarioResult(name="outage_wave", title=TITLE)
     n, m, lifetime = sizes.outage_secrets, sizes.identities, sizes.wave_lifetime
     async with stacks.stack(token_lifetime=lifetime) as stack:
-        identities = lab.create_identities(stack, m, prefix="outage")
-        namespaces = [f"outage-{i:05d}" for i in range(n)]
-        async with lab.admin_client(stack) as client:
-            await lab.create_namespaces(client, namespaces)
-            await lab.create_pull_secrets(client, namespaces, identities)
+        namespaces, _ = await lab.managed_secrets(stack, n, identities=m, prefix="outage")
         async with SecretWatch(stack, namespaces=namespaces, keep_history=False) as watch:
             checks = ExpiryChecks(watch)
             filled = watch.goal(namespaces, lambda seen: seen.token is not None)

@@ -101,12 +101,7 @@ async def run(sizes: Sizes, stacks: lab.Stacks) -> ScenarioResult:
     n, m, lifetime = sizes.wave_secrets, sizes.identities, sizes.wave_lifetime
     observe_seconds = sizes.wave_lifetimes * lifetime
     async with stacks.stack(token_lifetime=lifetime) as stack:
-        identities = lab.create_identities(stack, m, prefix="wave")
-        namespaces = [f"wave-{i:05d}" for i in range(n)]
-        identity_of = {ns: lab.identity_for(i, identities) for i, ns in enumerate(namespaces)}
-        async with lab.admin_client(stack) as client:
-            await lab.create_namespaces(client, namespaces)
-            await lab.create_pull_secrets(client, namespaces, identities)
+        namespaces, identity_of = await lab.managed_secrets(stack, n, identities=m, prefix="wave")
         async with SecretWatch(stack, namespaces=namespaces) as watch:
             checks = ExpiryChecks(watch)
             goal = watch.goal(namespaces, lambda seen: seen.token is not None)
