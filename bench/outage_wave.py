@@ -25,11 +25,12 @@ import itertools
 import time
 
 from bench import lab
-from bench.observe import SecretWatch, Token
+from bench.observe import SecretWatch
 from bench.refresh_wave import CONTROLLER_ENV, ExpiryChecks
 from bench.results import ScenarioResult, Target
 from bench.sizes import Sizes
 from devstack.stack import LocalStack
+from pull_secret_updater.core.backoff import DEFAULT_BASE
 
 TITLE = "Outage wave"
 #: The outage ends this long before the first of the tokens in place expires.
@@ -38,8 +39,8 @@ ENDS_BEFORE_EXPIRY = 10.0
 GRACE = 15.0
 #: Seconds between readings of the token service's exchange counts during the outage.
 SAMPLE_INTERVAL = 1.0
-#: The controller's default backoff base (`core.backoff.DEFAULT_BASE`), also its failure hold.
-BACKOFF_BASE = 1.0
+#: The controller's default backoff base, also its failure hold.
+BACKOFF_BASE = DEFAULT_BASE
 
 
 async def run(sizes: Sizes, stacks: lab.Stacks) -> ScenarioResult:
@@ -61,11 +62,8 @@ async def run(sizes: Sizes, stacks: lab.Stacks) -> ScenarioResult:
             try:
                 if not await filled.wait(max(120.0, n * 0.25)):
                     raise RuntimeError(f"{len(filled.pending)} Secrets were never filled")
-                first: dict[str, Token] = {}
-                for ns in namespaces:
-                    token = watch.current.get(ns)
-                    assert token is not None
-                    first[ns] = token
+                # The goal saw a token in every one of them.
+                first = {ns: t for ns in namespaces if (t := watch.current.get(ns)) is not None}
                 try:
                     admin.set_fault("status", status=503)
                     injected = time.time()
@@ -121,10 +119,7 @@ async def run(sizes: Sizes, stacks: lab.Stacks) -> ScenarioResult:
         all_renewed=all_renewed,
         renewed_seconds_after_outage=round(renewed_after, 2) if all_renewed else None,
         not_renewed=len(renewed.pending),
-        expired_observations=expired,
-        secrets_seen_expired=len({e.namespace for e in checks.found.values()}),
-        latest_expired_seconds=max((e.late_seconds for e in checks.found.values()), default=0.0),
-        expired_by_how={how: checks.count(how) for how in ("event", "state", "sweep")},
+        **checks.figures(),
         sweeps=checks.sweeps,
     )
     result.targets = [

@@ -89,6 +89,17 @@ class ExpiryChecks:
             self.sweeps += 1
             await asyncio.sleep(interval)
 
+    def figures(self) -> dict[str, object]:
+        """What was seen expired: observations, Secrets, the latest, and by which check."""
+        return {
+            "expired_observations": self.count(),
+            "secrets_seen_expired": len({e.namespace for e in self.found.values()}),
+            "latest_expired_seconds": max(
+                (e.late_seconds for e in self.found.values()), default=0.0
+            ),
+            "expired_by_how": {how: self.count(how) for how in ("event", "state", "sweep")},
+        }
+
     def count(self, how: str | None = None) -> int:
         """Tokens seen expired in a Secret (each (Secret, token) once), or those seen `how`."""
         if how is None:
@@ -227,10 +238,7 @@ def _analyse(
         refresh_at_share_of_lifetime=distribution(age_share, digits=3),
         burst_seconds=distribution(durations, digits=3),
         burst_size=distribution([float(len(t)) for t in burst.values()], digits=1),
-        expired_observations=expired,
-        secrets_seen_expired=len({e.namespace for e in checks.found.values()}),
-        latest_expired_seconds=max((e.late_seconds for e in checks.found.values()), default=0.0),
-        expired_by_how={how: checks.count(how) for how in ("event", "state", "sweep")},
+        **checks.figures(),
         expired_examples=[vars(e) for e in list(checks.found.values())[:10]],
         sweeps=checks.sweeps,
         state_checks=checks.state_checks,

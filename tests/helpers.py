@@ -63,12 +63,13 @@ def registry_token(secret: Json | None, registry: str) -> str | None:
     return password if isinstance(password, str) else None
 
 
-def exchanges(stack: LocalStack, identities: Iterable[str]) -> int:
-    """Exchanges the token service has seen for these identities (ok and failed)."""
+def exchanges(
+    stack: LocalStack, identities: Iterable[str], *, outcomes: Iterable[str] = ("ok", "error")
+) -> int:
+    """Exchanges the token service has seen for these identities (by default ok and failed)."""
     stats = stack.token_admin().stats()["exchanges"]
     return sum(
-        int(stats.get(uid, {}).get("ok", 0)) + int(stats.get(uid, {}).get("error", 0))
-        for uid in identities
+        int(stats.get(uid, {}).get(outcome, 0)) for uid in identities for outcome in outcomes
     )
 
 

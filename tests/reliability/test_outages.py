@@ -42,11 +42,6 @@ HOLD_AFTER_REPORTED = 2.0
 HOT_LOOP_INTERVAL = 0.1
 
 
-def successful_exchanges(stack: LocalStack, identity: str) -> int:
-    """Exchanges for `identity` the token service answered with a token."""
-    return int(stack.token_admin().stats()["exchanges"].get(identity, {}).get("ok", 0))
-
-
 def failed_exchanges(controller: ControllerProcess, identities: list[str]) -> int:
     """Exchanges the controller attempted for these identities that did not succeed."""
     failed = 0
@@ -222,7 +217,7 @@ def test_an_outage_ending_shortly_before_expiry_is_bridged_before_any_token_expi
                     reported.add(ns)
             time.sleep(0.2)
         # Nothing succeeds while the fault is on: the count to compare with comes from now.
-        served_from = {uid: successful_exchanges(stack, uid) for uid in identities}
+        served_from = {uid: exchanges(stack, [uid], outcomes=["ok"]) for uid in identities}
         during = attempted_exchanges(controller, identities) - attempted_from
         window = time.monotonic() - injected
     finally:
@@ -252,5 +247,5 @@ def test_an_outage_ending_shortly_before_expiry_is_bridged_before_any_token_expi
            max(seen) - min(seen), "s")  # fmt: skip
     assert len({api.token(api.secret(ns)) for ns in shared}) == 1, "one new token, shared"
     for uid in identities:
-        assert successful_exchanges(stack, uid) - served_from[uid] == 1, uid
+        assert exchanges(stack, [uid], outcomes=["ok"]) - served_from[uid] == 1, uid
     assert controller.process.running()

@@ -91,6 +91,14 @@ async def until(condition: Callable[[], bool]) -> None:
     raise AssertionError("the condition never came true")
 
 
+def requeue(world: Harness, namespace: str, delay: float) -> None:
+    """Queue the Secret `delay` from now, as the worker would after a reconcile (observing
+    it, as `Harness.reconcile` does, queued it at once)."""
+    key = (namespace, SECRET_NAME)
+    world.controller.queue.forget(key)
+    world.controller.queue.add(key, delay=delay)
+
+
 async def run_worker_once(world: Harness, key: Key) -> float:
     """Let one worker take `key`, reconcile it and queue it again; return the delay it chose."""
     queue = world.controller.queue
@@ -379,9 +387,8 @@ async def test_secrets_waiting_for_their_identitys_token_get_it_as_soon_as_one_r
             delays[ns] = delay
     assert all(d >= 8 for d in delays.values()), delays
     queue = world.controller.queue
-    for ns, delay in delays.items():  # as the worker would queue them (observing queued them)
-        queue.forget((ns, SECRET_NAME))
-        queue.add((ns, SECRET_NAME), delay=delay)
+    for ns, delay in delays.items():
+        requeue(world, ns, delay)
 
     world.provider.issue_error = None
     issued_before = len(world.provider.issues)
@@ -408,8 +415,7 @@ async def test_a_token_due_on_arrival_wakes_none_of_the_secrets_waiting_for_one(
     for ns in ("team-b", "team-c"):
         world.server.create_secret(ns, annotations=OURS)
         await world.reconcile(ns)
-        queue.forget((ns, SECRET_NAME))
-        queue.add((ns, SECRET_NAME), delay=60)
+        requeue(world, ns, 60)
     world.provider.issue_error = None
     world.provider.skew = world.provider.lifetime - 45
     world.server.create_secret("team-a", annotations=OURS)

@@ -327,7 +327,7 @@ class Controller:
             recorded = self.failures.record(
                 key,
                 message="the Secret changed under each write",
-                expires_in=None if fill.stale_expires_at is None else fill.stale_expires_at - now,
+                expires_in=self._left(fill.stale_expires_at),
             )
             return await self._reread(key, delay=recorded.delay if recorded.attempts > 1 else 0.0)
         except NotFound:
@@ -410,7 +410,7 @@ class Controller:
             message=message,
             retryable=retryable,
             retry_after=retry_after,
-            expires_in=None if before is None else before - self.clock(),
+            expires_in=self._left(before),
             awaits=awaits,
         )
         log.warning("Secret not filled", namespace=key[0], name=key[1], reason=reason,
@@ -457,6 +457,10 @@ class Controller:
             return DONE
         self._put(fresh)
         return Outcome(delay)
+
+    def _left(self, expires_at: float | None) -> float | None:
+        """Seconds until `expires_at`, if there is one."""
+        return None if expires_at is None else expires_at - self.clock()
 
     def _keep(self, written: SecretObject) -> None:
         """Store what a write returned, unless the Secret was deleted meanwhile."""

@@ -29,6 +29,7 @@ import asyncio
 import hmac
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from pull_secret_updater.core.claims import VerifiedToken
 from pull_secret_updater.core.schedule import Schedule
@@ -36,6 +37,7 @@ from pull_secret_updater.tokens.errors import ExchangeError
 from pull_secret_updater.tokens.provider import Subject, TokenProvider
 
 CacheKey = tuple[Subject, str]  # (subject, identity)
+V = TypeVar("V")
 
 #: The fewest tokens at which expired ones are swept out.
 SWEEP_MIN = 64
@@ -65,6 +67,7 @@ class TokenCache:
         self._inflight: dict[CacheKey, asyncio.Task[VerifiedToken]] = {}
         self._failed: dict[CacheKey, tuple[float, ExchangeError]] = {}
         self._sweep_at = SWEEP_MIN
+        self._held_sweep_at = SWEEP_MIN
         self.exchanges: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -151,22 +154,23 @@ class TokenCache:
         # more) cannot pile up, at an amortised constant cost per token kept.
         self._tokens[key] = token
         if len(self._tokens) >= self._sweep_at:
-            now = self._clock()
-            for old in [k for k, t in self._tokens.items() if t.expires_at <= now]:
-                del self._tokens[old]
-            self._sweep_at = max(SWEEP_MIN, 2 * len(self._tokens))
+            self._sweep_at = _sweep(self._tokens, lambda t: t.expires_at, self._clock())
 
     def _hold(self, key: CacheKey, error: ExchangeError) -> None:
-        now = self._clock()
-        self._failed[key] = (now + self._failure_hold, error)
-        # Holds last a second or so: ended ones go whenever there are many, so failures of
-        # keys nobody asks for again (a namespace deleted) cannot pile up.
-        if len(self._failed) >= SWEEP_MIN:
-            for old in [k for k, (until, _) in self._failed.items() if until <= now]:
-                del self._failed[old]
+        # Held failures of keys nobody asks for again go the same way as expired tokens.
+        self._failed[key] = (self._clock() + self._failure_hold, error)
+        if len(self._failed) >= self._held_sweep_at:
+            self._held_sweep_at = _sweep(self._failed, lambda held: held[0], self._clock())
 
     def _finished(self, key: CacheKey, task: asyncio.Task[VerifiedToken]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]  # cancelled before it ever ran
         if not task.cancelled():
             task.exception()  # retrieved, so a failure nobody awaited is not reported as lost
+
+
+def _sweep(entries: dict[CacheKey, V], ends: Callable[[V], float], now: float) -> int:
+    """Drop the entries that ended by `now`; the size at which to sweep them next."""
+    for old in [k for k, v in entries.items() if ends(v) <= now]:
+        del entries[old]
+    return max(SWEEP_MIN, 2 * len(entries))
