@@ -36,6 +36,7 @@ from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
 from pull_secret_updater.core.decision import status_annotations
 from pull_secret_updater.core.dockerconfig import DockerConfig, with_token
+from pull_secret_updater.providers.chainguard import spec as chainguard_spec
 
 TITLE = "Cold fill"
 
@@ -49,10 +50,12 @@ def _baseline_patch(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The data and annotations the controller writes, with `token` in them (built by the
     controller's own core functions, so the baseline writes exactly what it writes)."""
-    document = with_token(DockerConfig({}), registry=registry, token=token)
+    document = with_token(DockerConfig({}), registry=registry, token=token, username="_token")
     data = {lab.DOCKER_CONFIG_KEY: base64.b64encode(document).decode()}
     annotations: dict[str, Any] = status_annotations(
-        identity=identity, expires_at=expires_at, refreshed_at=time.time()
+        filled={chainguard_spec.FILLED_IDENTITY: identity},
+        expires_at=expires_at,
+        refreshed_at=time.time(),
     )
     return data, annotations
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import socket
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -35,10 +34,13 @@ from pull_secret_updater.core import schedule as _schedule
 from pull_secret_updater.core.backoff import Backoff
 from pull_secret_updater.core.names import is_dns_label, is_dns_subdomain
 from pull_secret_updater.core.schedule import Schedule
+from pull_secret_updater.providers import chainguard
+from pull_secret_updater.providers.base import ProviderSection
+from pull_secret_updater.providers.hosts import check_https_url, check_registry_host
+from pull_secret_updater.providers.table import SECTIONS, ChainguardSection, parse_section
 
 ENV_PREFIX = "PSU_"
 
-_REGISTRY_HOST = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -57,7 +59,7 @@ class Settings(BaseSettings):
     )
 
     issuer: str = Field(
-        default="https://issuer.enforce.dev",
+        default=chainguard.DEFAULT_ISSUER,
         description=(
             "Base URL of the security token service that exchanges the controller's "
             "service-account token for registry tokens (POST <issuer>/sts/exchange). Must be "
@@ -65,10 +67,21 @@ class Settings(BaseSettings):
         ),
     )
     registry: str = Field(
-        default="cgr.dev",
+        default=chainguard.DEFAULT_REGISTRY,
         description=(
             "Registry host the tokens are for: sent as the exchange's aud parameter and used "
             "as the key of the entry written under auths in each Secret. Default: cgr.dev."
+        ),
+    )
+    providers: Annotated[list[ProviderSection], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Registry providers besides the default one, as a JSON list of sections, each "
+            f"with a kind ({', '.join(sorted(SECTIONS))}) and that provider's fields, e.g. "
+            '[{"kind": "fake", "registry": "registry.example"}]. The flat settings issuer, '
+            "registry, sa_audience, token_path and ca_bundle are the chainguard entry unless "
+            "the list has one. One entry per kind. "
+            "Default: none (Chainguard alone)."
         ),
     )
     secret_names: Annotated[list[str], NoDecode] = Field(
@@ -79,7 +92,7 @@ class Settings(BaseSettings):
         ),
     )
     token_path: Path = Field(
-        default=Path("/var/run/chainguard/oidc/oidc-token"),
+        default=Path(chainguard.DEFAULT_TOKEN_PATH),
         description=(
             "File holding the controller's projected service-account token (used when "
             "token_source is file); re-read at every exchange. "
@@ -95,7 +108,7 @@ class Settings(BaseSettings):
         ),
     )
     sa_audience: str = Field(
-        default="issuer.enforce.dev",
+        default=chainguard.DEFAULT_AUDIENCE,
         description=(
             "Audience requested for the service-account token when token_source is "
             "tokenrequest; the identity must trust this audience. Default: issuer.enforce.dev."
@@ -308,6 +321,21 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _parse_providers(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return []
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError("is not a JSON list of provider sections") from None
+        if not isinstance(value, list):
+            raise ValueError("must be a list of provider sections")
+        return [parse_section(item) for item in value]
+
     @field_validator("ca_bundle", "policy_file", "kubeconfig", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -316,22 +344,12 @@ class Settings(BaseSettings):
     @field_validator("issuer")
     @classmethod
     def _check_issuer(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if "://" not in value:
-            value = f"https://{value}"
-        if not value.startswith("https://"):
-            raise ValueError("must be an https:// URL; the token exchange is never sent in clear")
-        host = value.removeprefix("https://").split("/", 1)[0]
-        if not host or any(c.isspace() for c in value) or "?" in value or "#" in value:
-            raise ValueError("must be a URL such as https://issuer.enforce.dev")
-        return value
+        return check_https_url(value, example=chainguard.DEFAULT_ISSUER)
 
     @field_validator("registry")
     @classmethod
     def _check_registry(cls, value: str) -> str:
-        if not _REGISTRY_HOST.fullmatch(value):
-            raise ValueError("must be a bare registry host such as cgr.dev or localhost:5000")
-        return value
+        return check_registry_host(value)
 
     @field_validator("secret_names")
     @classmethod
@@ -444,6 +462,22 @@ class Settings(BaseSettings):
         """The retry delays these settings describe."""
         return Backoff(base=self.backoff_base, cap=self.backoff_cap)
 
+    @property
+    def sections(self) -> tuple[ProviderSection, ...]:
+        """Every provider's section: the default one from the flat settings unless `providers`
+        has an entry of its kind, then the entries of `providers`."""
+        listed = tuple(self.providers)
+        if any(isinstance(section, ChainguardSection) for section in listed):
+            return listed
+        default = ChainguardSection(
+            issuer=self.issuer,
+            registry=self.registry,
+            sa_audience=self.sa_audience,
+            token_path=self.token_path,
+            ca_bundle=self.ca_bundle,
+        )
+        return (default, *listed)
+
     # -- fields that must agree -----------------------------------------------------------
 
     @model_validator(mode="after")
@@ -460,6 +494,9 @@ class Settings(BaseSettings):
             _ = self.backoff
         except ValueError as e:
             raise ValueError(f"backoff settings (backoff_base, backoff_cap): {e}") from None
+        kinds = [section.spec().name for section in self.sections]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError("providers: one entry per kind")
         if self.refresh_margin < self.exchange_timeout:
             raise ValueError(
                 f"refresh_margin ({self.refresh_margin:g}s) must be at least exchange_timeout "

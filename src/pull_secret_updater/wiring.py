@@ -11,7 +11,9 @@ It decides three things the rest of the code only receives:
   policy nor that explicit choice, the controller refuses to start: anyone who can create a
   Secret with a managed name could otherwise obtain any identity's tokens, and that must never
   be the silent default;
-- the token service client, with its key verification and its service-account tokens.
+- the registry providers (`providers`), each built from its settings section with
+  Kubernetes tokens of the audience it asks for: the controller's own from its projected file
+  or TokenRequest, a namespace's from TokenRequest.
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ from lightkube import AsyncClient
 
 from pull_secret_updater.core.errors import BadInput
 from pull_secret_updater.core.policy import ALLOW_ALL, Policy, parse_policy
+from pull_secret_updater.providers.base import BuildContext
+from pull_secret_updater.providers.chainguard.exchange import ChainguardSTS
+from pull_secret_updater.providers.chainguard.section import ChainguardSection
+from pull_secret_updater.providers.table import DEFAULT
 from pull_secret_updater.settings import Settings
-from pull_secret_updater.tokens.provider import Subject
+from pull_secret_updater.tokens.provider import Subject, TokenProvider
 from pull_secret_updater.tokens.satoken import (
     ProjectedFileTokenSource,
     ServiceAccountTokenSource,
@@ -34,7 +40,6 @@ from pull_secret_updater.tokens.satoken import (
     SubjectTokenSource,
     TokenRequestTokenSource,
 )
-from pull_secret_updater.tokens.sts import ChainguardSTS
 
 
 class ConfigurationError(Exception):
@@ -71,28 +76,70 @@ def load_policy(settings: Settings) -> Policy:
 
 
 def own_tokens(
-    settings: Settings, *, client: Callable[[], AsyncClient]
+    settings: Settings,
+    *,
+    client: Callable[[], AsyncClient],
+    audience: str | None = None,
+    token_path: Path | None = None,
 ) -> ServiceAccountTokenSource:
-    """The controller's own token: the projected file, or TokenRequest (``client`` is called
-    only then)."""
+    """The controller's own token with `audience`: the projected file at `token_path`, or
+    TokenRequest (``client`` is called only then). Defaults: the flat settings'."""
     if settings.token_source == "file":
-        return ProjectedFileTokenSource(path=settings.token_path)
+        path = token_path if token_path is not None else settings.token_path
+        return ProjectedFileTokenSource(path=path)
     return TokenRequestTokenSource(
         client(),
         namespace=settings.namespace,
         service_account=settings.service_account,
-        audience=settings.sa_audience,
+        audience=audience or settings.sa_audience,
     )
 
 
-def subject_tokens(settings: Settings, *, client: Callable[[], AsyncClient]) -> SubjectTokens:
-    """Service-account tokens per subject (``client`` is called only when one is requested)."""
+def subject_tokens(
+    settings: Settings,
+    *,
+    client: Callable[[], AsyncClient],
+    audience: str | None = None,
+    token_path: Path | None = None,
+) -> SubjectTokens:
+    """Service-account tokens per subject with `audience` (``client`` is called only when
+    one is requested). Defaults: the flat settings' audience and token file."""
     return SubjectTokens(
         own=own_subject(settings),
-        own_source=own_tokens(settings, client=client),
+        own_source=own_tokens(settings, client=client, audience=audience, token_path=token_path),
         client=client if settings.token_subject == "namespace" else None,
-        audience=settings.sa_audience,
+        audience=audience or settings.sa_audience,
     )
+
+
+def providers(
+    settings: Settings,
+    *,
+    client: Callable[[], AsyncClient],
+    transport: httpx2.AsyncBaseTransport | None = None,
+) -> dict[str, TokenProvider]:
+    """Every configured registry provider by name; raises ValueError for an unusable CA
+    bundle."""
+
+    def tokens(*, audience: str, token_path: Path | None) -> SubjectTokenSource:
+        if settings.token_source == "file" and token_path is None:
+            raise ValueError(
+                f"token_source is file, but the provider for audience {audience} names no "
+                "token_path: give it one, with a projected token of that audience"
+            )
+        return subject_tokens(settings, client=client, audience=audience, token_path=token_path)
+
+    context = BuildContext(
+        subject_tokens=tokens,
+        timeout=settings.exchange_timeout,
+        min_lifetime=settings.min_token_lifetime,
+        transport=transport,
+    )
+    built: dict[str, TokenProvider] = {}
+    for section in settings.sections:
+        provider = section.build(context)
+        built[provider.spec.name] = provider
+    return built
 
 
 def token_service(
@@ -101,16 +148,16 @@ def token_service(
     sa_tokens: SubjectTokenSource,
     transport: httpx2.AsyncBaseTransport | None = None,
 ) -> ChainguardSTS:
-    """The token service client; raises ValueError for an unusable CA bundle."""
-    return ChainguardSTS(
-        sa_tokens=sa_tokens,
-        issuer=settings.issuer,
-        audience=settings.registry,
-        ca_bundle=settings.ca_bundle,
+    """The default provider's token service client, with `sa_tokens` (the `check` command's
+    recording source); raises ValueError for an unusable CA bundle."""
+    section = next(s for s in settings.sections if isinstance(s, ChainguardSection))
+    context = BuildContext(
+        subject_tokens=lambda audience, token_path: sa_tokens,
         timeout=settings.exchange_timeout,
         min_lifetime=settings.min_token_lifetime,
         transport=transport,
     )
+    return section.build(context)
 
 
 def _read_policy(path: Path) -> Policy:
@@ -119,6 +166,6 @@ def _read_policy(path: Path) -> Policy:
     except (OSError, yaml.YAMLError) as e:
         raise ConfigurationError(f"cannot read the policy file {path}: {e}") from None
     try:
-        return parse_policy(document)
+        return parse_policy(document, default_provider=DEFAULT)
     except (BadInput, ValueError) as e:
         raise ConfigurationError(f"invalid policy file {path}: {e}") from None

@@ -11,8 +11,9 @@ import pytest
 from lightkube import KubeConfig
 
 from pull_secret_updater import wiring
+from pull_secret_updater.providers.chainguard.exchange import ChainguardSTS
 from pull_secret_updater.settings import Settings
-from pull_secret_updater.tokens import ChainguardSTS, SubjectTokenSource
+from pull_secret_updater.tokens import SubjectTokenSource
 from tests.tokens.fakes import FakeTokenService
 
 Handler = Callable[[httpx2.Request], httpx2.Response]

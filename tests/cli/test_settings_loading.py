@@ -64,6 +64,7 @@ def test_defaults_are_the_originals() -> None:
         "watch_timeout": 60,
         "log_level": "info",
         "kubeconfig": None,
+        "providers": [],
     }
 
 
@@ -341,9 +342,15 @@ def test_a_policy_file_is_the_policy_whatever_else_is_set(tmp_path: Path) -> Non
     path = tmp_path / "policy.yaml"
     path.write_text("rules:\n  - identities: ['org/*']\n    namespaces: [team-a]\n")
     policy = wiring.load_policy(load_settings(["--policy-file", str(path), "--allow-any-identity"]))
-    assert policy.allows(identity="org/x", namespace="team-a", namespace_labels=None)
-    assert not policy.allows(identity="org/x", namespace="team-b", namespace_labels=None)
-    assert not policy.allows(identity="other/x", namespace="team-a", namespace_labels=None)
+    assert policy.allows(
+        provider="chainguard", identity="org/x", namespace="team-a", namespace_labels=None
+    )
+    assert not policy.allows(
+        provider="chainguard", identity="org/x", namespace="team-b", namespace_labels=None
+    )
+    assert not policy.allows(
+        provider="chainguard", identity="other/x", namespace="team-a", namespace_labels=None
+    )
 
 
 @pytest.mark.parametrize(
@@ -364,7 +371,9 @@ def test_a_policy_file_that_cannot_be_used_stops_the_controller(
     settings = load_settings(["--policy-file", str(path)])
     if expected is None:
         policy = wiring.load_policy(settings)
-        assert not policy.allows(identity="org/x", namespace="a", namespace_labels=None)
+        assert not policy.allows(
+            provider="chainguard", identity="org/x", namespace="a", namespace_labels=None
+        )
         return
     with pytest.raises(wiring.ConfigurationError) as caught:
         wiring.load_policy(settings)

@@ -7,6 +7,7 @@ import pytest
 
 from pull_secret_updater.core import annotations as keys
 from pull_secret_updater.kube.errors import Forbidden
+from pull_secret_updater.providers.chainguard import spec as chainguard_spec
 from pull_secret_updater.tools.status import list_statuses
 from tests.cli.fakes import fake_client, status_reply
 
@@ -56,9 +57,9 @@ class FakeServer:
 
 
 SECRETS = [
-    item("b", **{keys.IDENTITY: "uid/b"}),
-    item("a", **{keys.IDENTITY: "uid/a", keys.LAST_ERROR: "boom"}),
-    item("a", name="other-secret", **{keys.IDENTITY: "uid/o"}),
+    item("b", **{chainguard_spec.IDENTITY: "uid/b"}),
+    item("a", **{chainguard_spec.IDENTITY: "uid/a", keys.LAST_ERROR: "boom"}),
+    item("a", name="other-secret", **{chainguard_spec.IDENTITY: "uid/o"}),
     item("c", name="unmanaged"),
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from pull_secret_updater.core import annotations as keys
+from pull_secret_updater.providers.chainguard import spec as chainguard_spec
 from pull_secret_updater.tools.status import COLUMNS, render_json, render_table, secret_status
 
 NOW = 1_750_000_000.0
@@ -13,7 +14,7 @@ UID = "45a0c61ea6fd977f050c5fb9ac06a69eed764595/d6bd5ea6e3ba0f1e"
 
 def filled(namespace: str = "team-a") -> dict[str, str]:
     return {
-        keys.IDENTITY: UID,
+        chainguard_spec.IDENTITY: UID,
         keys.EXPIRES_AT: keys.format_time(NOW + 41 * 60 + 5),
         keys.LAST_REFRESH: keys.format_time(NOW - 19 * 60),
     }
@@ -46,7 +47,7 @@ def test_columns_line_up_under_their_headers() -> None:
 
 def test_an_expired_token_and_an_error_are_shown() -> None:
     annotations = {
-        keys.IDENTITY: UID,
+        chainguard_spec.IDENTITY: UID,
         keys.EXPIRES_AT: keys.format_time(NOW - 180),
         keys.LAST_ERROR: "token service answered 404 not_found: identity not found",
     }
@@ -64,7 +65,9 @@ def test_a_missing_identity_reads_none() -> None:
 
 def test_an_invalid_identity_is_not_echoed() -> None:
     pasted = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln and more"
-    row = secret_status(namespace="ns", name="pull-secret", annotations={keys.IDENTITY: pasted})
+    row = secret_status(
+        namespace="ns", name="pull-secret", annotations={chainguard_spec.IDENTITY: pasted}
+    )
     assert row.identity is None
     assert row.identity_state == "invalid"
     assert row.identity_problem is not None
@@ -77,7 +80,10 @@ def test_annotation_values_cannot_break_the_terminal_or_the_table() -> None:
     row = secret_status(
         namespace="ns",
         name="pull-secret",
-        annotations={keys.IDENTITY: UID, keys.LAST_ERROR: "line one\nline two\x1b[31m red"},
+        annotations={
+            chainguard_spec.IDENTITY: UID,
+            keys.LAST_ERROR: "line one\nline two\x1b[31m red",
+        },
     )
     table = render_table([row], now=NOW)
     assert len(table.splitlines()) == 2
@@ -110,7 +116,11 @@ def test_unreadable_times_are_unknown_rather_than_wrong() -> None:
     row = secret_status(
         namespace="ns",
         name="pull-secret",
-        annotations={keys.IDENTITY: UID, keys.EXPIRES_AT: "tomorrow", keys.LAST_REFRESH: ""},
+        annotations={
+            chainguard_spec.IDENTITY: UID,
+            keys.EXPIRES_AT: "tomorrow",
+            keys.LAST_REFRESH: "",
+        },
     )
     assert row.expires_at is None
     assert row.last_refresh is None

@@ -11,9 +11,9 @@ from typing import Any
 
 import jwt
 
-from pull_secret_updater.core.annotations import IDENTITY as IDENTITY_KEY
 from pull_secret_updater.credentialprovider import plugin
 from pull_secret_updater.credentialprovider.protocol import API_VERSION
+from pull_secret_updater.providers.chainguard.spec import IDENTITY as IDENTITY_KEY
 from tests.tokens.fakes import IDENTITY, ISSUER, NOW, REGISTRY, FakeTokenService
 
 IMAGE = f"{REGISTRY}/chainguard/busybox:latest"

@@ -18,8 +18,8 @@ import pytest
 from devstack import pki
 from devstack.cluster import SERVICE_ACCOUNT_ISSUER
 from devstack.stack import SA_AUDIENCE, LocalStack
-from pull_secret_updater.core.annotations import IDENTITY as IDENTITY_KEY
 from pull_secret_updater.credentialprovider.protocol import API_VERSION
+from pull_secret_updater.providers.chainguard.spec import IDENTITY as IDENTITY_KEY
 from tests.helpers import ClusterHelper, exchanges, unique
 
 pytestmark = pytest.mark.stack

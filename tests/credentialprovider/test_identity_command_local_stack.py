@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import LocalStack
-from pull_secret_updater.core.annotations import IDENTITY as IDENTITY_KEY
 from pull_secret_updater.credentialprovider.protocol import API_VERSION
+from pull_secret_updater.providers.chainguard.spec import IDENTITY as IDENTITY_KEY
 from tests.helpers import ClusterHelper, cli, run_pasted
 
 pytestmark = pytest.mark.stack

@@ -31,9 +31,9 @@ import yaml
 
 from devstack.node import Node
 from devstack.stack import LocalStack
-from pull_secret_updater.core.annotations import IDENTITY as IDENTITY_KEY
 from pull_secret_updater.credentialprovider.install import ProviderPlan, credential_provider_config
 from pull_secret_updater.credentialprovider.options import PROG
+from pull_secret_updater.providers.chainguard.spec import IDENTITY as IDENTITY_KEY
 from tests.helpers import ClusterHelper, eventually, exchanges, unique
 from tests.node.support import UNAUTHORIZED, Pods
 

@@ -22,8 +22,8 @@ from devstack import pki
 from devstack.cluster import SERVICE_ACCOUNT_ISSUER, write_kubeconfig
 from devstack.stack import LocalStack
 from pull_secret_updater.cli import main
-from pull_secret_updater.core.annotations import IDENTITY as IDENTITY_KEY
 from pull_secret_updater.credentialprovider.protocol import API_VERSION
+from pull_secret_updater.providers.chainguard.spec import IDENTITY as IDENTITY_KEY
 from tests.helpers import ClusterHelper, unique
 
 pytestmark = pytest.mark.stack

@@ -7,8 +7,8 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from pull_secret_updater.core.annotations import IDENTITY as IDENTITY_KEY
 from pull_secret_updater.credentialprovider.protocol import API_GROUP
+from pull_secret_updater.providers.chainguard.spec import IDENTITY as IDENTITY_KEY
 from tests.credentialprovider.support import IMAGE, POD_SA_TOKEN, call, request
 from tests.tokens.fakes import (
     ATTACKER_KEY,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pull_secret_updater.core.annotations import IDENTITY as IDENTITY_KEY
+from pull_secret_updater.providers.chainguard.spec import IDENTITY as IDENTITY_KEY
 from tests.credentialprovider.support import POD_SA_TOKEN, call, request
 from tests.tokens.fakes import EXCHANGE_PATH, IDENTITY, SA_TOKEN, FakeClock, FakeTokenService
 

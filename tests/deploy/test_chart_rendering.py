@@ -205,9 +205,13 @@ def test_policy_is_a_mounted_file_the_controller_accepts(helm_binary: Helm) -> N
     config_map = find(objects, "ConfigMap", volume["configMap"]["name"])
     document = yaml.safe_load(config_map["data"][key])
     assert document == {"rules": rules}
-    policy = parse_policy(document)
-    assert policy.allows(identity=IDENTITY, namespace="team-b-1", namespace_labels=None)
-    assert not policy.allows(identity=IDENTITY, namespace="team-c", namespace_labels=None)
+    policy = parse_policy(document, default_provider="chainguard")
+    assert policy.allows(
+        provider="chainguard", identity=IDENTITY, namespace="team-b-1", namespace_labels=None
+    )
+    assert not policy.allows(
+        provider="chainguard", identity=IDENTITY, namespace="team-c", namespace_labels=None
+    )
     # Namespaces by name only: no reading of namespace labels.
     assert rules_for(find(objects, "ClusterRole"), "namespaces") == []
 

@@ -26,21 +26,24 @@ import lightkube
 from lightkube import KubeConfig
 
 from pull_secret_updater.core.backoff import Backoff
-from pull_secret_updater.core.claims import InvalidToken, VerifiedToken
+from pull_secret_updater.core.claims import InvalidToken
+from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.core.decision import DOCKER_CONFIG_JSON
 from pull_secret_updater.core.policy import ALLOW_ALL, Policy
+from pull_secret_updater.core.providers import Want
 from pull_secret_updater.core.schedule import Schedule
 from pull_secret_updater.kube.events import EventRecorder
 from pull_secret_updater.kube.leader import LeaderElector
 from pull_secret_updater.kube.namespaces import NamespaceLabels
 from pull_secret_updater.kube.secrets import DOCKER_CONFIG_KEY, WatchEvent, get_secret
+from pull_secret_updater.providers.chainguard.spec import ChainguardSpec
 from pull_secret_updater.runtime.controller import Controller, ControllerConfig, Key, Outcome
 from pull_secret_updater.runtime.failures import Failures
 from pull_secret_updater.runtime.health import Health
 from pull_secret_updater.runtime.metrics import Metrics
 from pull_secret_updater.runtime.workqueue import WorkQueue
 from pull_secret_updater.tokens.cache import TokenCache
-from pull_secret_updater.tokens.provider import Subject
+from pull_secret_updater.tokens.provider import Subject, TokenProvider
 
 NOW = 1_800_000_000.0
 REGISTRY = "cgr.dev"
@@ -329,25 +332,29 @@ class FakeTokenProvider:
         self.verify_error: BaseException | None = None
         #: While set to an unset Event, `issue` waits for it (an exchange in flight).
         self.gate: asyncio.Event | None = None
-        self._minted: dict[str, VerifiedToken] = {}
+        self._minted: dict[str, Credential] = {}
         self._serial = itertools.count(1)
+        self.spec = ChainguardSpec(registry=REGISTRY)
 
     def mint(
         self, identity: str, *, issued_at: float | None = None, lifetime: float | None = None
-    ) -> VerifiedToken:
+    ) -> Credential:
         """A token this provider issued at some earlier time (before a restart, say)."""
         issued_at = self.clock.now if issued_at is None else issued_at
-        token = VerifiedToken(
+        token = Credential(
+            provider="chainguard",
             token=f"fake-registry-token.{identity}.{next(self._serial)}",
             identity=identity,
-            registry=REGISTRY,
+            registries=(REGISTRY,),
+            username="_token",
             issued_at=issued_at,
             expires_at=issued_at + (self.lifetime if lifetime is None else lifetime),
         )
         self._minted[token.token] = token
         return token
 
-    async def issue(self, *, identity: str, subject: Subject) -> VerifiedToken:
+    async def issue(self, *, want: Want, subject: Subject) -> Credential:
+        identity = want.identity
         self.issues.append((identity, subject))
         if self.gate is not None:
             await self.gate.wait()
@@ -355,7 +362,7 @@ class FakeTokenProvider:
             raise self.issue_error
         return self.mint(identity, issued_at=self.clock.now - self.skew)
 
-    async def verify(self, token: str) -> VerifiedToken:
+    async def verify(self, token: str) -> Credential:
         self.verifications += 1
         if self.verify_error is not None:
             raise self.verify_error
@@ -364,8 +371,17 @@ class FakeTokenProvider:
             raise InvalidToken("token does not verify with the token service's keys")
         return verified
 
-    def still_trusted(self, token: VerifiedToken) -> bool:
+    def still_trusted(self, token: Credential) -> bool:
         return token.token in self._minted
+
+    def on_withdrawn(self, listener: Callable[[], None]) -> None:
+        """Nothing is withdrawn."""
+
+    async def refresh_if_stale(self) -> None:
+        """No keys to refetch."""
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
 
 
 # -- the controller under test ---------------------------------------------------------------
@@ -414,11 +430,13 @@ def harness(
     subject_for: Callable[[str], Subject] = lambda namespace: CONTROLLER,
     seed: int = 7,
     failure_hold: float = 0.0,
+    extra: Mapping[str, TokenProvider] | None = None,
 ) -> Harness:
     """A controller against fresh fakes; `leader` False gives it an elector that never leads."""
     server = FakeApiServer()
     clock = FakeClock()
     provider = FakeTokenProvider(clock)
+    providers: dict[str, TokenProvider] = {"chainguard": provider, **(extra or {})}
     client = server.client()
     elector = None
     if not leader:
@@ -427,15 +445,14 @@ def harness(
                                 identity="replica-2", clock=clock)  # fmt: skip
     controller = Controller(
         config=ControllerConfig(
-            registry=REGISTRY,
             secret_names=(SECRET_NAME,),
             schedule=SCHEDULE,
             policy=policy,
             subject_for=subject_for,
         ),
         client=client,
-        tokens=TokenCache(provider, schedule=SCHEDULE, clock=clock, failure_hold=failure_hold),
-        provider=provider,
+        tokens=TokenCache(providers, schedule=SCHEDULE, clock=clock, failure_hold=failure_hold),
+        providers=providers,
         events=EventRecorder(client, instance="replica-1", clock=clock, now=clock.utc),
         metrics=Metrics(),
         health=Health(clock=clock),

@@ -18,11 +18,12 @@ from structlog.testing import capture_logs
 
 from pull_secret_updater.core import annotations as ann
 from pull_secret_updater.core.backoff import NON_RETRYABLE_FACTOR
-from pull_secret_updater.core.claims import VerifiedToken
+from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.core.policy import parse_policy
 from pull_secret_updater.kube.leader import LeaderElector
 from pull_secret_updater.kube.namespaces import LABELS_TTL
 from pull_secret_updater.kube.secrets import WatchEvent, get_secret
+from pull_secret_updater.providers.chainguard import spec as chainguard_spec
 from pull_secret_updater.runtime.controller import DONE, Key, Outcome
 from pull_secret_updater.tokens.errors import (
     KeysUnavailable,
@@ -45,7 +46,7 @@ from tests.runtime.fakes import (
     harness,
 )
 
-OURS = {ann.IDENTITY: IDENTITY}
+OURS = {chainguard_spec.IDENTITY: IDENTITY}
 UNAVAILABLE = TransientExchangeError(
     "token service answered 503 Service Unavailable", cause="unavailable", status=503
 )
@@ -70,7 +71,7 @@ def world(make: Callable[..., Harness]) -> Harness:
     return built
 
 
-def waits_until(token: VerifiedToken, *, written_at: float | None, now: float = NOW) -> float:
+def waits_until(token: Credential, *, written_at: float | None, now: float = NOW) -> float:
     """The delay a Secret holding `token` should be looked at again after, by the schedule."""
     due = SCHEDULE.refresh_at(
         token=token.token,
@@ -131,10 +132,10 @@ async def test_an_empty_secret_is_filled_and_looked_at_again_when_its_token_is_d
     assert token is not None
     assert world.server.docker_config("team-a") == {"auths": {REGISTRY: entry(token)}}
     assert world.server.annotations("team-a") == {
-        ann.IDENTITY: IDENTITY,
+        chainguard_spec.IDENTITY: IDENTITY,
         ann.EXPIRES_AT: ann.format_time(NOW + 3600),
         ann.LAST_REFRESH: ann.format_time(NOW),
-        ann.FILLED_IDENTITY: IDENTITY,
+        chainguard_spec.FILLED_IDENTITY: IDENTITY,
     }
     await world.controller.events.aclose()
     assert world.server.recorded_events() == [
@@ -180,7 +181,7 @@ async def test_a_planted_token_is_replaced_at_once_and_never_shared(world: Harne
         annotations={
             **OURS,
             # Whatever else the writer claims proves nothing.
-            ann.FILLED_IDENTITY: IDENTITY,
+            chainguard_spec.FILLED_IDENTITY: IDENTITY,
             ann.EXPIRES_AT: ann.format_time(NOW + 86400),
             ann.LAST_REFRESH: ann.format_time(NOW),
         },
@@ -239,7 +240,7 @@ async def test_a_verified_token_that_does_not_serve_the_secret_is_replaced(
     world.server.create_secret(
         "team-a",
         docker_config=config_holding(old.token),
-        annotations={**OURS, ann.FILLED_IDENTITY: identity,
+        annotations={**OURS, chainguard_spec.FILLED_IDENTITY: identity,
                      ann.LAST_REFRESH: ann.format_time(issued_at)},
     )  # fmt: skip
 
@@ -251,7 +252,7 @@ async def test_a_verified_token_that_does_not_serve_the_secret_is_replaced(
     issued = await world.provider.verify(new)
     assert issued.identity == IDENTITY
     assert world.provider.issues == [(IDENTITY, CONTROLLER)]
-    assert world.server.annotations("team-a")[ann.FILLED_IDENTITY] == IDENTITY
+    assert world.server.annotations("team-a")[chainguard_spec.FILLED_IDENTITY] == IDENTITY
     assert outcome == Outcome(waits_until(issued, written_at=NOW))
     await world.controller.events.aclose()
     ((kind, reason, message),) = world.server.recorded_events()
@@ -377,7 +378,7 @@ async def test_secrets_waiting_for_their_identitys_token_get_it_as_soon_as_one_r
 ) -> None:
     for ns in ("team-a", "team-b", "team-c"):
         world.server.create_secret(ns, annotations=OURS)
-    world.server.create_secret("team-d", annotations={ann.IDENTITY: OTHER_IDENTITY})
+    world.server.create_secret("team-d", annotations={chainguard_spec.IDENTITY: OTHER_IDENTITY})
     world.provider.issue_error = UNAVAILABLE
     delays: dict[str, float] = {}
     for _ in range(5):  # the outage lasts: each waits 8-16 s for its next try by now
@@ -517,7 +518,7 @@ async def test_when_the_keys_cannot_be_fetched_the_token_is_left_and_nothing_is_
 
 # -- input the controller cannot act on ------------------------------------------------------
 
-_NOBODY_MAY = parse_policy([{"identities": [OTHER_IDENTITY]}])
+_NOBODY_MAY = parse_policy([{"identities": [OTHER_IDENTITY]}], default_provider="chainguard")
 
 
 @pytest.mark.parametrize(
@@ -525,7 +526,10 @@ _NOBODY_MAY = parse_policy([{"identities": [OTHER_IDENTITY]}])
     [
         pytest.param({"type": "Opaque"}, {}, "WrongType", id="wrong-type"),
         pytest.param(
-            {"annotations": {ann.IDENTITY: f" {IDENTITY}"}}, {}, "BadAnnotation", id="annotation"
+            {"annotations": {chainguard_spec.IDENTITY: f" {IDENTITY}"}},
+            {},
+            "BadAnnotation",
+            id="annotation",
         ),
         pytest.param(
             {"docker_config": b'{"auths": '}, {}, "MalformedDockerConfig", id="malformed-config"
@@ -555,7 +559,8 @@ async def test_a_policy_selecting_namespaces_by_label_reads_the_namespace(
     make: Callable[..., Harness],
 ) -> None:
     policy = parse_policy(
-        [{"identities": [IDENTITY], "namespaceSelector": {"matchLabels": {"team": "a"}}}]
+        [{"identities": [IDENTITY], "namespaceSelector": {"matchLabels": {"team": "a"}}}],
+        default_provider="chainguard",
     )
     world: Harness = make(policy=policy, read_labels=True)
     world.server.namespaces.update({"team-a": {"team": "a"}, "team-b": {"team": "b"}})
@@ -584,7 +589,9 @@ async def test_a_denial_by_namespace_name_waits_for_the_secret_to_change(
     make: Callable[..., Harness],
 ) -> None:
     world: Harness = make(
-        policy=parse_policy([{"identities": [IDENTITY], "namespaces": ["team-b"]}]),
+        policy=parse_policy(
+            [{"identities": [IDENTITY], "namespaces": ["team-b"]}], default_provider="chainguard"
+        ),
         read_labels=True,
     )
     world.server.create_secret("team-a", annotations=OURS)
@@ -597,7 +604,8 @@ async def test_namespace_labels_that_cannot_be_read_are_tried_again(
     make: Callable[..., Harness],
 ) -> None:
     policy = parse_policy(
-        [{"identities": [IDENTITY], "namespaceSelector": {"matchLabels": {"team": "a"}}}]
+        [{"identities": [IDENTITY], "namespaceSelector": {"matchLabels": {"team": "a"}}}],
+        default_provider="chainguard",
     )
     world: Harness = make(policy=policy, read_labels=True)
     world.server.namespaces["team-a"] = {"team": "a"}
@@ -735,7 +743,7 @@ async def test_removing_the_identity_annotation_removes_the_status_annotations(
     status = {
         ann.EXPIRES_AT: ann.format_time(NOW + 3600),
         ann.LAST_REFRESH: ann.format_time(NOW),
-        ann.FILLED_IDENTITY: IDENTITY,
+        chainguard_spec.FILLED_IDENTITY: IDENTITY,
         ann.LAST_ERROR: "an old failure",
         ann.TOKEN_HASH: "0123abcd",
     }
@@ -857,7 +865,7 @@ async def test_a_deleted_secret_is_forgotten(world: Harness, how: str) -> None:
     if how == "DELETED":
         event = WatchEvent(type="DELETED", object=gone)
     else:
-        (remaining,) = [s for k, s in world.controller.store.items() if k != key]
+        (remaining,) = [world.controller.store[k] for k in world.controller.store if k != key]
         event = WatchEvent(type="SYNC", objects=(remaining,))
     await world.controller.handle_event(SECRET_NAME, event)
 

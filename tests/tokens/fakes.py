@@ -19,8 +19,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from pull_secret_updater.core.claims import InvalidToken, VerifiedToken
-from pull_secret_updater.tokens import Subject
+from pull_secret_updater.core.claims import InvalidToken
+from pull_secret_updater.core.credential import Credential
+from pull_secret_updater.core.providers import Want
+from pull_secret_updater.providers.chainguard.spec import ChainguardSpec
+from pull_secret_updater.tokens import Subject, TokenCache
 
 ISSUER = "https://issuer.test"
 REGISTRY = "cgr.dev"
@@ -250,9 +253,12 @@ class FakeProvider:
     subjects: list[Subject] = field(default_factory=list)
     gate: asyncio.Event | None = None
     fail_with: BaseException | None = None
-    issued: dict[str, VerifiedToken] = field(default_factory=dict)
+    issued: dict[str, Credential] = field(default_factory=dict)
 
-    async def issue(self, *, identity: str, subject: Subject) -> VerifiedToken:
+    spec: ChainguardSpec = field(default_factory=lambda: ChainguardSpec(registry=REGISTRY))
+
+    async def issue(self, *, want: Want, subject: Subject) -> Credential:
+        identity = want.identity
         self.calls[identity] = self.calls.get(identity, 0) + 1
         self.subjects.append(subject)
         if self.gate is not None:
@@ -269,14 +275,28 @@ class FakeProvider:
         self.issued[token.token] = token
         return token
 
-    async def verify(self, token: str) -> VerifiedToken:
+    async def verify(self, token: str) -> Credential:
         found = self.issued.get(token)
         if found is None or not self.still_trusted(found):
             raise InvalidToken("token's signature does not verify with the token service's keys")
         return found
 
-    def still_trusted(self, token: VerifiedToken) -> bool:
+    def still_trusted(self, token: Credential) -> bool:
         return token.key_id in self.known_keys
+
+    def on_withdrawn(self, listener: Callable[[], None]) -> None:
+        """Keys are withdrawn by editing `known_keys`; nobody is told."""
+
+    async def refresh_if_stale(self) -> None:
+        """No keys to refetch."""
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+def want_of(identity: str = IDENTITY) -> Want:
+    """What a Secret annotated with `identity` asks of the Chainguard provider."""
+    return Want(provider="chainguard", identity=identity, registries=(REGISTRY,))
 
 
 def verified(
@@ -286,12 +306,19 @@ def verified(
     lifetime: float = 3600,
     key_id: str | None = "key-1",
     tag: str = "t",
-) -> VerifiedToken:
-    return VerifiedToken(
+) -> Credential:
+    return Credential(
+        provider="chainguard",
         token=f"token-{identity}-{tag}-{iat}",
         identity=identity,
-        registry=REGISTRY,
+        registries=(REGISTRY,),
+        username="_token",
         issued_at=iat,
         expires_at=iat + lifetime,
         key_id=key_id,
     )
+
+
+def offer_to(cache: TokenCache, *, subject: Subject, token: Credential) -> None:
+    """Offer `token` as a Secret of its identity would."""
+    cache.offer(subject=subject, want=want_of(token.identity), token=token)

@@ -9,7 +9,7 @@ import pytest
 
 from pull_secret_updater.core.schedule import Schedule
 from pull_secret_updater.tokens import Subject, TokenCache, TransientExchangeError
-from tests.tokens.fakes import OWN, FakeClock, FakeProvider
+from tests.tokens.fakes import OWN, FakeClock, FakeProvider, want_of
 
 SCHEDULE = Schedule()
 TEAM_A = Subject(namespace="team-a", service_account="pull-secret-updater")
@@ -28,7 +28,9 @@ def cache_for(provider: FakeProvider) -> TokenCache:
 async def test_fifty_concurrent_callers_for_one_identity_cost_one_exchange() -> None:
     provider = FakeProvider(clock=FakeClock(), gate=asyncio.Event())
     cache = cache_for(provider)
-    callers = [asyncio.create_task(cache.get(identity="org/a", subject=OWN)) for _ in range(50)]
+    callers = [
+        asyncio.create_task(cache.get(want=want_of("org/a"), subject=OWN)) for _ in range(50)
+    ]
     await settle()
     assert provider.gate is not None
     provider.gate.set()
@@ -42,7 +44,7 @@ async def test_identities_do_not_share_exchanges() -> None:
     provider = FakeProvider(clock=FakeClock())
     cache = cache_for(provider)
     results = await asyncio.gather(
-        *(cache.get(identity=identity, subject=OWN) for identity in ["a", "b", "a", "b", "c"])
+        *(cache.get(want=want_of(identity), subject=OWN) for identity in ["a", "b", "a", "b", "c"])
     )
     assert provider.calls == {"a": 1, "b": 1, "c": 1}
     assert results[0] == results[2]
@@ -55,7 +57,7 @@ async def test_subjects_do_not_share_exchanges_or_tokens() -> None:
     provider = FakeProvider(clock=FakeClock(), gate=asyncio.Event())
     cache = cache_for(provider)
     callers = [
-        asyncio.create_task(cache.get(identity="org/a", subject=subject))
+        asyncio.create_task(cache.get(want=want_of("org/a"), subject=subject))
         for subject in [TEAM_A, TEAM_B, TEAM_A, TEAM_B]
     ]
     await settle()
@@ -74,7 +76,9 @@ async def test_a_failed_exchange_fails_every_waiter_and_the_next_call_tries_agai
     failure = TransientExchangeError("token service answered 503", cause="unavailable", status=503)
     provider = FakeProvider(clock=clock, gate=asyncio.Event(), fail_with=failure)
     cache = cache_for(provider)
-    callers = [asyncio.create_task(cache.get(identity="org/a", subject=OWN)) for _ in range(10)]
+    callers = [
+        asyncio.create_task(cache.get(want=want_of("org/a"), subject=OWN)) for _ in range(10)
+    ]
     await settle()
     assert provider.gate is not None
     provider.gate.set()
@@ -83,7 +87,7 @@ async def test_a_failed_exchange_fails_every_waiter_and_the_next_call_tries_agai
     assert provider.calls == {"org/a": 1}
 
     provider.fail_with = None
-    token = await cache.get(identity="org/a", subject=OWN)
+    token = await cache.get(want=want_of("org/a"), subject=OWN)
     assert token.issued_at == clock.now
     assert provider.calls == {"org/a": 2}
     assert cache.exchanges == {"org/a": 2}
@@ -96,18 +100,18 @@ async def test_a_caller_arriving_right_after_a_failure_does_not_inherit_it() -> 
     )
     cache = cache_for(provider)
     with pytest.raises(TransientExchangeError):
-        await cache.get(identity="a", subject=OWN)
+        await cache.get(want=want_of("a"), subject=OWN)
     provider.fail_with = None
     # No loop iteration in between: the failed exchange must already be gone.
-    assert (await cache.get(identity="a", subject=OWN)).issued_at == clock.now
+    assert (await cache.get(want=want_of("a"), subject=OWN)).issued_at == clock.now
     assert provider.calls == {"a": 2}
 
 
 async def test_a_cancelled_caller_does_not_cancel_the_shared_exchange() -> None:
     provider = FakeProvider(clock=FakeClock(), gate=asyncio.Event())
     cache = cache_for(provider)
-    impatient = asyncio.create_task(cache.get(identity="a", subject=OWN))
-    patient = asyncio.create_task(cache.get(identity="a", subject=OWN))
+    impatient = asyncio.create_task(cache.get(want=want_of("a"), subject=OWN))
+    patient = asyncio.create_task(cache.get(want=want_of("a"), subject=OWN))
     await settle()
     impatient.cancel()
     await settle()
@@ -122,8 +126,10 @@ async def test_a_caller_with_a_stale_token_joins_the_exchange_in_flight() -> Non
     clock = FakeClock()
     provider = FakeProvider(clock=clock, gate=asyncio.Event())
     cache = cache_for(provider)
-    first = asyncio.create_task(cache.get(identity="a", subject=OWN))
-    due = asyncio.create_task(cache.get(identity="a", subject=OWN, stale="token-held-by-a-secret"))
+    first = asyncio.create_task(cache.get(want=want_of("a"), subject=OWN))
+    due = asyncio.create_task(
+        cache.get(want=want_of("a"), subject=OWN, stale="token-held-by-a-secret")
+    )
     await settle()
     assert provider.gate is not None
     provider.gate.set()
@@ -134,7 +140,7 @@ async def test_a_caller_with_a_stale_token_joins_the_exchange_in_flight() -> Non
 async def test_aclose_cancels_exchanges_in_flight() -> None:
     provider = FakeProvider(clock=FakeClock(), gate=asyncio.Event())
     cache = cache_for(provider)
-    caller = asyncio.create_task(cache.get(identity="a", subject=OWN))
+    caller = asyncio.create_task(cache.get(want=want_of("a"), subject=OWN))
     await settle()
     await cache.aclose()
     with pytest.raises(asyncio.CancelledError):
@@ -142,7 +148,7 @@ async def test_aclose_cancels_exchanges_in_flight() -> None:
     # And a later call starts afresh rather than waiting on the cancelled exchange.
     assert provider.gate is not None
     provider.gate.set()
-    assert (await cache.get(identity="a", subject=OWN)).identity == "a"
+    assert (await cache.get(want=want_of("a"), subject=OWN)).identity == "a"
     assert provider.calls == {"a": 2}
 
 
@@ -154,22 +160,22 @@ async def test_with_a_failure_hold_later_callers_share_the_failure_until_it_ends
 
     for _ in range(100):  # a hundred Secrets retrying within the hold: one exchange
         with pytest.raises(TransientExchangeError) as raised:
-            await cache.get(identity="a", subject=OWN)
+            await cache.get(want=want_of("a"), subject=OWN)
         assert raised.value is down
         clock.now += 0.005
     assert provider.calls == {"a": 1}
     # Other identities and subjects are not held by it.
     with pytest.raises(TransientExchangeError):
-        await cache.get(identity="b", subject=OWN)
+        await cache.get(want=want_of("b"), subject=OWN)
     with pytest.raises(TransientExchangeError):
-        await cache.get(identity="a", subject=TEAM_A)
+        await cache.get(want=want_of("a"), subject=TEAM_A)
     assert provider.calls == {"a": 2, "b": 1}
 
     clock.now += 0.5  # the hold is over: the next caller tries again, and succeeds
     provider.fail_with = None
-    token = await cache.get(identity="a", subject=OWN)
+    token = await cache.get(want=want_of("a"), subject=OWN)
     assert provider.calls == {"a": 3, "b": 1}
-    assert await cache.get(identity="a", subject=OWN) == token
+    assert await cache.get(want=want_of("a"), subject=OWN) == token
 
 
 async def test_a_retry_after_travels_with_the_held_failure_but_does_not_stretch_the_hold() -> None:
@@ -180,14 +186,14 @@ async def test_a_retry_after_travels_with_the_held_failure_but_does_not_stretch_
     provider = FakeProvider(clock=clock, fail_with=throttled)
     cache = TokenCache(provider, schedule=SCHEDULE, clock=clock, failure_hold=1.0)
     with pytest.raises(TransientExchangeError):
-        await cache.get(identity="a", subject=OWN)
+        await cache.get(want=want_of("a"), subject=OWN)
     clock.now += 0.5
     with pytest.raises(TransientExchangeError) as held:
-        await cache.get(identity="a", subject=OWN)
+        await cache.get(want=want_of("a"), subject=OWN)
     assert held.value.retry_after == 3600, "each caller is told to wait"
     provider.fail_with = None
     clock.now += 0.5
-    await cache.get(identity="a", subject=OWN)  # a caller that was never told tries
+    await cache.get(want=want_of("a"), subject=OWN)  # a caller that was never told tries
     assert provider.calls == {"a": 2}
 
 
@@ -199,7 +205,7 @@ async def test_held_failures_of_keys_nobody_asks_for_again_do_not_pile_up() -> N
     cache = TokenCache(provider, schedule=SCHEDULE, clock=clock, failure_hold=1.0)
     for n in range(1000):  # a namespace a second, each failing once, never asked again
         with pytest.raises(TransientExchangeError):
-            await cache.get(identity="a", subject=Subject(namespace=f"ns-{n}",
+            await cache.get(want=want_of("a"), subject=Subject(namespace=f"ns-{n}",
                                                           service_account="psu"))  # fmt: skip
         clock.now += 1
     assert cache.held_failures <= 64

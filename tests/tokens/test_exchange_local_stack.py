@@ -19,8 +19,8 @@ from devstack.stack import SA_AUDIENCE, LocalStack
 from pull_secret_updater.core.claims import InvalidToken
 from pull_secret_updater.core.dockerconfig import parse_docker_config, with_token
 from pull_secret_updater.core.schedule import Schedule
+from pull_secret_updater.providers.chainguard.exchange import ChainguardSTS
 from pull_secret_updater.tokens import (
-    ChainguardSTS,
     ExchangeError,
     KeysUnavailable,
     MalformedResponse,
@@ -37,7 +37,7 @@ from pull_secret_updater.tokens import (
 from pull_secret_updater.tokens.http import make_client
 from pull_secret_updater.version import user_agent
 from tests.helpers import unique
-from tests.tokens.fakes import everything_printed
+from tests.tokens.fakes import everything_printed, want_of
 
 pytestmark = pytest.mark.stack
 
@@ -133,7 +133,7 @@ def _ok_exchanges(stack: LocalStack, identity: str) -> int:
 async def test_exchange_with_a_projected_token_file_pulls_from_the_registry(
     stack: LocalStack, identity: str, sts: ChainguardSTS, tmp_path: Path
 ) -> None:
-    issued = await sts.issue(identity=identity, subject=OWN)
+    issued = await sts.issue(want=want_of(identity), subject=OWN)
 
     claims = jwt.decode(issued.token, options={"verify_signature": False})
     assert claims["aud"] == stack.registry.host
@@ -141,11 +141,16 @@ async def test_exchange_with_a_projected_token_file_pulls_from_the_registry(
     assert (issued.issued_at, issued.expires_at) == (claims["iat"], claims["exp"])
     assert issued.key_id == jwt.get_unverified_header(issued.token)["kid"]
     assert issued.lifetime == stack.token_lifetime
-    assert issued.registry == stack.registry.host
+    assert issued.registries == (stack.registry.host,)
 
     authfile = tmp_path / "config.json"
     authfile.write_bytes(
-        with_token(parse_docker_config(b"{}"), registry=issued.registry, token=issued.token)
+        with_token(
+            parse_docker_config(b"{}"),
+            registry=issued.registries[0],
+            token=issued.token,
+            username=issued.username,
+        )
     )
     pulled = skopeo_inspect(
         skopeo=stack.binaries.skopeo,
@@ -159,7 +164,7 @@ async def test_exchange_with_a_projected_token_file_pulls_from_the_registry(
 async def test_a_token_from_the_service_verifies_and_a_minted_impostor_does_not(
     stack: LocalStack, identity: str, sts: ChainguardSTS
 ) -> None:
-    issued = await sts.issue(identity=identity, subject=OWN)
+    issued = await sts.issue(want=want_of(identity), subject=OWN)
     assert await sts.verify(issued.token) == issued
     assert sts.still_trusted(issued)
 
@@ -189,7 +194,7 @@ async def test_exchange_with_a_token_request_token_from_the_apiserver(
 
         sa_tokens = SubjectTokens(own=OWN, own_source=own_source)
         async with _sts(stack, sa_tokens) as sts:
-            issued = await sts.issue(identity=identity, subject=OWN)
+            issued = await sts.issue(want=want_of(identity), subject=OWN)
         assert issued.lifetime == stack.token_lifetime
     finally:
         await client.close()
@@ -213,11 +218,11 @@ async def test_a_namespace_scoped_identity_is_obtained_only_as_its_namespace(
     try:
         async with _sts(stack, sa_tokens) as sts:
             issued = await sts.issue(
-                identity=scoped, subject=Subject(namespace, NAMESPACE_SERVICE_ACCOUNT)
+                want=want_of(scoped), subject=Subject(namespace, NAMESPACE_SERVICE_ACCOUNT)
             )
             assert issued.identity == scoped
             with pytest.raises(RejectedExchangeError) as caught:
-                await sts.issue(identity=scoped, subject=OWN)
+                await sts.issue(want=want_of(scoped), subject=OWN)
     finally:
         await client.close()
     assert (caught.value.status, caught.value.cause) == (403, "rejected")
@@ -229,7 +234,9 @@ async def test_fifty_concurrent_secrets_cost_one_real_exchange(
 ) -> None:
     before = _ok_exchanges(stack, identity)
     cache = TokenCache(sts, schedule=Schedule())
-    tokens = await asyncio.gather(*(cache.get(identity=identity, subject=OWN) for _ in range(50)))
+    tokens = await asyncio.gather(
+        *(cache.get(want=want_of(identity), subject=OWN) for _ in range(50))
+    )
     distinct = len({token.token for token in tokens})  # a count: a failure prints no token
     assert distinct == 1
     assert _ok_exchanges(stack, identity) == before + 1
@@ -241,6 +248,8 @@ async def test_a_rotated_signing_key_is_found_and_a_dropped_one_stops_vouching(
     # refetch_interval 0: the test need not wait out the pacing of key fetches.
     http = make_client(timeout=10, user_agent=user_agent(), ca_bundle=stack.ca_file)
     verifier = TokenVerifier(
+        provider="chainguard",
+        username="_token",
         issuer=stack.token_service.url,
         audience=stack.registry.host,
         http=http,
@@ -249,14 +258,14 @@ async def test_a_rotated_signing_key_is_found_and_a_dropped_one_stops_vouching(
     admin = stack.token_admin()
     try:
         async with _sts(stack, _own(projected), verifier=verifier) as sts:
-            before = await sts.issue(identity=identity, subject=OWN)
+            before = await sts.issue(want=want_of(identity), subject=OWN)
             kid = admin.rotate_signing_key(keep_previous=True)
-            after = await sts.issue(identity=identity, subject=OWN)
+            after = await sts.issue(want=want_of(identity), subject=OWN)
             assert (after.key_id, before.key_id != kid) == (kid, True)
             assert sts.still_trusted(before)
 
             admin.rotate_signing_key(keep_previous=False)
-            latest = await sts.issue(identity=identity, subject=OWN)
+            latest = await sts.issue(want=want_of(identity), subject=OWN)
             assert not sts.still_trusted(before)
             assert not sts.still_trusted(after)
             assert sts.still_trusted(latest)
@@ -273,7 +282,7 @@ async def test_nothing_is_exchanged_while_the_keys_cannot_be_fetched(
     faults("status", status=503, target="keys")
     async with _sts(stack, _own(projected)) as sts:
         with pytest.raises(KeysUnavailable) as caught:
-            await sts.issue(identity=identity, subject=OWN)
+            await sts.issue(want=want_of(identity), subject=OWN)
     assert (caught.value.cause, caught.value.retryable) == ("keys", True)
     assert "answered 503" in str(caught.value)
     assert _ok_exchanges(stack, identity) == before
@@ -296,7 +305,7 @@ async def test_an_sts_certificate_we_cannot_verify_fails_closed(
         )
     async with client:
         with pytest.raises(ExchangeError) as caught:
-            await client.issue(identity=identity, subject=OWN)
+            await client.issue(want=want_of(identity), subject=OWN)
     error = caught.value
     assert "could not be verified" in str(error)
     assert projected.token not in everything_printed(error)
@@ -309,7 +318,7 @@ async def test_an_sts_certificate_we_cannot_verify_is_reported_as_tls(
     ca_bundle = pki.create_ca(tmp_path, name="not the stack's CA").cert_file
     async with _sts(stack, _own(projected), ca_bundle=ca_bundle) as client:
         with pytest.raises(ExchangeError) as caught:
-            await client.issue(identity=identity, subject=OWN)
+            await client.issue(want=want_of(identity), subject=OWN)
     error = caught.value
     assert isinstance(error, ExchangeError)
     assert (error.cause, error.retryable) == ("tls", False)
@@ -329,7 +338,7 @@ async def test_an_untrusting_identity_is_rejected_with_the_servers_reason(
     )
     stack.token_admin().set_error_codes(codes)  # type: ignore[arg-type]
     with pytest.raises(RejectedExchangeError) as caught:
-        await sts.issue(identity=other, subject=OWN)
+        await sts.issue(want=want_of(other), subject=OWN)
     error = caught.value
     assert (error.status, error.cause, error.retryable) == (403, "rejected", False)
     code = "permission_denied (7)" if codes == "numeric" else "permission_denied"
@@ -339,7 +348,7 @@ async def test_an_untrusting_identity_is_rejected_with_the_servers_reason(
 
 async def test_an_unknown_identity_is_not_found(stack: LocalStack, sts: ChainguardSTS) -> None:
     with pytest.raises(RejectedExchangeError) as caught:
-        await sts.issue(identity=f"{unique('org')}/{unique('id')}", subject=OWN)
+        await sts.issue(want=want_of(f"{unique('org')}/{unique('id')}"), subject=OWN)
     assert (caught.value.status, caught.value.cause) == (404, "not_found")
 
 
@@ -374,7 +383,7 @@ async def test_injected_faults_map_to_their_class(
         await client.verifier.ensure_keys()
         faults(mode, **options)
         with pytest.raises(ExchangeError) as caught:
-            await client.issue(identity=identity, subject=OWN)
+            await client.issue(want=want_of(identity), subject=OWN)
     stack.token_admin().clear_faults()
     error = caught.value
     assert type(error) is kind
@@ -384,4 +393,6 @@ async def test_injected_faults_map_to_their_class(
 
     # And once the fault is cleared, the same client setup works again.
     async with _sts(stack, _own(projected)) as client:
-        assert (await client.issue(identity=identity, subject=OWN)).registry == stack.registry.host
+        assert (await client.issue(want=want_of(identity), subject=OWN)).registries == (
+            stack.registry.host,
+        )

@@ -8,7 +8,6 @@ import pull_secret_updater.tokens as tokens
 def test_public_api_is_pinned() -> None:
     assert sorted(tokens.__all__) == [
         "Cause",
-        "ChainguardSTS",
         "ExchangeError",
         "KeysUnavailable",
         "MalformedResponse",

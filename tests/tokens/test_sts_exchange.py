@@ -15,9 +15,9 @@ import pytest
 
 from devstack import pki
 from devstack.procs import free_port
-from pull_secret_updater.core.claims import VerifiedToken
+from pull_secret_updater.core.credential import Credential
+from pull_secret_updater.providers.chainguard.exchange import ChainguardSTS
 from pull_secret_updater.tokens import (
-    ChainguardSTS,
     ExchangeError,
     KeysUnavailable,
     ProjectedFileTokenSource,
@@ -43,6 +43,7 @@ from tests.tokens.fakes import (
     SubjectTokenMap,
     claims,
     everything_printed,
+    want_of,
 )
 
 TEAM_A = Subject(namespace="team-a", service_account="pull-secret-updater")
@@ -71,6 +72,8 @@ def paced_verifier(
 ) -> TokenVerifier:
     """A verifier of the service's tokens whose key fetches are paced by `monotonic`."""
     return TokenVerifier(
+        provider="chainguard",
+        username="_token",
         issuer=ISSUER,
         audience=REGISTRY,
         http=service.client(),
@@ -83,7 +86,7 @@ def paced_verifier(
 async def test_request_is_the_contracts_post_with_query_and_bearer() -> None:
     service = FakeTokenService(clock=FakeClock())
     async with sts_for(service, issuer=ISSUER + "/") as client:
-        await client.issue(identity=IDENTITY, subject=OWN)
+        await client.issue(want=want_of(IDENTITY), subject=OWN)
 
     [request] = [r for r in service.requests if r.url.path == EXCHANGE_PATH]
     assert request.method == "POST"
@@ -99,7 +102,7 @@ async def test_the_keys_are_fetched_before_the_first_exchange_and_then_kept() ->
     service = FakeTokenService(clock=FakeClock())
     async with sts_for(service) as client:
         for _ in range(3):
-            await client.issue(identity=IDENTITY, subject=OWN)
+            await client.issue(want=want_of(IDENTITY), subject=OWN)
     assert [(r.method, r.url.path) for r in service.requests] == [
         ("GET", DISCOVERY_PATH),
         ("GET", KEYS_PATH),
@@ -124,12 +127,14 @@ async def test_the_issued_token_is_verified_and_timed_by_its_own_claims() -> Non
 
     service.exchange = handler
     async with sts_for(service) as client:
-        result = await client.issue(identity=IDENTITY, subject=OWN)
+        result = await client.issue(want=want_of(IDENTITY), subject=OWN)
 
-    assert result == VerifiedToken(
+    assert result == Credential(
         token=token,
         identity=IDENTITY,
-        registry=REGISTRY,
+        provider="chainguard",
+        registries=(REGISTRY,),
+        username="_token",
         issued_at=NOW - 100,
         expires_at=NOW + 800,
         key_id="key-1",
@@ -141,8 +146,8 @@ async def test_the_subjects_own_token_is_what_is_exchanged() -> None:
     service = FakeTokenService(clock=FakeClock())
     sa_tokens = SubjectTokenMap(tokens={OWN: SA_TOKEN, TEAM_A: "team-a-sa-token"})
     async with sts_for(service, sa_tokens=sa_tokens) as client:
-        await client.issue(identity=IDENTITY, subject=TEAM_A)
-        await client.issue(identity=IDENTITY, subject=OWN)
+        await client.issue(want=want_of(IDENTITY), subject=TEAM_A)
+        await client.issue(want=want_of(IDENTITY), subject=OWN)
     bearers = [r.headers["Authorization"] for r in service.requests if r.url.path == EXCHANGE_PATH]
     assert bearers == ["Bearer team-a-sa-token", f"Bearer {SA_TOKEN}"]
     assert sa_tokens.asked == [TEAM_A, OWN]
@@ -153,11 +158,11 @@ async def test_a_token_from_a_key_rotated_in_is_accepted_once_refetched() -> Non
     service = FakeTokenService(clock=clock)
     client = sts_for(service, verifier=paced_verifier(service, monotonic, refetch_interval=10))
     async with client:
-        assert (await client.issue(identity=IDENTITY, subject=OWN)).key_id == "key-1"
+        assert (await client.issue(want=want_of(IDENTITY), subject=OWN)).key_id == "key-1"
         service.published = [KEY, ROTATED_KEY]
         service.signer = ROTATED_KEY
         monotonic.now += 10
-        assert (await client.issue(identity=IDENTITY, subject=OWN)).key_id == "key-2"
+        assert (await client.issue(want=want_of(IDENTITY), subject=OWN)).key_id == "key-2"
     assert client.verifier.fetches == 2
 
 
@@ -166,7 +171,7 @@ async def test_verify_and_still_trusted_answer_with_the_keys_held() -> None:
     service = FakeTokenService(clock=clock)
     client = sts_for(service, verifier=paced_verifier(service, monotonic))
     async with client:
-        issued = await client.issue(identity=IDENTITY, subject=OWN)
+        issued = await client.issue(want=want_of(IDENTITY), subject=OWN)
         assert await client.verify(issued.token) == issued
         assert client.still_trusted(issued)
         service.published = [ROTATED_KEY]
@@ -178,7 +183,7 @@ async def test_verify_and_still_trusted_answer_with_the_keys_held() -> None:
 async def test_min_lifetime_is_configurable() -> None:
     service = FakeTokenService(clock=FakeClock(), lifetime=20)
     async with sts_for(service, min_lifetime=10) as client:
-        assert (await client.issue(identity=IDENTITY, subject=OWN)).lifetime == 20
+        assert (await client.issue(want=want_of(IDENTITY), subject=OWN)).lifetime == 20
 
 
 async def test_the_projected_token_is_read_afresh_for_every_exchange(tmp_path: Path) -> None:
@@ -187,9 +192,9 @@ async def test_the_projected_token_is_read_afresh_for_every_exchange(tmp_path: P
     sa_tokens = SubjectTokens(own=OWN, own_source=ProjectedFileTokenSource(path=path))
     async with sts_for(service, sa_tokens=sa_tokens) as client:
         path.write_text("first-token\n")
-        await client.issue(identity=IDENTITY, subject=OWN)
+        await client.issue(want=want_of(IDENTITY), subject=OWN)
         path.write_text("rotated-token")  # kubelet rotated it
-        await client.issue(identity=IDENTITY, subject=OWN)
+        await client.issue(want=want_of(IDENTITY), subject=OWN)
     bearers = [r.headers["Authorization"] for r in service.requests if r.url.path == EXCHANGE_PATH]
     assert bearers == ["Bearer first-token", "Bearer rotated-token"]
 
@@ -198,7 +203,7 @@ async def test_an_empty_identity_is_refused_before_anything_is_sent() -> None:
     service = FakeTokenService(clock=FakeClock())
     async with sts_for(service) as client:
         with pytest.raises(ValueError, match="identity must not be empty"):
-            await client.issue(identity="", subject=OWN)
+            await client.issue(want=want_of(""), subject=OWN)
     assert service.requests == []
 
 
@@ -240,7 +245,7 @@ async def test_an_unreachable_token_service_exchanges_nothing_and_can_be_retried
         sa_tokens=sa_tokens, issuer=f"https://127.0.0.1:{free_port()}", timeout=2
     ) as client:
         with pytest.raises(KeysUnavailable) as caught:
-            await client.issue(identity=IDENTITY, subject=OWN)
+            await client.issue(want=want_of(IDENTITY), subject=OWN)
     assert (caught.value.cause, caught.value.retryable) == ("keys", True)
     assert "ConnectError" in str(caught.value)
     assert SA_TOKEN not in everything_printed(caught.value)
@@ -319,7 +324,7 @@ async def test_a_ca_bundle_makes_a_private_ca_trusted_for_keys_and_exchange(
         clock=FakeClock(),
         timeout=5,
     ) as client:
-        result = await client.issue(identity=IDENTITY, subject=OWN)
+        result = await client.issue(want=want_of(IDENTITY), subject=OWN)
     assert (result.identity, result.expires_at) == (IDENTITY, NOW + 3600)
     assert tls_server.paths[-3:] == [DISCOVERY_PATH, KEYS_PATH, EXCHANGE_PATH]
 
@@ -334,7 +339,7 @@ async def test_an_unverifiable_certificate_fails_closed(
         sa_tokens=SubjectTokenMap(), issuer=tls_server.url, ca_bundle=ca_bundle, timeout=5
     ) as client:
         with pytest.raises(ExchangeError) as caught:
-            await client.issue(identity=IDENTITY, subject=OWN)
+            await client.issue(want=want_of(IDENTITY), subject=OWN)
     error = caught.value
     assert "certificate could not be verified" in str(error)
     assert EXCHANGE_PATH not in tls_server.paths[seen:]  # nothing sent to an unverified server
@@ -350,7 +355,7 @@ async def test_an_unverifiable_certificate_is_reported_as_a_tls_problem(
         sa_tokens=SubjectTokenMap(), issuer=tls_server.url, ca_bundle=ca_bundle, timeout=5
     ) as client:
         with pytest.raises(ExchangeError) as caught:
-            await client.issue(identity=IDENTITY, subject=OWN)
+            await client.issue(want=want_of(IDENTITY), subject=OWN)
     error = caught.value
     assert (error.cause, error.retryable, error.status) == ("tls", False, None)
     assert "CA bundle" in str(error)

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from pull_secret_updater.providers.chainguard.exchange import ChainguardSTS
 from pull_secret_updater.tokens import (
-    ChainguardSTS,
     ExchangeError,
     KeysUnavailable,
     MalformedResponse,
@@ -41,6 +41,7 @@ from tests.tokens.fakes import (
     claims,
     everything_printed,
     unsigned_jwt,
+    want_of,
 )
 
 #: What a lying server hands out in the 200 cases, as a claim; must never be printed.
@@ -64,7 +65,7 @@ class Setup:
     async def error(self) -> ExchangeError:
         async with self.sts:
             with pytest.raises(ExchangeError) as caught:
-                await self.sts.issue(identity=IDENTITY, subject=OWN)
+                await self.sts.issue(want=want_of(IDENTITY), subject=OWN)
         return caught.value
 
 
@@ -398,7 +399,7 @@ async def test_a_missing_service_account_token_fails_before_the_exchange() -> No
     )
     async with client:
         with pytest.raises(TokenSourceError) as caught:
-            await client.issue(identity=IDENTITY, subject=OWN)
+            await client.issue(want=want_of(IDENTITY), subject=OWN)
     assert caught.value.cause == "sa_token"
     assert service.hits(EXCHANGE_PATH) == 0
 
@@ -415,7 +416,7 @@ async def test_another_subject_without_a_token_request_client_is_refused_before_
     other = Subject(namespace="team-a", service_account="pull-secret-updater")
     async with client:
         with pytest.raises(TokenSourceError) as caught:
-            await client.issue(identity=IDENTITY, subject=other)
+            await client.issue(want=want_of(IDENTITY), subject=other)
     assert (caught.value.cause, caught.value.retryable) == ("sa_token", False)
     assert str(other) in str(caught.value)
     assert service.hits(EXCHANGE_PATH) == 0

@@ -12,7 +12,8 @@ import httpx2
 import jwt
 import pytest
 
-from pull_secret_updater.core.claims import InvalidToken, VerifiedToken
+from pull_secret_updater.core.claims import InvalidToken
+from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.tokens import KeysUnavailable, TokenVerifier, verification
 from tests.tokens.fakes import (
     ATTACKER_KEY,
@@ -51,6 +52,8 @@ class Setup:
         self.monotonic = FakeClock(now=1000.0)
         self.service = FakeTokenService(clock=self.clock, published=published)
         self.verifier = TokenVerifier(
+            provider="chainguard",
+            username="_token",
             issuer=ISSUER,
             audience=REGISTRY,
             http=self.service.client(),
@@ -88,6 +91,8 @@ def verifier_behind(
 ) -> TokenVerifier:
     """A verifier whose every request ``handler`` answers."""
     return TokenVerifier(
+        provider="chainguard",
+        username="_token",
         issuer=ISSUER,
         audience=REGISTRY,
         http=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
@@ -109,10 +114,12 @@ async def keys_unavailable(handler: Handler) -> KeysUnavailable:
 async def test_a_token_signed_with_a_published_key_is_verified(key: SigningKey) -> None:
     setup = Setup(published=[ROTATED_KEY, key])
     token = key.sign(claims(iat=NOW - 100, lifetime=900))
-    assert await setup.verifier.verify(token) == VerifiedToken(
+    assert await setup.verifier.verify(token) == Credential(
         token=token,
         identity=IDENTITY,
-        registry=REGISTRY,
+        provider="chainguard",
+        registries=(REGISTRY,),
+        username="_token",
         issued_at=NOW - 100,
         expires_at=NOW + 800,
         key_id=key.kid,
@@ -135,7 +142,12 @@ async def test_an_expired_token_still_verifies_it_is_ours_to_replace() -> None:
 async def test_a_trailing_slash_on_the_issuer_is_the_same_issuer() -> None:
     setup = Setup()
     verifier = TokenVerifier(
-        issuer=ISSUER + "/", audience=REGISTRY, http=setup.service.client(), clock=setup.clock
+        provider="chainguard",
+        username="_token",
+        issuer=ISSUER + "/",
+        audience=REGISTRY,
+        http=setup.service.client(),
+        clock=setup.clock,
     )
     assert (await verifier.verify(KEY.sign(claims()))).identity == IDENTITY
 
@@ -600,6 +612,8 @@ async def test_a_key_fetch_that_hangs_is_cut_off_and_the_keys_held_stay() -> Non
         raise AssertionError("unreachable")
 
     verifier = TokenVerifier(
+        provider="chainguard",
+        username="_token",
         issuer=ISSUER,
         audience=REGISTRY,
         http=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),

@@ -6,19 +6,20 @@ import pytest
 
 from pull_secret_updater.core import annotations
 from pull_secret_updater.core.errors import BadInput
+from pull_secret_updater.providers.chainguard import spec as chainguard_spec
 
 UID = "45a0c61ea6fd977f050c5fb9ac06a69eed764595/d6bd5ea6e3ba0f1e"
 
 
 def test_keys_use_the_documented_prefix() -> None:
-    assert annotations.IDENTITY == "pull-secret-updater.chainguard.dev/identity"
+    assert chainguard_spec.IDENTITY == "pull-secret-updater.chainguard.dev/identity"
     assert annotations.EXPIRES_AT == "pull-secret-updater.chainguard.dev/expires-at"
     assert annotations.LAST_REFRESH == "pull-secret-updater.chainguard.dev/last-refresh"
     assert annotations.LAST_ERROR == "pull-secret-updater.chainguard.dev/last-error"
-    assert annotations.FILLED_IDENTITY == "pull-secret-updater.chainguard.dev/filled-identity"
+    assert chainguard_spec.FILLED_IDENTITY == "pull-secret-updater.chainguard.dev/filled-identity"
     assert annotations.TOKEN_HASH == "pull-secret-updater.chainguard.dev/token-hash"
     assert all(key.startswith(annotations.PREFIX) for key in annotations.STATUS)
-    assert annotations.IDENTITY not in annotations.STATUS
+    assert chainguard_spec.IDENTITY not in annotations.STATUS
 
 
 def test_the_token_hash_of_earlier_versions_counts_as_status_so_it_is_cleared() -> None:
@@ -29,13 +30,12 @@ def test_the_token_hash_of_earlier_versions_counts_as_status_so_it_is_cleared() 
         annotations.LAST_REFRESH,
         annotations.LAST_ERROR,
         annotations.TOKEN_HASH,
-        annotations.FILLED_IDENTITY,
     }
 
 
 @pytest.mark.parametrize("value", [UID, "abc", "a.b_c-d/E", "x" * 256])
 def test_valid_identities_are_returned_unchanged(value: str) -> None:
-    assert annotations.validate_identity(value) == value
+    assert chainguard_spec.validate_identity(value) == value
 
 
 @pytest.mark.parametrize(
@@ -56,16 +56,16 @@ def test_valid_identities_are_returned_unchanged(value: str) -> None:
 )
 def test_bad_identities_are_rejected_with_the_cause(value: str | None, message: str) -> None:
     with pytest.raises(BadInput) as caught:
-        annotations.validate_identity(value)
+        chainguard_spec.validate_identity(value)
     assert caught.value.reason == "BadAnnotation"
-    assert annotations.IDENTITY in caught.value.message
+    assert chainguard_spec.IDENTITY in caught.value.message
     assert message in caught.value.message
 
 
 def test_a_pasted_token_is_not_echoed() -> None:
     pasted = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl with trailing words"
     with pytest.raises(BadInput) as caught:
-        annotations.validate_identity(pasted)
+        chainguard_spec.validate_identity(pasted)
     assert "eyJ" not in caught.value.message
 
 

@@ -16,10 +16,10 @@ from pull_secret_updater.core.claims import (
     MAX_NUMERIC_DATE,
     InvalidToken,
     TokenClaims,
-    VerifiedToken,
     check_claims,
     read_claims,
 )
+from pull_secret_updater.core.credential import Credential
 
 NOW = 1_750_000_000.0
 
@@ -261,10 +261,12 @@ def test_arbitrary_claims_are_either_refused_or_satisfy_every_rule(
 
 
 def test_a_verified_tokens_repr_holds_no_token() -> None:
-    verified = VerifiedToken(
+    verified = Credential(
         token="eyJ.S3CRET.sig",
         identity=SUBJECT,
-        registry=AUDIENCE,
+        provider="chainguard",
+        registries=(AUDIENCE,),
+        username="_token",
         issued_at=NOW,
         expires_at=NOW + 600,
         key_id="k1",

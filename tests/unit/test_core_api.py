@@ -18,6 +18,10 @@ def test_public_api_is_pinned() -> None:
         "Ignore",
         "Invalid",
         "InvalidToken",
+        "Part",
+        "Problem",
+        "ProviderSpec",
+        "Want",
         "Policy",
         "Reason",
         "RegistryEntry",
@@ -27,7 +31,7 @@ def test_public_api_is_pinned() -> None:
         "TokenClaims",
         "Untrusted",
         "Verdict",
-        "VerifiedToken",
+        "Credential",
         "Wait",
         "cache_duration",
         "check_claims",
@@ -39,6 +43,7 @@ def test_public_api_is_pinned() -> None:
         "parse_policy",
         "read_claims",
         "status_annotations",
+        "with_entries",
         "with_token",
     }
     assert all(hasattr(core, name) for name in core.__all__)

@@ -12,12 +12,14 @@ from typing import Any, get_args
 import pytest
 
 from pull_secret_updater.core import annotations
-from pull_secret_updater.core.claims import VerifiedToken
+from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.core.decision import (
     Fill,
     FillReason,
     Ignore,
     Invalid,
+    Part,
+    Problem,
     Request,
     SecretView,
     Untrusted,
@@ -31,7 +33,11 @@ from pull_secret_updater.core.decision import (
 )
 from pull_secret_updater.core.dockerconfig import parse_docker_config, with_token
 from pull_secret_updater.core.policy import ALLOW_ALL, Policy, parse_policy
+from pull_secret_updater.core.providers import Want
+from pull_secret_updater.core.reasons import Reason
 from pull_secret_updater.core.schedule import Schedule
+from pull_secret_updater.providers.chainguard import spec as chainguard_spec
+from pull_secret_updater.providers.chainguard.spec import ChainguardSpec
 
 REGISTRY = "cgr.dev"
 UID = "45a0c61ea6fd977f050c5fb9ac06a69eed764595/d6bd5ea6e3ba0f1e"
@@ -46,6 +52,8 @@ LATEST = ISSUED + LIFETIME * (2 / 3 + 0.1)
 #: What the Secret holds. The core never looks inside a token: its verdict comes from outside.
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJTM0NSRVQifQ.c2lnbmF0dXJl"
 NEW_TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJORVcifQ.c2lnbmF0dXJl"
+SPEC = ChainguardSpec(registry=REGISTRY)
+WANT = Want(provider="chainguard", identity=UID, registries=(REGISTRY,))
 
 
 def _auth(user: str, password: str) -> str:
@@ -71,7 +79,7 @@ def _secret(
         namespace=namespace,
         name="pull-secret",
         type=type_,
-        annotations={annotations.IDENTITY: UID} if annotations_ is None else annotations_,
+        annotations={chainguard_spec.IDENTITY: UID} if annotations_ is None else annotations_,
         docker_config_raw=raw,
         resource_version="42",
     )
@@ -83,11 +91,13 @@ def _verified(
     identity: str = UID,
     issued_at: float = ISSUED,
     expires_at: float = EXPIRES,
-) -> VerifiedToken:
-    return VerifiedToken(
+) -> Credential:
+    return Credential(
+        provider="chainguard",
         token=token,
         identity=identity,
-        registry=REGISTRY,
+        registries=(REGISTRY,),
+        username="_token",
         issued_at=issued_at,
         expires_at=expires_at,
         key_id="key-1",
@@ -100,7 +110,7 @@ def _inspect(
     policy: Policy = ALLOW_ALL,
     labels: Mapping[str, str] | None = None,
 ) -> Request | Invalid | Ignore:
-    return inspect(secret, registry=REGISTRY, policy=policy, namespace_labels=labels)
+    return inspect(secret, providers=(SPEC,), policy=policy, namespace_labels=labels)
 
 
 def _request(secret: SecretView) -> Request:
@@ -112,15 +122,27 @@ def _request(secret: SecretView) -> Request:
 def _decide(
     secret: SecretView, verdict: Verdict | None, *, now: float = ISSUED + 60
 ) -> Fill | Wait:
-    return decide(_request(secret), verdict=verdict, now=now, schedule=SCHEDULE)
+    request = _request(secret)
+    (part,) = request.parts
+    return decide(part, verdict=verdict, now=now, schedule=SCHEDULE, written_at=request.written_at)
+
+
+def _bad(message: str, *, raw: bytes | None = b"{}") -> Request:
+    """The Request of a Secret whose Chainguard annotation is bad: a problem, no part."""
+    return Request(
+        namespace="team-a",
+        config=parse_docker_config(raw),
+        parts=(),
+        problems=(Problem(provider="chainguard", reason=Reason.BAD_ANNOTATION, message=message),),
+    )
 
 
 def _planted(*, expires: float, last_refresh: float | None = None) -> SecretView:
     """Our entry, with the status annotations a planted token would come with."""
     planted = {
-        annotations.IDENTITY: UID,
+        chainguard_spec.IDENTITY: UID,
         annotations.TOKEN_HASH: "0123456789abcdef0123456789abcdef",
-        annotations.FILLED_IDENTITY: UID,
+        chainguard_spec.FILLED_IDENTITY: UID,
         annotations.EXPIRES_AT: annotations.format_time(expires),
     }
     if last_refresh is not None:
@@ -130,12 +152,7 @@ def _planted(*, expires: float, last_refresh: float | None = None) -> SecretView
 
 def _not_trusted(detail: str) -> Fill:
     """The Fill that replaces our entry's token because it is not trusted."""
-    return Fill(
-        identity=UID,
-        reason="token not trusted",
-        config=parse_docker_config(_ours()),
-        detail=detail,
-    )
+    return Fill(want=WANT, reason="token not trusted", detail=detail)
 
 
 # --- inspect: is it ours, is it well-formed, is it allowed --------------------------------------
@@ -144,8 +161,10 @@ _WRONG_TYPE = (
     "Secret type is Opaque; only kubernetes.io/dockerconfigjson Secrets can be filled, "
     "and type is immutable: recreate the Secret with that type"
 )
-_DENY_ALL = parse_policy([])
-_TEAM_B_ONLY = parse_policy([{"identities": [UID], "namespaces": ["team-b"]}])
+_DENY_ALL = parse_policy([], default_provider="chainguard")
+_TEAM_B_ONLY = parse_policy(
+    [{"identities": [UID], "namespaces": ["team-b"]}], default_provider="chainguard"
+)
 
 
 @pytest.mark.parametrize(
@@ -162,49 +181,47 @@ _TEAM_B_ONLY = parse_policy([{"identities": [UID], "namespaces": ["team-b"]}])
             id="someone else's annotation",
         ),
         pytest.param(
-            _secret(annotations_={annotations.FILLED_IDENTITY: UID, annotations.TOKEN_HASH: "ab"}),
+            _secret(
+                annotations_={chainguard_spec.FILLED_IDENTITY: UID, annotations.TOKEN_HASH: "ab"}
+            ),
             Ignore(),
             id="only status annotations: not ours",
         ),
         pytest.param(
-            _secret(annotations_={annotations.IDENTITY: ""}, type_="Opaque"),
-            Invalid(
-                reason_code="BadAnnotation",
-                message=f"annotation {annotations.IDENTITY} is empty",
-            ),
-            id="empty annotation before wrong type",
+            _secret(annotations_={chainguard_spec.IDENTITY: ""}, type_="Opaque"),
+            Invalid(reason_code=Reason("WrongType"), message=_WRONG_TYPE),
+            id="empty annotation: still ours, and the wrong type spoils the whole Secret",
         ),
         pytest.param(
-            _secret(annotations_={annotations.IDENTITY: f"{UID} "}),
-            Invalid(
-                reason_code="BadAnnotation",
-                message=(
-                    f"annotation {annotations.IDENTITY} has leading or trailing whitespace; "
-                    "remove it"
-                ),
+            _secret(annotations_={chainguard_spec.IDENTITY: ""}),
+            _bad(f"annotation {chainguard_spec.IDENTITY} is empty"),
+            id="empty annotation",
+        ),
+        pytest.param(
+            _secret(annotations_={chainguard_spec.IDENTITY: f"{UID} "}),
+            _bad(
+                f"annotation {chainguard_spec.IDENTITY} has leading or trailing whitespace; "
+                "remove it"
             ),
             id="whitespace around the identity",
         ),
         pytest.param(
-            _secret(annotations_={annotations.IDENTITY: "org/*"}),
-            Invalid(
-                reason_code="BadAnnotation",
-                message=(
-                    f"annotation {annotations.IDENTITY} contains '*' at position 5; an identity "
-                    "UID has only letters, digits and / _ . -"
-                ),
+            _secret(annotations_={chainguard_spec.IDENTITY: "org/*"}),
+            _bad(
+                f"annotation {chainguard_spec.IDENTITY} contains '*' at position 5; an identity "
+                "UID has only letters, digits and / _ . -"
             ),
             id="a glob is not an identity",
         ),
         pytest.param(
             _secret(type_="Opaque", raw=b"not json"),
-            Invalid(reason_code="WrongType", message=_WRONG_TYPE),
+            Invalid(reason_code=Reason("WrongType"), message=_WRONG_TYPE),
             id="wrong type before malformed config",
         ),
         pytest.param(
             _secret(raw=b"[]"),
             Invalid(
-                reason_code="MalformedDockerConfig",
+                reason_code=Reason("MalformedDockerConfig"),
                 message=".dockerconfigjson is a list, expected an object",
             ),
             id="config is not an object",
@@ -212,7 +229,7 @@ _TEAM_B_ONLY = parse_policy([{"identities": [UID], "namespaces": ["team-b"]}])
         pytest.param(
             _secret(raw=b'{"auths": ['),
             Invalid(
-                reason_code="MalformedDockerConfig",
+                reason_code=Reason("MalformedDockerConfig"),
                 message=".dockerconfigjson is not valid JSON (line 1, column 12)",
             ),
             id="config is not JSON",
@@ -220,7 +237,7 @@ _TEAM_B_ONLY = parse_policy([{"identities": [UID], "namespaces": ["team-b"]}])
         pytest.param(
             _secret(raw=b'{"auths": {"cgr.dev": "x"}}'),
             Invalid(
-                reason_code="MalformedDockerConfig",
+                reason_code=Reason("MalformedDockerConfig"),
                 message=".dockerconfigjson: auths entry #1 is a string, expected an object",
             ),
             id="entry is not an object",
@@ -228,15 +245,24 @@ _TEAM_B_ONLY = parse_policy([{"identities": [UID], "namespaces": ["team-b"]}])
     ],
 )
 def test_secrets_that_are_not_ours_or_not_usable(
-    secret: SecretView, expected: Ignore | Invalid
+    secret: SecretView, expected: Ignore | Invalid | Request
 ) -> None:
     assert _inspect(secret) == expected
 
 
-def test_policy_denial_comes_before_the_config_is_read() -> None:
-    assert _inspect(_secret(raw=b"not json"), policy=_TEAM_B_ONLY) == Invalid(
-        reason_code="PolicyDenied",
-        message=f"identity {UID} may not be used in namespace team-a by the controller's policy",
+def test_a_policy_denial_is_a_problem_of_its_provider_with_no_part_to_fill() -> None:
+    assert _inspect(_secret(), policy=_TEAM_B_ONLY) == Request(
+        namespace="team-a",
+        config=parse_docker_config(b"{}"),
+        parts=(),
+        problems=(
+            Problem(
+                provider="chainguard",
+                reason=Reason.POLICY_DENIED,
+                message=f"chainguard identity {UID} may not be used in namespace team-a by the "
+                "controller's policy",
+            ),
+        ),
     )
 
 
@@ -251,23 +277,33 @@ def test_an_allowed_identity_proceeds() -> None:
 
 
 def test_a_namespace_selector_uses_the_labels_given_and_unknown_labels_deny() -> None:
-    policy = parse_policy([{"identities": [UID], "namespaceSelector": {"matchLabels": {"t": "a"}}}])
+    policy = parse_policy(
+        [{"identities": [UID], "namespaceSelector": {"matchLabels": {"t": "a"}}}],
+        default_provider="chainguard",
+    )
     assert isinstance(_inspect(_secret(), policy=policy, labels={"t": "a"}), Request)
     for labels in (None, {}, {"t": "b"}):
         denied = _inspect(_secret(), policy=policy, labels=labels)
-        assert isinstance(denied, Invalid)
-        assert denied.reason_code == "PolicyDenied"
+        assert isinstance(denied, Request)
+        assert [p.reason for p in denied.problems] == ["PolicyDenied"]
+        assert denied.parts == ()
 
 
 def test_allow_all_allows_any_identity_in_any_namespace() -> None:
     secret = _secret(
-        namespace="kube-system", annotations_={annotations.IDENTITY: OTHER_UID}, raw=None
+        namespace="kube-system", annotations_={chainguard_spec.IDENTITY: OTHER_UID}, raw=None
     )
     assert _inspect(secret, policy=ALLOW_ALL) == Request(
         namespace="kube-system",
-        identity=OTHER_UID,
         config=parse_docker_config(None),
-        current=None,
+        parts=(
+            Part(
+                want=replace(WANT, identity=OTHER_UID),
+                current=None,
+                filled_identity=None,
+                empty=True,
+            ),
+        ),
         written_at=None,
     )
 
@@ -276,13 +312,14 @@ def test_a_request_carries_the_token_in_the_registrys_entry_and_the_last_write()
     secret = _secret(
         raw=_ours(),
         annotations_={
-            annotations.IDENTITY: UID,
+            chainguard_spec.IDENTITY: UID,
             annotations.LAST_REFRESH: annotations.format_time(ISSUED),
         },
     )
     request = _request(secret)
-    assert (request.namespace, request.identity) == ("team-a", UID)
-    assert request.current == TOKEN
+    (part,) = request.parts
+    assert (request.namespace, part.identity) == ("team-a", UID)
+    assert part.current == TOKEN
     assert request.written_at == ISSUED
     assert request.config == parse_docker_config(_ours())
 
@@ -304,12 +341,12 @@ def test_there_is_no_current_token_without_a_readable_entry_under_the_exact_key(
     raw: bytes | None,
 ) -> None:
     # Alias entries are other people's: a token found there is never taken for ours.
-    assert _request(_secret(raw=raw)).current is None
+    assert _request(_secret(raw=raw)).parts[0].current is None
 
 
 def test_an_unreadable_last_refresh_is_no_last_write() -> None:
     secret = _secret(
-        annotations_={annotations.IDENTITY: UID, annotations.LAST_REFRESH: "yesterday"}
+        annotations_={chainguard_spec.IDENTITY: UID, annotations.LAST_REFRESH: "yesterday"}
     )
     assert _request(secret).written_at is None
 
@@ -318,7 +355,9 @@ def test_status_annotations_written_by_anyone_change_nothing_in_the_request() ->
     # An unkeyed token-hash and an expiry are what a planted token would come with.
     planted = _planted(expires=EXPIRES + 365 * 86400)
     # filled-identity only words a Fill's reason ("identity changed"); it decides nothing.
-    assert replace(_request(planted), filled_identity=None) == _request(_secret(raw=_ours()))
+    found, plain = _request(planted), _request(_secret(raw=_ours()))
+    parts = tuple(replace(part, filled_identity=None) for part in found.parts)
+    assert replace(found, parts=parts) == plain
 
 
 # --- decide: fill now, or wait -----------------------------------------------------------------
@@ -326,7 +365,7 @@ def test_status_annotations_written_by_anyone_change_nothing_in_the_request() ->
 
 def test_a_secret_without_any_entry_is_filled() -> None:
     fill = _decide(_secret(raw=b"{}"), None)
-    assert fill == Fill(identity=UID, reason="empty", config=parse_docker_config(b"{}"))
+    assert fill == Fill(want=WANT, reason="empty")
     assert (fill.event_reason, fill.why, fill.stale) == ("Filled", "empty", None)
 
 
@@ -335,7 +374,6 @@ def test_a_secret_with_only_other_registries_is_filled() -> None:
     fill = _decide(_secret(raw=raw), None)
     assert isinstance(fill, Fill)
     assert (fill.reason, fill.event_reason, fill.stale) == ("no entry for registry", "Filled", None)
-    assert fill.config == parse_docker_config(raw)
 
 
 def test_a_token_under_an_alias_key_only_is_filled_as_a_missing_entry() -> None:
@@ -379,12 +417,10 @@ def test_a_verified_token_of_another_identity_is_not_trusted_and_not_stale() -> 
 def test_a_token_of_the_identity_it_was_filled_for_means_the_identity_changed() -> None:
     secret = _secret(
         raw=_ours(),
-        annotations_={annotations.IDENTITY: UID, annotations.FILLED_IDENTITY: OTHER_UID},
+        annotations_={chainguard_spec.IDENTITY: UID, chainguard_spec.FILLED_IDENTITY: OTHER_UID},
     )
     fill = _decide(secret, _verified(identity=OTHER_UID))
-    assert fill == Fill(
-        identity=UID, reason="identity changed", config=parse_docker_config(_ours())
-    )
+    assert fill == Fill(want=WANT, reason="identity changed")
     assert fill.event_reason == "Filled"
     # Not the identity asked for: the cache of UID never held it, so nothing to skip.
     assert fill.stale is None
@@ -393,9 +429,7 @@ def test_a_token_of_the_identity_it_was_filled_for_means_the_identity_changed() 
 @pytest.mark.parametrize("now", [EXPIRES, EXPIRES + 10, EXPIRES + 365 * 86400])
 def test_an_expired_token_of_ours_is_refreshed_and_named_stale(now: float) -> None:
     fill = _decide(_secret(raw=_ours()), _verified(), now=now)
-    assert fill == Fill(
-        identity=UID, reason="expired", config=parse_docker_config(_ours()), stale=TOKEN
-    )
+    assert fill == Fill(want=WANT, reason="expired", stale=TOKEN)
     assert fill.event_reason == "Refreshed"
     assert fill.stale_expires_at is None, "nothing left to retry before"
 
@@ -404,7 +438,7 @@ def test_a_verified_token_of_ours_waits_until_the_schedule_says_so() -> None:
     verdict = _verified()
     wait = _decide(_secret(raw=_ours()), verdict)
     assert wait == Wait(
-        identity=UID,
+        want=WANT,
         token=verdict,
         refresh_at=SCHEDULE.refresh_at(token=TOKEN, issued_at=ISSUED, expires_at=EXPIRES),
     )
@@ -435,9 +469,8 @@ def test_from_the_refresh_time_until_expiry_it_is_due_and_named_stale() -> None:
         fill = _decide(secret, _verified(), now=now)
         # With its verified expiry, which the retries of a failed refresh must come before.
         assert fill == Fill(
-            identity=UID,
+            want=WANT,
             reason="due for refresh",
-            config=parse_docker_config(_ours()),
             stale=TOKEN,
             stale_expires_at=EXPIRES,
         )
@@ -459,12 +492,12 @@ def test_a_token_written_moments_ago_waits_min_interval_even_if_its_times_say_du
     secret = _secret(
         raw=_ours(),
         annotations_={
-            annotations.IDENTITY: UID,
+            chainguard_spec.IDENTITY: UID,
             annotations.LAST_REFRESH: annotations.format_time(now),
         },
     )
     assert _decide(secret, _verified(), now=now) == Wait(
-        identity=UID, token=_verified(), refresh_at=now + SCHEDULE.min_interval
+        want=WANT, token=_verified(), refresh_at=now + SCHEDULE.min_interval
     )
     fill = _decide(secret, _verified(), now=now + SCHEDULE.min_interval)
     assert isinstance(fill, Fill)
@@ -476,7 +509,7 @@ def test_a_last_refresh_planted_in_the_future_does_not_postpone_a_due_token() ->
     planted = _secret(
         raw=_ours(),
         annotations_={
-            annotations.IDENTITY: UID,
+            chainguard_spec.IDENTITY: UID,
             annotations.LAST_REFRESH: annotations.format_time(now + 365 * 86400),
         },
     )
@@ -488,7 +521,7 @@ def test_a_last_refresh_planted_in_the_future_does_not_postpone_a_due_token() ->
 def test_a_short_lived_token_refreshes_half_way_rather_than_at_once() -> None:
     verdict = _verified(expires_at=ISSUED + 120)
     assert _decide(_secret(raw=_ours()), verdict, now=ISSUED + 1) == Wait(
-        identity=UID, token=verdict, refresh_at=ISSUED + 60
+        want=WANT, token=verdict, refresh_at=ISSUED + 60
     )
 
 
@@ -501,7 +534,10 @@ def test_every_fill_reason_is_reachable_and_has_an_event_reason() -> None:
         _decide(
             _secret(
                 raw=_ours(),
-                annotations_={annotations.IDENTITY: UID, annotations.FILLED_IDENTITY: OTHER_UID},
+                annotations_={
+                    chainguard_spec.IDENTITY: UID,
+                    chainguard_spec.FILLED_IDENTITY: OTHER_UID,
+                },
             ),
             _verified(identity=OTHER_UID),
         ),
@@ -536,10 +572,11 @@ def test_reprs_hide_the_tokens_and_the_data() -> None:
 
 
 def test_status_annotations_record_the_write_and_remove_the_old_fingerprint() -> None:
-    assert status_annotations(identity=UID, expires_at=EXPIRES, refreshed_at=ISSUED) == {
+    filled = {chainguard_spec.FILLED_IDENTITY: UID}
+    assert status_annotations(filled=filled, expires_at=EXPIRES, refreshed_at=ISSUED) == {
         annotations.EXPIRES_AT: "2025-06-15T16:06:40Z",
         annotations.LAST_REFRESH: "2025-06-15T15:06:40Z",
-        annotations.FILLED_IDENTITY: UID,
+        chainguard_spec.FILLED_IDENTITY: UID,
         annotations.LAST_ERROR: None,
         annotations.TOKEN_HASH: None,
     }
@@ -553,13 +590,15 @@ def test_error_annotation_sets_only_last_error_on_one_line() -> None:
 
 def test_cleared_status_removes_exactly_the_status_annotations_present() -> None:
     present = {
-        annotations.IDENTITY: UID,
+        chainguard_spec.IDENTITY: UID,
         annotations.EXPIRES_AT: "2025-06-15T16:06:40Z",
         annotations.TOKEN_HASH: "ab" * 16,
         annotations.LAST_ERROR: "boom",
         "kubectl.kubernetes.io/last-applied-configuration": "{}",
     }
-    assert cleared_status(present) == {
+    present[chainguard_spec.FILLED_IDENTITY] = UID
+    assert cleared_status(present, providers=(SPEC,)) == {
+        chainguard_spec.FILLED_IDENTITY: None,
         annotations.EXPIRES_AT: None,
         annotations.TOKEN_HASH: None,
         annotations.LAST_ERROR: None,
@@ -567,7 +606,7 @@ def test_cleared_status_removes_exactly_the_status_annotations_present() -> None
 
 
 def test_cleared_status_of_a_secret_without_status_is_an_empty_patch() -> None:
-    assert cleared_status({annotations.IDENTITY: UID, "other": "x"}) == {}
+    assert cleared_status({chainguard_spec.IDENTITY: UID, "other": "x"}, providers=(SPEC,)) == {}
 
 
 def _apply(current: Mapping[str, str], patch: Mapping[str, str | None]) -> dict[str, str]:
@@ -579,25 +618,29 @@ def test_a_filled_secret_then_waits_keeps_other_registries_and_refills_on_identi
     other = {"ghcr.io": {"auth": _auth("me", "pw"), "email": "me@example.com"}}
     secret = _secret(
         raw=_config(other, credsStore="desktop"),
-        annotations_={annotations.IDENTITY: UID, annotations.TOKEN_HASH: "ab" * 16},
+        annotations_={chainguard_spec.IDENTITY: UID, annotations.TOKEN_HASH: "ab" * 16},
     )
     first = _decide(secret, None, now=ISSUED)
     assert isinstance(first, Fill)
     assert first.reason == "no entry for registry"
 
     # What the controller does with a Fill, using only the core.
-    raw = with_token(first.config, registry=REGISTRY, token=NEW_TOKEN)
+    raw = with_token(_request(secret).config, registry=REGISTRY, token=NEW_TOKEN, username="_token")
     merged = _apply(
         secret.annotations,
-        status_annotations(identity=UID, expires_at=EXPIRES, refreshed_at=ISSUED),
+        status_annotations(
+            filled={chainguard_spec.FILLED_IDENTITY: UID}, expires_at=EXPIRES, refreshed_at=ISSUED
+        ),
     )
     filled = replace(secret, docker_config_raw=raw, annotations=merged, resource_version="43")
     assert annotations.TOKEN_HASH not in filled.annotations
 
     request = _request(filled)
-    assert request.current == NEW_TOKEN
+    assert request.parts[0].current == NEW_TOKEN
     assert request.written_at == ISSUED
-    second = decide(request, verdict=_verified(token=NEW_TOKEN), now=ISSUED + 1, schedule=SCHEDULE)
+    second = decide(
+        request.parts[0], verdict=_verified(token=NEW_TOKEN), now=ISSUED + 1, schedule=SCHEDULE
+    )
     assert isinstance(second, Wait)
     assert second.token.token == NEW_TOKEN
     written = json.loads(raw)
@@ -605,9 +648,12 @@ def test_a_filled_secret_then_waits_keeps_other_registries_and_refills_on_identi
     assert written["auths"]["ghcr.io"] == other["ghcr.io"]
 
     # And once the user changes the identity, it is filled again, for the new identity.
-    changed = replace(filled, annotations={**merged, annotations.IDENTITY: OTHER_UID})
+    changed = replace(filled, annotations={**merged, chainguard_spec.IDENTITY: OTHER_UID})
     third = decide(
-        _request(changed), verdict=_verified(token=NEW_TOKEN), now=ISSUED + 2, schedule=SCHEDULE
+        _request(changed).parts[0],
+        verdict=_verified(token=NEW_TOKEN),
+        now=ISSUED + 2,
+        schedule=SCHEDULE,
     )
     assert isinstance(third, Fill)
     assert (third.identity, third.reason, third.stale) == (OTHER_UID, "identity changed", None)

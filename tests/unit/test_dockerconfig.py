@@ -199,7 +199,9 @@ def test_registry_with_port_matches_exactly() -> None:
 
 
 def test_with_token_fills_an_empty_document() -> None:
-    written = json.loads(with_token(parse_docker_config(b"{}"), registry="cgr.dev", token="t0k"))
+    written = json.loads(
+        with_token(parse_docker_config(b"{}"), registry="cgr.dev", token="t0k", username="_token")
+    )
     assert written == {
         "auths": {
             "cgr.dev": {
@@ -213,7 +215,7 @@ def test_with_token_fills_an_empty_document() -> None:
 
 def test_with_token_output_is_compact_and_keeps_order() -> None:
     raw = b'{"z": 1, "auths": {"b.io": {"auth": "YTpi"}, "cgr.dev": {"auth": "old"}}, "a": 2}'
-    out = with_token(parse_docker_config(raw), registry="cgr.dev", token="T")
+    out = with_token(parse_docker_config(raw), registry="cgr.dev", token="T", username="_token")
     auth = base64.b64encode(b"_token:T").decode()
     assert out == (
         b'{"z":1,"auths":{"b.io":{"auth":"YTpi"},'
@@ -224,7 +226,9 @@ def test_with_token_output_is_compact_and_keeps_order() -> None:
 def test_with_token_replaces_our_entry_whole() -> None:
     # A stale identitytoken beside a fresh password would be preferred by some clients.
     raw = _doc({"auths": {"cgr.dev": {"auth": "x", "identitytoken": "stale", "email": "e"}}})
-    out = json.loads(with_token(parse_docker_config(raw), registry="cgr.dev", token="T"))
+    out = json.loads(
+        with_token(parse_docker_config(raw), registry="cgr.dev", token="T", username="_token")
+    )
     assert set(out["auths"]["cgr.dev"]) == {"username", "password", "auth"}
 
 
@@ -238,7 +242,11 @@ def test_with_token_keeps_other_entries_and_top_level_keys() -> None:
         "psFormat": "table",
         "proxies": {"default": {"httpProxy": "http://p:3128"}},
     }
-    out = json.loads(with_token(parse_docker_config(_doc(original)), registry="cgr.dev", token="T"))
+    out = json.loads(
+        with_token(
+            parse_docker_config(_doc(original)), registry="cgr.dev", token="T", username="_token"
+        )
+    )
     assert {k: v for k, v in out.items() if k != "auths"} == {
         k: v for k, v in original.items() if k != "auths"
     }
@@ -248,7 +256,7 @@ def test_with_token_keeps_other_entries_and_top_level_keys() -> None:
 def test_with_token_writes_the_bare_host_key_beside_an_alias() -> None:
     raw = _doc({"auths": {"https://cgr.dev/": {"auth": _auth("u", "p")}}})
     config = parse_docker_config(
-        with_token(parse_docker_config(raw), registry="cgr.dev", token="T")
+        with_token(parse_docker_config(raw), registry="cgr.dev", token="T", username="_token")
     )
     entry = config.entry("cgr.dev")
     assert entry is not None
@@ -258,26 +266,26 @@ def test_with_token_writes_the_bare_host_key_beside_an_alias() -> None:
 
 def test_with_token_output_is_ascii_even_for_lone_surrogates() -> None:
     raw = b'{"note": "\\ud800 caf\\u00e9", "auths": {}}'
-    out = with_token(parse_docker_config(raw), registry="cgr.dev", token="T")
+    out = with_token(parse_docker_config(raw), registry="cgr.dev", token="T", username="_token")
     assert out.isascii()
     assert json.loads(out)["note"] == json.loads(raw)["note"]
 
 
 def test_with_token_does_not_modify_the_parsed_config() -> None:
     config = parse_docker_config(_doc({"auths": {"a.io": {"auth": "x"}}}))
-    with_token(config, registry="cgr.dev", token="T")
+    with_token(config, registry="cgr.dev", token="T", username="_token")
     assert config.registries == ("a.io",)
 
 
 @pytest.mark.parametrize("registry", ["", "https://cgr.dev", "cgr.dev/", " cgr.dev"])
 def test_with_token_rejects_a_registry_that_is_not_a_bare_host(registry: str) -> None:
     with pytest.raises(ValueError, match="bare host"):
-        with_token(DockerConfig({}), registry=registry, token="T")
+        with_token(DockerConfig({}), registry=registry, token="T", username="_token")
 
 
 def test_with_token_rejects_an_empty_token() -> None:
     with pytest.raises(ValueError, match="token"):
-        with_token(DockerConfig({}), registry="cgr.dev", token="")
+        with_token(DockerConfig({}), registry="cgr.dev", token="", username="_token")
 
 
 # --- properties -----------------------------------------------------------------------------
@@ -312,7 +320,10 @@ _configs = st.fixed_dictionaries(
         lambda extra: {**{k: v for k, v in extra.items() if k != "auths"}, **fixed}
     )
 )
-_tokens = st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=200)
+# Every provider's credentials are printable ASCII (what the controller reads back as a password).
+_tokens = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=200
+)
 
 
 @given(st.binary(max_size=300))
@@ -344,7 +355,9 @@ def test_arbitrary_json_parses_or_raises_bad_input(value: Any) -> None:
 def test_with_token_keeps_everything_else_and_sets_the_entry(
     original: dict[str, Any], token: str
 ) -> None:
-    out = with_token(parse_docker_config(_doc(original)), registry="cgr.dev", token=token)
+    out = with_token(
+        parse_docker_config(_doc(original)), registry="cgr.dev", token=token, username="_token"
+    )
     written = json.loads(out)
     assert {k: v for k, v in written.items() if k != "auths"} == {
         k: v for k, v in original.items() if k != "auths"
@@ -359,6 +372,10 @@ def test_with_token_keeps_everything_else_and_sets_the_entry(
 
 @given(_configs, _tokens)
 def test_with_token_is_idempotent(original: dict[str, Any], token: str) -> None:
-    once = with_token(parse_docker_config(_doc(original)), registry="cgr.dev", token=token)
-    twice = with_token(parse_docker_config(once), registry="cgr.dev", token=token)
+    once = with_token(
+        parse_docker_config(_doc(original)), registry="cgr.dev", token=token, username="_token"
+    )
+    twice = with_token(
+        parse_docker_config(once), registry="cgr.dev", token=token, username="_token"
+    )
     assert twice == once

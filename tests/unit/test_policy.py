@@ -29,7 +29,7 @@ rules:
 
 @pytest.fixture
 def policy() -> Policy:
-    return parse_policy(yaml.safe_load(POLICY_YAML))
+    return parse_policy(yaml.safe_load(POLICY_YAML), default_provider="chainguard")
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,12 @@ def policy() -> Policy:
 def test_allows(
     policy: Policy, identity: str, namespace: str, labels: dict[str, str] | None, allowed: bool
 ) -> None:
-    assert policy.allows(identity=identity, namespace=namespace, namespace_labels=labels) is allowed
+    assert (
+        policy.allows(
+            provider="chainguard", identity=identity, namespace=namespace, namespace_labels=labels
+        )
+        is allowed
+    )
 
 
 def test_namespaces_or_selector_either_suffices() -> None:
@@ -76,11 +81,16 @@ def test_namespaces_or_selector_either_suffices() -> None:
                 "namespaces": ["a"],
                 "namespaceSelector": {"matchLabels": {"k": "v"}},
             }
-        ]
+        ],
+        default_provider="chainguard",
     )
-    assert policy.allows(identity="x", namespace="a", namespace_labels=None)
-    assert policy.allows(identity="x", namespace="b", namespace_labels={"k": "v"})
-    assert not policy.allows(identity="x", namespace="b", namespace_labels={"k": "w"})
+    assert policy.allows(provider="chainguard", identity="x", namespace="a", namespace_labels=None)
+    assert policy.allows(
+        provider="chainguard", identity="x", namespace="b", namespace_labels={"k": "v"}
+    )
+    assert not policy.allows(
+        provider="chainguard", identity="x", namespace="b", namespace_labels={"k": "w"}
+    )
 
 
 @pytest.mark.parametrize(
@@ -101,29 +111,41 @@ def test_match_expressions_follow_kubernetes_semantics(
     expression: dict[str, Any], labels: dict[str, str], matches: bool
 ) -> None:
     policy = parse_policy(
-        [{"identities": ["x"], "namespaceSelector": {"matchExpressions": [expression]}}]
+        [{"identities": ["x"], "namespaceSelector": {"matchExpressions": [expression]}}],
+        default_provider="chainguard",
     )
-    assert policy.allows(identity="x", namespace="n", namespace_labels=labels) is matches
+    assert (
+        policy.allows(provider="chainguard", identity="x", namespace="n", namespace_labels=labels)
+        is matches
+    )
 
 
 def test_an_empty_selector_matches_every_namespace_whose_labels_are_known() -> None:
-    policy = parse_policy([{"identities": ["x"], "namespaceSelector": {}}])
-    assert policy.allows(identity="x", namespace="n", namespace_labels={})
+    policy = parse_policy(
+        [{"identities": ["x"], "namespaceSelector": {}}], default_provider="chainguard"
+    )
+    assert policy.allows(provider="chainguard", identity="x", namespace="n", namespace_labels={})
 
 
 def test_no_rules_allows_nothing() -> None:
-    policy = parse_policy({"rules": []})
-    assert not policy.allows(identity="x", namespace="n", namespace_labels={})
+    policy = parse_policy({"rules": []}, default_provider="chainguard")
+    assert not policy.allows(
+        provider="chainguard", identity="x", namespace="n", namespace_labels={}
+    )
 
 
 def test_needs_labels_only_when_a_selector_is_used(policy: Policy) -> None:
     assert policy.needs_labels
-    assert not parse_policy([{"identities": ["x"], "namespaces": ["a"]}]).needs_labels
+    assert not parse_policy(
+        [{"identities": ["x"], "namespaces": ["a"]}], default_provider="chainguard"
+    ).needs_labels
 
 
 def test_a_bare_list_is_the_same_as_rules() -> None:
     rules = [{"identities": ["x"], "namespaces": ["a"]}]
-    assert parse_policy(rules) == parse_policy({"rules": rules})
+    assert parse_policy(rules, default_provider="chainguard") == parse_policy(
+        {"rules": rules}, default_provider="chainguard"
+    )
 
 
 @pytest.mark.parametrize(
@@ -220,6 +242,6 @@ def test_a_bare_list_is_the_same_as_rules() -> None:
 )
 def test_bad_policies_name_the_wrong_field(obj: object, message: str) -> None:
     with pytest.raises(BadInput) as caught:
-        parse_policy(obj)
+        parse_policy(obj, default_provider="chainguard")
     assert caught.value.reason == "BadPolicy"
     assert message in caught.value.message

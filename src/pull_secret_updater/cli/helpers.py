@@ -20,10 +20,10 @@ from pull_secret_updater.cli.common import (
     note,
 )
 from pull_secret_updater.cli.flags import build_parser, load_settings
-from pull_secret_updater.core import annotations as keys
 from pull_secret_updater.core.errors import BadInput
 from pull_secret_updater.core.names import is_dns_label
 from pull_secret_updater.kube.client import make_client
+from pull_secret_updater.providers.chainguard import spec as chainguard_spec
 from pull_secret_updater.tokens.errors import TokenSourceError
 from pull_secret_updater.tools import check as checking
 from pull_secret_updater.tools import status as statuses
@@ -118,10 +118,11 @@ def check(argv: list[str]) -> int:
             exit_code=USAGE,
         )
     try:
-        identity = keys.validate_identity(args.identity)
+        identity = chainguard_spec.validate_identity(args.identity)
     except BadInput as e:
         raise ToolError(
-            e.message.replace(f"annotation {keys.IDENTITY}", "--identity"), exit_code=USAGE
+            e.message.replace(f"annotation {chainguard_spec.IDENTITY}", "--identity"),
+            exit_code=USAGE,
         ) from None
     # The settings are loaded as `run` loads them (environment, then flags), from every flag
     # but --identity.

@@ -20,9 +20,9 @@ from pull_secret_updater.cli.common import (
     command_parser,
     note,
 )
-from pull_secret_updater.core import annotations as keys
 from pull_secret_updater.credentialprovider import install
 from pull_secret_updater.credentialprovider.options import DEFAULT_AUDIENCE
+from pull_secret_updater.providers.chainguard import spec as chainguard_spec
 from pull_secret_updater.tools import identity as identities
 from pull_secret_updater.tools.discovery import fetch_issuer
 from pull_secret_updater.tools.errors import FAILURE, USAGE, ToolError
@@ -172,7 +172,7 @@ def identity_command(argv: list[str]) -> int:
             f"audience {token_audience}, as the kubelet requests them for its Pods; annotate "
             "that ServiceAccount with the identity's UID: "
             + "; ".join(
-                f"kubectl annotate serviceaccount {sa} -n {ns} {keys.IDENTITY}=<UID>"
+                f"kubectl annotate serviceaccount {sa} -n {ns} {chainguard_spec.IDENTITY}=<UID>"
                 for ns, sa in targets
             )
         )

@@ -14,7 +14,6 @@ from typing import NoReturn
 import yaml
 
 from pull_secret_updater.cli.common import PROG, UsageError
-from pull_secret_updater.core.annotations import IDENTITY
 from pull_secret_updater.credentialprovider import install
 from pull_secret_updater.credentialprovider.options import (
     DEFAULT_AUDIENCE,
@@ -22,6 +21,7 @@ from pull_secret_updater.credentialprovider.options import (
     DEFAULT_REGISTRY,
 )
 from pull_secret_updater.credentialprovider.options import PROG as PLUGIN
+from pull_secret_updater.providers.chainguard.spec import IDENTITY
 from pull_secret_updater.tools.errors import USAGE, ToolError
 
 __all__ = ["credential_provider"]

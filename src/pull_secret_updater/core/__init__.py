@@ -9,10 +9,10 @@ from pull_secret_updater.core.backoff import Backoff
 from pull_secret_updater.core.claims import (
     InvalidToken,
     TokenClaims,
-    VerifiedToken,
     check_claims,
     read_claims,
 )
+from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.core.decision import (
     DOCKER_CONFIG_JSON,
     Decision,
@@ -20,6 +20,8 @@ from pull_secret_updater.core.decision import (
     FillReason,
     Ignore,
     Invalid,
+    Part,
+    Problem,
     Request,
     SecretView,
     Untrusted,
@@ -35,10 +37,12 @@ from pull_secret_updater.core.dockerconfig import (
     DockerConfig,
     RegistryEntry,
     parse_docker_config,
+    with_entries,
     with_token,
 )
 from pull_secret_updater.core.errors import BadInput, Reason
 from pull_secret_updater.core.policy import ALLOW_ALL, Policy, parse_policy
+from pull_secret_updater.core.providers import ProviderSpec, Want
 from pull_secret_updater.core.schedule import Schedule, cache_duration
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "DOCKER_CONFIG_JSON",
     "Backoff",
     "BadInput",
+    "Credential",
     "Decision",
     "DockerConfig",
     "Fill",
@@ -53,7 +58,10 @@ __all__ = [
     "Ignore",
     "Invalid",
     "InvalidToken",
+    "Part",
     "Policy",
+    "Problem",
+    "ProviderSpec",
     "Reason",
     "RegistryEntry",
     "Request",
@@ -62,8 +70,8 @@ __all__ = [
     "TokenClaims",
     "Untrusted",
     "Verdict",
-    "VerifiedToken",
     "Wait",
+    "Want",
     "cache_duration",
     "check_claims",
     "cleared_status",
@@ -74,5 +82,6 @@ __all__ = [
     "parse_policy",
     "read_claims",
     "status_annotations",
+    "with_entries",
     "with_token",
 ]

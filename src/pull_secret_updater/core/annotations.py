@@ -1,10 +1,13 @@
 """The annotations on a managed Secret: the user's one input and the controller's status.
 
-The user writes only `identity`. Everything else is written by the controller so that
+The user writes only what each registry provider asks for (Chainguard's `identity`, an ECR
+role...; see `core.providers`). Everything here is written by the controller so that
 `kubectl get secret -o yaml` answers "is it working, and until when?". None of it is trusted
 when deciding: whoever may edit the Secret may edit its annotations too. Whether the token in
 a Secret is one the controller can keep is decided by verifying the token itself against the
-token service's keys (see `decision`). `last-refresh` only bounds how soon a Secret is
+token service's keys, or comparing it with what this process obtained (see `decision`).
+`expires-at` is written from the credentials the controller trusts and corrected when
+someone edits it; it is never read back as a fact. `last-refresh` only bounds how soon a Secret is
 written again, and a value in the future counts as now.
 
 NB: `from __future__ import annotations` binds the name `annotations` too; a module using it
@@ -17,12 +20,11 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from pull_secret_updater.core.errors import BadInput
+from pull_secret_updater.core.reasons import Reason
 from pull_secret_updater.core.redaction import truncate
 
 PREFIX = "pull-secret-updater.chainguard.dev/"
 
-#: The identity UID whose tokens fill the Secret (written by the user).
-IDENTITY = PREFIX + "identity"
 #: When the token in the Secret expires (RFC3339, UTC).
 EXPIRES_AT = PREFIX + "expires-at"
 #: When the controller last wrote a token (RFC3339, UTC).
@@ -32,46 +34,45 @@ LAST_ERROR = PREFIX + "last-error"
 #: An unkeyed fingerprint written by earlier versions; anyone could compute it, so it proves
 #: nothing. Removed at the next write.
 TOKEN_HASH = PREFIX + "token-hash"
-#: The identity the current token was obtained for, so a change of `identity` is recognised.
-FILLED_IDENTITY = PREFIX + "filled-identity"
+#: Every annotation the controller writes (and may remove), beside each provider's
+#: `<prefix>filled-identity` (`core.providers`).
+STATUS = (EXPIRES_AT, LAST_REFRESH, LAST_ERROR, TOKEN_HASH)
 
-#: Every annotation the controller writes (and may remove).
-STATUS = (EXPIRES_AT, LAST_REFRESH, LAST_ERROR, TOKEN_HASH, FILLED_IDENTITY)
-
-MAX_IDENTITY_LENGTH = 256
+MAX_VALUE_LENGTH = 256
 MAX_ERROR_LENGTH = 512
 
-_IDENTITY_CHARACTER = re.compile(r"[A-Za-z0-9/_.-]")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def validate_identity(value: str | None) -> str:
-    """The identity annotation's value if it is a plausible UID; raises BadInput otherwise.
+def validate_value(
+    key: str,
+    value: str | None,
+    *,
+    allowed: re.Pattern[str],
+    what: str,
+    max_length: int = MAX_VALUE_LENGTH,
+) -> str:
+    """The value of the annotation `key` if each character matches `allowed`; raises BadInput.
 
-    Chainguard UIDs are hex groups joined by '/'. Surrounding whitespace is rejected rather
-    than stripped: the value the user sees in `kubectl get` must be the one that is used.
-    The message names the problem, never the whole value (it may be something pasted by
+    `what` says in words which characters are allowed. Surrounding whitespace is rejected
+    rather than stripped: the value the user sees in `kubectl get` must be the one that is
+    used. The message names the problem, never the whole value (it may be something pasted by
     mistake, such as a token).
     """
     if value is None:
-        raise _bad(f"annotation {IDENTITY} is missing")
+        raise _bad(f"annotation {key} is missing")
     if not value:
-        raise _bad(f"annotation {IDENTITY} is empty")
+        raise _bad(f"annotation {key} is empty")
     if not value.strip():
-        raise _bad(f"annotation {IDENTITY} is only whitespace")
+        raise _bad(f"annotation {key} is only whitespace")
     if value != value.strip():
-        raise _bad(f"annotation {IDENTITY} has leading or trailing whitespace; remove it")
-    if len(value) > MAX_IDENTITY_LENGTH:
-        raise _bad(
-            f"annotation {IDENTITY} is {len(value)} characters long, "
-            f"more than {MAX_IDENTITY_LENGTH}"
-        )
+        raise _bad(f"annotation {key} has leading or trailing whitespace; remove it")
+    if len(value) > max_length:
+        raise _bad(f"annotation {key} is {len(value)} characters long, more than {max_length}")
     for position, character in enumerate(value):
-        if not _IDENTITY_CHARACTER.fullmatch(character):
-            raise _bad(
-                f"annotation {IDENTITY} contains {character!r} at position {position + 1}; "
-                "an identity UID has only letters, digits and / _ . -"
-            )
+        if not allowed.fullmatch(character):
+            shown = repr(character) if character.isprintable() else f"U+{ord(character):04X}"
+            raise _bad(f"annotation {key} contains {shown} at position {position + 1}; {what}")
     return value
 
 
@@ -101,4 +102,4 @@ def truncate_error(message: str) -> str:
 
 
 def _bad(message: str) -> BadInput:
-    return BadInput("BadAnnotation", message)
+    return BadInput(Reason.BAD_ANNOTATION, message)

@@ -4,9 +4,9 @@ Nothing here verifies a signature: that needs the token service's published keys
 token layer fetches (`tokens.verification`). What the core owns is the rule for the claims of
 a token whose signature verified: `check_claims` decides whether such a token is one the
 controller may act on (issued by the configured issuer, for the registry, for a subject,
-with sane times), and `VerifiedToken` is the only form in which a token's times reach a
-refresh decision. `read_claims` reads claims without any verification, and is used only to
-describe a token to a person (the `check` command).
+with sane times); a provider then states it as a `core.credential.Credential`, the only form in
+which a token's times reach a refresh decision. `read_claims` reads claims without any
+verification, and is used only to describe a token to a person (the `check` command).
 
 Decoding is done by hand so that every failure has one plain cause. Like everywhere in the
 core, errors never carry the token, and are raised outside the `except` that detected them
@@ -21,7 +21,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 _PART = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -42,25 +42,6 @@ class TokenClaims:
     iss: str | None
     sub: str | None
     aud: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerifiedToken:
-    """A registry token whose signature verified against the token service's keys and whose
-    claims passed `check_claims`. Times are epoch seconds; `identity` is its `sub`."""
-
-    token: str = field(repr=False)
-    identity: str
-    registry: str
-    issued_at: float
-    expires_at: float
-    key_id: str | None = None
-    #: Fingerprint of the key it verified with: it stays trusted while that key is published.
-    key_fingerprint: str | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def lifetime(self) -> float:
-        return self.expires_at - self.issued_at
 
 
 def read_claims(token: str) -> TokenClaims:

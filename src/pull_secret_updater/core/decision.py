@@ -1,35 +1,45 @@
 """What to do with one managed Secret, decided from its current state alone.
 
-The decision is pure: a function of the Secret, the verdict on the token it holds, the clock
-and the settings. So the reconcile step stays trivial (look, act on the answer), and a
+The decision is pure: a function of the Secret, the verdicts on the credentials it holds, the
+clock and the settings. So the reconcile step stays trivial (look, act on the answer), and a
 restart, a relist or a duplicate event changes nothing: the same Secret at the same time gets
 the same answer.
 
-It is taken in two steps, because trusting the token in a Secret needs the token service's
-keys, which only the token layer can fetch:
+One Secret may ask several registry providers for credentials (a cgr.dev entry and an ECR
+entry, say). Each provider's part is decided on its own: a bad annotation or a policy denial
+for one provider is a `Problem` of that provider, and the others' entries are still filled.
+What spoils the whole Secret (the wrong type, a `.dockerconfigjson` that does not parse) is
+`Invalid`.
 
-1. `inspect` reads the Secret: is it ours at all (`Ignore`), is the request well-formed and
-   allowed (`Invalid` otherwise), and if so which identity it asks for and what credential
-   it holds now (`Request`);
-2. the caller verifies that credential (signature, issuer, audience: `tokens.verification`)
-   and hands the verdict to `decide`, which says `Fill` (obtain a token and write it now) or
-   `Wait` (look again at `refresh_at`).
+It is taken in two steps, because trusting a credential in a Secret needs its provider (a
+token service's keys, or the credentials this process obtained), which only the token layer
+has:
 
-NB: nothing a Secret's writer can compute makes a token trusted. Only a verified token is
-ever used to schedule a refresh or shared with other Secrets; anything else is replaced.
+1. `inspect` reads the Secret: is it ours at all (`Ignore`), is it fit to be filled
+   (`Invalid` otherwise), and if so what each provider is asked for and what credential its
+   entry holds now (`Request`, one `Part` per provider);
+2. the caller looks at each part's credential (a `Credential` when trusted, `Untrusted`
+   otherwise) and hands the verdict to `decide`, which says `Fill` (obtain a credential and
+   write it now) or `Wait` (look again at `refresh_at`).
+
+NB: nothing a Secret's writer can compute makes a credential trusted. Only a verified or
+self-obtained credential is used to schedule a refresh or shared with other Secrets; anything
+else is replaced.
 """
 
 # NB: no `from __future__ import annotations`: it would shadow the module of that name.
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pull_secret_updater.core import annotations
-from pull_secret_updater.core.claims import VerifiedToken
+from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.core.dockerconfig import DockerConfig, parse_docker_config
-from pull_secret_updater.core.errors import BadInput, Reason
+from pull_secret_updater.core.errors import BadInput
 from pull_secret_updater.core.policy import Policy
+from pull_secret_updater.core.providers import ProviderSpec, Want, filled_identity_key
+from pull_secret_updater.core.reasons import Reason
 from pull_secret_updater.core.schedule import Schedule
 
 DOCKER_CONFIG_JSON = "kubernetes.io/dockerconfigjson"
@@ -43,13 +53,13 @@ FillReason = Literal[
     "due for refresh",
 ]
 
-_EVENT_REASON: dict[FillReason, str] = {
-    "empty": "Filled",
-    "no entry for registry": "Filled",
-    "token not trusted": "Filled",
-    "identity changed": "Filled",
-    "expired": "Refreshed",
-    "due for refresh": "Refreshed",
+_EVENT_REASON: dict[FillReason, Reason] = {
+    "empty": Reason.FILLED,
+    "no entry for registry": Reason.FILLED,
+    "token not trusted": Reason.FILLED,
+    "identity changed": Reason.FILLED,
+    "expired": Reason.REFRESHED,
+    "due for refresh": Reason.REFRESHED,
 }
 
 
@@ -66,47 +76,81 @@ class SecretView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Request:
-    """A well-formed, allowed Secret: it wants tokens of `identity`.
+class Part:
+    """One provider's part of a Secret: it wants `want`.
 
-    `config` is its parsed `.dockerconfigjson`; `current` the token in the registry's entry,
-    if there is one (not yet trusted: verify it, then call `decide`).
+    `current` is the password its entry holds, when every registry of the want has an entry
+    with the provider's user name and that same password (not yet trusted: look at it, then
+    call `decide`); `filled_identity` what the controller last filled it for.
+    """
+
+    want: Want
+    current: str | None = field(repr=False)
+    filled_identity: str | None = None
+    #: Whether the Secret had no registry entry at all (for the reason given when filling).
+    empty: bool = False
+
+    @property
+    def provider(self) -> str:
+        return self.want.provider
+
+    @property
+    def identity(self) -> str:
+        return self.want.identity
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """One provider's part cannot be filled: bad input, or the policy says no."""
+
+    provider: str
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """A Secret fit to be filled: its parts, and the problems of the parts that are not.
+
+    `config` is its parsed `.dockerconfigjson`.
     """
 
     namespace: str
-    identity: str
     config: DockerConfig = field(repr=False)
-    current: str | None = field(repr=False)
-    written_at: float | None
-    filled_identity: str | None = None
+    parts: tuple[Part, ...]
+    problems: tuple[Problem, ...] = ()
+    written_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Untrusted:
-    """The verdict on a token that failed verification; `why` never quotes it."""
+    """The verdict on a credential that is not trusted; `why` never quotes it."""
 
     why: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Fill:
-    """Obtain a token for `identity` and write it into `config` now.
+    """Obtain a credential for `want` and write it now.
 
-    `stale` is the token being replaced when it is a verified token of this identity: a token
-    cache must not hand that one back. `stale_expires_at` is its verified expiry while it is
-    still valid (a refresh, not a replacement of an expired token): retries of a failed
+    `stale` is the credential being replaced when it is a trusted one of this want: a cache
+    must not hand that one back. `stale_expires_at` is its trusted expiry while it is still
+    valid (a refresh, not a replacement of an expired credential): retries of a failed
     refresh must come before it (`core.backoff`).
     """
 
-    identity: str
+    want: Want
     reason: FillReason
-    config: DockerConfig = field(repr=False)
     stale: str | None = field(default=None, repr=False)
     stale_expires_at: float | None = None
     detail: str | None = None
 
     @property
-    def event_reason(self) -> str:
+    def identity(self) -> str:
+        return self.want.identity
+
+    @property
+    def event_reason(self) -> Reason:
         """The Event reason for a successful fill: `Filled` or `Refreshed`."""
         return _EVENT_REASON[self.reason]
 
@@ -118,16 +162,20 @@ class Fill:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Wait:
-    """The Secret holds a verified token of its identity; look again at `refresh_at`."""
+    """The part holds a trusted credential of its want; look again at `refresh_at`."""
 
-    identity: str
-    token: VerifiedToken
+    want: Want
+    token: Credential
     refresh_at: float
+
+    @property
+    def identity(self) -> str:
+        return self.want.identity
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Invalid:
-    """The Secret asks for something the controller cannot do; report it, do not retry."""
+    """The Secret as a whole cannot be filled; report it, do not retry."""
 
     reason_code: Reason
     message: str
@@ -135,123 +183,147 @@ class Invalid:
 
 @dataclass(frozen=True, slots=True)
 class Ignore:
-    """The Secret has no identity annotation: it is not ours to fill."""
+    """No provider's annotation is on the Secret: it is not ours to fill."""
 
 
-Decision = Fill | Wait | Invalid | Ignore
-Verdict = VerifiedToken | Untrusted
+Decision = Fill | Wait
+Verdict = Credential | Untrusted
 
 
 def inspect(
     secret: SecretView,
     *,
-    registry: str,
+    providers: Sequence[ProviderSpec],
     policy: Policy,
     namespace_labels: Mapping[str, str] | None,
 ) -> Request | Invalid | Ignore:
-    """Whether `secret` is ours, valid and allowed, and if so what it asks for.
+    """Whether `secret` is ours and fit to be filled, and if so what each provider is asked.
 
     `namespace_labels` None means unknown (read them only when `policy.needs_labels`).
     """
-    if annotations.IDENTITY not in secret.annotations:
+    wants: list[Want] = []
+    problems: list[Problem] = []
+    for spec in providers:
+        try:
+            want = spec.wants(secret.annotations)
+        except BadInput as e:
+            problems.append(Problem(provider=spec.name, reason=e.reason, message=e.message))
+            continue
+        if want is not None:
+            wants.append(want)
+    if not wants and not problems:
         return Ignore()
-    try:
-        identity = annotations.validate_identity(secret.annotations[annotations.IDENTITY])
-    except BadInput as e:
-        return Invalid(reason_code=e.reason, message=e.message)
     if secret.type != DOCKER_CONFIG_JSON:
         return Invalid(
-            reason_code="WrongType",
+            reason_code=Reason.WRONG_TYPE,
             message=(
                 f"Secret type is {secret.type[:100]}; only {DOCKER_CONFIG_JSON} Secrets can be "
                 "filled, and type is immutable: recreate the Secret with that type"
-            ),
-        )
-    if not policy.allows(
-        identity=identity, namespace=secret.namespace, namespace_labels=namespace_labels
-    ):
-        return Invalid(
-            reason_code="PolicyDenied",
-            message=(
-                f"identity {identity} may not be used in namespace {secret.namespace} "
-                "by the controller's policy"
             ),
         )
     try:
         config = parse_docker_config(secret.docker_config_raw)
     except BadInput as e:
         return Invalid(reason_code=e.reason, message=e.message)
-    entry = config.entry(registry)
+    specs = {spec.name: spec for spec in providers}
+    parts: list[Part] = []
+    taken: dict[str, str] = {}
+    for want in wants:
+        problem = _problem(
+            want, taken=taken, policy=policy, secret=secret, namespace_labels=namespace_labels
+        )
+        if problem is not None:
+            problems.append(problem)
+            continue
+        taken.update(dict.fromkeys((host.lower() for host in want.registries), want.provider))
+        spec = specs[want.provider]
+        parts.append(
+            Part(
+                want=want,
+                current=_current(config, want, username=spec.username),
+                filled_identity=secret.annotations.get(filled_identity_key(spec)),
+                empty=not config.registries,
+            )
+        )
     return Request(
         namespace=secret.namespace,
-        identity=identity,
         config=config,
-        current=entry.password if entry is not None and entry.key == registry else None,
+        parts=tuple(parts),
+        problems=tuple(problems),
         written_at=annotations.parse_time(secret.annotations.get(annotations.LAST_REFRESH)),
-        filled_identity=secret.annotations.get(annotations.FILLED_IDENTITY),
     )
 
 
 def decide(
-    request: Request, *, verdict: Verdict | None, now: float, schedule: Schedule
+    part: Part,
+    *,
+    verdict: Verdict | None,
+    now: float,
+    schedule: Schedule,
+    written_at: float | None = None,
 ) -> Fill | Wait:
-    """Fill now or wait, given the verdict on `request.current` (None when there is none)."""
+    """Fill now or wait, given the verdict on `part.current` (None when there is none)."""
+    want = part.want
     if verdict is None:
-        return Fill(
-            identity=request.identity,
-            reason="no entry for registry" if request.config.registries else "empty",
-            config=request.config,
-        )
+        return Fill(want=want, reason="empty" if part.empty else "no entry for registry")
     if isinstance(verdict, Untrusted):
-        return Fill(
-            identity=request.identity,
-            reason="token not trusted",
-            config=request.config,
-            detail=verdict.why,
-        )
-    if verdict.identity != request.identity:
-        if verdict.identity == request.filled_identity:
+        return Fill(want=want, reason="token not trusted", detail=verdict.why)
+    if verdict.identity != want.identity or verdict.provider != want.provider:
+        if verdict.identity == part.filled_identity and verdict.provider == want.provider:
             # It was filled for the identity the annotation named before: the user changed it.
-            return Fill(identity=request.identity, reason="identity changed", config=request.config)
+            return Fill(want=want, reason="identity changed")
         return Fill(
-            identity=request.identity,
-            reason="token not trusted",
-            config=request.config,
-            detail="it was issued for another identity",
+            want=want, reason="token not trusted", detail="it was issued for another identity"
         )
     if now >= verdict.expires_at:
-        return Fill(
-            identity=request.identity, reason="expired", config=request.config, stale=verdict.token
-        )
+        return Fill(want=want, reason="expired", stale=verdict.token)
     when = schedule.refresh_at(
         token=verdict.token,
         issued_at=verdict.issued_at,
         expires_at=verdict.expires_at,
-        written_at=request.written_at,
+        written_at=written_at,
         now=now,
     )
     if now >= when:
         return Fill(
-            identity=request.identity,
+            want=want,
             reason="due for refresh",
-            config=request.config,
             stale=verdict.token,
             stale_expires_at=verdict.expires_at,
         )
-    return Wait(identity=request.identity, token=verdict, refresh_at=when)
+    return Wait(want=want, token=verdict, refresh_at=when)
 
 
 def status_annotations(
-    *, identity: str, expires_at: float, refreshed_at: float
+    *,
+    filled: Mapping[str, str],
+    expires_at: float | None,
+    refreshed_at: float,
+    clear_error: bool = True,
 ) -> dict[str, str | None]:
-    """The annotation patch after a successful write (None removes an annotation)."""
-    return {
-        annotations.EXPIRES_AT: annotations.format_time(expires_at),
+    """The annotation patch after a successful write (None removes an annotation).
+
+    `filled` maps each written provider's filled-identity annotation to the identity;
+    `expires_at` is the earliest trusted expiry of the Secret's managed entries.
+    """
+    patch: dict[str, str | None] = {
+        annotations.EXPIRES_AT: None if expires_at is None else annotations.format_time(expires_at),
         annotations.LAST_REFRESH: annotations.format_time(refreshed_at),
-        annotations.FILLED_IDENTITY: identity,
-        annotations.LAST_ERROR: None,
         annotations.TOKEN_HASH: None,  # written by earlier versions; proves nothing
+        **filled,
     }
+    if clear_error:
+        patch[annotations.LAST_ERROR] = None
+    return patch
+
+
+def expiry_drift(present: Mapping[str, str], *, expires_at: float | None) -> dict[str, str | None]:
+    """The patch correcting an `expires-at` that does not state `expires_at`, the earliest
+    trusted expiry (someone edited it, or an entry changed); empty when it does."""
+    wanted = None if expires_at is None else annotations.format_time(expires_at)
+    if present.get(annotations.EXPIRES_AT) == wanted:
+        return {}
+    return {annotations.EXPIRES_AT: wanted}
 
 
 def error_annotation(message: str) -> dict[str, str | None]:
@@ -259,6 +331,68 @@ def error_annotation(message: str) -> dict[str, str | None]:
     return {annotations.LAST_ERROR: annotations.truncate_error(message)}
 
 
-def cleared_status(present: Mapping[str, str]) -> dict[str, str | None]:
+def cleared_status(
+    present: Mapping[str, str], *, providers: Sequence[ProviderSpec]
+) -> dict[str, str | None]:
     """The patch removing the controller's status annotations that `present` has."""
-    return {key: None for key in annotations.STATUS if key in present}
+    keys = {*annotations.STATUS, *(filled_identity_key(spec) for spec in providers)}
+    return {key: None for key in sorted(keys) if key in present}
+
+
+def problems_message(problems: Sequence[Problem]) -> str:
+    """One message for several providers' problems, each named by its provider."""
+    if len(problems) == 1:
+        return problems[0].message
+    return "; ".join(f"{p.provider}: {p.message}" for p in problems)
+
+
+def _problem(
+    want: Want,
+    *,
+    taken: Mapping[str, str],
+    policy: Policy,
+    secret: SecretView,
+    namespace_labels: Mapping[str, str] | None,
+) -> Problem | None:
+    for host in want.registries:
+        other = taken.get(host.lower())
+        if other is not None:
+            return Problem(
+                provider=want.provider,
+                reason=Reason.BAD_ANNOTATION,
+                message=(
+                    f"provider {want.provider} would write the entry for {host}, which "
+                    f"provider {other} writes already: one registry entry has one owner"
+                ),
+            )
+    if not policy.allows(
+        provider=want.provider,
+        identity=want.identity,
+        namespace=secret.namespace,
+        namespace_labels=namespace_labels,
+    ):
+        return Problem(
+            provider=want.provider,
+            reason=Reason.POLICY_DENIED,
+            message=(
+                f"{want.provider} identity {want.identity} may not be used in namespace "
+                f"{secret.namespace} by the controller's policy"
+            ),
+        )
+    return None
+
+
+def _current(config: DockerConfig, want: Want, *, username: str) -> str | None:
+    """The password every registry's entry of `want` holds with `username`, or None."""
+    found: str | None = None
+    for host in want.registries:
+        entry = config.entry(host)
+        if entry is None or entry.key != host or entry.password is None:
+            return None
+        if entry.username != username:
+            return None
+        if found is None:
+            found = entry.password
+        elif entry.password != found:
+            return None
+    return found

@@ -15,15 +15,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pull_secret_updater.core.errors import BadInput, kind_of
+from pull_secret_updater.core.reasons import Reason
 
 #: Deeper documents are rejected: real configs are four levels deep, and a bound keeps
 #: re-serialising them clear of the interpreter's recursion limit.
 MAX_DEPTH = 64
-
-DEFAULT_USERNAME = "_token"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,56 +82,59 @@ def parse_docker_config(raw: bytes | None) -> DockerConfig:
     if problem is None:
         document, problem = _load_json(text)
     if problem is not None:
-        raise BadInput("MalformedDockerConfig", f".dockerconfigjson is {problem}")
+        raise BadInput(Reason.MALFORMED_DOCKER_CONFIG, f".dockerconfigjson is {problem}")
     if not isinstance(document, dict):
         raise BadInput(
-            "MalformedDockerConfig",
+            Reason.MALFORMED_DOCKER_CONFIG,
             f".dockerconfigjson is {kind_of(document)}, expected an object",
         )
     auths = document.get("auths", {})
     if not isinstance(auths, dict):
         raise BadInput(
-            "MalformedDockerConfig",
+            Reason.MALFORMED_DOCKER_CONFIG,
             f".dockerconfigjson: auths is {kind_of(auths)}, expected an object",
         )
     for position, value in enumerate(auths.values()):
         if not isinstance(value, dict):
             # NB: the position, not the key: a key is usually a host, but we do not promise it.
             raise BadInput(
-                "MalformedDockerConfig",
+                Reason.MALFORMED_DOCKER_CONFIG,
                 f".dockerconfigjson: auths entry #{position + 1} is {kind_of(value)}, "
                 "expected an object",
             )
     if not _within_depth(document, limit=MAX_DEPTH):
         raise BadInput(
-            "MalformedDockerConfig",
+            Reason.MALFORMED_DOCKER_CONFIG,
             f".dockerconfigjson is nested deeper than {MAX_DEPTH} levels",
         )
     return DockerConfig(document)
 
 
-def with_token(
-    config: DockerConfig,
-    *,
-    registry: str,
-    token: str,
-    username: str = DEFAULT_USERNAME,
-) -> bytes:
-    """The document with `registry`'s entry set to `token`, as compact JSON.
+def with_token(config: DockerConfig, *, registry: str, token: str, username: str) -> bytes:
+    """The document with `registry`'s entry set to `username` and `token`, as compact JSON."""
+    return with_entries(config, {registry: (username, token)})
 
-    The entry is replaced whole rather than merged: a stale `identitytoken` or `registrytoken`
+
+def with_entries(config: DockerConfig, entries: Mapping[str, tuple[str, str]]) -> bytes:
+    """The document with each registry's entry set to its (username, password), as compact
+    JSON; every other entry and key is kept as it was.
+
+    An entry is replaced whole rather than merged: a stale `identitytoken` or `registrytoken`
     left beside a fresh password would take precedence in some clients (containers/image).
     Alias keys for the same host (`https://cgr.dev`) are other people's entries and are left.
     """
-    if not registry or "/" in registry or registry != registry.strip():
-        raise ValueError("registry must be a bare host such as cgr.dev or localhost:5000")
-    if not token:
-        raise ValueError("token must not be empty")
-    auth = base64.b64encode(f"{username}:{token}".encode()).decode("ascii")
     document = dict(config.document)
     existing = document.get("auths")
     auths = dict(existing) if isinstance(existing, dict) else {}
-    auths[registry] = {"username": username, "password": token, "auth": auth}
+    for registry, (username, token) in entries.items():
+        if not registry or "/" in registry or registry != registry.strip():
+            raise ValueError("registry must be a bare host such as cgr.dev or localhost:5000")
+        if not token or not (token.isascii() and token.isprintable()):
+            raise ValueError("token must be non-empty printable ASCII, as every provider's is")
+        if not username or ":" in username:
+            raise ValueError("username must be non-empty and hold no ':'")
+        auth = base64.b64encode(f"{username}:{token}".encode()).decode("ascii")
+        auths[registry] = {"username": username, "password": token, "auth": auth}
     document["auths"] = auths
     # ensure_ascii: a lone surrogate escape ("\ud800") in someone else's entry parses to a str
     # that cannot be encoded as UTF-8; escaped it round-trips with the same meaning.
@@ -147,9 +150,16 @@ def _credentials(value: dict[str, object]) -> tuple[str | None, str | None]:
         decoded = _decode_auth(auth)
         if decoded is None:
             return username, None
-        return decoded
+        return decoded[0], _ascii(decoded[1])
     password = value.get("password")
-    return username, password if isinstance(password, str) else None
+    return username, _ascii(password) if isinstance(password, str) else None
+
+
+def _ascii(password: str) -> str | None:
+    # Every provider's credentials are printable ASCII (JWTs, base64). Anything else cannot
+    # be one the controller wrote, and a lone surrogate ("\ud800" in the JSON) could not even
+    # be hashed or compared: it is no password, and the entry gets filled.
+    return password if password.isascii() and password.isprintable() else None
 
 
 def _decode_auth(auth: object) -> tuple[str, str] | None:

@@ -3,8 +3,8 @@
 The core only ever complains about one thing: input it cannot accept (a Secret of the wrong
 type, a malformed `.dockerconfigjson`, a bad annotation, a policy that does not parse). All of
 that is one class, `BadInput`, carrying a short machine `reason` (used for Event reasons and
-metric labels, so the set is closed) and a human `message` that says what is wrong without
-quoting the data: the data may be a credential.
+metric labels, so the set is closed: `reasons.Reason`) and a human `message` that says
+what is wrong without quoting the data: the data may be a credential.
 
 Tokens that do not parse are a different matter (the fault lies with the token service, not
 the user) and have their own class, `claims.InvalidToken`.
@@ -12,15 +12,9 @@ the user) and have their own class, `claims.InvalidToken`.
 
 from __future__ import annotations
 
-from typing import Literal
+from pull_secret_updater.core.reasons import Reason
 
-Reason = Literal[
-    "WrongType",
-    "MalformedDockerConfig",
-    "BadAnnotation",
-    "PolicyDenied",
-    "BadPolicy",
-]
+__all__ = ["BadInput", "Reason", "kind_of"]
 
 
 class BadInput(Exception):

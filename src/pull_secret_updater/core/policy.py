@@ -9,14 +9,19 @@ Shape::
 
     rules:                      # or just the list of rules
       - identities: ["<uid>", "<org uid>/*"]     # fnmatch globs, case-sensitive
+        provider: ecr                             # optional; a glob; default: the default one
         namespaces: ["team-a", "team-b-*"]       # optional
         namespaceSelector:                        # optional, a Kubernetes LabelSelector
           matchLabels: {team: a}
           matchExpressions: [{key: env, operator: In, values: [prod]}]
 
-A rule grants its identities to the namespaces it names or selects (either suffices); a rule
-with neither grants them everywhere. Parsing is strict, because here a typo widens access:
-`namespace: [a]` silently ignored would make a rule apply to every namespace.
+A rule grants its identities of its provider (a registry provider's name, such as
+`chainguard` or `ecr`) to the namespaces it names or selects (either suffices); a rule with
+neither grants them everywhere. A rule without `provider` speaks of the default provider's
+identities only (the caller names it): rules written before there were several providers keep
+their meaning, and a `*` for Chainguard identities grants no role of another registry. Parsing is
+strict, because here a typo widens access: `namespace: [a]` silently ignored would make a rule
+apply to every namespace.
 
 NB: in a glob `*` also matches `/`, so `<org uid>/*` covers every identity under that org.
 """
@@ -30,11 +35,14 @@ from fnmatch import fnmatchcase
 from typing import Literal, TypeGuard
 
 from pull_secret_updater.core.errors import BadInput, kind_of
+from pull_secret_updater.core.reasons import Reason
 
 Operator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
 _OPERATORS: tuple[Operator, ...] = ("In", "NotIn", "Exists", "DoesNotExist")
 
-_IDENTITY_PATTERN = re.compile(r"[A-Za-z0-9/_.\-*?\[\]!]+")
+# Identity UIDs, role ARNs (arn:aws:iam::1234:role/x), service-account e-mails, client IDs.
+_IDENTITY_PATTERN = re.compile(r"[A-Za-z0-9/_.\-:@+=,*?\[\]!]+")
+_PROVIDER_PATTERN = re.compile(r"[a-z0-9\-*?\[\]!]+")
 _NAMESPACE_PATTERN = re.compile(r"[a-z0-9\-*?\[\]!]+")
 
 
@@ -73,11 +81,14 @@ class LabelSelector:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rule:
     identities: tuple[str, ...]
+    provider: str = "*"
     namespaces: tuple[str, ...] | None = None
     namespace_selector: LabelSelector | None = None
 
-    def grants(self, identity: str) -> bool:
-        return any(fnmatchcase(identity, pattern) for pattern in self.identities)
+    def grants(self, *, provider: str, identity: str) -> bool:
+        return fnmatchcase(provider, self.provider) and any(
+            fnmatchcase(identity, pattern) for pattern in self.identities
+        )
 
     def covers(self, *, namespace: str, namespace_labels: Mapping[str, str] | None) -> bool:
         if self.namespaces is None and self.namespace_selector is None:
@@ -105,26 +116,34 @@ class Policy:
         return any(rule.namespace_selector is not None for rule in self.rules)
 
     def allows(
-        self, *, identity: str, namespace: str, namespace_labels: Mapping[str, str] | None
+        self,
+        *,
+        provider: str,
+        identity: str,
+        namespace: str,
+        namespace_labels: Mapping[str, str] | None,
     ) -> bool:
-        """Whether `identity` may be used in `namespace`.
+        """Whether `provider`'s `identity` may be used in `namespace`.
 
         `namespace_labels` None means unknown; a selector then does not match.
         """
         return any(
-            rule.grants(identity)
+            rule.grants(provider=provider, identity=identity)
             and rule.covers(namespace=namespace, namespace_labels=namespace_labels)
             for rule in self.rules
         )
 
 
-#: Every identity in every namespace: chosen explicitly (`allow_any_identity`), or where the
-#: token service itself confines identities to namespaces (`token_subject: namespace`).
+#: Every identity of every provider in every namespace: chosen explicitly (`allow_any_identity`),
+#: or where the token service itself confines identities to namespaces (`token_subject: namespace`).
 ALLOW_ALL = Policy((Rule(identities=("*",)),))
 
 
-def parse_policy(obj: object) -> Policy:
-    """Build a Policy from parsed YAML/JSON; raises BadInput("BadPolicy") naming the field."""
+def parse_policy(obj: object, *, default_provider: str) -> Policy:
+    """Build a Policy from parsed YAML/JSON; raises BadInput("BadPolicy") naming the field.
+
+    A rule without `provider` is about `default_provider`'s identities.
+    """
     if isinstance(obj, dict):
         obj = _object(obj, path="policy", allowed={"rules"})
         if "rules" not in obj:
@@ -136,19 +155,32 @@ def parse_policy(obj: object) -> Policy:
         path = "policy"
     if not isinstance(items, list):
         raise _bad(path, f"is {kind_of(items)}, expected a list of rules")
-    return Policy(tuple(_parse_rule(item, path=f"{path}[{i}]") for i, item in enumerate(items)))
+    return Policy(
+        tuple(
+            _parse_rule(item, path=f"{path}[{i}]", default_provider=default_provider)
+            for i, item in enumerate(items)
+        )
+    )
 
 
-def _parse_rule(obj: object, *, path: str) -> Rule:
-    obj = _object(obj, path=path, allowed={"identities", "namespaces", "namespaceSelector"})
+def _parse_rule(obj: object, *, path: str, default_provider: str) -> Rule:
+    obj = _object(
+        obj, path=path, allowed={"identities", "provider", "namespaces", "namespaceSelector"}
+    )
     if "identities" not in obj:
         raise _bad(path, "has no identities")
     identities = _patterns(
         obj["identities"],
         path=f"{path}.identities",
         allowed=_IDENTITY_PATTERN,
-        what="letters, digits, / _ . - and glob characters * ? [ ] !",
+        what="letters, digits, / _ . - : @ + = , and glob characters * ? [ ] !",
     )
+    provider = obj.get("provider", default_provider)
+    if not isinstance(provider, str) or not _PROVIDER_PATTERN.fullmatch(provider):
+        raise _bad(
+            f"{path}.provider",
+            "must be a provider name (lower-case letters, digits, -) or a glob of one",
+        )
     namespaces = None
     if "namespaces" in obj:
         namespaces = _patterns(
@@ -161,7 +193,12 @@ def _parse_rule(obj: object, *, path: str) -> Rule:
     selector = None
     if "namespaceSelector" in obj:
         selector = _parse_selector(obj["namespaceSelector"], path=f"{path}.namespaceSelector")
-    return Rule(identities=identities, namespaces=namespaces, namespace_selector=selector)
+    return Rule(
+        identities=identities,
+        provider=provider,
+        namespaces=namespaces,
+        namespace_selector=selector,
+    )
 
 
 def _patterns(
@@ -237,4 +274,4 @@ def _is_operator(obj: object) -> TypeGuard[Operator]:
 
 
 def _bad(path: str, problem: str) -> BadInput:
-    return BadInput("BadPolicy", f"{path} {problem}")
+    return BadInput(Reason.BAD_POLICY, f"{path} {problem}")

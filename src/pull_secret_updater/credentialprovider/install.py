@@ -34,7 +34,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pull_secret_updater.core.annotations import IDENTITY
 from pull_secret_updater.core.names import is_dns_subdomain
 from pull_secret_updater.credentialprovider.options import (
     DEFAULT_AUDIENCE,
@@ -44,6 +43,7 @@ from pull_secret_updater.credentialprovider.options import (
     node_fallback_problem,
 )
 from pull_secret_updater.credentialprovider.protocol import API_VERSION
+from pull_secret_updater.providers.chainguard.spec import IDENTITY
 
 __all__ = [
     "AUDIENCE_VERB",

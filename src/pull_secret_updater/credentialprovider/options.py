@@ -17,9 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from pull_secret_updater.core.annotations import IDENTITY, validate_identity
 from pull_secret_updater.core.errors import BadInput
 from pull_secret_updater.core.schedule import DEFAULT_CACHE_MARGIN, DEFAULT_MAX_INTERVAL
+from pull_secret_updater.providers.chainguard import (
+    DEFAULT_AUDIENCE,
+    DEFAULT_ISSUER,
+    DEFAULT_REGISTRY,
+)
+from pull_secret_updater.providers.chainguard.spec import IDENTITY, validate_identity
 
 __all__ = [
     "DEFAULT_AUDIENCE",
@@ -36,10 +41,6 @@ __all__ = [
 #: The executable's name, and so the provider's name in the kubelet's config.
 PROG = "pull-secret-updater-credential-provider"
 
-DEFAULT_ISSUER = "https://issuer.enforce.dev"
-DEFAULT_REGISTRY = "cgr.dev"
-#: The audience the token service expects of a Kubernetes token (as the controller's own).
-DEFAULT_AUDIENCE = "issuer.enforce.dev"
 DEFAULT_TIMEOUT = 10.0
 #: The kubelet kills a plugin after one minute; answer (or fail with a reason) before that.
 DEFAULT_DEADLINE = 45.0

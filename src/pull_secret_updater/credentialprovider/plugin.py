@@ -5,8 +5,8 @@ The kubelet runs the plugin once per image pull whose credentials it has not cac
 carries a token of the pulling Pod's ServiceAccount (bound to that Pod, with the configured
 audience) and the ServiceAccount's identity annotation. The plugin exchanges that token at the
 token service for a registry token of that identity, with the controller's own client
-(`tokens.ChainguardSTS`: the same request, the same verification of the returned token
-against the token service's published keys, the same errors), and answers with the
+(`providers.chainguard.exchange.ChainguardSTS`: the same request, the same verification of the
+returned token against the token service's published keys, the same errors), and answers with the
 registry's credentials and how long the kubelet may keep them (`core.schedule.cache_duration`
 of the verified token).
 
@@ -42,8 +42,8 @@ from typing import BinaryIO, TextIO
 
 import httpx2
 
-from pull_secret_updater.core.annotations import IDENTITY, validate_identity
-from pull_secret_updater.core.claims import InvalidToken, VerifiedToken, read_claims
+from pull_secret_updater.core.claims import InvalidToken, read_claims
+from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.core.errors import BadInput
 from pull_secret_updater.core.redaction import redact, truncate
 from pull_secret_updater.core.schedule import cache_duration
@@ -58,9 +58,11 @@ from pull_secret_updater.credentialprovider.protocol import (
     parse_request,
     render_response,
 )
+from pull_secret_updater.providers.chainguard import USERNAME
+from pull_secret_updater.providers.chainguard.exchange import ChainguardSTS
+from pull_secret_updater.providers.chainguard.spec import IDENTITY, validate_identity
 from pull_secret_updater.tokens.errors import ExchangeError, TransientExchangeError
 from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource
-from pull_secret_updater.tokens.sts import ChainguardSTS
 from pull_secret_updater.tokens.tokenfile import ProjectedFileTokenSource
 
 __all__ = ["FAILURE", "USAGE", "Plan", "answer", "main", "plan_exchange", "run"]
@@ -68,8 +70,6 @@ __all__ = ["FAILURE", "USAGE", "Plan", "answer", "main", "plan_exchange", "run"]
 #: Exit statuses: the exchange failed; the request or the options are wrong.
 FAILURE = 1
 USAGE = 2
-#: The registry's user name for a token (the password).
-USERNAME = "_token"
 #: The longest line written to stderr.
 MAX_LINE = 1000
 
@@ -153,7 +153,7 @@ def plan_exchange(request: CredentialRequest, options: Options) -> Plan:
 
 
 def answer(
-    request: CredentialRequest, token: VerifiedToken, options: Options, *, now: float
+    request: CredentialRequest, token: Credential, options: Options, *, now: float
 ) -> CredentialResponse:
     """The kubelet's answer: the registry's credentials, kept per registry until the margin
     before the verified token expires."""
@@ -219,7 +219,7 @@ async def _exchange(
     *,
     transport: httpx2.AsyncBaseTransport | None,
     clock: Callable[[], float],
-) -> VerifiedToken:
+) -> Credential:
     async with ChainguardSTS(
         sa_tokens=plan.tokens,
         issuer=options.issuer,
@@ -232,7 +232,9 @@ async def _exchange(
     ) as sts:
         try:
             async with asyncio.timeout(options.deadline):
-                return await sts.issue(identity=plan.identity, subject=plan.subject)
+                want = sts.spec.wants({IDENTITY: plan.identity})
+                assert want is not None  # the identity annotation is there
+                return await sts.issue(want=want, subject=plan.subject)
         except TimeoutError:
             raise TransientExchangeError(
                 f"no answer from the token service within the deadline of {options.deadline:g}s",

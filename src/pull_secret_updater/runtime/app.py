@@ -26,7 +26,7 @@ from pull_secret_updater.runtime.health import Health
 from pull_secret_updater.runtime.metrics import MeteredProvider, Metrics
 from pull_secret_updater.settings import Settings
 from pull_secret_updater.tokens.cache import TokenCache
-from pull_secret_updater.tokens.verification import TokenVerifier
+from pull_secret_updater.tokens.provider import TokenProvider
 from pull_secret_updater.wiring import ConfigurationError
 
 __all__ = ["ConfigurationError", "run"]
@@ -50,19 +50,18 @@ async def run(settings: Settings) -> None:
             "policy_file, or use token_subject namespace, to confine identities to namespaces"
         )
     client = make_client(kubeconfig=settings.kubeconfig)
-    sts = wiring.token_service(
-        settings, sa_tokens=wiring.subject_tokens(settings, client=lambda: client)
-    )
-    provider = MeteredProvider(sts, metrics=metrics)
+    providers: dict[str, TokenProvider] = {
+        name: MeteredProvider(provider, metrics=metrics)
+        for name, provider in wiring.providers(settings, client=lambda: client).items()
+    }
     # A failed exchange is shared for one backoff base: during an outage the token service
     # sees at most about one exchange per identity per `backoff_base`, however many Secrets.
-    tokens = TokenCache(provider, schedule=settings.schedule, failure_hold=settings.backoff_base)
+    tokens = TokenCache(providers, schedule=settings.schedule, failure_hold=settings.backoff_base)
     health = Health()
     identity = f"{settings.pod_name}_{secrets.token_hex(4)}"
     events = EventRecorder(client, instance=identity)
     controller = Controller(
         config=ControllerConfig(
-            registry=settings.registry,
             secret_names=tuple(settings.secret_names),
             schedule=settings.schedule,
             policy=policy,
@@ -70,7 +69,7 @@ async def run(settings: Settings) -> None:
         ),
         client=client,
         tokens=tokens,
-        provider=provider,
+        providers=providers,
         events=events,
         metrics=metrics,
         health=health,
@@ -78,7 +77,8 @@ async def run(settings: Settings) -> None:
         labels=NamespaceLabels(client) if policy.needs_labels else None,
     )
     # Tokens signed with a key the token service withdrew no longer pull: replace them now.
-    sts.verifier.on_withdrawn.append(controller.recheck_all)
+    for provider in providers.values():
+        provider.on_withdrawn(controller.recheck_all)
     elector: LeaderElector | None = None
     if settings.leader_election:
         elector = LeaderElector(
@@ -103,8 +103,7 @@ async def run(settings: Settings) -> None:
         "starting",
         instance=identity,
         secret_names=list(settings.secret_names),
-        registry=settings.registry,
-        issuer=settings.issuer,
+        providers=[section.summary() for section in settings.sections],
         token_source=settings.token_source,
         token_subject=settings.token_subject,
         leader_election=settings.leader_election,
@@ -122,7 +121,7 @@ async def run(settings: Settings) -> None:
             ]
             tasks += [group.create_task(controller.work()) for _ in range(settings.workers)]
             tasks.append(group.create_task(_heartbeat(controller, health)))
-            tasks.append(group.create_task(_keep_keys_fresh(sts.verifier)))
+            tasks.append(group.create_task(_keep_keys_fresh(list(providers.values()))))
             if elector is not None:
                 tasks.append(group.create_task(elector.run()))
             await stop.wait()
@@ -136,7 +135,9 @@ async def run(settings: Settings) -> None:
         server.shutdown()
         await tokens.aclose()
         await events.aclose()
-        await sts.aclose()
+        for provider in providers.values():
+            with contextlib.suppress(Exception):
+                await provider.aclose()
         with contextlib.suppress(Exception):
             await client.close()
         log.info("stopped")
@@ -158,9 +159,10 @@ async def _heartbeat(controller: Controller, health: Health) -> None:
         await asyncio.sleep(_HEARTBEAT)
 
 
-async def _keep_keys_fresh(verifier: TokenVerifier) -> None:
-    """Refetch the token service's keys when they are older than the verifier's max_age, so a
+async def _keep_keys_fresh(providers: list[TokenProvider]) -> None:
+    """Refetch the token services' keys when they are older than their max_age, so a
     withdrawn key's Secrets are refilled within that time even when nothing is due."""
     while True:
         await asyncio.sleep(_KEY_CHECK)
-        await verifier.refresh_if_stale()
+        for provider in providers:
+            await provider.refresh_if_stale()

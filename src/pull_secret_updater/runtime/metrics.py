@@ -1,13 +1,22 @@
-"""Prometheus metrics. Labels carry identity UIDs and outcomes, never tokens or Secret data."""
+"""Prometheus metrics. Labels carry providers, outcomes and causes: a closed set each.
+
+No label holds anything a tenant writes (an identity, a namespace, a Secret's name): label
+values a tenant can choose would let one tenant grow the series, the controller's memory and
+every scrape without bound, and would show one team's identities to anyone who can scrape.
+Per-Secret detail is in the Secret's own status annotations and Events. Never a token or
+Secret data.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from pull_secret_updater.core.claims import VerifiedToken
+from pull_secret_updater.core.credential import Credential
+from pull_secret_updater.core.providers import ProviderSpec, Want
 from pull_secret_updater.tokens.errors import (
     ExchangeError,
     MalformedResponse,
@@ -27,14 +36,15 @@ class Metrics:
         r = self.registry
         self.exchanges = Counter(
             f"{_PREFIX}_exchanges",
-            "Token exchanges at the STS, by identity UID and outcome "
-            "(success, transient, rejected, malformed).",
-            ["identity", "outcome"],
+            "Token exchanges, by registry provider and outcome "
+            "(success, transient, rejected, malformed, error).",
+            ["provider", "outcome"],
             registry=r,
         )
         self.exchange_seconds = Histogram(
             f"{_PREFIX}_exchange_duration_seconds",
-            "Latency of token exchanges at the STS.",
+            "Latency of token exchanges, by registry provider.",
+            ["provider"],
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
@@ -50,14 +60,14 @@ class Metrics:
         )
         self.earliest_expiry = Gauge(
             f"{_PREFIX}_earliest_expiry_seconds",
-            "Seconds until the earliest expiry among the tokens in managed Secrets "
-            "(negative when one has expired).",
+            "Seconds until the earliest expiry among the credentials the controller trusts in "
+            "managed Secrets (negative when one has expired).",
             registry=r,
         )
         self.refresh_failures = Counter(
             f"{_PREFIX}_refresh_failures",
-            "Failed fills or refreshes of a Secret, by cause.",
-            ["cause"],
+            "Failed fills or refreshes of a Secret's entry, by registry provider and cause.",
+            ["provider", "cause"],
             registry=r,
         )
         self.secret_writes = Counter(
@@ -81,31 +91,47 @@ class Metrics:
 
 class MeteredProvider:
     """A TokenProvider that counts and times every exchange of the provider it wraps
-    (verification is passed through as it is)."""
+    (everything else is passed through as it is)."""
 
     def __init__(self, provider: TokenProvider, *, metrics: Metrics) -> None:
         self._provider = provider
         self._metrics = metrics
 
-    async def verify(self, token: str) -> VerifiedToken:
+    @property
+    def spec(self) -> ProviderSpec:
+        return self._provider.spec
+
+    async def verify(self, token: str) -> Credential:
         return await self._provider.verify(token)
 
-    def still_trusted(self, token: VerifiedToken) -> bool:
+    def still_trusted(self, token: Credential) -> bool:
         return self._provider.still_trusted(token)
 
-    async def issue(self, *, identity: str, subject: Subject) -> VerifiedToken:
+    def on_withdrawn(self, listener: Callable[[], None]) -> None:
+        self._provider.on_withdrawn(listener)
+
+    async def refresh_if_stale(self) -> None:
+        await self._provider.refresh_if_stale()
+
+    async def aclose(self) -> None:
+        await self._provider.aclose()
+
+    async def issue(self, *, want: Want, subject: Subject) -> Credential:
         started = time.monotonic()
+        provider = want.provider
         try:
-            token = await self._provider.issue(identity=identity, subject=subject)
+            token = await self._provider.issue(want=want, subject=subject)
         except ExchangeError as e:
             outcome = {
                 TransientExchangeError: "transient",
                 RejectedExchangeError: "rejected",
                 MalformedResponse: "malformed",
             }.get(type(e), "error")
-            self._metrics.exchanges.labels(identity=identity, outcome=outcome).inc()
+            self._metrics.exchanges.labels(provider=provider, outcome=outcome).inc()
             raise
         finally:
-            self._metrics.exchange_seconds.observe(time.monotonic() - started)
-        self._metrics.exchanges.labels(identity=identity, outcome="success").inc()
+            self._metrics.exchange_seconds.labels(provider=provider).observe(
+                time.monotonic() - started
+            )
+        self._metrics.exchanges.labels(provider=provider, outcome="success").inc()
         return token

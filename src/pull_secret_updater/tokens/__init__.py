@@ -2,9 +2,9 @@
 
 Data flows one way: `SubjectTokens` gives the Kubernetes token of the subject that exchanges
 (the controller's own ServiceAccount, or one in the Secret's namespace), a `TokenProvider`
-(for now `ChainguardSTS`) exchanges it for a registry token and verifies that token against
-the token service's published keys (`TokenVerifier`), and a `TokenCache` makes N Secrets
-sharing an identity cost one exchange per refresh window.
+(each registry provider's, in `pull_secret_updater.providers`) exchanges it for a registry token
+and verifies that token against the token service's published keys (`TokenVerifier`), and a
+`TokenCache` makes N Secrets sharing an identity cost one exchange per refresh window.
 Everything that goes wrong is an `ExchangeError` (see `errors` for the tree).
 """
 
@@ -26,12 +26,10 @@ from pull_secret_updater.tokens.satoken import (
     SubjectTokenSource,
     TokenRequestTokenSource,
 )
-from pull_secret_updater.tokens.sts import ChainguardSTS
 from pull_secret_updater.tokens.verification import TokenVerifier
 
 __all__ = [
     "Cause",
-    "ChainguardSTS",
     "ExchangeError",
     "KeysUnavailable",
     "MalformedResponse",

@@ -1,9 +1,9 @@
 """One exchange per identity per refresh window, however many Secrets share the identity.
 
 Fifty Secrets annotated with one identity would otherwise cost fifty exchanges at every
-refresh, all at once after a controller start. So verified tokens are kept per (subject,
-identity) and handed out until the `core.schedule.Schedule` says they are due, and an
-exchange is *single-flight*: callers that arrive while one is running for their key await
+refresh, all at once after a controller start. So trusted credentials are kept per (subject,
+provider, identity, scope) and handed out until the `core.schedule.Schedule` says they are due, and
+an exchange is *single-flight*: callers that arrive while one is running for their key await
 that same exchange, and share its result or its error. A failure is shared for
 `failure_hold` seconds more: during an outage, however many Secrets of an identity retry, and
 however closely their retries close in on their tokens' common expiry (`core.backoff`), the
@@ -19,6 +19,12 @@ Secret's refresh already brought. Tokens found in Secrets after a restart are of
 what it holds. A cached token whose signing key the token service no longer publishes is
 not handed out.
 
+For a provider that cannot verify a credential offline (an ECR password), `known` is the only
+trust there is: a password found in a Secret is trusted while it is byte-identical to the one
+this cache holds for the Secret's (subject, want), or to the one that one replaced. After a
+restart nothing is known, so each (subject, provider, identity, scope) costs one exchange,
+shared by all its Secrets.
+
 NB: exchanges run in their own tasks, shielded from the callers: a caller that is cancelled
 (its watch restarted, say) does not cancel the exchange the other callers wait for.
 """
@@ -28,15 +34,16 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from pull_secret_updater.core.claims import VerifiedToken
+from pull_secret_updater.core.credential import Credential
+from pull_secret_updater.core.providers import Want
 from pull_secret_updater.core.schedule import Schedule
 from pull_secret_updater.tokens.errors import ExchangeError
 from pull_secret_updater.tokens.provider import Subject, TokenProvider
 
-CacheKey = tuple[Subject, str]  # (subject, identity)
+CacheKey = tuple[Subject, tuple[str, str, str]]  # (subject, (provider, identity, scope))
 V = TypeVar("V")
 
 #: The fewest tokens at which expired ones are swept out.
@@ -44,27 +51,32 @@ SWEEP_MIN = 64
 
 
 class TokenCache:
-    """Verified registry tokens per (subject, identity), with single-flight exchanges.
+    """Trusted registry credentials per (subject, want), with single-flight exchanges.
 
-    `clock` gives epoch seconds (token times are epoch seconds). `exchanges` counts the
-    exchanges started per identity, successful or not. `failure_hold`: seconds a failed
-    exchange's error is handed to later callers instead of a new exchange (0: not at all).
+    `providers` by name (or one provider). `clock` gives epoch seconds (token times are epoch
+    seconds). `exchanges` counts the exchanges started per identity, successful or not.
+    `failure_hold`: seconds a failed exchange's error is handed to later callers instead of a
+    new exchange (0: not at all).
     """
 
     def __init__(
         self,
-        provider: TokenProvider,
+        providers: Mapping[str, TokenProvider] | TokenProvider,
         *,
         schedule: Schedule,
         clock: Callable[[], float] = time.time,
         failure_hold: float = 0.0,
     ) -> None:
-        self._provider = provider
+        self._providers: Mapping[str, TokenProvider] = (
+            providers if isinstance(providers, Mapping) else {providers.spec.name: providers}
+        )
         self._schedule = schedule
         self._clock = clock
         self._failure_hold = failure_hold
-        self._tokens: dict[CacheKey, VerifiedToken] = {}
-        self._inflight: dict[CacheKey, asyncio.Task[VerifiedToken]] = {}
+        self._tokens: dict[CacheKey, Credential] = {}
+        # The credential each cached one replaced: Secrets not yet refreshed still hold it.
+        self._replaced: dict[CacheKey, Credential] = {}
+        self._inflight: dict[CacheKey, asyncio.Task[Credential]] = {}
         self._failed: dict[CacheKey, tuple[float, ExchangeError]] = {}
         self._sweep_at = SWEEP_MIN
         self._held_sweep_at = SWEEP_MIN
@@ -78,12 +90,10 @@ class TokenCache:
         """How many failed exchanges are kept to be shared (some may have ended)."""
         return len(self._failed)
 
-    async def get(
-        self, *, identity: str, subject: Subject, stale: str | None = None
-    ) -> VerifiedToken:
-        """A token for `identity` as `subject`: the cached one while it is not due (and is
+    async def get(self, *, want: Want, subject: Subject, stale: str | None = None) -> Credential:
+        """A credential for `want` as `subject`: the cached one while it is not due (and is
         not `stale`), else a new one. Raises what the provider raises."""
-        key = (subject, identity)
+        key = (subject, want.exchange_key)
         cached = self._tokens.get(key)
         if cached is not None and self._usable(cached, stale=stale):
             return cached
@@ -95,23 +105,33 @@ class TokenCache:
             del self._failed[key]
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.create_task(self._exchange(key), name="token exchange")
+            task = asyncio.create_task(self._exchange(key, want), name="token exchange")
             task.add_done_callback(lambda done: self._finished(key, done))
             self._inflight[key] = task
         return await asyncio.shield(task)
 
-    def offer(self, *, subject: Subject, token: VerifiedToken) -> None:
-        """Offer a verified token found elsewhere (a Secret written before a restart).
+    def offer(self, *, subject: Subject, want: Want, token: Credential) -> None:
+        """Offer a trusted credential of `want` found elsewhere (a Secret written before a
+        restart).
 
         Kept only if it has not expired and expires later than the one cached, so offering
         can never make the cache hand out an older token.
         """
         if self._clock() >= token.expires_at:
             return
-        key = (subject, token.identity)
+        key = (subject, want.exchange_key)
         cached = self._tokens.get(key)
         if cached is None or token.expires_at > cached.expires_at:
             self._keep(key, token)
+
+    def known(self, *, subject: Subject, want: Want, token: str) -> Credential | None:
+        """The credential this cache obtained (or was offered) for `want` as `subject` whose
+        password is byte-identical to `token`: the one held, or the one it replaced."""
+        key = (subject, want.exchange_key)
+        for held in (self._tokens.get(key), self._replaced.get(key)):
+            if held is not None and hmac.compare_digest(held.token.encode(), token.encode()):
+                return held
+        return None
 
     async def aclose(self) -> None:
         """Cancel the exchanges still running, for a clean shutdown."""
@@ -120,21 +140,22 @@ class TokenCache:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _usable(self, token: VerifiedToken, *, stale: str | None) -> bool:
-        if stale is not None and hmac.compare_digest(token.token, stale):
+    def _usable(self, token: Credential, *, stale: str | None) -> bool:
+        if stale is not None and hmac.compare_digest(token.token.encode(), stale.encode()):
             return False
-        if not self._provider.still_trusted(token):
+        if not self._providers[token.provider].still_trusted(token):
             return False
         due = self._schedule.refresh_at(
             token=token.token, issued_at=token.issued_at, expires_at=token.expires_at
         )
         return self._clock() < due
 
-    async def _exchange(self, key: CacheKey) -> VerifiedToken:
-        subject, identity = key
+    async def _exchange(self, key: CacheKey, want: Want) -> Credential:
+        subject = key[0]
+        identity = want.identity
         self.exchanges[identity] = self.exchanges.get(identity, 0) + 1
         try:
-            token = await self._provider.issue(identity=identity, subject=subject)
+            token = await self._providers[want.provider].issue(want=want, subject=subject)
         except ExchangeError as e:
             if self._failure_hold > 0:
                 self._hold(key, e)
@@ -148,13 +169,18 @@ class TokenCache:
         self._keep(key, token)
         return token
 
-    def _keep(self, key: CacheKey, token: VerifiedToken) -> None:
+    def _keep(self, key: CacheKey, token: Credential) -> None:
         # Expired tokens go whenever the cache has doubled since it was last swept, so keys
         # that stop being asked for (a namespace deleted, an identity no Secret names any
         # more) cannot pile up, at an amortised constant cost per token kept.
+        previous = self._tokens.get(key)
+        if previous is not None and previous.token != token.token:
+            self._replaced[key] = previous
         self._tokens[key] = token
         if len(self._tokens) >= self._sweep_at:
-            self._sweep_at = _sweep(self._tokens, lambda t: t.expires_at, self._clock())
+            now = self._clock()
+            self._sweep_at = _sweep(self._tokens, lambda t: t.expires_at, now)
+            _sweep(self._replaced, lambda t: t.expires_at, now)
 
     def _hold(self, key: CacheKey, error: ExchangeError) -> None:
         # Held failures of keys nobody asks for again go the same way as expired tokens.
@@ -162,7 +188,7 @@ class TokenCache:
         if len(self._failed) >= self._held_sweep_at:
             self._held_sweep_at = _sweep(self._failed, lambda held: held[0], self._clock())
 
-    def _finished(self, key: CacheKey, task: asyncio.Task[VerifiedToken]) -> None:
+    def _finished(self, key: CacheKey, task: asyncio.Task[Credential]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]  # cancelled before it ever ran
         if not task.cancelled():

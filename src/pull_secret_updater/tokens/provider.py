@@ -1,9 +1,9 @@
-"""The one interface between the controller and whatever mints registry tokens.
+"""The one interface between the controller and whatever mints registry credentials.
 
-Chainguard's STS is the first provider; ECR, Artifact Registry or a self-hosted registry's
-token service would each be one more module implementing `TokenProvider`. The rest of the
-controller (the cache, the reconciler) sees only `core.claims.VerifiedToken`, whose times
-come from the token's own verified claims, so refresh timing is the same whoever issued it.
+Each registry provider (`pull_secret_updater.providers`) implements `TokenProvider`. The rest
+of the controller (the cache, the reconciler) sees only `core.credential.Credential`, whose
+times come from a verified token or from the exchange's own answer, so refresh timing is the
+same whoever issued it.
 
 A token is always obtained *for an identity* (what the registry grants) *as a subject* (the
 Kubernetes ServiceAccount whose token is exchanged, which the identity must trust). The
@@ -14,10 +14,12 @@ never be obtained for another.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from pull_secret_updater.core.claims import VerifiedToken
+from pull_secret_updater.core.credential import Credential
+from pull_secret_updater.core.providers import ProviderSpec, Want
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -38,16 +40,34 @@ class SubjectTokenSource(Protocol):
 
 
 class TokenProvider(Protocol):
-    """Mints and verifies registry tokens; raises `errors.ExchangeError` on failure."""
+    """The I/O half of a registry provider: mints credentials and, where it can, verifies
+    them; raises `errors.ExchangeError` on failure (see `pull_secret_updater.providers`)."""
 
-    async def issue(self, *, identity: str, subject: Subject) -> VerifiedToken:
-        """A new token of `identity`, exchanged as `subject`, already verified."""
+    @property
+    def spec(self) -> ProviderSpec:
+        """The pure half: annotations, user name, whether it verifies."""
         ...
 
-    async def verify(self, token: str) -> VerifiedToken:
-        """`token` if it verifies; raises `core.claims.InvalidToken` or `KeysUnavailable`."""
+    async def issue(self, *, want: Want, subject: Subject) -> Credential:
+        """A new credential for `want`, exchanged as `subject`, already checked."""
         ...
 
-    def still_trusted(self, token: VerifiedToken) -> bool:
-        """Whether a token verified earlier would still verify with the keys held now."""
+    async def verify(self, token: str) -> Credential:
+        """`token` if it verifies; raises `core.claims.InvalidToken` (also for a provider that
+        cannot verify offline) or `KeysUnavailable`."""
         ...
+
+    def still_trusted(self, token: Credential) -> bool:
+        """Whether a credential trusted earlier is still: its key is still published, say."""
+        ...
+
+    def on_withdrawn(self, listener: Callable[[], None]) -> None:
+        """Call `listener` when credentials trusted earlier stop being trusted (a signing key
+        withdrawn), so that their Secrets are looked at again at once."""
+        ...
+
+    async def refresh_if_stale(self) -> None:
+        """Periodic upkeep (refetching published keys); never raises."""
+        ...
+
+    async def aclose(self) -> None: ...

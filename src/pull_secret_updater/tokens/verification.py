@@ -46,7 +46,8 @@ from typing import Any
 import httpx2
 import jwt
 
-from pull_secret_updater.core.claims import InvalidToken, VerifiedToken, check_claims
+from pull_secret_updater.core.claims import InvalidToken, check_claims
+from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.tokens.errors import KeysUnavailable
 from pull_secret_updater.tokens.http import NOT_JSON, load_json, read_bounded, verification_failure
 
@@ -68,7 +69,9 @@ class TokenVerifier:
     """Verifies registry tokens issued by `issuer` for the registry `audience`.
 
     `http` is the client to fetch the keys with (the token service's TLS settings); `clock`
-    gives epoch seconds for claim checks, `monotonic` paces the key fetches.
+    gives epoch seconds for claim checks, `monotonic` paces the key fetches. A token that
+    verifies is stated as a `Credential` of `provider` for the registry `audience`, written
+    with `username`.
     """
 
     def __init__(
@@ -83,7 +86,11 @@ class TokenVerifier:
         refetch_interval: float = DEFAULT_REFETCH_INTERVAL,
         fetch_deadline: float = DEFAULT_FETCH_DEADLINE,
         leeway: float = DEFAULT_LEEWAY,
+        provider: str,
+        username: str,
     ) -> None:
+        self.provider = provider
+        self.username = username
         self.issuer = issuer.rstrip("/")
         self.audience = audience
         self.max_age = max_age
@@ -101,7 +108,7 @@ class TokenVerifier:
         self._failure: KeysUnavailable | None = None
         self._lock = asyncio.Lock()
         # token -> (verdict, fingerprint of the key it verified with)
-        self._verdicts: OrderedDict[str, tuple[VerifiedToken, str]] = OrderedDict()
+        self._verdicts: OrderedDict[str, tuple[Credential, str]] = OrderedDict()
         #: Key-set fetches that succeeded, for tests and metrics.
         self.fetches = 0
         #: Called when a key that vouched for tokens is withdrawn (or replaced under its id), so
@@ -117,7 +124,7 @@ class TokenVerifier:
             return False
         return key_id in self._keys if key_id is not None else bool(self._keys)
 
-    def still_trusted(self, token: VerifiedToken) -> bool:
+    def still_trusted(self, token: Credential) -> bool:
         """Whether `token`, verified earlier, still verifies with the keys held now: the key
         it verified with is still published (a key replaced under its id is another key)."""
         return token.key_fingerprint in self._published
@@ -140,7 +147,7 @@ class TokenVerifier:
         """Fetch the keys if none are held; raises KeysUnavailable if that fails."""
         await self._key_set(wanted=None)
 
-    async def verify(self, token: str) -> VerifiedToken:
+    async def verify(self, token: str) -> Credential:
         """The verified token; raises InvalidToken (not trusted) or KeysUnavailable."""
         cached = self._verdicts.get(token)
         if cached is not None:
@@ -171,10 +178,12 @@ class TokenVerifier:
         # check_claims requires both:
         assert claims.sub is not None
         assert claims.iat is not None
-        verified = VerifiedToken(
+        verified = Credential(
+            provider=self.provider,
             token=token,
             identity=claims.sub,
-            registry=self.audience,
+            registries=(self.audience,),
+            username=self.username,
             issued_at=claims.iat,
             expires_at=claims.exp,
             key_id=kid,

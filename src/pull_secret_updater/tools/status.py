@@ -25,6 +25,7 @@ from pull_secret_updater.core.names import is_dns_subdomain
 from pull_secret_updater.core.redaction import truncate
 from pull_secret_updater.kube.client import http_client
 from pull_secret_updater.kube.errors import Forbidden, KubeError, translated
+from pull_secret_updater.providers.chainguard import spec as chainguard_spec
 from pull_secret_updater.tools.durations import format_expiry, format_since
 
 __all__ = [
@@ -70,10 +71,10 @@ def secret_status(*, namespace: str, name: str, annotations: Mapping[str, str]) 
     problem: str | None = None
     state: Literal["set", "missing", "invalid"] = "set"
     try:
-        identity = keys.validate_identity(annotations.get(keys.IDENTITY))
+        identity = chainguard_spec.validate_identity(annotations.get(chainguard_spec.IDENTITY))
     except BadInput as e:
         problem = e.message
-        state = "missing" if keys.IDENTITY not in annotations else "invalid"
+        state = "missing" if chainguard_spec.IDENTITY not in annotations else "invalid"
     error = annotations.get(keys.LAST_ERROR)
     return SecretStatus(
         namespace=_printable(namespace),

@@ -1,4 +1,4 @@
-"""Chainguard's security token service: our service-account token in, a registry token out.
+"""Chainguard's security token service: a service-account token in, a registry token out.
 
 The request is the original controller's: ``POST {issuer}/sts/exchange?aud=<registry>&
 identity=<uid>`` with ``Authorization: Bearer <service-account token>`` and no body.
@@ -35,8 +35,17 @@ from typing import Self
 
 import httpx2
 
-from pull_secret_updater.core.claims import InvalidToken, VerifiedToken
+from pull_secret_updater.core.claims import InvalidToken
+from pull_secret_updater.core.credential import Credential
+from pull_secret_updater.core.providers import Want
 from pull_secret_updater.core.redaction import redact, truncate
+from pull_secret_updater.providers.chainguard import (
+    DEFAULT_ISSUER,
+    DEFAULT_REGISTRY,
+    NAME,
+    USERNAME,
+)
+from pull_secret_updater.providers.chainguard.spec import ChainguardSpec
 from pull_secret_updater.tokens.errors import (
     ExchangeError,
     MalformedResponse,
@@ -55,8 +64,6 @@ from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource
 from pull_secret_updater.tokens.verification import TokenVerifier
 from pull_secret_updater.version import user_agent
 
-DEFAULT_ISSUER = "https://issuer.enforce.dev"
-DEFAULT_REGISTRY = "cgr.dev"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MIN_LIFETIME = 30.0
 
@@ -125,8 +132,14 @@ class ChainguardSTS:
         self._client = make_client(
             timeout=timeout, user_agent=user_agent(), ca_bundle=ca_bundle, transport=transport
         )
+        self.spec = ChainguardSpec(registry=audience)
         self.verifier = verifier or TokenVerifier(
-            issuer=self.issuer, audience=audience, http=self._client, clock=clock
+            issuer=self.issuer,
+            audience=audience,
+            http=self._client,
+            clock=clock,
+            provider=NAME,
+            username=USERNAME,
         )
 
     def __repr__(self) -> str:
@@ -146,9 +159,10 @@ class ChainguardSTS:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def issue(self, *, identity: str, subject: Subject) -> VerifiedToken:
-        """A verified registry token for `identity` (an assumable identity's UID),
+    async def issue(self, *, want: Want, subject: Subject) -> Credential:
+        """A verified registry token for `want.identity` (an assumable identity's UID),
         exchanged with the token of `subject`."""
+        identity = want.identity
         if not identity:
             raise ValueError("identity must not be empty")
         sa_token = await self._sa_tokens.get(subject)
@@ -159,11 +173,17 @@ class ChainguardSTS:
             return await self._accept(body, status=status, identity=identity)
         raise _status_error(status, body=body, retry_after=retry_after, sa_token=sa_token)
 
-    async def verify(self, token: str) -> VerifiedToken:
+    async def verify(self, token: str) -> Credential:
         return await self.verifier.verify(token)
 
-    def still_trusted(self, token: VerifiedToken) -> bool:
+    def still_trusted(self, token: Credential) -> bool:
         return self.verifier.still_trusted(token)
+
+    def on_withdrawn(self, listener: Callable[[], None]) -> None:
+        self.verifier.on_withdrawn.append(listener)
+
+    async def refresh_if_stale(self) -> None:
+        await self.verifier.refresh_if_stale()
 
     async def _post(self, *, identity: str, sa_token: str) -> tuple[int, float | None, bytes]:
         where = f"the token service at {self.issuer}"
@@ -209,7 +229,7 @@ class ChainguardSTS:
             )
         return status, retry_after, body
 
-    async def _accept(self, body: bytes, *, status: int, identity: str) -> VerifiedToken:
+    async def _accept(self, body: bytes, *, status: int, identity: str) -> Credential:
         document = load_json(body)
         if not isinstance(document, dict):
             what = "not JSON" if document is NOT_JSON else "not a JSON object"

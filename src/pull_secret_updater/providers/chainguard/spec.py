@@ -1,0 +1,53 @@
+"""What a Secret asks of Chainguard: the identity annotation, read and validated.
+
+The annotation is the original flow's, unchanged: `pull-secret-updater.chainguard.dev/identity:
+<identity UID>`. Chainguard UIDs are hex groups joined by '/'; anything else is refused with a
+message naming the problem, never quoting the value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pull_secret_updater.core.annotations import PREFIX, validate_value
+from pull_secret_updater.core.providers import FILLED_IDENTITY as FILLED_IDENTITY_SUFFIX
+from pull_secret_updater.core.providers import Want
+from pull_secret_updater.providers.chainguard import DEFAULT_REGISTRY, NAME, USERNAME
+
+#: The identity UID whose tokens fill the Secret (written by the user).
+IDENTITY = PREFIX + "identity"
+
+_IDENTITY_CHARACTER = re.compile(r"[A-Za-z0-9/_.-]")
+
+
+def validate_identity(value: str | None, *, key: str = IDENTITY) -> str:
+    """The identity annotation's value if it is a plausible UID; raises BadInput otherwise."""
+    return validate_value(
+        key,
+        value,
+        allowed=_IDENTITY_CHARACTER,
+        what="an identity UID has only letters, digits and / _ . -",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChainguardSpec:
+    """The pure half of the Chainguard provider, for tokens of the registry `registry`."""
+
+    registry: str = DEFAULT_REGISTRY
+    name: str = NAME
+    username: str = USERNAME
+    annotation_prefix: str = PREFIX
+    verifiable: bool = True
+
+    def wants(self, annotations: Mapping[str, str]) -> Want | None:
+        if IDENTITY not in annotations:
+            return None
+        identity = validate_identity(annotations[IDENTITY])
+        return Want(provider=self.name, identity=identity, registries=(self.registry,))
+
+
+#: What the controller last filled the cgr.dev entry for (its status annotation).
+FILLED_IDENTITY = PREFIX + FILLED_IDENTITY_SUFFIX

@@ -1,0 +1,35 @@
+"""What a Secret asks of the fake provider: `fake.pull-secret-updater.chainguard.dev/identity`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pull_secret_updater.core.annotations import validate_value
+from pull_secret_updater.core.providers import Want
+from pull_secret_updater.providers.fake import DEFAULT_REGISTRY, NAME, PREFIX, USERNAME
+
+IDENTITY = PREFIX + "identity"
+
+_CHARACTER = re.compile(r"[A-Za-z0-9/_.:@-]")
+
+
+@dataclass(frozen=True, slots=True)
+class FakeSpec:
+    registry: str = DEFAULT_REGISTRY
+    name: str = NAME
+    username: str = USERNAME
+    annotation_prefix: str = PREFIX
+    verifiable: bool = False
+
+    def wants(self, annotations: Mapping[str, str]) -> Want | None:
+        if IDENTITY not in annotations:
+            return None
+        identity = validate_value(
+            IDENTITY,
+            annotations[IDENTITY],
+            allowed=_CHARACTER,
+            what="a fake identity has only letters, digits and / _ . : @ -",
+        )
+        return Want(provider=self.name, identity=identity, registries=(self.registry,))
