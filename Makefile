@@ -21,8 +21,9 @@ test: setup lint
 test-loaded: setup
 	bash hack/loaded-test.sh
 
+# Every test that needs no local stack (marked by the fixtures it uses: tests/conftest.py).
 unit: setup
-	uv run pytest -q tests/unit
+	uv run pytest -q -m "not stack and not node"
 
 # A node (containerd, kubelet; needs root) makes Pods really run: `make devstack NODE=1` adds
 # one; `make demo` has one when run as root (NODE=0 leaves it out) and runs the controller there.

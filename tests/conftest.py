@@ -58,6 +58,14 @@ def node(stack: LocalStack) -> Node:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Marked by what they use, so `-m "not stack"` (make unit) runs every test that needs no
+    # stack, whether or not its module says so.
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        if "stack" in used:
+            item.add_marker(pytest.mark.stack)
+        if "node" in used:
+            item.add_marker(pytest.mark.node)
     items.sort(key=lambda item: "node" in getattr(item, "fixturenames", ()))
 
 

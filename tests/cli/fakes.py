@@ -32,14 +32,6 @@ def fake_client(handler: Handler, *, namespace: str = "team") -> lightkube.Async
     return lightkube.AsyncClient(config=config, transport=httpx2.MockTransport(handler))
 
 
-def status_reply(code: int, reason: str, message: str) -> httpx2.Response:
-    return httpx2.Response(
-        code,
-        json={"kind": "Status", "status": "Failure", "code": code, "reason": reason,
-              "message": message},
-    )  # fmt: skip
-
-
 def token_service_at(monkeypatch: pytest.MonkeyPatch, service: FakeTokenService) -> None:
     """Make every token service the wiring builds (for `run` and `check` alike) talk to
     `service` instead of the network."""

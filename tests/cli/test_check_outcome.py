@@ -22,13 +22,13 @@ from pull_secret_updater.tokens import Subject
 from pull_secret_updater.tools.check import CheckOutcome, TokenFacts, describe_outcome, run_check
 from pull_secret_updater.tools.errors import ToolError
 from tests.cli.fakes import fake_client
+from tests.fakes import FakeClock
 from tests.tokens.fakes import (
     ATTACKER_KEY,
     DISCOVERY_PATH,
     EXCHANGE_PATH,
     KEY,
     KEYS_PATH,
-    FakeClock,
     FakeTokenService,
     SigningKey,
     SubjectTokenMap,

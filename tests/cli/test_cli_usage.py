@@ -12,12 +12,12 @@ from pull_secret_updater import wiring
 from pull_secret_updater.cli import main
 from pull_secret_updater.tokens import Subject
 from tests.cli.fakes import token_service_at
+from tests.fakes import FakeClock
 from tests.tokens.fakes import (
     EXCHANGE_PATH,
     IDENTITY,
     KEYS_PATH,
     SA_TOKEN,
-    FakeClock,
     FakeTokenService,
     SubjectTokenMap,
 )

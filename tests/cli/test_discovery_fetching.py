@@ -8,7 +8,8 @@ import pytest
 from pull_secret_updater.kube.errors import Transient
 from pull_secret_updater.tools.discovery import ClusterIssuer, fetch_issuer
 from pull_secret_updater.tools.errors import ToolError
-from tests.cli.fakes import fake_client, status_reply
+from tests.cli.fakes import fake_client
+from tests.fakes import status_reply
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 JWKS = {"keys": [{"kty": "RSA", "kid": "k", "n": "q83v", "e": "AQAB"}]}
@@ -44,9 +45,9 @@ async def test_issuer_and_keys_come_from_the_api_server() -> None:
     [
         (httpx2.Response(404), httpx2.Response(200, json=JWKS),
          "does not serve /.well-known/openid-configuration (404)"),
-        (status_reply(403, "Forbidden", "no"), httpx2.Response(200, json=JWKS),
+        (status_reply(403, "no", reason="Forbidden"), httpx2.Response(200, json=JWKS),
          "needs the ClusterRole system:service-account-issuer-discovery"),
-        (status_reply(401, "Unauthorized", "no"), httpx2.Response(200, json=JWKS),
+        (status_reply(401, "no", reason="Unauthorized"), httpx2.Response(200, json=JWKS),
          "did not accept the kubeconfig's credentials"),
         (httpx2.Response(200, text="<html>"), httpx2.Response(200, json=JWKS),
          "is not a JSON object"),
@@ -66,5 +67,5 @@ async def test_failures_say_what_is_wrong(
 
 async def test_an_overloaded_api_server_is_a_kube_error() -> None:
     with pytest.raises(Transient) as caught:
-        await fetch(status_reply(503, "ServiceUnavailable", "busy"), httpx2.Response(200))
+        await fetch(status_reply(503, "busy", reason="ServiceUnavailable"), httpx2.Response(200))
     assert "GET /.well-known/openid-configuration: 503" in caught.value.message

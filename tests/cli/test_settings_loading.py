@@ -3,6 +3,7 @@ what the settings build (the schedule, the backoff, the subjects, the identity p
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from pull_secret_updater.cli.flags import env_vars, flag, load_settings
 from pull_secret_updater.core.backoff import Backoff
 from pull_secret_updater.core.policy import ALLOW_ALL
 from pull_secret_updater.core.schedule import Schedule
+from pull_secret_updater.providers.table import ChainguardSection
 from pull_secret_updater.settings import Settings, SettingsError
 from pull_secret_updater.tokens import ProjectedFileTokenSource, Subject, TokenSourceError
 
@@ -406,3 +408,66 @@ def test_the_token_service_follows_the_settings() -> None:
     assert (sts.issuer, sts.audience) == ("https://sts.example", "registry.example:5000")
     assert (sts.timeout, sts.min_lifetime) == (3.0, 45.0)
     assert (sts.verifier.issuer, sts.verifier.audience) == (sts.issuer, sts.audience)
+
+
+def test_without_providers_the_flat_settings_are_the_chainguard_provider() -> None:
+    settings = load_settings(["--issuer", "sts.example", "--registry", "registry.example"])
+    (section,) = settings.sections
+    assert isinstance(section, ChainguardSection)
+    assert (section.issuer, section.registry) == ("https://sts.example", "registry.example")
+    assert (section.sa_audience, section.token_path) == (settings.sa_audience, settings.token_path)
+
+
+def test_providers_add_sections_beside_the_default_or_replace_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PSU_PROVIDERS", '[{"kind": "fake", "registry": "r.example"}]')
+    kinds = [(type(s).__name__, getattr(s, "registry", None)) for s in load_settings([]).sections]
+    assert kinds == [("ChainguardSection", "cgr.dev"), ("FakeSection", "r.example")]
+
+    monkeypatch.setenv(
+        "PSU_PROVIDERS", '[{"kind": "chainguard", "registry": "cgr.example"}, {"kind": "fake"}]'
+    )
+    settings = load_settings(["--registry", "ignored.example"])
+    assert [getattr(s, "registry", None) for s in settings.sections] == [
+        "cgr.example",
+        "registry.fake.invalid",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('[{"kind": "nope"}]', "a provider entry's kind must be one of chainguard, fake"),
+        ('[{"registry": "r.example"}]', "a provider entry's kind must be one of"),
+        ('[{"kind": "fake", "lifetime": -1}]', "provider fake: lifetime: must be a number of"),
+        ('[{"kind": "fake", "extra": 1}]', "provider fake: extra: Extra inputs are not permitted"),
+        ('[{"kind": "chainguard", "issuer": "http://x"}]', "issuer: must be an https:// URL"),
+        ('[{"kind": "fake"}, {"kind": "fake"}]', "providers: one entry per kind"),
+        ('{"kind": "fake"}', "must be a list of provider sections"),
+        ("[", "is not a JSON list of provider sections"),
+    ],
+)
+def test_a_bad_provider_section_stops_the_controller_naming_it(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: str
+) -> None:
+    monkeypatch.setenv("PSU_PROVIDERS", value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings([])
+    assert expected in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_every_configured_provider_is_built_with_tokens_of_its_own_audience(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    token = tmp_path / "fake-token"
+    monkeypatch.setenv("PSU_PROVIDERS", json.dumps([{"kind": "fake", "token_path": str(token)}]))
+    built = wiring.providers(load_settings([]), client=no_client)
+    assert sorted(built) == ["chainguard", "fake"]
+    assert built["fake"].spec.registry == "registry.fake.invalid"  # type: ignore[attr-defined]
+
+    # With the projected-file source, a provider must say where its own token is.
+    monkeypatch.setenv("PSU_PROVIDERS", '[{"kind": "fake"}]')
+    with pytest.raises(ValueError, match="names no token_path"):
+        wiring.providers(load_settings([]), client=no_client)

@@ -9,7 +9,8 @@ from pull_secret_updater.core import annotations as keys
 from pull_secret_updater.kube.errors import Forbidden
 from pull_secret_updater.providers.chainguard import spec as chainguard_spec
 from pull_secret_updater.tools.status import list_statuses
-from tests.cli.fakes import fake_client, status_reply
+from tests.cli.fakes import fake_client
+from tests.fakes import status_reply
 
 
 def item(namespace: str, name: str = "pull-secret", **annotations: str) -> dict[str, object]:
@@ -33,7 +34,9 @@ class FakeServer:
         path = request.url.path
         if path == "/api/v1/secrets":
             if not self.cluster_wide:
-                return status_reply(403, "Forbidden", "cannot list secrets at the cluster scope")
+                return status_reply(
+                    403, "cannot list secrets at the cluster scope", reason="Forbidden"
+                )
             namespace = None
         else:
             namespace = path.split("/")[4]

@@ -14,7 +14,8 @@ import jwt
 from pull_secret_updater.credentialprovider import plugin
 from pull_secret_updater.credentialprovider.protocol import API_VERSION
 from pull_secret_updater.providers.chainguard.spec import IDENTITY as IDENTITY_KEY
-from tests.tokens.fakes import IDENTITY, ISSUER, NOW, REGISTRY, FakeTokenService
+from tests.fakes import NOW, REGISTRY
+from tests.tokens.fakes import IDENTITY, ISSUER, FakeTokenService
 
 IMAGE = f"{REGISTRY}/chainguard/busybox:latest"
 #: What the kubelet hands over: a token of the Pod's ServiceAccount, JWT-shaped.

@@ -10,15 +10,13 @@ import pytest
 from pull_secret_updater.credentialprovider.protocol import API_GROUP
 from pull_secret_updater.providers.chainguard.spec import IDENTITY as IDENTITY_KEY
 from tests.credentialprovider.support import IMAGE, POD_SA_TOKEN, call, request
+from tests.fakes import NOW, REGISTRY, FakeClock
 from tests.tokens.fakes import (
     ATTACKER_KEY,
     DISCOVERY_PATH,
     EXCHANGE_PATH,
     IDENTITY,
     KEYS_PATH,
-    NOW,
-    REGISTRY,
-    FakeClock,
     FakeTokenService,
     claims,
 )

@@ -9,7 +9,8 @@ import pytest
 
 from pull_secret_updater.providers.chainguard.spec import IDENTITY as IDENTITY_KEY
 from tests.credentialprovider.support import POD_SA_TOKEN, call, request
-from tests.tokens.fakes import EXCHANGE_PATH, IDENTITY, SA_TOKEN, FakeClock, FakeTokenService
+from tests.fakes import FakeClock
+from tests.tokens.fakes import EXCHANGE_PATH, IDENTITY, SA_TOKEN, FakeTokenService
 
 NODE_IDENTITY = "fedcba98/7654321"
 

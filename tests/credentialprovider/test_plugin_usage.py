@@ -15,7 +15,8 @@ from pull_secret_updater.credentialprovider.protocol import (
     parse_request,
 )
 from tests.credentialprovider.support import POD_SA_TOKEN, call, request
-from tests.tokens.fakes import FakeClock, FakeTokenService
+from tests.fakes import FakeClock
+from tests.tokens.fakes import FakeTokenService
 
 
 def test_the_defaults_are_chainguards() -> None:

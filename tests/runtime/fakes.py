@@ -1,4 +1,6 @@
-"""An in-memory API server, a token provider and a clock, to drive `Controller` without a stack.
+"""An in-memory API server and a harness, to drive `Controller` without a stack.
+
+The clock and the token provider are the shared ones of `tests.fakes`, re-exported here.
 
 The controller talks to the fake API server through a real `lightkube.AsyncClient` whose
 transport is an `httpx2.MockTransport`, so every request goes through the same lightkube
@@ -18,7 +20,6 @@ import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
@@ -26,17 +27,13 @@ import lightkube
 from lightkube import KubeConfig
 
 from pull_secret_updater.core.backoff import Backoff
-from pull_secret_updater.core.claims import InvalidToken
-from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.core.decision import DOCKER_CONFIG_JSON
 from pull_secret_updater.core.policy import ALLOW_ALL, Policy
-from pull_secret_updater.core.providers import Want
 from pull_secret_updater.core.schedule import Schedule
 from pull_secret_updater.kube.events import EventRecorder
 from pull_secret_updater.kube.leader import LeaderElector
 from pull_secret_updater.kube.namespaces import NamespaceLabels
 from pull_secret_updater.kube.secrets import DOCKER_CONFIG_KEY, WatchEvent, get_secret
-from pull_secret_updater.providers.chainguard.spec import ChainguardSpec
 from pull_secret_updater.runtime.controller import Controller, ControllerConfig, Key, Outcome
 from pull_secret_updater.runtime.failures import Failures
 from pull_secret_updater.runtime.health import Health
@@ -44,9 +41,8 @@ from pull_secret_updater.runtime.metrics import Metrics
 from pull_secret_updater.runtime.workqueue import WorkQueue
 from pull_secret_updater.tokens.cache import TokenCache
 from pull_secret_updater.tokens.provider import Subject, TokenProvider
+from tests.fakes import REGISTRY, FakeClock, FakeTokenProvider, status_reply
 
-NOW = 1_800_000_000.0
-REGISTRY = "cgr.dev"
 SECRET_NAME = "pull-secret"
 IDENTITY = "45a0c61ea6fd977f050c5fb9ac06a69eed764595/d6bd5ea6e3ba0f1e"
 OTHER_IDENTITY = "45a0c61ea6fd977f050c5fb9ac06a69eed764595/0000000000000000"
@@ -57,38 +53,11 @@ BACKOFF = Backoff(base=1.0, cap=300.0)
 Json = dict[str, Any]
 
 
-@dataclass
-class FakeClock:
-    now: float = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-    def utc(self) -> datetime:
-        return datetime.fromtimestamp(self.now, UTC)
-
-
 # -- the API server -------------------------------------------------------------------------
 
 _SECRET = re.compile(r"/api/v1/namespaces/([^/]+)/secrets/([^/]+)")
 _EVENTS = re.compile(r"/api/v1/namespaces/([^/]+)/events(?:/([^/]+))?")
 _NAMESPACE = re.compile(r"/api/v1/namespaces/([^/]+)")
-_REASONS = {
-    403: "Forbidden",
-    404: "NotFound",
-    409: "Conflict",
-    422: "Invalid",
-    500: "InternalError",
-}
-
-
-def status_reply(code: int, message: str) -> httpx2.Response:
-    reason = _REASONS.get(code, "Unknown")
-    return httpx2.Response(
-        code,
-        json={"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
-              "reason": reason, "message": message},
-    )  # fmt: skip
 
 
 def merge_patch(target: object, patch: object) -> object:
@@ -310,80 +279,6 @@ def config_holding(token: str, **others: Json) -> bytes:
     return json.dumps({"auths": {**others, REGISTRY: entry(token)}}).encode()
 
 
-# -- the token provider ----------------------------------------------------------------------
-
-
-class FakeTokenProvider:
-    """Mints tokens it can recognise later; anything it did not mint fails verification.
-
-    `issues` lists every `issue` call, successful or not. Set `issue_error` or `verify_error`
-    to make the next calls fail with that exception.
-    """
-
-    def __init__(self, clock: FakeClock, *, lifetime: float = 3600.0) -> None:
-        self.clock = clock
-        self.lifetime = lifetime
-        #: How far the token service's clock runs behind ours: its tokens arrive this much
-        #: older than they should.
-        self.skew = 0.0
-        self.issues: list[tuple[str, Subject]] = []
-        self.verifications = 0
-        self.issue_error: BaseException | None = None
-        self.verify_error: BaseException | None = None
-        #: While set to an unset Event, `issue` waits for it (an exchange in flight).
-        self.gate: asyncio.Event | None = None
-        self._minted: dict[str, Credential] = {}
-        self._serial = itertools.count(1)
-        self.spec = ChainguardSpec(registry=REGISTRY)
-
-    def mint(
-        self, identity: str, *, issued_at: float | None = None, lifetime: float | None = None
-    ) -> Credential:
-        """A token this provider issued at some earlier time (before a restart, say)."""
-        issued_at = self.clock.now if issued_at is None else issued_at
-        token = Credential(
-            provider="chainguard",
-            token=f"fake-registry-token.{identity}.{next(self._serial)}",
-            identity=identity,
-            registries=(REGISTRY,),
-            username="_token",
-            issued_at=issued_at,
-            expires_at=issued_at + (self.lifetime if lifetime is None else lifetime),
-        )
-        self._minted[token.token] = token
-        return token
-
-    async def issue(self, *, want: Want, subject: Subject) -> Credential:
-        identity = want.identity
-        self.issues.append((identity, subject))
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.issue_error is not None:
-            raise self.issue_error
-        return self.mint(identity, issued_at=self.clock.now - self.skew)
-
-    async def verify(self, token: str) -> Credential:
-        self.verifications += 1
-        if self.verify_error is not None:
-            raise self.verify_error
-        verified = self._minted.get(token)
-        if verified is None:
-            raise InvalidToken("token does not verify with the token service's keys")
-        return verified
-
-    def still_trusted(self, token: Credential) -> bool:
-        return token.token in self._minted
-
-    def on_withdrawn(self, listener: Callable[[], None]) -> None:
-        """Nothing is withdrawn."""
-
-    async def refresh_if_stale(self) -> None:
-        """No keys to refetch."""
-
-    async def aclose(self) -> None:
-        """Nothing to close."""
-
-
 # -- the controller under test ---------------------------------------------------------------
 
 
@@ -430,13 +325,15 @@ def harness(
     subject_for: Callable[[str], Subject] = lambda namespace: CONTROLLER,
     seed: int = 7,
     failure_hold: float = 0.0,
-    extra: Mapping[str, TokenProvider] | None = None,
+    extra: Callable[[FakeClock], Mapping[str, TokenProvider]] | None = None,
 ) -> Harness:
     """A controller against fresh fakes; `leader` False gives it an elector that never leads."""
     server = FakeApiServer()
     clock = FakeClock()
     provider = FakeTokenProvider(clock)
-    providers: dict[str, TokenProvider] = {"chainguard": provider, **(extra or {})}
+    providers: dict[str, TokenProvider] = {"chainguard": provider}
+    if extra is not None:
+        providers.update(extra(clock))
     client = server.client()
     elector = None
     if not leader:

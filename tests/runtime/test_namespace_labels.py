@@ -4,7 +4,8 @@ do not pile up."""
 from __future__ import annotations
 
 from pull_secret_updater.kube.namespaces import SWEEP_MIN, NamespaceLabels
-from tests.runtime.fakes import FakeApiServer, FakeClock
+from tests.fakes import FakeClock
+from tests.runtime.fakes import FakeApiServer
 
 
 async def test_labels_are_read_once_per_ttl() -> None:

@@ -30,13 +30,12 @@ from pull_secret_updater.tokens.errors import (
     RejectedExchangeError,
     TransientExchangeError,
 )
+from tests.fakes import NOW, REGISTRY
 from tests.runtime.fakes import (
     BACKOFF,
     CONTROLLER,
     IDENTITY,
-    NOW,
     OTHER_IDENTITY,
-    REGISTRY,
     SCHEDULE,
     SECRET_NAME,
     Harness,

@@ -7,14 +7,7 @@ import asyncio
 import pytest
 
 from pull_secret_updater.runtime.workqueue import WorkQueue
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import FakeClock
 
 
 async def next_key(queue: WorkQueue[str], wait: float = 0.5) -> str | None:
@@ -33,7 +26,7 @@ async def test_a_key_added_many_times_is_handed_out_once() -> None:
 
 
 async def test_the_earliest_schedule_wins() -> None:
-    clock = FakeClock()
+    clock = FakeClock(now=1000.0)
     queue: WorkQueue[str] = WorkQueue(clock=clock)
     queue.add("a", delay=100)
     queue.add("a", delay=10)
@@ -46,7 +39,7 @@ async def test_the_earliest_schedule_wins() -> None:
 
 
 async def test_keys_come_out_in_due_order() -> None:
-    clock = FakeClock()
+    clock = FakeClock(now=1000.0)
     queue: WorkQueue[str] = WorkQueue(clock=clock)
     queue.add("late", delay=2)
     queue.add("early", delay=1)

@@ -1,9 +1,9 @@
-"""Small fakes shared by the token tests: clocks, signing keys, a token service spoken to over
-HTTP (discovery, keys, exchange), subject token sources and a provider for the cache."""
+"""Small fakes shared by the token tests: signing keys, a token service spoken to over HTTP
+(discovery, keys, exchange) and subject token sources; the clock and the provider are the
+shared ones of `tests.fakes`, re-exported here."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -19,16 +19,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from pull_secret_updater.core.claims import InvalidToken
 from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.core.providers import Want
-from pull_secret_updater.providers.chainguard.spec import ChainguardSpec
 from pull_secret_updater.tokens import Subject, TokenCache
+from tests.fakes import NOW, REGISTRY, FakeClock
 
 ISSUER = "https://issuer.test"
-REGISTRY = "cgr.dev"
 IDENTITY = "0123abcd/4567ef"
-NOW = 1_800_000_000.0
 #: The controller's own ServiceAccount, the subject of most exchanges.
 OWN = Subject(namespace="pull-secret-updater", service_account="controller")
 
@@ -40,14 +37,6 @@ SA_TOKEN = jwt.encode(
 )
 
 Handler = Callable[[httpx2.Request], Awaitable[httpx2.Response]]
-
-
-@dataclass
-class FakeClock:
-    now: float = NOW
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def everything_printed(exc: BaseException) -> str:
@@ -240,83 +229,9 @@ class SubjectTokenMap:
             raise AssertionError(f"no token for {subject}") from None
 
 
-@dataclass
-class FakeProvider:
-    """Issues verified tokens valid `lifetime` from the fake clock's now, signed with
-    `key_id`; trusts tokens whose key id is in `known_keys`. Can be held and made to fail."""
-
-    clock: FakeClock
-    lifetime: float = 3600
-    key_id: str = "key-1"
-    known_keys: set[str] = field(default_factory=lambda: {"key-1"})
-    calls: dict[str, int] = field(default_factory=dict)
-    subjects: list[Subject] = field(default_factory=list)
-    gate: asyncio.Event | None = None
-    fail_with: BaseException | None = None
-    issued: dict[str, Credential] = field(default_factory=dict)
-
-    spec: ChainguardSpec = field(default_factory=lambda: ChainguardSpec(registry=REGISTRY))
-
-    async def issue(self, *, want: Want, subject: Subject) -> Credential:
-        identity = want.identity
-        self.calls[identity] = self.calls.get(identity, 0) + 1
-        self.subjects.append(subject)
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail_with is not None:
-            raise self.fail_with
-        token = verified(
-            identity=identity,
-            iat=self.clock.now,
-            lifetime=self.lifetime,
-            key_id=self.key_id,
-            tag=f"{subject.namespace}-{len(self.issued)}",
-        )
-        self.issued[token.token] = token
-        return token
-
-    async def verify(self, token: str) -> Credential:
-        found = self.issued.get(token)
-        if found is None or not self.still_trusted(found):
-            raise InvalidToken("token's signature does not verify with the token service's keys")
-        return found
-
-    def still_trusted(self, token: Credential) -> bool:
-        return token.key_id in self.known_keys
-
-    def on_withdrawn(self, listener: Callable[[], None]) -> None:
-        """Keys are withdrawn by editing `known_keys`; nobody is told."""
-
-    async def refresh_if_stale(self) -> None:
-        """No keys to refetch."""
-
-    async def aclose(self) -> None:
-        """Nothing to close."""
-
-
 def want_of(identity: str = IDENTITY) -> Want:
     """What a Secret annotated with `identity` asks of the Chainguard provider."""
     return Want(provider="chainguard", identity=identity, registries=(REGISTRY,))
-
-
-def verified(
-    *,
-    identity: str = IDENTITY,
-    iat: float = NOW,
-    lifetime: float = 3600,
-    key_id: str | None = "key-1",
-    tag: str = "t",
-) -> Credential:
-    return Credential(
-        provider="chainguard",
-        token=f"token-{identity}-{tag}-{iat}",
-        identity=identity,
-        registries=(REGISTRY,),
-        username="_token",
-        issued_at=iat,
-        expires_at=iat + lifetime,
-        key_id=key_id,
-    )
 
 
 def offer_to(cache: TokenCache, *, subject: Subject, token: Credential) -> None:

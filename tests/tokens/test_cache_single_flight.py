@@ -9,7 +9,8 @@ import pytest
 
 from pull_secret_updater.core.schedule import Schedule
 from pull_secret_updater.tokens import Subject, TokenCache, TransientExchangeError
-from tests.tokens.fakes import OWN, FakeClock, FakeProvider, want_of
+from tests.fakes import FakeClock, FakeTokenProvider
+from tests.tokens.fakes import OWN, want_of
 
 SCHEDULE = Schedule()
 TEAM_A = Subject(namespace="team-a", service_account="pull-secret-updater")
@@ -21,12 +22,12 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def cache_for(provider: FakeProvider) -> TokenCache:
+def cache_for(provider: FakeTokenProvider) -> TokenCache:
     return TokenCache(provider, schedule=SCHEDULE, clock=provider.clock)
 
 
 async def test_fifty_concurrent_callers_for_one_identity_cost_one_exchange() -> None:
-    provider = FakeProvider(clock=FakeClock(), gate=asyncio.Event())
+    provider = FakeTokenProvider(clock=FakeClock(), gate=asyncio.Event())
     cache = cache_for(provider)
     callers = [
         asyncio.create_task(cache.get(want=want_of("org/a"), subject=OWN)) for _ in range(50)
@@ -41,7 +42,7 @@ async def test_fifty_concurrent_callers_for_one_identity_cost_one_exchange() -> 
 
 
 async def test_identities_do_not_share_exchanges() -> None:
-    provider = FakeProvider(clock=FakeClock())
+    provider = FakeTokenProvider(clock=FakeClock())
     cache = cache_for(provider)
     results = await asyncio.gather(
         *(cache.get(want=want_of(identity), subject=OWN) for identity in ["a", "b", "a", "b", "c"])
@@ -54,7 +55,7 @@ async def test_identities_do_not_share_exchanges() -> None:
 
 async def test_subjects_do_not_share_exchanges_or_tokens() -> None:
     # An identity trusting team-a must never reach team-b through a shared cache entry.
-    provider = FakeProvider(clock=FakeClock(), gate=asyncio.Event())
+    provider = FakeTokenProvider(clock=FakeClock(), gate=asyncio.Event())
     cache = cache_for(provider)
     callers = [
         asyncio.create_task(cache.get(want=want_of("org/a"), subject=subject))
@@ -74,7 +75,7 @@ async def test_subjects_do_not_share_exchanges_or_tokens() -> None:
 async def test_a_failed_exchange_fails_every_waiter_and_the_next_call_tries_again() -> None:
     clock = FakeClock()
     failure = TransientExchangeError("token service answered 503", cause="unavailable", status=503)
-    provider = FakeProvider(clock=clock, gate=asyncio.Event(), fail_with=failure)
+    provider = FakeTokenProvider(clock=clock, gate=asyncio.Event(), issue_error=failure)
     cache = cache_for(provider)
     callers = [
         asyncio.create_task(cache.get(want=want_of("org/a"), subject=OWN)) for _ in range(10)
@@ -86,7 +87,7 @@ async def test_a_failed_exchange_fails_every_waiter_and_the_next_call_tries_agai
     assert all(outcome is failure for outcome in outcomes)
     assert provider.calls == {"org/a": 1}
 
-    provider.fail_with = None
+    provider.issue_error = None
     token = await cache.get(want=want_of("org/a"), subject=OWN)
     assert token.issued_at == clock.now
     assert provider.calls == {"org/a": 2}
@@ -95,20 +96,20 @@ async def test_a_failed_exchange_fails_every_waiter_and_the_next_call_tries_agai
 
 async def test_a_caller_arriving_right_after_a_failure_does_not_inherit_it() -> None:
     clock = FakeClock()
-    provider = FakeProvider(
-        clock=clock, fail_with=TransientExchangeError("down", cause="unavailable")
+    provider = FakeTokenProvider(
+        clock=clock, issue_error=TransientExchangeError("down", cause="unavailable")
     )
     cache = cache_for(provider)
     with pytest.raises(TransientExchangeError):
         await cache.get(want=want_of("a"), subject=OWN)
-    provider.fail_with = None
+    provider.issue_error = None
     # No loop iteration in between: the failed exchange must already be gone.
     assert (await cache.get(want=want_of("a"), subject=OWN)).issued_at == clock.now
     assert provider.calls == {"a": 2}
 
 
 async def test_a_cancelled_caller_does_not_cancel_the_shared_exchange() -> None:
-    provider = FakeProvider(clock=FakeClock(), gate=asyncio.Event())
+    provider = FakeTokenProvider(clock=FakeClock(), gate=asyncio.Event())
     cache = cache_for(provider)
     impatient = asyncio.create_task(cache.get(want=want_of("a"), subject=OWN))
     patient = asyncio.create_task(cache.get(want=want_of("a"), subject=OWN))
@@ -124,7 +125,7 @@ async def test_a_cancelled_caller_does_not_cancel_the_shared_exchange() -> None:
 
 async def test_a_caller_with_a_stale_token_joins_the_exchange_in_flight() -> None:
     clock = FakeClock()
-    provider = FakeProvider(clock=clock, gate=asyncio.Event())
+    provider = FakeTokenProvider(clock=clock, gate=asyncio.Event())
     cache = cache_for(provider)
     first = asyncio.create_task(cache.get(want=want_of("a"), subject=OWN))
     due = asyncio.create_task(
@@ -138,7 +139,7 @@ async def test_a_caller_with_a_stale_token_joins_the_exchange_in_flight() -> Non
 
 
 async def test_aclose_cancels_exchanges_in_flight() -> None:
-    provider = FakeProvider(clock=FakeClock(), gate=asyncio.Event())
+    provider = FakeTokenProvider(clock=FakeClock(), gate=asyncio.Event())
     cache = cache_for(provider)
     caller = asyncio.create_task(cache.get(want=want_of("a"), subject=OWN))
     await settle()
@@ -155,7 +156,7 @@ async def test_aclose_cancels_exchanges_in_flight() -> None:
 async def test_with_a_failure_hold_later_callers_share_the_failure_until_it_ends() -> None:
     clock = FakeClock()
     down = TransientExchangeError("token service answered 503", cause="unavailable", status=503)
-    provider = FakeProvider(clock=clock, fail_with=down)
+    provider = FakeTokenProvider(clock=clock, issue_error=down)
     cache = TokenCache(provider, schedule=SCHEDULE, clock=clock, failure_hold=1.0)
 
     for _ in range(100):  # a hundred Secrets retrying within the hold: one exchange
@@ -172,7 +173,7 @@ async def test_with_a_failure_hold_later_callers_share_the_failure_until_it_ends
     assert provider.calls == {"a": 2, "b": 1}
 
     clock.now += 0.5  # the hold is over: the next caller tries again, and succeeds
-    provider.fail_with = None
+    provider.issue_error = None
     token = await cache.get(want=want_of("a"), subject=OWN)
     assert provider.calls == {"a": 3, "b": 1}
     assert await cache.get(want=want_of("a"), subject=OWN) == token
@@ -183,7 +184,7 @@ async def test_a_retry_after_travels_with_the_held_failure_but_does_not_stretch_
     throttled = TransientExchangeError(
         "token service answered 429", cause="throttled", status=429, retry_after=3600
     )
-    provider = FakeProvider(clock=clock, fail_with=throttled)
+    provider = FakeTokenProvider(clock=clock, issue_error=throttled)
     cache = TokenCache(provider, schedule=SCHEDULE, clock=clock, failure_hold=1.0)
     with pytest.raises(TransientExchangeError):
         await cache.get(want=want_of("a"), subject=OWN)
@@ -191,7 +192,7 @@ async def test_a_retry_after_travels_with_the_held_failure_but_does_not_stretch_
     with pytest.raises(TransientExchangeError) as held:
         await cache.get(want=want_of("a"), subject=OWN)
     assert held.value.retry_after == 3600, "each caller is told to wait"
-    provider.fail_with = None
+    provider.issue_error = None
     clock.now += 0.5
     await cache.get(want=want_of("a"), subject=OWN)  # a caller that was never told tries
     assert provider.calls == {"a": 2}
@@ -199,8 +200,8 @@ async def test_a_retry_after_travels_with_the_held_failure_but_does_not_stretch_
 
 async def test_held_failures_of_keys_nobody_asks_for_again_do_not_pile_up() -> None:
     clock = FakeClock()
-    provider = FakeProvider(
-        clock=clock, fail_with=TransientExchangeError("down", cause="unavailable")
+    provider = FakeTokenProvider(
+        clock=clock, issue_error=TransientExchangeError("down", cause="unavailable")
     )
     cache = TokenCache(provider, schedule=SCHEDULE, clock=clock, failure_hold=1.0)
     for n in range(1000):  # a namespace a second, each failing once, never asked again

@@ -8,7 +8,8 @@ import re
 from pull_secret_updater.core.schedule import Schedule
 from pull_secret_updater.tokens import Subject, TokenCache
 from pull_secret_updater.tokens.cache import SWEEP_MIN
-from tests.tokens.fakes import NOW, OWN, FakeClock, FakeProvider, offer_to, verified, want_of
+from tests.fakes import NOW, FakeClock, FakeTokenProvider, verified
+from tests.tokens.fakes import IDENTITY, OWN, offer_to, want_of
 
 #: Refresh at exactly half the lifetime, so the windows below are exact.
 HALF = Schedule(fraction=0.5, jitter=0, margin=60)
@@ -16,13 +17,13 @@ TEAM_A = Subject(namespace="team-a", service_account="pull-secret-updater")
 TEAM_B = Subject(namespace="team-b", service_account="pull-secret-updater")
 
 
-def cache_for(provider: FakeProvider, schedule: Schedule = HALF) -> TokenCache:
+def cache_for(provider: FakeTokenProvider, schedule: Schedule = HALF) -> TokenCache:
     return TokenCache(provider, schedule=schedule, clock=provider.clock)
 
 
 async def test_a_token_is_handed_out_until_the_schedule_says_it_is_due() -> None:
     clock = FakeClock()
-    cache = cache_for(FakeProvider(clock=clock, lifetime=3600))
+    cache = cache_for(FakeTokenProvider(clock=clock, lifetime=3600))
     first = await cache.get(want=want_of("a"), subject=OWN)
 
     clock.now = NOW + 1799.9
@@ -38,7 +39,7 @@ async def test_the_cache_and_the_secrets_agree_on_when_a_token_is_due() -> None:
     # With jitter: the cache asks the same Schedule the decision does, for the same token.
     schedule = Schedule()
     clock = FakeClock()
-    cache = cache_for(FakeProvider(clock=clock), schedule)
+    cache = cache_for(FakeTokenProvider(clock=clock), schedule)
     first = await cache.get(want=want_of("a"), subject=OWN)
     due = schedule.refresh_at(
         token=first.token, issued_at=first.issued_at, expires_at=first.expires_at
@@ -53,7 +54,7 @@ async def test_the_cache_and_the_secrets_agree_on_when_a_token_is_due() -> None:
 async def test_a_token_of_an_absurd_lifetime_is_exchanged_again_within_the_max_interval() -> None:
     clock = FakeClock()
     schedule = Schedule(max_interval=4 * 3600)
-    cache = cache_for(FakeProvider(clock=clock, lifetime=10 * 365 * 86400), schedule)
+    cache = cache_for(FakeTokenProvider(clock=clock, lifetime=10 * 365 * 86400), schedule)
     first = await cache.get(want=want_of("a"), subject=OWN)
     clock.now = NOW + 4 * 3600
     assert await cache.get(want=want_of("a"), subject=OWN) != first
@@ -61,7 +62,7 @@ async def test_a_token_of_an_absurd_lifetime_is_exchanged_again_within_the_max_i
 
 async def test_fifty_secrets_in_one_window_cost_one_exchange_each_window() -> None:
     clock = FakeClock()
-    cache = cache_for(FakeProvider(clock=clock, lifetime=3600))
+    cache = cache_for(FakeTokenProvider(clock=clock, lifetime=3600))
     for window in range(3):
         for second in range(50):  # fifty Secrets, reconciled one after another
             clock.now = NOW + window * 1800 + second
@@ -70,7 +71,7 @@ async def test_fifty_secrets_in_one_window_cost_one_exchange_each_window() -> No
 
 
 async def test_the_same_identity_for_two_subjects_is_cached_apart() -> None:
-    provider = FakeProvider(clock=FakeClock())
+    provider = FakeTokenProvider(clock=FakeClock())
     cache = cache_for(provider)
     for_a = await cache.get(want=want_of("org/x"), subject=TEAM_A)
     for_b = await cache.get(want=want_of("org/x"), subject=TEAM_B)
@@ -85,7 +86,7 @@ async def test_the_same_identity_for_two_subjects_is_cached_apart() -> None:
 
 async def test_a_secret_naming_the_cached_token_stale_gets_a_new_one() -> None:
     clock = FakeClock()
-    cache = cache_for(FakeProvider(clock=clock))
+    cache = cache_for(FakeTokenProvider(clock=clock))
     held = await cache.get(want=want_of("a"), subject=OWN)
     clock.now = NOW + 60  # long before the cache's own refresh point
     fresh = await cache.get(want=want_of("a"), subject=OWN, stale=held.token)
@@ -97,7 +98,7 @@ async def test_secrets_due_together_share_the_newer_token_one_of_them_brought() 
     # Secrets holding token T come due at jittered times of their own: the first one exchanges,
     # the others, naming T stale too, get the newer token without another exchange.
     clock = FakeClock()
-    cache = cache_for(FakeProvider(clock=clock))
+    cache = cache_for(FakeTokenProvider(clock=clock))
     held = await cache.get(want=want_of("a"), subject=OWN)
     for second in range(50):
         clock.now = NOW + 1000 + second
@@ -107,7 +108,7 @@ async def test_secrets_due_together_share_the_newer_token_one_of_them_brought() 
 
 
 async def test_a_stale_token_of_another_subject_changes_nothing_here() -> None:
-    cache = cache_for(FakeProvider(clock=FakeClock()))
+    cache = cache_for(FakeTokenProvider(clock=FakeClock()))
     in_a = await cache.get(want=want_of("a"), subject=TEAM_A)
     in_b = await cache.get(want=want_of("a"), subject=TEAM_B)
     assert await cache.get(want=want_of("a"), subject=TEAM_A, stale=in_b.token) == in_a
@@ -118,7 +119,7 @@ async def test_a_stale_token_of_another_subject_changes_nothing_here() -> None:
 
 
 async def test_a_token_whose_key_is_no_longer_published_is_not_handed_out() -> None:
-    provider = FakeProvider(clock=FakeClock())
+    provider = FakeTokenProvider(clock=FakeClock())
     cache = cache_for(provider)
     old = await cache.get(want=want_of("a"), subject=OWN)
     assert old.key_id == "key-1"
@@ -134,7 +135,7 @@ async def test_a_token_whose_key_is_no_longer_published_is_not_handed_out() -> N
 
 
 async def test_an_offered_token_is_handed_out_without_an_exchange() -> None:
-    cache = cache_for(FakeProvider(clock=FakeClock()))
+    cache = cache_for(FakeTokenProvider(clock=FakeClock()))
     found = verified(identity="a", iat=NOW - 60, tag="from-a-secret")
     offer_to(cache, subject=OWN, token=found)
     assert await cache.get(want=want_of("a"), subject=OWN) == found
@@ -142,7 +143,7 @@ async def test_an_offered_token_is_handed_out_without_an_exchange() -> None:
 
 
 async def test_an_offered_token_serves_only_its_identity_and_subject() -> None:
-    cache = cache_for(FakeProvider(clock=FakeClock()))
+    cache = cache_for(FakeTokenProvider(clock=FakeClock()))
     offer_to(cache, subject=TEAM_A, token=verified(identity="a", tag="team-a"))
     await cache.get(want=want_of("a"), subject=TEAM_B)
     await cache.get(want=want_of("b"), subject=TEAM_A)
@@ -150,7 +151,7 @@ async def test_an_offered_token_serves_only_its_identity_and_subject() -> None:
 
 
 async def test_offering_never_replaces_a_token_with_one_expiring_sooner() -> None:
-    cache = cache_for(FakeProvider(clock=FakeClock()))
+    cache = cache_for(FakeTokenProvider(clock=FakeClock()))
     newer = verified(identity="a", iat=NOW, tag="newer")
     offer_to(cache, subject=OWN, token=newer)
     offer_to(cache, subject=OWN, token=verified(identity="a", iat=NOW - 100, tag="older"))
@@ -163,7 +164,7 @@ async def test_offering_never_replaces_a_token_with_one_expiring_sooner() -> Non
 
 
 async def test_an_expired_token_is_not_taken_when_offered() -> None:
-    cache = cache_for(FakeProvider(clock=FakeClock()))
+    cache = cache_for(FakeTokenProvider(clock=FakeClock()))
     for lifetime in (3600, 3599):  # expired at NOW, and before
         offer_to(
             cache, subject=OWN, token=verified(identity="a", iat=NOW - 3600, lifetime=lifetime)
@@ -174,7 +175,7 @@ async def test_an_expired_token_is_not_taken_when_offered() -> None:
 
 
 async def test_an_offered_token_already_due_is_not_handed_out() -> None:
-    cache = cache_for(FakeProvider(clock=FakeClock()))
+    cache = cache_for(FakeTokenProvider(clock=FakeClock()))
     due = verified(identity="a", iat=NOW - 1800, lifetime=3600)  # half-way: due under HALF
     offer_to(cache, subject=OWN, token=due)
     assert await cache.get(want=want_of("a"), subject=OWN) != due
@@ -182,7 +183,7 @@ async def test_an_offered_token_already_due_is_not_handed_out() -> None:
 
 
 async def test_an_offered_token_whose_key_is_unknown_is_not_handed_out() -> None:
-    cache = cache_for(FakeProvider(clock=FakeClock()))
+    cache = cache_for(FakeTokenProvider(clock=FakeClock()))
     unknown = verified(identity="a", key_id="retired-key")
     offer_to(cache, subject=OWN, token=unknown)
     assert await cache.get(want=want_of("a"), subject=OWN) != unknown
@@ -195,7 +196,7 @@ async def test_an_offered_token_whose_key_is_unknown_is_not_handed_out() -> None
 async def test_tokens_nobody_asks_for_any_more_are_swept_once_expired() -> None:
     # Namespaces come and go (CI): each is used once, and its token never asked for again.
     clock = FakeClock()
-    provider = FakeProvider(clock=clock, lifetime=600)
+    provider = FakeTokenProvider(clock=clock, lifetime=600)
     cache = cache_for(provider)
     for n in range(1000):
         subject = Subject(namespace=f"ci-{n}", service_account="pull-secret-updater")
@@ -217,8 +218,8 @@ def _held(cache: TokenCache) -> int:
 
 
 def test_repr_holds_no_token() -> None:
-    cache = cache_for(FakeProvider(clock=FakeClock()))
-    token = verified(tag="secret-value")
+    cache = cache_for(FakeTokenProvider(clock=FakeClock()))
+    token = verified(identity=IDENTITY, tag="secret-value")
     offer_to(cache, subject=OWN, token=token)
     assert token.token not in repr(cache)
     assert repr(cache) == "TokenCache(tokens=1)"

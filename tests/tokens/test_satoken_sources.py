@@ -21,7 +21,8 @@ from pull_secret_updater.tokens import (
     TokenSourceError,
     satoken,
 )
-from tests.tokens.fakes import NOW, OWN, SA_TOKEN, FakeClock, StaticTokenSource, everything_printed
+from tests.fakes import NOW, FakeClock
+from tests.tokens.fakes import OWN, SA_TOKEN, StaticTokenSource, everything_printed
 
 # -- projected file --------------------------------------------------------------------------
 

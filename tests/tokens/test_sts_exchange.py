@@ -26,6 +26,7 @@ from pull_secret_updater.tokens import (
     TokenVerifier,
 )
 from pull_secret_updater.version import user_agent
+from tests.fakes import NOW, REGISTRY, FakeClock
 from tests.tokens.fakes import (
     DISCOVERY_PATH,
     EXCHANGE_PATH,
@@ -33,12 +34,9 @@ from tests.tokens.fakes import (
     ISSUER,
     KEY,
     KEYS_PATH,
-    NOW,
     OWN,
-    REGISTRY,
     ROTATED_KEY,
     SA_TOKEN,
-    FakeClock,
     FakeTokenService,
     SubjectTokenMap,
     claims,

@@ -21,6 +21,7 @@ from pull_secret_updater.tokens import (
     TokenSourceError,
     TransientExchangeError,
 )
+from tests.fakes import NOW, REGISTRY, FakeClock
 from tests.tokens.fakes import (
     ATTACKER_KEY,
     DISCOVERY_PATH,
@@ -29,12 +30,9 @@ from tests.tokens.fakes import (
     ISSUER,
     KEY,
     KEYS_PATH,
-    NOW,
     OWN,
-    REGISTRY,
     ROTATED_KEY,
     SA_TOKEN,
-    FakeClock,
     FakeTokenService,
     Handler,
     SubjectTokenMap,

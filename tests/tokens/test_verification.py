@@ -15,6 +15,7 @@ import pytest
 from pull_secret_updater.core.claims import InvalidToken
 from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.tokens import KeysUnavailable, TokenVerifier, verification
+from tests.fakes import NOW, REGISTRY, FakeClock
 from tests.tokens.fakes import (
     ATTACKER_KEY,
     DISCOVERY_PATH,
@@ -23,11 +24,8 @@ from tests.tokens.fakes import (
     ISSUER,
     KEY,
     KEYS_PATH,
-    NOW,
-    REGISTRY,
     ROTATED_KEY,
     RSA_KEY,
-    FakeClock,
     FakeTokenService,
     SigningKey,
     claims,

@@ -245,3 +245,53 @@ def test_bad_policies_name_the_wrong_field(obj: object, message: str) -> None:
         parse_policy(obj, default_provider="chainguard")
     assert caught.value.reason == "BadPolicy"
     assert message in caught.value.message
+
+
+ROLE = "arn:aws:iam::123456789012:role/team-a-pull"
+ACCOUNT = "puller@project.iam.gserviceaccount.com"
+
+
+def test_a_rule_without_provider_is_about_the_default_providers_identities_only() -> None:
+    # Rules written before there were several providers keep their meaning: `*` there grants
+    # every Chainguard identity, and no identity of another registry.
+    policy = parse_policy([{"identities": ["*"]}], default_provider="chainguard")
+    assert policy.allows(provider="chainguard", identity=IDENTITY, namespace="a",
+                         namespace_labels=None)  # fmt: skip
+    assert not policy.allows(provider="ecr", identity=ROLE, namespace="a", namespace_labels=None)
+
+
+def test_a_rule_names_its_provider_or_a_glob_of_providers() -> None:
+    policy = parse_policy(
+        [
+            {"provider": "ecr", "identities": ["arn:aws:iam::123456789012:role/team-a-*"],
+             "namespaces": ["team-a"]},
+            {"provider": "*", "identities": [ACCOUNT], "namespaces": ["shared"]},
+        ],
+        default_provider="chainguard",
+    )  # fmt: skip
+    allows = policy.allows
+    assert allows(provider="ecr", identity=ROLE, namespace="team-a", namespace_labels=None)
+    assert not allows(provider="ecr", identity=ROLE, namespace="team-b", namespace_labels=None)
+    assert not allows(provider="gar", identity=ROLE, namespace="team-a", namespace_labels=None)
+    # The same identity string under another provider is another identity.
+    assert not allows(provider="chainguard", identity=ROLE, namespace="team-a",
+                      namespace_labels=None)  # fmt: skip
+    for provider in ("gar", "chainguard", "ecr"):
+        assert allows(provider=provider, identity=ACCOUNT, namespace="shared",
+                      namespace_labels=None)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("provider", "message"),
+    [
+        ("ECR", "rules[0].provider must be a provider name"),
+        ("", "rules[0].provider must be a provider name"),
+        (["ecr"], "rules[0].provider must be a provider name"),
+        ("ecr/x", "rules[0].provider must be a provider name"),
+    ],
+)
+def test_a_bad_provider_in_a_rule_names_the_field(provider: object, message: str) -> None:
+    with pytest.raises(BadInput) as caught:
+        parse_policy({"rules": [{"provider": provider, "identities": ["x"]}]},
+                     default_provider="chainguard")  # fmt: skip
+    assert str(caught.value).startswith(message)

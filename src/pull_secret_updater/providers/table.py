@@ -44,6 +44,9 @@ def parse_section(obj: object) -> ProviderSection:
         return section.model_validate(obj)
     except ValidationError as e:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in e.errors()
+            ".".join(str(part) for part in error["loc"])
+            + ": "
+            + error["msg"].removeprefix("Value error, ")
+            for error in e.errors()
         )
         raise ValueError(f"provider {kind}: {problems}") from None

@@ -21,7 +21,6 @@ its own, the decision is `Wait`, and no write and no exchange follows.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,8 +29,6 @@ import structlog
 from lightkube import AsyncClient
 
 from pull_secret_updater.core import annotations as ann
-from pull_secret_updater.core.claims import InvalidToken
-from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.core.decision import (
     Fill,
     Ignore,
@@ -40,7 +37,6 @@ from pull_secret_updater.core.decision import (
     Problem,
     Request,
     SecretView,
-    Untrusted,
     Verdict,
     Wait,
     cleared_status,
@@ -48,24 +44,24 @@ from pull_secret_updater.core.decision import (
     expiry_drift,
     inspect,
     problems_message,
-    status_annotations,
 )
-from pull_secret_updater.core.dockerconfig import with_entries
 from pull_secret_updater.core.policy import Policy
-from pull_secret_updater.core.providers import ProviderSpec, Want, filled_identity_key
+from pull_secret_updater.core.providers import ProviderSpec
 from pull_secret_updater.core.reasons import Reason
 from pull_secret_updater.core.schedule import Schedule
-from pull_secret_updater.kube.errors import Conflict, KubeError, NotFound, Unprocessable
+from pull_secret_updater.kube.errors import KubeError
 from pull_secret_updater.kube.namespaces import NamespaceLabels
-from pull_secret_updater.kube.secrets import SecretObject, get_secret, write_secret
+from pull_secret_updater.kube.secrets import SecretObject
 from pull_secret_updater.runtime.failures import Failures
+from pull_secret_updater.runtime.filling import Filler, PartFailure, earliest_expiry
 from pull_secret_updater.runtime.metrics import Metrics
 from pull_secret_updater.runtime.outcome import DONE, Key, Outcome
 from pull_secret_updater.runtime.reporting import Reporter
 from pull_secret_updater.runtime.store import SecretStore
 from pull_secret_updater.tokens.cache import TokenCache
-from pull_secret_updater.tokens.errors import ExchangeError, KeysUnavailable
+from pull_secret_updater.tokens.errors import ExchangeError
 from pull_secret_updater.tokens.provider import Subject, TokenProvider
+from pull_secret_updater.tokens.trust import look_at
 
 log = structlog.get_logger("pull_secret_updater.controller")
 
@@ -84,17 +80,6 @@ class ControllerConfig:
     schedule: Schedule
     policy: Policy
     subject_for: Callable[[str], Subject]
-
-
-@dataclass(frozen=True, slots=True)
-class _Failed:
-    """A part that could not be filled this time, and how to retry it."""
-
-    problem: Problem
-    retryable: bool
-    retry_after: float | None = None
-    before: float | None = None
-    awaits: object | None = None
 
 
 @dataclass(kw_only=True)
@@ -121,6 +106,21 @@ class Reconciler:
 
     def __post_init__(self) -> None:
         self._specs: tuple[ProviderSpec, ...] = tuple(p.spec for p in self.providers.values())
+        self._filler = Filler(
+            client=self.client,
+            store=self.store,
+            tokens=self.tokens,
+            specs=self._specs,
+            schedule=self.config.schedule,
+            reporter=self.reporter,
+            failures=self.failures,
+            metrics=self.metrics,
+            may_write=self.may_write,
+            not_writing=self.not_writing,
+            wake=self.wake,
+            drop=self.drop,
+            clock=self.clock,
+        )
 
     async def reconcile(self, key: Key) -> Outcome:
         """Look at the Secret `key` once and act on what the core decides."""
@@ -178,7 +178,7 @@ class Reconciler:
                 verdict = await self._verdict(part, subject=subject)
             except ExchangeError as e:
                 failed.append(
-                    _Failed(
+                    PartFailure(
                         problem=Problem(
                             provider=part.provider,
                             reason=Reason.VERIFICATION_UNAVAILABLE,
@@ -202,26 +202,26 @@ class Reconciler:
                 fills.append(decision)
         trusted = [(w.want, w.token) for w in waits]
         if fills and not self.may_write():
-            self.store.manage(key, expires_at=_earliest(trusted))
+            self.store.manage(key, expires_at=earliest_expiry(trusted))
             return self.not_writing()
         outcome = DONE
         for wait in waits:
             outcome = outcome.sooner(Outcome(wait.refresh_at - now))
         if fills:
-            obtained, exchange_failures = await self._obtain(fills, subject=subject)
+            obtained, exchange_failures = await self._filler.obtain(fills, subject=subject)
             failed += exchange_failures
             if obtained:
-                written = await self._write(
+                written = await self._filler.write(
                     secret, request, obtained, trusted=trusted, clear_error=not failed
                 )
                 if isinstance(written, Outcome):
                     return written  # the write did not happen; it said when to look again
                 secret = written
-                next_look, due = self._filled(written, obtained, subject=subject)
+                next_look, due = self._filler.filled(written, obtained, subject=subject)
                 outcome = outcome.sooner(next_look)
                 failed += due
                 trusted += [(fill.want, credential) for fill, credential in obtained]
-        self.store.manage(key, expires_at=_earliest(trusted))
+        self.store.manage(key, expires_at=earliest_expiry(trusted))
         if failed:
             return outcome.sooner(await self._report(secret, request, failed))
         # Nothing failed: whatever failure was recorded is over, and the status says so. An
@@ -229,197 +229,23 @@ class Reconciler:
         # is never read, and a tenant must not be able to make the controller write at will.
         self.failures.clear(key)
         if ann.LAST_ERROR in secret.annotations:
-            patch = expiry_drift(secret.annotations, expires_at=_earliest(trusted))
+            patch = expiry_drift(secret.annotations, expires_at=earliest_expiry(trusted))
             await self.reporter.write_status(secret, {**patch, ann.LAST_ERROR: None})
         return outcome
 
     async def _verdict(self, part: Part, *, subject: Subject) -> Verdict | None:
         if part.current is None:
             return None
-        provider = self.providers[part.provider]
-        if not provider.spec.verifiable:
-            known = self.tokens.known(subject=subject, want=part.want, token=part.current)
-            if known is not None:
-                return known
-            return Untrusted(why="it is not a credential this controller obtained")
-        try:
-            return await provider.verify(part.current)
-        except InvalidToken as e:
-            return Untrusted(why=str(e))
-
-    async def _obtain(
-        self, fills: Sequence[Fill], *, subject: Subject
-    ) -> tuple[list[tuple[Fill, Credential]], list[_Failed]]:
-        """A credential for each fill, the exchanges running concurrently."""
-        results = await asyncio.gather(
-            *(self.tokens.get(want=f.want, subject=subject, stale=f.stale) for f in fills),
-            return_exceptions=True,
+        return await look_at(
+            part.current,
+            want=part.want,
+            subject=subject,
+            provider=self.providers[part.provider],
+            cache=self.tokens,
         )
-        obtained: list[tuple[Fill, Credential]] = []
-        failed: list[_Failed] = []
-        for fill, result in zip(fills, results, strict=True):
-            if isinstance(result, Credential):
-                obtained.append((fill, result))
-                continue
-            if not isinstance(result, ExchangeError):
-                raise result  # a bug: the worker loop logs it and retries with backoff
-            self.metrics.refresh_failures.labels(
-                provider=fill.want.provider, cause=result.cause
-            ).inc()
-            keys = isinstance(result, KeysUnavailable)
-            failed.append(
-                _Failed(
-                    problem=Problem(
-                        provider=fill.want.provider,
-                        reason=Reason.VERIFICATION_UNAVAILABLE if keys else Reason.EXCHANGE_FAILED,
-                        message=(
-                            f"cannot verify tokens, so none is exchanged: {result}"
-                            if keys
-                            else str(result)
-                        ),
-                    ),
-                    retryable=result.retryable,
-                    retry_after=result.retry_after,
-                    before=fill.stale_expires_at,
-                    awaits=(fill.want.exchange_key, subject),
-                )
-            )
-        return obtained, failed
-
-    async def _write(
-        self,
-        secret: SecretObject,
-        request: Request,
-        obtained: Sequence[tuple[Fill, Credential]],
-        *,
-        trusted: Sequence[tuple[Want, Credential]],
-        clear_error: bool,
-    ) -> SecretObject | Outcome:
-        """Write every credential obtained in one write; the stored object, or when to look
-        again if the write did not happen."""
-        key = (secret.namespace, secret.name)
-        now = self.clock()
-        if not self.may_write():
-            return self.not_writing()
-        entries = {
-            host: (credential.username, credential.token)
-            for fill, credential in obtained
-            for host in fill.want.registries
-        }
-        specs = {spec.name: spec for spec in self._specs}
-        filled = {
-            filled_identity_key(specs[fill.want.provider]): fill.identity for fill, _ in obtained
-        }
-        earliest = _earliest([*trusted, *((f.want, c) for f, c in obtained)])
-        try:
-            written = await write_secret(
-                self.client,
-                secret,
-                docker_config=with_entries(request.config, entries),
-                annotations=status_annotations(
-                    filled=filled,
-                    expires_at=earliest,
-                    refreshed_at=now,
-                    clear_error=clear_error,
-                ),
-            )
-        except Conflict:
-            # Someone else changed the Secret since we read it: read it again and decide again.
-            # The credentials stay cached, so the retry costs a read and a write, not an
-            # exchange. Once at once; a writer that keeps changing it (a tool reverting our
-            # writes) gets the growing delays of a failure rather than a read-write loop.
-            self.metrics.secret_writes.labels(outcome="conflict").inc()
-            before = min(
-                (f.stale_expires_at for f, _ in obtained if f.stale_expires_at is not None),
-                default=None,
-            )
-            recorded = self.failures.record(
-                key,
-                message="the Secret changed under each write",
-                expires_in=None if before is None else before - self.clock(),
-            )
-            return await self._reread(key, delay=recorded.delay if recorded.attempts > 1 else 0.0)
-        except NotFound:
-            log.info("Secret deleted before it could be filled", namespace=key[0], name=key[1])
-            self.drop(key)
-            return DONE
-        except KubeError as e:
-            self.metrics.secret_writes.labels(outcome="error").inc()
-            for fill, _ in obtained:
-                self.metrics.refresh_failures.labels(
-                    provider=fill.want.provider, cause="write"
-                ).inc()
-            return await self.reporter.failed(
-                secret,
-                reason=Reason.WRITE_FAILED,
-                message=f"writing the Secret failed: {e}",
-                # A write the API server finds invalid (a Secret over the size limit, say)
-                # will not succeed by itself: retry it at the slow rate.
-                retryable=not isinstance(e, Unprocessable),
-                before=min(
-                    (f.stale_expires_at for f, _ in obtained if f.stale_expires_at is not None),
-                    default=None,
-                ),
-            )
-        self.metrics.secret_writes.labels(outcome="success").inc()
-        self.store.keep(written)
-        return written
-
-    def _filled(
-        self,
-        written: SecretObject,
-        obtained: Sequence[tuple[Fill, Credential]],
-        *,
-        subject: Subject,
-    ) -> tuple[Outcome, list[_Failed]]:
-        """Events, logs and the next look after credentials were written; the credentials
-        that were due on arrival, as failures."""
-        key = (written.namespace, written.name)
-        now = self.clock()
-        outcome = DONE
-        due: list[_Failed] = []
-        for fill, credential in obtained:
-            when = self.config.schedule.refresh_at(
-                token=credential.token,
-                issued_at=credential.issued_at,
-                expires_at=credential.expires_at,
-                written_at=now,
-                now=now,
-            )
-            if when <= now:
-                # Due already on arrival: exchanging again at once would only bring another
-                # such credential, in a loop. It is written (it still pulls); the next try
-                # backs off.
-                problem = Problem(
-                    provider=fill.want.provider,
-                    reason=Reason.TOKEN_TOO_SHORT_LIVED,
-                    message=f"the token service's token for identity {fill.identity} was due "
-                    "for refresh on arrival: it had less than the refresh margin "
-                    f"({self.config.schedule.margin:g}s) left on this clock. Check that the "
-                    "token service's clock and this node's agree, or lower refresh_margin",
-                )
-                due.append(_Failed(problem=problem, retryable=True))
-                continue
-            outcome = outcome.sooner(Outcome(when - now))
-            # Secrets that failed for want of this credential retry now, from the cache
-            # (which hands it out: it is not due, or it would have been reported above).
-            for waiting in self.failures.ready((fill.want.exchange_key, subject)):
-                if waiting != key:
-                    self.wake(waiting)
-            expires = ann.format_time(credential.expires_at)
-            hosts = ", ".join(fill.want.registries)
-            log.info("token written", namespace=key[0], name=key[1], provider=fill.want.provider,
-                     identity=fill.identity, why=fill.why, expires_at=expires)  # fmt: skip
-            self.reporter.filled(
-                written,
-                reason=fill.event_reason,
-                message=f"{fill.event_reason} {hosts} token for identity {fill.identity} "
-                f"({fill.why}); expires at {expires}",
-            )
-        return outcome, due
 
     async def _report(
-        self, secret: SecretObject, request: Request, failed: Sequence[_Failed]
+        self, secret: SecretObject, request: Request, failed: Sequence[PartFailure]
     ) -> Outcome:
         """One report for the parts that failed; retried as the most urgent of them asks."""
         several = len(request.parts) + len(request.problems) > 1
@@ -445,26 +271,8 @@ class Reconciler:
             awaits=next((f.awaits for f in timed if f.awaits is not None), None),
         )
 
-    def _problem(self, problem: Problem) -> _Failed:
-        return _Failed(problem=problem, retryable=False)
-
-    async def _reread(self, key: Key, *, delay: float) -> Outcome:
-        try:
-            fresh = await get_secret(self.client, namespace=key[0], name=key[1])
-        except KubeError as e:
-            log.warning("re-reading a Secret failed", namespace=key[0], name=key[1], error=str(e))
-            if key not in self.store:
-                return DONE
-            return Outcome(self.failures.record(key, message=f"re-reading failed: {e}").delay)
-        if fresh is None or key not in self.store:
-            self.drop(key)
-            return DONE
-        self.store.observe(fresh)
-        return Outcome(delay)
-
-
-def _earliest(trusted: Sequence[tuple[Want, Credential]]) -> float | None:
-    return min((credential.expires_at for _, credential in trusted), default=None)
+    def _problem(self, problem: Problem) -> PartFailure:
+        return PartFailure(problem=problem, retryable=False)
 
 
 def _view(secret: SecretObject) -> SecretView:

@@ -7,10 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pull_secret_updater.core.annotations import validate_value
+from pull_secret_updater.core.providers import FILLED_IDENTITY as FILLED_IDENTITY_SUFFIX
 from pull_secret_updater.core.providers import Want
 from pull_secret_updater.providers.fake import DEFAULT_REGISTRY, NAME, PREFIX, USERNAME
 
 IDENTITY = PREFIX + "identity"
+#: What the controller last filled the entry for (its status annotation).
+FILLED_IDENTITY = PREFIX + FILLED_IDENTITY_SUFFIX
 
 _CHARACTER = re.compile(r"[A-Za-z0-9/_.:@-]")
 

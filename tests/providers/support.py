@@ -1,0 +1,145 @@
+"""One harness per registry provider, so that every provider runs the same contract suite.
+
+A `Contract` holds a provider wired to its stand-in (Chainguard: the HTTP token service of
+`tests.tokens.fakes`; fake: in-process), what a Secret would ask of it, and the two ways its
+exchange can fail: one that waiting may mend, one that it will not. Adding a provider to the
+suite is one more `Contract` in `CONTRACTS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pull_secret_updater.core.providers import Want
+from pull_secret_updater.core.schedule import Schedule
+from pull_secret_updater.providers.chainguard.exchange import ChainguardSTS
+from pull_secret_updater.providers.chainguard.spec import IDENTITY as CHAINGUARD_IDENTITY
+from pull_secret_updater.providers.fake.exchange import FakeProvider
+from pull_secret_updater.providers.fake.spec import IDENTITY as FAKE_IDENTITY
+from pull_secret_updater.providers.fake.spec import FakeSpec
+from pull_secret_updater.tokens import Subject, TokenCache, TokenSourceError
+from pull_secret_updater.tokens.provider import TokenProvider
+from tests.fakes import REGISTRY, FakeClock
+from tests.tokens.fakes import (
+    EXCHANGE_PATH,
+    IDENTITY,
+    ISSUER,
+    OWN,
+    SA_TOKEN,
+    FakeTokenService,
+    SigningKey,
+    SubjectTokenMap,
+    claims,
+)
+
+TEAM_A = Subject(namespace="team-a", service_account="pull-secret-updater")
+TEAM_B = Subject(namespace="team-b", service_account="pull-secret-updater")
+SCHEDULE = Schedule(fraction=0.5, jitter=0.0, margin=60)
+
+
+@dataclass
+class FlakyTokens:
+    """Kubernetes tokens per subject, that can be made to fail."""
+
+    tokens: SubjectTokenMap = field(default_factory=SubjectTokenMap)
+    error: TokenSourceError | None = None
+
+    async def get(self, subject: Subject) -> str:
+        if self.error is not None:
+            raise self.error
+        return await self.tokens.get(subject)
+
+
+@dataclass
+class Contract:
+    """A provider under the contract suite (see the module docstring)."""
+
+    name: str
+    provider: TokenProvider
+    clock: FakeClock
+    annotations: dict[str, str]
+    #: The credential's lifetime the stand-in gives.
+    lifetime: float
+    #: Make the next exchanges fail: retryable (waiting may mend it) or not.
+    fail: Callable[[bool], None]
+    #: Credentials shaped like the provider's that it never issued to us.
+    planted: Callable[[], list[str]]
+    #: Everything secret the exchange handled, which no message may contain.
+    secrets: list[str] = field(default_factory=lambda: [SA_TOKEN])
+    subjects: FlakyTokens = field(default_factory=FlakyTokens)
+
+    @property
+    def want(self) -> Want:
+        want = self.provider.spec.wants(self.annotations)
+        assert want is not None
+        return want
+
+    def cache(self) -> TokenCache:
+        return TokenCache({self.name: self.provider}, schedule=SCHEDULE, clock=self.clock)
+
+
+def chainguard() -> Contract:
+    clock = FakeClock()
+    service = FakeTokenService(clock=clock, lifetime=1800)
+    subjects = FlakyTokens(tokens=SubjectTokenMap({OWN: SA_TOKEN, TEAM_A: SA_TOKEN}))
+    provider = ChainguardSTS(
+        sa_tokens=subjects,
+        issuer=ISSUER,
+        audience=REGISTRY,
+        clock=clock,
+        transport=service.transport(),
+    )
+
+    def fail(retryable: bool) -> None:
+        service.failing[EXCHANGE_PATH] = 503 if retryable else 403
+
+    def planted() -> list[str]:
+        # A token with every claim right, signed by a key the service does not publish; and a
+        # token-shaped string that is no token at all.
+        impostor = SigningKey(kid="key-1")  # the published key's id, other key material
+        forged = impostor.sign(claims(identity=IDENTITY, iat=clock.now, lifetime=1800))
+        return [forged, "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"]
+
+    return Contract(
+        name="chainguard",
+        provider=provider,
+        clock=clock,
+        annotations={CHAINGUARD_IDENTITY: IDENTITY},
+        lifetime=1800,
+        fail=fail,
+        planted=planted,
+        subjects=subjects,
+    )
+
+
+def fake() -> Contract:
+    clock = FakeClock()
+    subjects = FlakyTokens(tokens=SubjectTokenMap({OWN: SA_TOKEN, TEAM_A: SA_TOKEN}))
+    provider = FakeProvider(spec=FakeSpec(), sa_tokens=subjects, lifetime=1800, clock=clock)
+
+    def fail(retryable: bool) -> None:
+        subjects.error = TokenSourceError(
+            "TokenRequest for ServiceAccount team-a/pull-secret-updater failed: 503"
+            if retryable
+            else "TokenRequest for ServiceAccount team-a/pull-secret-updater failed: 403",
+            retryable=retryable,
+            status=503 if retryable else 403,
+        )
+
+    def planted() -> list[str]:
+        return ["fake.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "fake."]
+
+    return Contract(
+        name="fake",
+        provider=provider,
+        clock=clock,
+        annotations={FAKE_IDENTITY: "team-a/puller"},
+        lifetime=1800,
+        fail=fail,
+        planted=planted,
+        subjects=subjects,
+    )
+
+
+CONTRACTS = {"chainguard": chainguard, "fake": fake}
