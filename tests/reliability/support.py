@@ -43,6 +43,7 @@ __all__ = [
     "claims",
     "controller_jti",
     "exchanges",
+    "exchanges_logged",
     "figure",
     "gaps",
     "issued_mark",
@@ -88,10 +89,18 @@ def attempted_exchanges(controller: ControllerProcess, identities: Iterable[str]
 
     Unlike the token service's own count, this includes attempts that never reached it.
     """
-    return int(
-        sum(metric(controller, "pull_secret_updater_exchanges_total", identity=uid)
-            for uid in identities)
-    )  # fmt: skip
+    return len(exchanges_logged(controller, identities))
+
+
+def exchanges_logged(controller: ControllerProcess, identities: Iterable[str]) -> list[Json]:
+    """The controller's log line of each exchange it attempted for these identities (the
+    metrics carry no identity)."""
+    wanted = set(identities)
+    return [
+        record
+        for record in log_records(controller)
+        if record.get("event") == "exchange" and record.get("identity") in wanted
+    ]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
@@ -26,6 +25,7 @@ from tests.reliability.support import (
     attempted_exchanges,
     claims,
     exchanges,
+    exchanges_logged,
     figure,
 )
 
@@ -44,16 +44,8 @@ HOT_LOOP_INTERVAL = 0.1
 
 def failed_exchanges(controller: ControllerProcess, identities: list[str]) -> int:
     """Exchanges the controller attempted for these identities that did not succeed."""
-    failed = 0
-    for family in text_string_to_metric_families(controller.metrics()):
-        for sample in family.samples:
-            if (
-                sample.name == "pull_secret_updater_exchanges_total"
-                and sample.labels.get("identity") in identities
-                and sample.labels.get("outcome") != "success"
-            ):
-                failed += int(sample.value)
-    return failed
+    logged = exchanges_logged(controller, identities)
+    return sum(1 for record in logged if record.get("outcome") != "success")
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pull_secret_updater.core.credential import Credential
@@ -26,6 +27,8 @@ from pull_secret_updater.tokens.errors import (
 from pull_secret_updater.tokens.provider import Subject, TokenProvider
 
 _PREFIX = "pull_secret_updater"
+
+log = structlog.get_logger("pull_secret_updater.tokens")
 
 
 @dataclass
@@ -91,7 +94,11 @@ class Metrics:
 
 class MeteredProvider:
     """A TokenProvider that counts and times every exchange of the provider it wraps
-    (everything else is passed through as it is)."""
+    (everything else is passed through as it is).
+
+    Each exchange is also a debug log line naming its identity: the operator's view of who
+    exchanged what, which the metrics, readable by whoever scrapes, do not give.
+    """
 
     def __init__(self, provider: TokenProvider, *, metrics: Metrics) -> None:
         self._provider = provider
@@ -119,19 +126,21 @@ class MeteredProvider:
     async def issue(self, *, want: Want, subject: Subject) -> Credential:
         started = time.monotonic()
         provider = want.provider
+        outcome = "error"
         try:
             token = await self._provider.issue(want=want, subject=subject)
+            outcome = "success"
         except ExchangeError as e:
             outcome = {
                 TransientExchangeError: "transient",
                 RejectedExchangeError: "rejected",
                 MalformedResponse: "malformed",
             }.get(type(e), "error")
-            self._metrics.exchanges.labels(provider=provider, outcome=outcome).inc()
             raise
         finally:
-            self._metrics.exchange_seconds.labels(provider=provider).observe(
-                time.monotonic() - started
-            )
-        self._metrics.exchanges.labels(provider=provider, outcome="success").inc()
+            elapsed = time.monotonic() - started
+            self._metrics.exchanges.labels(provider=provider, outcome=outcome).inc()
+            self._metrics.exchange_seconds.labels(provider=provider).observe(elapsed)
+            log.debug("exchange", provider=provider, identity=want.identity,
+                      subject=str(subject), outcome=outcome, seconds=round(elapsed, 3))  # fmt: skip
         return token
