@@ -17,9 +17,12 @@ interfaces and the table in `pull_secret_updater.providers`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+from pull_secret_updater.core.annotations import validate_value
 
 #: The suffix of every provider's status annotation naming what its entry was filled for.
 FILLED_IDENTITY = "filled-identity"
@@ -83,3 +86,21 @@ class ProviderSpec(Protocol):
 def filled_identity_key(spec: ProviderSpec) -> str:
     """The status annotation naming the identity the provider's entry was filled for."""
     return spec.annotation_prefix + FILLED_IDENTITY
+
+
+def identity_want(
+    annotations: Mapping[str, str],
+    *,
+    key: str,
+    provider: str,
+    registries: tuple[str, ...],
+    allowed: re.Pattern[str],
+    what: str,
+) -> Want | None:
+    """The want of a provider asked by one identity annotation `key` for fixed `registries`;
+    None without the annotation, BadInput for a value with a character `allowed` rejects
+    (`what` says which are allowed)."""
+    if key not in annotations:
+        return None
+    identity = validate_value(key, annotations[key], allowed=allowed, what=what)
+    return Want(provider=provider, identity=identity, registries=registries)

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 from pull_secret_updater.core.annotations import PREFIX, validate_value
 from pull_secret_updater.core.providers import FILLED_IDENTITY as FILLED_IDENTITY_SUFFIX
-from pull_secret_updater.core.providers import Want
+from pull_secret_updater.core.providers import Want, identity_want
 from pull_secret_updater.providers.chainguard import DEFAULT_REGISTRY, NAME, USERNAME
 
 #: The identity UID whose tokens fill the Secret (written by the user).
 IDENTITY = PREFIX + "identity"
 
 _IDENTITY_CHARACTER = re.compile(r"[A-Za-z0-9/_.-]")
+_IDENTITY_WHAT = "an identity UID has only letters, digits and / _ . -"
 
 
 def validate_identity(value: str | None, *, key: str = IDENTITY) -> str:
@@ -28,7 +29,7 @@ def validate_identity(value: str | None, *, key: str = IDENTITY) -> str:
         key,
         value,
         allowed=_IDENTITY_CHARACTER,
-        what="an identity UID has only letters, digits and / _ . -",
+        what=_IDENTITY_WHAT,
     )
 
 
@@ -43,10 +44,14 @@ class ChainguardSpec:
     verifiable: bool = True
 
     def wants(self, annotations: Mapping[str, str]) -> Want | None:
-        if IDENTITY not in annotations:
-            return None
-        identity = validate_identity(annotations[IDENTITY])
-        return Want(provider=self.name, identity=identity, registries=(self.registry,))
+        return identity_want(
+            annotations,
+            key=IDENTITY,
+            provider=self.name,
+            registries=(self.registry,),
+            allowed=_IDENTITY_CHARACTER,
+            what=_IDENTITY_WHAT,
+        )
 
 
 #: What the controller last filled the cgr.dev entry for (its status annotation).

@@ -6,9 +6,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pull_secret_updater.core.annotations import validate_value
 from pull_secret_updater.core.providers import FILLED_IDENTITY as FILLED_IDENTITY_SUFFIX
-from pull_secret_updater.core.providers import Want
+from pull_secret_updater.core.providers import Want, identity_want
 from pull_secret_updater.providers.fake import DEFAULT_REGISTRY, NAME, PREFIX, USERNAME
 
 IDENTITY = PREFIX + "identity"
@@ -27,12 +26,11 @@ class FakeSpec:
     verifiable: bool = False
 
     def wants(self, annotations: Mapping[str, str]) -> Want | None:
-        if IDENTITY not in annotations:
-            return None
-        identity = validate_value(
-            IDENTITY,
-            annotations[IDENTITY],
+        return identity_want(
+            annotations,
+            key=IDENTITY,
+            provider=self.name,
+            registries=(self.registry,),
             allowed=_CHARACTER,
             what="a fake identity has only letters, digits and / _ . : @ -",
         )
-        return Want(provider=self.name, identity=identity, registries=(self.registry,))
