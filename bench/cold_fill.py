@@ -34,8 +34,8 @@ from bench.results import ScenarioResult, Target, distribution, ratio
 from bench.sizes import Sizes
 from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
-from pull_secret_updater.core.decision import status_annotations
 from pull_secret_updater.core.dockerconfig import DockerConfig, with_token
+from pull_secret_updater.core.status import status_annotations
 from pull_secret_updater.providers.chainguard import spec as chainguard_spec
 
 TITLE = "Cold fill"

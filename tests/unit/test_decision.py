@@ -25,17 +25,15 @@ from pull_secret_updater.core.decision import (
     Untrusted,
     Verdict,
     Wait,
-    cleared_status,
     decide,
-    error_annotation,
     inspect,
-    status_annotations,
 )
 from pull_secret_updater.core.dockerconfig import parse_docker_config, with_token
 from pull_secret_updater.core.policy import ALLOW_ALL, Policy, parse_policy
 from pull_secret_updater.core.providers import Want
 from pull_secret_updater.core.reasons import Reason
 from pull_secret_updater.core.schedule import Schedule
+from pull_secret_updater.core.status import cleared_status, error_annotation, status_annotations
 from pull_secret_updater.providers.chainguard import spec as chainguard_spec
 from pull_secret_updater.providers.chainguard.spec import ChainguardSpec
 

@@ -27,11 +27,8 @@ from pull_secret_updater.core.decision import (
     Untrusted,
     Verdict,
     Wait,
-    cleared_status,
     decide,
-    error_annotation,
     inspect,
-    status_annotations,
 )
 from pull_secret_updater.core.dockerconfig import (
     DockerConfig,
@@ -44,6 +41,7 @@ from pull_secret_updater.core.errors import BadInput, Reason
 from pull_secret_updater.core.policy import ALLOW_ALL, Policy, parse_policy
 from pull_secret_updater.core.providers import ProviderSpec, Want
 from pull_secret_updater.core.schedule import Schedule, cache_duration
+from pull_secret_updater.core.status import cleared_status, error_annotation, status_annotations
 
 __all__ = [
     "ALLOW_ALL",

@@ -25,6 +25,11 @@ has:
 NB: nothing a Secret's writer can compute makes a credential trusted. Only a verified or
 self-obtained credential is used to schedule a refresh or shared with other Secrets; anything
 else is replaced.
+
+NB: a little over our usual module size because the sum type (`Request`, `Part`, `Fill`,
+`Wait`, `Invalid`, `Ignore`) and the two functions that produce it are one piece: a reader
+checking that every case of `inspect` and `decide` is handled needs both in view. What the
+controller writes afterwards is `status`.
 """
 
 # NB: no `from __future__ import annotations`: it would shadow the module of that name.
@@ -292,58 +297,6 @@ def decide(
             stale_expires_at=verdict.expires_at,
         )
     return Wait(want=want, token=verdict, refresh_at=when)
-
-
-def status_annotations(
-    *,
-    filled: Mapping[str, str],
-    expires_at: float | None,
-    refreshed_at: float,
-    clear_error: bool = True,
-) -> dict[str, str | None]:
-    """The annotation patch after a successful write (None removes an annotation).
-
-    `filled` maps each written provider's filled-identity annotation to the identity;
-    `expires_at` is the earliest trusted expiry of the Secret's managed entries.
-    """
-    patch: dict[str, str | None] = {
-        annotations.EXPIRES_AT: None if expires_at is None else annotations.format_time(expires_at),
-        annotations.LAST_REFRESH: annotations.format_time(refreshed_at),
-        annotations.TOKEN_HASH: None,  # written by earlier versions; proves nothing
-        **filled,
-    }
-    if clear_error:
-        patch[annotations.LAST_ERROR] = None
-    return patch
-
-
-def expiry_drift(present: Mapping[str, str], *, expires_at: float | None) -> dict[str, str | None]:
-    """The patch correcting an `expires-at` that does not state `expires_at`, the earliest
-    trusted expiry (someone edited it, or an entry changed); empty when it does."""
-    wanted = None if expires_at is None else annotations.format_time(expires_at)
-    if present.get(annotations.EXPIRES_AT) == wanted:
-        return {}
-    return {annotations.EXPIRES_AT: wanted}
-
-
-def error_annotation(message: str) -> dict[str, str | None]:
-    """The annotation patch after a failure; the credential annotations are left as they are."""
-    return {annotations.LAST_ERROR: annotations.truncate_error(message)}
-
-
-def cleared_status(
-    present: Mapping[str, str], *, providers: Sequence[ProviderSpec]
-) -> dict[str, str | None]:
-    """The patch removing the controller's status annotations that `present` has."""
-    keys = {*annotations.STATUS, *(filled_identity_key(spec) for spec in providers)}
-    return {key: None for key in sorted(keys) if key in present}
-
-
-def problems_message(problems: Sequence[Problem]) -> str:
-    """One message for several providers' problems, each named by its provider."""
-    if len(problems) == 1:
-        return problems[0].message
-    return "; ".join(f"{p.provider}: {p.message}" for p in problems)
 
 
 def _problem(

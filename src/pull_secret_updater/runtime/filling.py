@@ -20,11 +20,12 @@ from lightkube import AsyncClient
 
 from pull_secret_updater.core import annotations as ann
 from pull_secret_updater.core.credential import Credential
-from pull_secret_updater.core.decision import Fill, Problem, Request, status_annotations
+from pull_secret_updater.core.decision import Fill, Problem, Request
 from pull_secret_updater.core.dockerconfig import with_entries
 from pull_secret_updater.core.providers import ProviderSpec, Want, filled_identity_key
 from pull_secret_updater.core.reasons import Reason
 from pull_secret_updater.core.schedule import Schedule
+from pull_secret_updater.core.status import status_annotations
 from pull_secret_updater.kube.errors import Conflict, KubeError, NotFound, Unprocessable
 from pull_secret_updater.kube.secrets import SecretObject, get_secret, write_secret
 from pull_secret_updater.runtime.failures import Failures

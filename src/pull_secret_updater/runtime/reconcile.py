@@ -39,16 +39,14 @@ from pull_secret_updater.core.decision import (
     SecretView,
     Verdict,
     Wait,
-    cleared_status,
     decide,
-    expiry_drift,
     inspect,
-    problems_message,
 )
 from pull_secret_updater.core.policy import Policy
 from pull_secret_updater.core.providers import ProviderSpec
 from pull_secret_updater.core.reasons import Reason
 from pull_secret_updater.core.schedule import Schedule
+from pull_secret_updater.core.status import cleared_status, expiry_drift, problems_message
 from pull_secret_updater.kube.errors import KubeError
 from pull_secret_updater.kube.namespaces import NamespaceLabels
 from pull_secret_updater.kube.secrets import SecretObject

@@ -17,8 +17,8 @@ import structlog
 from lightkube import AsyncClient
 
 from pull_secret_updater.core import annotations as ann
-from pull_secret_updater.core.decision import error_annotation
 from pull_secret_updater.core.reasons import Reason
+from pull_secret_updater.core.status import error_annotation
 from pull_secret_updater.kube.errors import Conflict, KubeError
 from pull_secret_updater.kube.events import EventRecorder
 from pull_secret_updater.kube.secrets import SecretObject, write_secret
