@@ -46,6 +46,7 @@ from tests.runtime.fakes import (
 )
 
 OURS = {chainguard_spec.IDENTITY: IDENTITY}
+EARLIEST = "pull_secret_updater_earliest_expiry_seconds"
 UNAVAILABLE = TransientExchangeError(
     "token service answered 503 Service Unavailable", cause="unavailable", status=503
 )
@@ -922,3 +923,44 @@ async def test_a_secret_deleted_while_its_write_is_answered_is_not_kept(world: H
     await reconciling
 
     assert key not in world.controller.store
+
+
+async def test_a_password_that_cannot_be_encoded_is_replaced_not_retried_as_a_crash(
+    world: Harness,
+) -> None:
+    # Valid JSON whose password is a lone surrogate escape: no credential the controller
+    # wrote, and one that cannot even be hashed or compared. It is filled like a missing one.
+    raw = b'{"auths": {"cgr.dev": {"username": "_token", "password": "\\ud800"}}}'
+    world.server.create_secret("team-a", annotations=OURS, docker_config=raw)
+
+    outcome = await world.reconcile("team-a")
+
+    token = world.password("team-a")
+    assert token is not None
+    assert token.isascii()
+    assert outcome.requeue_after is not None
+    assert outcome.requeue_after > 60
+    assert ("team-a", SECRET_NAME) not in world.controller.failures
+    await world.controller.events.aclose()
+    assert [reason for _, reason, _ in world.server.recorded_events()] == ["Filled"]
+
+
+async def test_an_edited_expires_at_is_never_read_and_is_put_right_at_the_next_write(
+    world: Harness,
+) -> None:
+    world.server.create_secret("team-a", annotations=OURS)
+    await world.reconcile("team-a")
+    world.controller.update_gauges()
+    assert world.controller.metrics.registry.get_sample_value(EARLIEST) == 3600
+
+    # A tenant claims the token lives for a century, and sets a last-error for good measure.
+    world.server.edit_secret("team-a", SECRET_NAME, {"metadata": {"annotations": {
+        ann.EXPIRES_AT: "2126-01-01T00:00:00Z", ann.LAST_ERROR: "all is well"}}})  # fmt: skip
+    waited = await world.reconcile("team-a")
+    world.controller.update_gauges()
+    assert world.controller.metrics.registry.get_sample_value(EARLIEST) == 3600
+    # The planted last-error is cleared, and with that write the expiry is put right.
+    assert world.server.annotations("team-a")[ann.EXPIRES_AT] == ann.format_time(NOW + 3600)
+    assert ann.LAST_ERROR not in world.server.annotations("team-a")
+    assert waited.requeue_after is not None
+    assert len(world.provider.issues) == 1

@@ -651,3 +651,16 @@ async def test_no_token_appears_in_any_failure_or_repr() -> None:
     token = KEY.sign(claims())
     printed = everything_printed(await unavailable(down.verifier, token))
     assert all(part not in printed for part in token.split("."))
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["\ud800", "eyJhbGciOiJFUzI1NiJ9.\ud800.c2ln", "e\udcff.e30.c2ln", "\x00.\x00.\x00"],
+    ids=["lone surrogate", "surrogate in the payload", "low surrogate", "control characters"],
+)
+async def test_a_string_that_cannot_be_encoded_is_not_a_token_and_raises_nothing_else(
+    token: str,
+) -> None:
+    setup = Setup()
+    with pytest.raises(InvalidToken):
+        await setup.verifier.verify(token)

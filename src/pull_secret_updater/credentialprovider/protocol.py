@@ -135,6 +135,9 @@ def parse_request(raw: bytes) -> CredentialRequest:
     token = document.get("serviceAccountToken")
     if token is not None and not isinstance(token, str):
         raise BadRequest("the request's serviceAccountToken is not a string")
+    if token and not (token.isascii() and token.isprintable()):
+        # A Kubernetes token is a JWT: printable ASCII. Anything else could not even be sent.
+        raise BadRequest("the request's serviceAccountToken is not a token (not printable ASCII)")
     annotations = document.get("serviceAccountAnnotations")
     if annotations is None:
         annotations = {}

@@ -312,7 +312,9 @@ def _header(token: str) -> tuple[str | None, str]:
     problem = None
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, UnicodeError):
+        # UnicodeError: a lone surrogate (a "\ud800" escape in the Secret's JSON) cannot even
+        # be encoded; it is no token either.
         problem = "token is not a JWT"
     if problem is not None:
         raise InvalidToken(problem)
