@@ -48,6 +48,8 @@ def test_defaults_are_the_originals() -> None:
         "min_token_lifetime": 30.0,
         "backoff_base": 1.0,
         "backoff_cap": 300.0,
+        "exchange_burst_per_namespace": 20,
+        "exchange_rate_per_namespace": 20.0,
         "token_subject": "controller",
         "namespace_service_account": "pull-secret-updater",
         "policy_file": None,

@@ -29,6 +29,7 @@ from lightkube import KubeConfig
 from pull_secret_updater.core.backoff import Backoff
 from pull_secret_updater.core.decision import DOCKER_CONFIG_JSON
 from pull_secret_updater.core.policy import ALLOW_ALL, Policy
+from pull_secret_updater.core.ratelimit import NamespaceBudget
 from pull_secret_updater.core.schedule import Schedule
 from pull_secret_updater.kube.events import EventRecorder
 from pull_secret_updater.kube.leader import LeaderElector
@@ -326,6 +327,7 @@ def harness(
     seed: int = 7,
     failure_hold: float = 0.0,
     extra: Callable[[FakeClock], Mapping[str, TokenProvider]] | None = None,
+    budget: tuple[float, float] | None = None,
 ) -> Harness:
     """A controller against fresh fakes; `leader` False gives it an elector that never leads."""
     server = FakeApiServer()
@@ -348,7 +350,13 @@ def harness(
             subject_for=subject_for,
         ),
         client=client,
-        tokens=TokenCache(providers, schedule=SCHEDULE, clock=clock, failure_hold=failure_hold),
+        tokens=TokenCache(
+            providers,
+            schedule=SCHEDULE,
+            clock=clock,
+            failure_hold=failure_hold,
+            budget=None if budget is None else NamespaceBudget(*budget, clock=clock),
+        ),
         providers=providers,
         events=EventRecorder(client, instance="replica-1", clock=clock, now=clock.utc),
         metrics=Metrics(),

@@ -964,3 +964,32 @@ async def test_an_edited_expires_at_is_never_read_and_is_put_right_at_the_next_w
     assert ann.LAST_ERROR not in world.server.annotations("team-a")
     assert waited.requeue_after is not None
     assert len(world.provider.issues) == 1
+
+
+async def test_a_namespace_naming_ever_new_identities_is_held_to_its_budget_alone(
+    make: Callable[..., Harness],
+) -> None:
+    # A tenant rewrites its Secret's identity annotation again and again: each new value
+    # would be an exchange. Its namespace gets its burst, then waits; the quiet namespace
+    # next door is filled at once all the same.
+    world = make(budget=(1 / 60, 3))
+    world.server.create_secret("churn", annotations=OURS)
+    for n in range(20):
+        identity = f"45a0c61ea6fd977f050c5fb9ac06a69eed764595/{n:016x}"
+        world.server.edit_secret("churn", SECRET_NAME, {"metadata": {"annotations": {
+            chainguard_spec.IDENTITY: identity}}})  # fmt: skip
+        outcome = await world.reconcile("churn")
+    world.server.create_secret("quiet", annotations=OURS)
+    await world.reconcile("quiet")
+
+    churned = [identity for identity, _ in world.provider.issues if identity != IDENTITY]
+    assert len(churned) == 3, "the burst, and nothing more"
+    assert world.password("quiet") is not None
+    assert world.server.annotations("churn")[ann.LAST_ERROR].startswith(
+        "namespace churn started more exchanges than its budget allows"
+    )
+    assert outcome.requeue_after is not None
+    assert outcome.requeue_after >= 59, "told to come back when the budget allows"
+    await world.controller.events.aclose()
+    warnings = [reason for _, reason, _ in world.server.recorded_events("Warning")]
+    assert warnings == ["RateLimited"]

@@ -7,8 +7,10 @@ import asyncio
 
 import pytest
 
+from pull_secret_updater.core.ratelimit import NamespaceBudget
 from pull_secret_updater.core.schedule import Schedule
 from pull_secret_updater.tokens import Subject, TokenCache, TransientExchangeError
+from pull_secret_updater.tokens.errors import ExchangeError
 from tests.fakes import FakeClock, FakeTokenProvider
 from tests.tokens.fakes import OWN, want_of
 
@@ -210,3 +212,34 @@ async def test_held_failures_of_keys_nobody_asks_for_again_do_not_pile_up() -> N
                                                           service_account="psu"))  # fmt: skip
         clock.now += 1
     assert cache.held_failures <= 64
+
+
+async def test_a_namespace_over_its_budget_is_told_when_to_come_back_and_starts_nothing() -> None:
+    clock = FakeClock()
+    provider = FakeTokenProvider(clock)
+    cache = TokenCache(provider, schedule=Schedule(), clock=clock,
+                       budget=NamespaceBudget(rate=0.1, burst=2, clock=clock))  # fmt: skip
+    await cache.get(want=want_of("org/a"), subject=OWN, namespace="churn")
+    await cache.get(want=want_of("org/b"), subject=OWN, namespace="churn")
+    with pytest.raises(ExchangeError) as caught:
+        await cache.get(want=want_of("org/c"), subject=OWN, namespace="churn")
+    assert (caught.value.cause, caught.value.retryable) == ("rate_limited", True)
+    assert caught.value.retry_after == 10
+    assert "namespace churn" in caught.value.message
+    assert provider.calls == {"org/a": 1, "org/b": 1}
+    # What the cache holds costs nothing, over budget or not; another namespace has its own.
+    await cache.get(want=want_of("org/a"), subject=OWN, namespace="churn")
+    await cache.get(want=want_of("org/c"), subject=OWN, namespace="quiet")
+    assert provider.calls == {"org/a": 1, "org/b": 1, "org/c": 1}
+    # The refusal is no failure of the identity: other namespaces are not held off it.
+    clock.now += 10
+    await cache.get(want=want_of("org/d"), subject=OWN, namespace="churn")
+
+
+async def test_the_counts_of_identities_nobody_asks_for_any_more_are_swept() -> None:
+    clock = FakeClock()
+    cache = TokenCache(FakeTokenProvider(clock, lifetime=60), schedule=Schedule(), clock=clock)
+    for n in range(500):
+        await cache.get(want=want_of(f"org/{n}"), subject=OWN)
+        clock.now += 1
+    assert len(cache.exchanges) <= 130

@@ -28,4 +28,5 @@ class Reason(StrEnum):
     POLICY_UNAVAILABLE = "PolicyUnavailable"
     WRITE_FAILED = "WriteFailed"
     TOKEN_TOO_SHORT_LIVED = "TokenTooShortLived"
+    RATE_LIMITED = "RateLimited"
     UNEXPECTED = "UnexpectedError"

@@ -56,7 +56,14 @@ async def run(settings: Settings) -> None:
     }
     # A failed exchange is shared for one backoff base: during an outage the token service
     # sees at most about one exchange per identity per `backoff_base`, however many Secrets.
-    tokens = TokenCache(providers, schedule=settings.schedule, failure_hold=settings.backoff_base)
+    # A namespace may start only so many exchanges; over that, its Secrets wait their turn
+    # and nobody else's do (core.ratelimit).
+    tokens = TokenCache(
+        providers,
+        schedule=settings.schedule,
+        failure_hold=settings.backoff_base,
+        budget=settings.budget(),
+    )
     health = Health()
     identity = f"{settings.pod_name}_{secrets.token_hex(4)}"
     events = EventRecorder(client, instance=identity)

@@ -70,11 +70,14 @@ class Filler:
     clock: Callable[[], float] = time.time
 
     async def obtain(
-        self, fills: Sequence[Fill], *, subject: Subject
+        self, fills: Sequence[Fill], *, subject: Subject, namespace: str
     ) -> tuple[list[tuple[Fill, Credential]], list[PartFailure]]:
         """A credential for each fill, the exchanges running concurrently."""
         results = await asyncio.gather(
-            *(self.tokens.get(want=f.want, subject=subject, stale=f.stale) for f in fills),
+            *(
+                self.tokens.get(want=f.want, subject=subject, stale=f.stale, namespace=namespace)
+                for f in fills
+            ),
             return_exceptions=True,
         )
         obtained: list[tuple[Fill, Credential]] = []
@@ -93,7 +96,7 @@ class Filler:
                 PartFailure(
                     problem=Problem(
                         provider=fill.want.provider,
-                        reason=Reason.VERIFICATION_UNAVAILABLE if keys else Reason.EXCHANGE_FAILED,
+                        reason=_reason_of(result),
                         message=(
                             f"cannot verify tokens, so none is exchanged: {result}"
                             if keys
@@ -258,3 +261,11 @@ class Filler:
 def earliest_expiry(trusted: Sequence[tuple[Want, Credential]]) -> float | None:
     """The earliest expiry of the credentials trusted in a Secret: its `expires-at`."""
     return min((credential.expires_at for _, credential in trusted), default=None)
+
+
+def _reason_of(error: ExchangeError) -> Reason:
+    if isinstance(error, KeysUnavailable):
+        return Reason.VERIFICATION_UNAVAILABLE
+    if error.cause == "rate_limited":
+        return Reason.RATE_LIMITED
+    return Reason.EXCHANGE_FAILED

@@ -206,7 +206,9 @@ class Reconciler:
         for wait in waits:
             outcome = outcome.sooner(Outcome(wait.refresh_at - now))
         if fills:
-            obtained, exchange_failures = await self._filler.obtain(fills, subject=subject)
+            obtained, exchange_failures = await self._filler.obtain(
+                fills, subject=subject, namespace=secret.namespace
+            )
             failed += exchange_failures
             if obtained:
                 written = await self._filler.write(

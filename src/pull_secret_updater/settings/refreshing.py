@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -9,6 +11,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pull_secret_updater.core import backoff as _backoff
 from pull_secret_updater.core import schedule as _schedule
 from pull_secret_updater.core.backoff import Backoff
+from pull_secret_updater.core.ratelimit import NamespaceBudget
 from pull_secret_updater.core.schedule import Schedule
 from pull_secret_updater.settings.checks import non_negative_seconds, positive_seconds
 
@@ -76,6 +79,24 @@ class RefreshSettings(BaseModel):
         ),
     )
 
+    exchange_burst_per_namespace: int = Field(
+        default=20,
+        description=(
+            "Exchanges one namespace's Secrets may start at once (served from the cache, "
+            "they cost nothing); beyond it, exchange_rate_per_namespace. A Secret over its "
+            "namespace's budget gets a RateLimited Event and is retried when the budget "
+            "allows, and no other namespace waits for it. Default: 20."
+        ),
+    )
+    exchange_rate_per_namespace: float = Field(
+        default=20.0,
+        description=(
+            "Exchanges per minute one namespace's Secrets may start once its burst is spent, "
+            "so a namespace that keeps naming new identities cannot spend the token service's "
+            "patience for the others. Default: 20."
+        ),
+    )
+
     # NB: the same bounds as core.schedule.Schedule, which owns them; checked here per field
     # too, so that the message names the one flag and variable at fault.
     @field_validator("refresh_fraction")
@@ -92,7 +113,20 @@ class RefreshSettings(BaseModel):
             raise ValueError("must be at least 0 and less than 1")
         return value
 
-    @field_validator("exchange_timeout", "max_refresh_interval", "backoff_base", "backoff_cap")
+    @field_validator("exchange_burst_per_namespace")
+    @classmethod
+    def _check_burst_refreshing(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    @field_validator(
+        "exchange_timeout",
+        "max_refresh_interval",
+        "backoff_base",
+        "backoff_cap",
+        "exchange_rate_per_namespace",
+    )
     @classmethod
     def _check_positive_refreshing(cls, value: float) -> float:
         return positive_seconds(value)
@@ -110,6 +144,14 @@ class RefreshSettings(BaseModel):
             jitter=self.refresh_jitter,
             margin=self.refresh_margin,
             max_interval=self.max_refresh_interval,
+        )
+
+    def budget(self, clock: Callable[[], float] = time.monotonic) -> NamespaceBudget:
+        """The per-namespace exchange budget these settings describe."""
+        return NamespaceBudget(
+            rate=self.exchange_rate_per_namespace / 60,
+            burst=self.exchange_burst_per_namespace,
+            clock=clock,
         )
 
     @property

@@ -25,6 +25,13 @@ this cache holds for the Secret's (subject, want), or to the one that one replac
 restart nothing is known, so each (subject, provider, identity, scope) costs one exchange,
 shared by all its Secrets.
 
+A namespace may start only so many exchanges (`core.ratelimit.NamespaceBudget`): a caller
+that names its namespace and would start one beyond the budget gets a `rate_limited` error
+(retryable, with the wait as Retry-After) and starts nothing; joining an exchange already
+under way, or being served from the cache, costs nothing. Per-identity state (tokens, held
+failures, exchange counts) is swept as it ends, so identities no Secret names any more do not
+pile up.
+
 NB: exchanges run in their own tasks, shielded from the callers: a caller that is cancelled
 (its watch restarted, say) does not cancel the exchange the other callers wait for.
 """
@@ -33,14 +40,16 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.core.providers import Want
+from pull_secret_updater.core.ratelimit import NamespaceBudget
 from pull_secret_updater.core.schedule import Schedule
-from pull_secret_updater.tokens.errors import ExchangeError
+from pull_secret_updater.tokens.errors import ExchangeError, TransientExchangeError
 from pull_secret_updater.tokens.provider import Subject, TokenProvider
 
 CacheKey = tuple[Subject, tuple[str, str, str]]  # (subject, (provider, identity, scope))
@@ -66,6 +75,7 @@ class TokenCache:
         schedule: Schedule,
         clock: Callable[[], float] = time.time,
         failure_hold: float = 0.0,
+        budget: NamespaceBudget | None = None,
     ) -> None:
         self._providers: Mapping[str, TokenProvider] = (
             providers if isinstance(providers, Mapping) else {providers.spec.name: providers}
@@ -73,6 +83,7 @@ class TokenCache:
         self._schedule = schedule
         self._clock = clock
         self._failure_hold = failure_hold
+        self._budget = budget
         self._tokens: dict[CacheKey, Credential] = {}
         # The credential each cached one replaced: Secrets not yet refreshed still hold it.
         self._replaced: dict[CacheKey, Credential] = {}
@@ -90,9 +101,17 @@ class TokenCache:
         """How many failed exchanges are kept to be shared (some may have ended)."""
         return len(self._failed)
 
-    async def get(self, *, want: Want, subject: Subject, stale: str | None = None) -> Credential:
+    async def get(
+        self,
+        *,
+        want: Want,
+        subject: Subject,
+        stale: str | None = None,
+        namespace: str | None = None,
+    ) -> Credential:
         """A credential for `want` as `subject`: the cached one while it is not due (and is
-        not `stale`), else a new one. Raises what the provider raises."""
+        not `stale`), else a new one. Raises what the provider raises, and a `rate_limited`
+        error when a new exchange would overspend `namespace`'s budget."""
         key = (subject, want.exchange_key)
         cached = self._tokens.get(key)
         if cached is not None and self._usable(cached, stale=stale):
@@ -105,6 +124,16 @@ class TokenCache:
             del self._failed[key]
         task = self._inflight.get(key)
         if task is None:
+            if namespace is not None and self._budget is not None:
+                wait = self._budget.take(namespace)
+                if wait > 0:
+                    raise TransientExchangeError(
+                        f"namespace {namespace} started more exchanges than its budget allows "
+                        f"(exchange_burst_per_namespace, exchange_rate_per_namespace); the next "
+                        f"is possible in {wait:.0f}s",
+                        cause="rate_limited",
+                        retry_after=math.ceil(wait),
+                    )
             task = asyncio.create_task(self._exchange(key, want), name="token exchange")
             task.add_done_callback(lambda done: self._finished(key, done))
             self._inflight[key] = task
@@ -181,12 +210,20 @@ class TokenCache:
             now = self._clock()
             self._sweep_at = _sweep(self._tokens, lambda t: t.expires_at, now)
             _sweep(self._replaced, lambda t: t.expires_at, now)
+            self._forget_counts()
 
     def _hold(self, key: CacheKey, error: ExchangeError) -> None:
         # Held failures of keys nobody asks for again go the same way as expired tokens.
         self._failed[key] = (self._clock() + self._failure_hold, error)
         if len(self._failed) >= self._held_sweep_at:
             self._held_sweep_at = _sweep(self._failed, lambda held: held[0], self._clock())
+            self._forget_counts()
+
+    def _forget_counts(self) -> None:
+        # The exchange counts of identities with nothing cached, held or under way go too.
+        live = {key[1][1] for key in (*self._tokens, *self._failed, *self._inflight)}
+        for identity in [i for i in self.exchanges if i not in live]:
+            del self.exchanges[identity]
 
     def _finished(self, key: CacheKey, task: asyncio.Task[Credential]) -> None:
         if self._inflight.get(key) is task:

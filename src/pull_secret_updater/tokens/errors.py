@@ -41,6 +41,7 @@ Cause = Literal[
     "sa_token",  # the service-account token to exchange is unavailable
     "untrusted",  # the token does not verify with the token service's keys, or is not ours
     "keys",  # the token service's keys cannot be fetched, so no token can be verified
+    "rate_limited",  # the Secret's namespace started too many exchanges: its budget is spent
 ]
 
 
