@@ -12,13 +12,16 @@ import secrets
 import signal
 
 import structlog
+from lightkube import AsyncClient
 
 from pull_secret_updater import wiring
 from pull_secret_updater.kube.client import make_client
+from pull_secret_updater.kube.errors import KubeError
 from pull_secret_updater.kube.events import EventRecorder
 from pull_secret_updater.kube.leader import LeaderElector
 from pull_secret_updater.kube.namespaces import NamespaceLabels
 from pull_secret_updater.kube.secrets import WatchEvent, list_and_watch
+from pull_secret_updater.kube.server import read_server_facts
 from pull_secret_updater.runtime import health as health_server
 from pull_secret_updater.runtime.controller import Controller, ControllerConfig
 from pull_secret_updater.runtime.failures import Failures
@@ -50,6 +53,7 @@ async def run(settings: Settings) -> None:
             "policy_file, or use token_subject namespace, to confine identities to namespaces"
         )
     client = make_client(kubeconfig=settings.kubeconfig)
+    await _log_server(client, metrics)
     providers: dict[str, TokenProvider] = {
         name: MeteredProvider(provider, metrics=metrics)
         for name, provider in wiring.providers(settings, client=lambda: client).items()
@@ -148,6 +152,26 @@ async def run(settings: Settings) -> None:
         with contextlib.suppress(Exception):
             await client.close()
         log.info("stopped")
+
+
+async def _log_server(client: AsyncClient, metrics: Metrics) -> None:
+    """Say which API server this is, and warn when it lacks what the install's safety relies
+    on; never stops the start (the watches will say if the server cannot be reached)."""
+    try:
+        facts = await read_server_facts(client)
+    except KubeError as e:
+        log.warning("could not read the API server's version", error=str(e))
+        return
+    metrics.admission_policy_api.set(1 if facts.admission_policies else 0)
+    log.info("API server", version=facts.version)
+    if not facts.admission_policies:
+        log.warning(
+            "this API server does not serve admissionregistration.k8s.io/v1 "
+            "ValidatingAdmissionPolicies (Kubernetes 1.30+): the admission policy that confines "
+            "this controller's writes to its own Secrets' credentials cannot be installed here, "
+            "so a compromised controller could rewrite any managed Secret's content",
+            version=facts.version,
+        )
 
 
 async def _watch(controller: Controller, name: str, server_timeout: int) -> None:

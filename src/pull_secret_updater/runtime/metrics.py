@@ -84,6 +84,12 @@ class Metrics:
             "1 while this replica holds the leader Lease and may write, else 0.",
             registry=r,
         )
+        self.admission_policy_api = Gauge(
+            f"{_PREFIX}_admission_policy_api",
+            "1 when the API server serves ValidatingAdmissionPolicies, so the admission policy "
+            "that confines the controller's writes can be installed (Kubernetes 1.30+), else 0.",
+            registry=r,
+        )
         self.open_policy = Gauge(
             f"{_PREFIX}_open_identity_policy",
             "1 when any namespace may use any identity that trusts the controller "
