@@ -68,8 +68,10 @@ def test_one_secret_gets_an_entry_from_each_provider_and_still_pulls(
     exchanged = {
         labels for name_, labels in samples if name_ == "pull_secret_updater_exchanges_total"
     }
-    assert (("outcome", "success"), ("provider", "chainguard")) in exchanged
+    # The Chainguard token may come from the cache (other Secrets of the session share that
+    # identity); the fake one was exchanged here. Every series names a provider, no identity.
     assert (("outcome", "success"), ("provider", "fake")) in exchanged
+    assert {dict(labels)["provider"] for labels in exchanged} <= {"chainguard", "fake"}
     assert all("identity" not in dict(labels) for _, labels in samples)
 
 
