@@ -17,21 +17,19 @@ import pytest
 
 from devstack.controller import NAMESPACE, SERVICE_ACCOUNT
 from devstack.stack import LocalStack
-from tests.deploy.support import (
-    ADMISSION,
-    denial,
-    merge_patch,
-    service_account_client,
-    wait_until_enforced,
-)
+from tests.deploy.support import ADMISSION
 from tests.helpers import (
     EXPIRES_AT,
     IDENTITY,
     LAST_ERROR,
     LAST_REFRESH,
     ClusterHelper,
+    denial,
     eventually,
+    merge_patch,
     pull_secret_manifest,
+    service_account_client,
+    wait_until_enforced,
 )
 
 pytestmark = pytest.mark.stack
@@ -68,7 +66,7 @@ def admission_policy(stack: LocalStack, controller: httpx2.Client) -> Iterator[N
     cluster = ClusterHelper(stack)
     cluster.kubectl("apply", "-k", str(ADMISSION))
     try:
-        wait_until_enforced(cluster, controller, identity=UID, prefix="vap-probe")
+        wait_until_enforced(cluster, controller, prefix="vap-probe")
         yield
     finally:
         cluster.kubectl("delete", "-k", str(ADMISSION), "--ignore-not-found")

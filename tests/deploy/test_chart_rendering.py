@@ -12,14 +12,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import uuid
 from typing import Any
 
 import pytest
 import yaml
 
-from devstack.binaries import MissingBinary, find_binaries
 from devstack.stack import LocalStack
 from pull_secret_updater.cli.flags import load_settings
 from pull_secret_updater.core.policy import parse_policy
@@ -33,7 +31,7 @@ from tests.deploy.support import (
     container,
     find,
     kinds,
-    parse_objects,
+    kustomize,
     plain_env,
     rules_for,
     value_args,
@@ -48,21 +46,6 @@ CA_PEM = (
     + base64.b64encode(b"not a real certificate, only its shape" * 3).decode()
     + "\n-----END CERTIFICATE-----\n"
 )
-
-
-def kustomize(path: os.PathLike[str]) -> list[Obj]:
-    try:
-        kubectl = find_binaries().kubectl
-    except MissingBinary as e:
-        pytest.skip(str(e))
-    out = subprocess.run(
-        [str(kubectl), "kustomize", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    return parse_objects(out)
 
 
 # -- lint and defaults ---------------------------------------------------------------------------

@@ -19,17 +19,17 @@ import httpx2
 import pytest
 
 from devstack.stack import LocalStack
-from tests.deploy.support import (
-    CHART,
-    Helm,
-    PodRunner,
+from tests.deploy.support import CHART, Helm, PodRunner, value_args
+from tests.helpers import (
+    EXPIRES_AT,
+    LAST_ERROR,
+    ClusterHelper,
     denial,
+    eventually,
     merge_patch,
     service_account_client,
-    value_args,
     wait_until_enforced,
 )
-from tests.helpers import EXPIRES_AT, LAST_ERROR, ClusterHelper, eventually
 
 pytestmark = pytest.mark.stack
 
@@ -86,9 +86,7 @@ def as_controller(stack: LocalStack, release: Release) -> Iterator[httpx2.Client
 @pytest.fixture(scope="module")
 def enforced(stack: LocalStack, release: Release, as_controller: httpx2.Client) -> None:
     """Wait until the release's admission policy denies a known-bad write by its controller."""
-    wait_until_enforced(
-        ClusterHelper(stack), as_controller, identity=release.identity, prefix="helm-probe"
-    )
+    wait_until_enforced(ClusterHelper(stack), as_controller, prefix="helm-probe")
 
 
 @pytest.fixture(scope="module")
