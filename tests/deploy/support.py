@@ -1,7 +1,7 @@
 """Rendering the chart and config/, and running the rendered controller without a kubelet.
 
-``Helm`` wraps the helm binary: ``template`` returns the rendered objects, parsed;
-``kustomize`` renders a kustomization. ``PodRunner``
+``Helm`` wraps the helm binary: ``template`` returns the rendered objects, parsed, and ``notes``
+what ``helm install`` prints for the user; ``kustomize`` renders a kustomization. ``PodRunner``
 does for one replica what kubelet would do with the Deployment read back from the API server:
 it writes the ConfigMap and projected-token volumes to files, resolves the environment (field
 references, paths under mounts) and starts the container's command as a local process that
@@ -70,6 +70,24 @@ class Helm:
         args += [f"--api-versions={v}" for v in api_versions]
         args += value_args(values)
         return parse_objects(self.run(*args).stdout)
+
+    def notes(
+        self,
+        *,
+        release: str,
+        namespace: str,
+        values: Mapping[str, object] | None = None,
+        dry_run: bool = True,
+    ) -> str:
+        """What ``helm install`` into the cluster of ``kubeconfig`` prints after ``NOTES:``.
+
+        A dry run (``--dry-run=server``) still asks the cluster which APIs it serves.
+        """
+        args = ["install", release, str(CHART), f"--namespace={namespace}"]
+        args += ["--dry-run=server"] if dry_run else []
+        out = self.run(*args, *value_args(values)).stdout
+        assert "\nNOTES:\n" in out, out
+        return out.split("\nNOTES:\n", 1)[1]
 
 
 def value_args(values: Mapping[str, object] | None) -> list[str]:

@@ -61,6 +61,7 @@ CA_PEM = (
             "caBundle": CA_PEM,
             "policy": {"rules": [{"identities": [IDENTITY]}]},
             "serviceMonitor": {"enabled": True},
+            "networkPolicy": {"scrapers": [{"ipBlock": {"cidr": "10.0.0.0/16"}}], "egress": []},
             "replicas": 1,
             "leaderElection": {"enabled": False},
         },
@@ -376,6 +377,7 @@ def test_service_monitor_is_optional(helm_binary: Helm) -> None:
         ({"issuer": "http://issuer.example.com"}, "issuer"),
         ({"policy": {"rules": [{"namespaces": ["a"]}]}}, "identities"),
         ({"secretName": "typo"}, "secretName"),
+        ({"networkPolicy": {"scrapers": [{}]}}, "scrapers"),
     ],
     ids=[
         "two-writers",
@@ -385,6 +387,7 @@ def test_service_monitor_is_optional(helm_binary: Helm) -> None:
         "http-issuer",
         "rule-without-identities",
         "unknown-value",
+        "empty-scraper",
     ],
 )
 def test_unsafe_or_invalid_values_are_refused(
@@ -461,6 +464,13 @@ def test_admission_policy_only_where_the_api_is_served(helm_binary: Helm) -> Non
                 "rules": [
                     {"identities": [IDENTITY], "namespaceSelector": {"matchLabels": {"team": "a"}}}
                 ]
+            },
+            "networkPolicy": {
+                "scrapers": [
+                    {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "vmagent"}}},
+                    {"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.1.0/24"]}},
+                ],
+                "egress": [{"ports": [{"protocol": "TCP", "port": 443}]}],
             },
         },
     ],

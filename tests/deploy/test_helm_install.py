@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -124,6 +125,26 @@ def test_installed_objects_are_named_after_the_release(stack: LocalStack, releas
         "-n", release.namespace, "get", "serviceaccount", "controller", "-o", "name"
     )
     assert account.strip() == "serviceaccount/controller"
+
+
+def test_installed_network_policy_selects_the_release_pods_and_its_metrics_port(
+    stack: LocalStack, release: Release
+) -> None:
+    def get(kind: str) -> dict[str, Any]:
+        return dict(json.loads(ClusterHelper(stack).kubectl(
+            "-n", release.namespace, "get", kind, release.fullname, "-o", "json")))  # fmt: skip
+
+    policy, deployment = get("networkpolicy"), get("deployment")
+
+    pod = deployment["spec"]["template"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= (
+        pod["metadata"]["labels"].items()
+    )
+    (port,) = pod["spec"]["containers"][0]["ports"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": port["containerPort"]}]
+    assert len(rule["from"]) == 1
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
 
 
 def test_installed_controller_fills_a_secret_that_pulls(
