@@ -30,6 +30,7 @@ from devstack.stack import LocalStack
 CHART = REPO / "charts" / "pull-secret-updater"
 CONFIG = REPO / "config"
 ADMISSION = CONFIG / "admission"
+WITHOUT_ADMISSION = CONFIG / "without-admission"
 VAP_API = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"
 
 Obj = dict[str, Any]

@@ -25,6 +25,7 @@ from tests.deploy.support import (
     ADMISSION,
     CHART,
     CONFIG,
+    VAP_API,
     Helm,
     HelmError,
     Obj,
@@ -445,6 +446,44 @@ def test_admission_policy_only_where_the_api_is_served(helm_binary: Helm) -> Non
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
     }
+
+
+#: The start of the warning the chart's notes print when the policy could not be installed.
+ADMISSION_WARNING = "WARNING: the admission policy was NOT installed"
+
+
+def test_template_output_warns_where_the_admission_api_is_unknown(helm_binary: Helm) -> None:
+    # helm template prints no notes: a comment in its output is what a reader of it sees.
+    def rendered(*args: str) -> str:
+        return helm_binary.run("template", "pull-secret-updater", str(CHART), *args).stdout
+
+    warning = "# WARNING: the admission policy is not rendered"
+    assert warning in rendered()
+    assert warning not in rendered(f"--api-versions={VAP_API}")
+    assert warning not in rendered("--set=admissionPolicy.enabled=false")
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize(
+    ("values", "note"),
+    [({}, None), ({"admissionPolicy": {"enabled": False}}, "admissionPolicy.enabled is false")],
+    ids=["policy-installed", "policy-turned-off"],
+)
+def test_notes_do_not_warn_where_the_cluster_serves_the_admission_api(
+    helm: Helm, cluster: ClusterHelper, values: dict[str, Any], note: str | None
+) -> None:
+    # Another release and namespace: config/'s objects in pull-secret-updater belong to no
+    # release, and helm refuses to take them over even in a dry run.
+    namespace = cluster.namespace("psu-notes")
+    release = f"notes-{uuid.uuid4().hex[:6]}"
+
+    notes = helm.notes(release=release, namespace=namespace, values=values)
+
+    assert ADMISSION_WARNING not in notes
+    if note is None:
+        assert "admissionPolicy.enabled is false" not in notes
+    else:
+        assert note in notes
 
 
 # -- the API server accepts what the chart renders -----------------------------------------------

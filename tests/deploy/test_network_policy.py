@@ -17,6 +17,7 @@ import pytest
 from devstack.controller import NAMESPACE
 from tests.deploy.support import (
     CONFIG,
+    WITHOUT_ADMISSION,
     Helm,
     Obj,
     container,
@@ -62,8 +63,8 @@ def the_only_rule(objects: list[Obj]) -> Obj:
 
 @pytest.mark.parametrize(
     "path",
-    [CONFIG, CONFIG / "namespace-scoped"],
-    ids=["config", "namespace-scoped"],
+    [CONFIG, CONFIG / "namespace-scoped", WITHOUT_ADMISSION],
+    ids=["config", "namespace-scoped", "without-admission"],
 )
 def test_config_admits_only_the_scraper_on_the_metrics_port(path: Path) -> None:
     objects = kustomize(path)
