@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,9 +105,19 @@ def write_kubeconfig(
 
 
 class ControlPlane:
-    """etcd + kube-apiserver in ``workdir``; ``start()`` returns when /readyz answers ok."""
+    """etcd + kube-apiserver in ``workdir``; ``start()`` returns when /readyz answers ok.
 
-    def __init__(self, workdir: Path, *, binaries: Binaries, ca: pki.CA) -> None:
+    ``extra_apiserver_args`` go last on kube-apiserver's command line (e.g. an API turned off).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        binaries: Binaries,
+        ca: pki.CA,
+        extra_apiserver_args: Sequence[str] = (),
+    ) -> None:
         self.workdir = workdir
         self._bin = binaries
         self._ca = ca
@@ -213,6 +224,7 @@ class ControlPlane:
                 "--audit-log-mode=batch",
                 "--audit-log-batch-max-wait=1s",
                 "--v=1",
+                *extra_apiserver_args,
             ],
             log_dir=self.log_dir,
         )

@@ -17,12 +17,18 @@ import pytest
 import structlog
 
 from devstack.binaries import MissingBinary
-from devstack.controller import ControllerProcess, install_manifests
+from devstack.controller import NAMESPACE, SERVICE_ACCOUNT, ControllerProcess, install_manifests
 from devstack.hoststate import HostError
 from devstack.node import Node, NodeError
 from devstack.procs import StartupError
 from devstack.stack import LocalStack
-from tests.helpers import ClusterHelper, LogEvents, unique
+from tests.helpers import (
+    ClusterHelper,
+    LogEvents,
+    service_account_client,
+    unique,
+    wait_until_enforced,
+)
 
 # Short timings so refreshes, retries and failovers happen within seconds.
 FAST = {
@@ -71,8 +77,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def installed(stack: LocalStack) -> str:
-    """config/ applied as a user would; returns the UID of the KinD-style identity."""
+    """config/ applied as a user would; returns the UID of the KinD-style identity.
+
+    config/ includes the admission policy on the controller's writes: every test runs with it,
+    as a user's controller does, once the API server enforces it.
+    """
     install_manifests(stack)
+    with service_account_client(stack, NAMESPACE, SERVICE_ACCOUNT) as as_controller:
+        wait_until_enforced(ClusterHelper(stack), as_controller, prefix="installed-probe")
     return stack.create_kind_identity()
 
 

@@ -1,7 +1,8 @@
 """Reading and changing the local cluster from tests, and waiting for outcomes.
 
 The one home of the stack tests' setup: unique names, namespaces with their pull Secrets,
-reading a token out of a Secret, counting exchanges. The fixtures built on these
+reading a token out of a Secret, counting exchanges, writing as a ServiceAccount and waiting
+for an admission policy to be enforced. The fixtures built on these
 (`cluster`, `new_identity`, `start_controller`, `logged`) are in tests/conftest.py.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -17,6 +19,8 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, TypeVar
+
+import httpx2
 
 from devstack.binaries import REPO
 from devstack.controller import ControllerProcess
@@ -29,6 +33,8 @@ IDENTITY = "pull-secret-updater.chainguard.dev/identity"
 EXPIRES_AT = "pull-secret-updater.chainguard.dev/expires-at"
 LAST_ERROR = "pull-secret-updater.chainguard.dev/last-error"
 LAST_REFRESH = "pull-secret-updater.chainguard.dev/last-refresh"
+#: What an admission policy's denial message names.
+POLICY_DENIED = "ValidatingAdmissionPolicy"
 
 Json = dict[str, Any]
 
@@ -247,3 +253,55 @@ def apply_all(cluster: ClusterHelper, objects: list[dict[str, Any]]) -> None:
     """Create many objects with one kubectl call."""
     cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                                                            "items": objects}))  # fmt: skip
+
+
+# -- acting as a ServiceAccount over HTTP -------------------------------------------------------
+
+
+def service_account_client(stack: LocalStack, namespace: str, name: str) -> httpx2.Client:
+    """A client that authenticates with a bearer token of the ServiceAccount, nothing else."""
+    token = stack.control_plane.service_account_token(namespace, name)
+    return httpx2.Client(
+        base_url=stack.control_plane.server,
+        timeout=10.0,
+        verify=ssl.create_default_context(cafile=str(stack.ca_file)),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+def merge_patch(
+    client: httpx2.Client, namespace: str, body: Mapping[str, object], name: str = "pull-secret"
+) -> httpx2.Response:
+    return client.patch(
+        f"/api/v1/namespaces/{namespace}/secrets/{name}",
+        content=json.dumps(body),
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+
+
+def denial(response: httpx2.Response) -> str | None:
+    """The admission policy's message if the policy denied the request, else None."""
+    if response.status_code != 403:
+        return None
+    message = str(response.json().get("message", ""))
+    return message if POLICY_DENIED in message else None
+
+
+def wait_until_enforced(cluster: ClusterHelper, client: httpx2.Client, *, prefix: str) -> None:
+    """Wait until an admission policy denies `client` a write it must deny.
+
+    The write is a label change on a pull Secret of its own (in a new namespace named after
+    `prefix`), which the policy allows the controller never. The Secret has no identity
+    annotation, so no controller acts on it.
+    """
+    # NB: the API server starts enforcing a new policy a moment after it is created.
+    probe = cluster.namespace(prefix)
+    cluster.create_pull_secret(probe, None)
+    attempt = iter(range(1_000_000))
+    eventually(
+        lambda: denial(
+            merge_patch(client, probe, {"metadata": {"labels": {"probe": str(next(attempt))}}})
+        ),
+        timeout=30,
+        what=f"the admission policy to deny {prefix}",
+    )

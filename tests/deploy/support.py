@@ -1,6 +1,7 @@
-"""Rendering the chart, and running a rendered Deployment's controller without a kubelet.
+"""Rendering the chart and config/, and running the rendered controller without a kubelet.
 
-``Helm`` wraps the helm binary: ``template`` returns the rendered objects, parsed. ``PodRunner``
+``Helm`` wraps the helm binary: ``template`` returns the rendered objects, parsed, and ``notes``
+what ``helm install`` prints for the user; ``kustomize`` renders a kustomization. ``PodRunner``
 does for one replica what kubelet would do with the Deployment read back from the API server:
 it writes the ConfigMap and projected-token volumes to files, resolves the environment (field
 references, paths under mounts) and starts the container's command as a local process that
@@ -10,7 +11,7 @@ authenticates as the pod's ServiceAccount. So what runs is configured by the cha
 from __future__ import annotations
 
 import json
-import ssl
+import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,18 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 import yaml
 
-from devstack.binaries import REPO
+from devstack.binaries import REPO, MissingBinary, find_binaries
 from devstack.procs import Process, free_port, wait_until
 from devstack.stack import LocalStack
-from tests.helpers import ClusterHelper, eventually
 
 CHART = REPO / "charts" / "pull-secret-updater"
 CONFIG = REPO / "config"
 ADMISSION = CONFIG / "admission"
+WITHOUT_ADMISSION = CONFIG / "without-admission"
 VAP_API = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"
-POLICY_DENIED = "ValidatingAdmissionPolicy"
 
 Obj = dict[str, Any]
 
@@ -71,6 +72,24 @@ class Helm:
         args += value_args(values)
         return parse_objects(self.run(*args).stdout)
 
+    def notes(
+        self,
+        *,
+        release: str,
+        namespace: str,
+        values: Mapping[str, object] | None = None,
+        dry_run: bool = True,
+    ) -> str:
+        """What ``helm install`` into the cluster of ``kubeconfig`` prints after ``NOTES:``.
+
+        A dry run (``--dry-run=server``) still asks the cluster which APIs it serves.
+        """
+        args = ["install", release, str(CHART), f"--namespace={namespace}"]
+        args += ["--dry-run=server"] if dry_run else []
+        out = self.run(*args, *value_args(values)).stdout
+        assert "\nNOTES:\n" in out, out
+        return out.split("\nNOTES:\n", 1)[1]
+
 
 def value_args(values: Mapping[str, object] | None) -> list[str]:
     """``--set-json`` per top-level key: maps are merged with the chart's defaults."""
@@ -79,6 +98,22 @@ def value_args(values: Mapping[str, object] | None) -> list[str]:
 
 def parse_objects(text: str) -> list[Obj]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def kustomize(path: os.PathLike[str]) -> list[Obj]:
+    """``kubectl kustomize``: the objects ``kubectl apply -k`` would send."""
+    try:
+        kubectl = find_binaries().kubectl
+    except MissingBinary as e:
+        pytest.skip(str(e))
+    out = subprocess.run(
+        [str(kubectl), "kustomize", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return parse_objects(out)
 
 
 def find(objects: Sequence[Obj], kind: str, name: str | None = None) -> Obj:
@@ -238,56 +273,3 @@ class PodRunner:
             else:
                 resolved[item["name"]] = fields[item["valueFrom"]["fieldRef"]["fieldPath"]]
         return resolved
-
-
-# -- acting as a ServiceAccount over HTTP -------------------------------------------------------
-
-
-def service_account_client(stack: LocalStack, namespace: str, name: str) -> httpx2.Client:
-    """A client that authenticates with a bearer token of the ServiceAccount, nothing else."""
-    token = stack.control_plane.service_account_token(namespace, name)
-    return httpx2.Client(
-        base_url=stack.control_plane.server,
-        timeout=10.0,
-        verify=ssl.create_default_context(cafile=str(stack.ca_file)),
-        headers={"Authorization": f"Bearer {token}"},
-    )
-
-
-def merge_patch(
-    client: httpx2.Client, namespace: str, body: Mapping[str, object], name: str = "pull-secret"
-) -> httpx2.Response:
-    return client.patch(
-        f"/api/v1/namespaces/{namespace}/secrets/{name}",
-        content=json.dumps(body),
-        headers={"Content-Type": "application/merge-patch+json"},
-    )
-
-
-def denial(response: httpx2.Response) -> str | None:
-    """The admission policy's message if the policy denied the request, else None."""
-    if response.status_code != 403:
-        return None
-    message = str(response.json().get("message", ""))
-    return message if POLICY_DENIED in message else None
-
-
-def wait_until_enforced(
-    cluster: ClusterHelper, client: httpx2.Client, *, identity: str, prefix: str
-) -> None:
-    """Wait until the admission policy denies `client` a write it must deny.
-
-    The write is a label change on a pull Secret of its own (in a new namespace named after
-    `prefix`), which the policy allows the controller never.
-    """
-    # NB: the API server starts enforcing a new policy a moment after it is created.
-    probe = cluster.namespace(prefix)
-    cluster.create_pull_secret(probe, identity)
-    attempt = iter(range(1_000_000))
-    eventually(
-        lambda: denial(
-            merge_patch(client, probe, {"metadata": {"labels": {"probe": str(next(attempt))}}})
-        ),
-        timeout=30,
-        what=f"the admission policy to deny {prefix}",
-    )

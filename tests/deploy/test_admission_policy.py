@@ -1,8 +1,9 @@
 """config/admission against the real API server: what the controller's ServiceAccount may write.
 
-The policy is applied for this module only and deleted at its end, so the rest of the session
-runs without it. Writes are made as the ``pull-secret-updater:controller`` ServiceAccount with
-its own bearer token, the way the controller makes them: JSON merge patches.
+The policy is part of config/, which the session installs (the ``installed`` fixture), so every
+test of the session runs with it. Writes are made as the ``pull-secret-updater:controller``
+ServiceAccount with its own bearer token, the way the controller makes them: JSON merge
+patches.
 """
 
 from __future__ import annotations
@@ -17,21 +18,17 @@ import pytest
 
 from devstack.controller import NAMESPACE, SERVICE_ACCOUNT
 from devstack.stack import LocalStack
-from tests.deploy.support import (
-    ADMISSION,
-    denial,
-    merge_patch,
-    service_account_client,
-    wait_until_enforced,
-)
 from tests.helpers import (
     EXPIRES_AT,
     IDENTITY,
     LAST_ERROR,
     LAST_REFRESH,
     ClusterHelper,
+    denial,
     eventually,
+    merge_patch,
     pull_secret_manifest,
+    service_account_client,
 )
 
 pytestmark = pytest.mark.stack
@@ -60,18 +57,6 @@ def controller(stack: LocalStack, installed: str) -> Iterator[httpx2.Client]:
     """A client acting as the controller's ServiceAccount."""
     with service_account_client(stack, NAMESPACE, SERVICE_ACCOUNT) as client:
         yield client
-
-
-@pytest.fixture(scope="module", autouse=True)
-def admission_policy(stack: LocalStack, controller: httpx2.Client) -> Iterator[None]:
-    """config/admission applied, and enforced, for this module; deleted afterwards."""
-    cluster = ClusterHelper(stack)
-    cluster.kubectl("apply", "-k", str(ADMISSION))
-    try:
-        wait_until_enforced(cluster, controller, identity=UID, prefix="vap-probe")
-        yield
-    finally:
-        cluster.kubectl("delete", "-k", str(ADMISSION), "--ignore-not-found")
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +257,9 @@ def test_controller_may_not_create_or_delete_even_where_rbac_allows_it(
     assert cluster.secret(namespace) is not None
 
 
-def test_other_users_are_not_affected(stack: LocalStack, cluster: ClusterHelper) -> None:
+def test_other_users_are_not_affected(
+    stack: LocalStack, cluster: ClusterHelper, installed: str
+) -> None:
     namespace = cluster.namespace("vap-others")
     create(cluster, pull_secret_manifest(namespace, UID))
     # A ServiceAccount with the same name in another namespace is another user.

@@ -12,14 +12,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import uuid
 from typing import Any
 
 import pytest
 import yaml
 
-from devstack.binaries import MissingBinary, find_binaries
 from devstack.stack import LocalStack
 from pull_secret_updater.cli.flags import load_settings
 from pull_secret_updater.core.policy import parse_policy
@@ -27,13 +25,14 @@ from tests.deploy.support import (
     ADMISSION,
     CHART,
     CONFIG,
+    VAP_API,
     Helm,
     HelmError,
     Obj,
     container,
     find,
     kinds,
-    parse_objects,
+    kustomize,
     plain_env,
     rules_for,
     value_args,
@@ -50,21 +49,6 @@ CA_PEM = (
 )
 
 
-def kustomize(path: os.PathLike[str]) -> list[Obj]:
-    try:
-        kubectl = find_binaries().kubectl
-    except MissingBinary as e:
-        pytest.skip(str(e))
-    out = subprocess.run(
-        [str(kubectl), "kustomize", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    return parse_objects(out)
-
-
 # -- lint and defaults ---------------------------------------------------------------------------
 
 
@@ -78,6 +62,7 @@ def kustomize(path: os.PathLike[str]) -> list[Obj]:
             "caBundle": CA_PEM,
             "policy": {"rules": [{"identities": [IDENTITY]}]},
             "serviceMonitor": {"enabled": True},
+            "networkPolicy": {"scrapers": [{"ipBlock": {"cidr": "10.0.0.0/16"}}], "egress": []},
             "replicas": 1,
             "leaderElection": {"enabled": False},
         },
@@ -397,6 +382,7 @@ def test_service_monitor_is_optional(helm_binary: Helm) -> None:
         ({"issuer": "http://issuer.example.com"}, "issuer"),
         ({"policy": {"rules": [{"namespaces": ["a"]}]}}, "identities"),
         ({"secretName": "typo"}, "secretName"),
+        ({"networkPolicy": {"scrapers": [{}]}}, "scrapers"),
     ],
     ids=[
         "two-writers",
@@ -406,6 +392,7 @@ def test_service_monitor_is_optional(helm_binary: Helm) -> None:
         "http-issuer",
         "rule-without-identities",
         "unknown-value",
+        "empty-scraper",
     ],
 )
 def test_unsafe_or_invalid_values_are_refused(
@@ -465,6 +452,44 @@ def test_admission_policy_only_where_the_api_is_served(helm_binary: Helm) -> Non
     }
 
 
+#: The start of the warning the chart's notes print when the policy could not be installed.
+ADMISSION_WARNING = "WARNING: the admission policy was NOT installed"
+
+
+def test_template_output_warns_where_the_admission_api_is_unknown(helm_binary: Helm) -> None:
+    # helm template prints no notes: a comment in its output is what a reader of it sees.
+    def rendered(*args: str) -> str:
+        return helm_binary.run("template", "pull-secret-updater", str(CHART), *args).stdout
+
+    warning = "# WARNING: the admission policy is not rendered"
+    assert warning in rendered()
+    assert warning not in rendered(f"--api-versions={VAP_API}")
+    assert warning not in rendered("--set=admissionPolicy.enabled=false")
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize(
+    ("values", "note"),
+    [({}, None), ({"admissionPolicy": {"enabled": False}}, "admissionPolicy.enabled is false")],
+    ids=["policy-installed", "policy-turned-off"],
+)
+def test_notes_do_not_warn_where_the_cluster_serves_the_admission_api(
+    helm: Helm, cluster: ClusterHelper, values: dict[str, Any], note: str | None
+) -> None:
+    # Another release and namespace: config/'s objects in pull-secret-updater belong to no
+    # release, and helm refuses to take them over even in a dry run.
+    namespace = cluster.namespace("psu-notes")
+    release = f"notes-{uuid.uuid4().hex[:6]}"
+
+    notes = helm.notes(release=release, namespace=namespace, values=values)
+
+    assert ADMISSION_WARNING not in notes
+    if note is None:
+        assert "admissionPolicy.enabled is false" not in notes
+    else:
+        assert note in notes
+
+
 # -- the API server accepts what the chart renders -----------------------------------------------
 
 
@@ -482,6 +507,13 @@ def test_admission_policy_only_where_the_api_is_served(helm_binary: Helm) -> Non
                 "rules": [
                     {"identities": [IDENTITY], "namespaceSelector": {"matchLabels": {"team": "a"}}}
                 ]
+            },
+            "networkPolicy": {
+                "scrapers": [
+                    {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "vmagent"}}},
+                    {"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.1.0/24"]}},
+                ],
+                "egress": [{"ports": [{"protocol": "TCP", "port": 443}]}],
             },
         },
     ],

@@ -14,22 +14,23 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
 
 from devstack.stack import LocalStack
-from tests.deploy.support import (
-    CHART,
-    Helm,
-    PodRunner,
+from tests.deploy.support import CHART, Helm, PodRunner, value_args
+from tests.helpers import (
+    EXPIRES_AT,
+    LAST_ERROR,
+    ClusterHelper,
     denial,
+    eventually,
     merge_patch,
     service_account_client,
-    value_args,
     wait_until_enforced,
 )
-from tests.helpers import EXPIRES_AT, LAST_ERROR, ClusterHelper, eventually
 
 pytestmark = pytest.mark.stack
 
@@ -86,9 +87,7 @@ def as_controller(stack: LocalStack, release: Release) -> Iterator[httpx2.Client
 @pytest.fixture(scope="module")
 def enforced(stack: LocalStack, release: Release, as_controller: httpx2.Client) -> None:
     """Wait until the release's admission policy denies a known-bad write by its controller."""
-    wait_until_enforced(
-        ClusterHelper(stack), as_controller, identity=release.identity, prefix="helm-probe"
-    )
+    wait_until_enforced(ClusterHelper(stack), as_controller, prefix="helm-probe")
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +125,26 @@ def test_installed_objects_are_named_after_the_release(stack: LocalStack, releas
         "-n", release.namespace, "get", "serviceaccount", "controller", "-o", "name"
     )
     assert account.strip() == "serviceaccount/controller"
+
+
+def test_installed_network_policy_selects_the_release_pods_and_its_metrics_port(
+    stack: LocalStack, release: Release
+) -> None:
+    def get(kind: str) -> dict[str, Any]:
+        return dict(json.loads(ClusterHelper(stack).kubectl(
+            "-n", release.namespace, "get", kind, release.fullname, "-o", "json")))  # fmt: skip
+
+    policy, deployment = get("networkpolicy"), get("deployment")
+
+    pod = deployment["spec"]["template"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= (
+        pod["metadata"]["labels"].items()
+    )
+    (port,) = pod["spec"]["containers"][0]["ports"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": port["containerPort"]}]
+    assert len(rule["from"]) == 1
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
 
 
 def test_installed_controller_fills_a_secret_that_pulls(
