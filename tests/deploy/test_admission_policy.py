@@ -36,6 +36,8 @@ pytestmark = pytest.mark.stack
 UID = "4cf15780a13a9b6576d8b357e6524554c8c12a18/0123456789abcdef"
 TOKEN_HASH = "pull-secret-updater.chainguard.dev/token-hash"
 FILLED_IDENTITY = "pull-secret-updater.chainguard.dev/filled-identity"
+FAKE_IDENTITY = "fake.pull-secret-updater.chainguard.dev/identity"
+FAKE_FILLED = "fake.pull-secret-updater.chainguard.dev/filled-identity"
 
 
 def b64(text: str) -> str:
@@ -124,8 +126,21 @@ def test_controller_may_write_its_token_and_status_annotations(
         ({"data": {"extra": b64("changed")}}, "no data key other than .dockerconfigjson"),
         ({"data": {"extra": None}}, "no data key other than .dockerconfigjson"),
         ({"data": {"new": b64("x")}}, "no data key other than .dockerconfigjson"),
-        ({"metadata": {"annotations": {IDENTITY: UID + "0"}}}, "may not change or remove"),
-        ({"metadata": {"annotations": {IDENTITY: None}}}, "may not change or remove"),
+        ({"metadata": {"annotations": {IDENTITY: UID + "0"}}}, "may not add, change or remove"),
+        ({"metadata": {"annotations": {IDENTITY: None}}}, "may not add, change or remove"),
+        ({"metadata": {"annotations": {FAKE_IDENTITY: "team/x"}}}, "may not add, change or"),
+        (
+            {"metadata": {"annotations": {"ecr.pull-secret-updater.chainguard.dev/role-arn": "x"}}},
+            "may not add, change or remove",
+        ),
+        (
+            {
+                "metadata": {
+                    "annotations": {"ecr.pull-secret-updater.chainguard.dev/expires-at": "x"}
+                }
+            },
+            "may not add, change or remove",
+        ),
         ({"metadata": {"annotations": {"example.com/owner": "team-b"}}}, "no annotation other"),
         ({"metadata": {"annotations": {"example.com/owner": None}}}, "no annotation other"),
         ({"metadata": {"annotations": {"example.com/new": "x"}}}, "no annotation other"),
@@ -140,6 +155,9 @@ def test_controller_may_write_its_token_and_status_annotations(
         "add-key",
         "change-identity",
         "remove-identity",
+        "add-another-providers-identity",
+        "add-another-providers-request",
+        "a-status-name-under-another-provider-is-no-status",
         "change-annotation",
         "remove-annotation",
         "add-annotation",
@@ -180,9 +198,7 @@ def test_controller_may_not_write_a_secret_without_the_identity_annotation(
         },
     )
 
-    assert "carry the pull-secret-updater.chainguard.dev/identity" in (denial(response) or ""), (
-        response.text
-    )
+    assert "carry a registry" in (denial(response) or ""), response.text
 
 
 def test_controller_may_only_remove_its_status_from_a_secret_no_longer_annotated(
@@ -204,7 +220,7 @@ def test_controller_may_only_remove_its_status_from_a_secret_no_longer_annotated
         controller, namespace, {"metadata": {"annotations": {EXPIRES_AT: None, TOKEN_HASH: None}}}
     )
 
-    assert "carry the pull-secret-updater.chainguard.dev/identity" in (denial(changed) or "")
+    assert "carry a registry" in (denial(changed) or "")
     assert denial(dropped_other), dropped_other.text
     assert removed.status_code == 200, removed.text
     annotations = (cluster.secret(namespace) or {})["metadata"]["annotations"]
@@ -299,3 +315,35 @@ def test_other_users_are_not_affected(
 
     assert (cluster.secret(namespace) or {})["metadata"]["labels"] == {"team": "b"}
     assert cluster.annotations(namespace)["example.com/owner"] == "admin"
+
+
+def test_controller_may_fill_a_secret_that_asks_another_provider_only(
+    controller: httpx2.Client, cluster: ClusterHelper
+) -> None:
+    namespace = cluster.namespace("vap-fake")
+    manifest = pull_secret_manifest(namespace, None)
+    manifest["metadata"]["annotations"] = {FAKE_IDENTITY: "team/a"}
+    create(cluster, manifest)
+
+    written = merge_patch(
+        controller,
+        namespace,
+        {
+            "metadata": {
+                "annotations": {FAKE_FILLED: "team/a", EXPIRES_AT: "2030-01-01T00:00:00Z"}
+            },
+            "data": {".dockerconfigjson": docker_config("t1")},
+        },
+    )
+    changed = merge_patch(
+        controller, namespace, {"metadata": {"annotations": {FAKE_IDENTITY: "team/b"}}}
+    )
+
+    assert written.status_code == 200, written.text
+    assert "may not add, change or remove" in (denial(changed) or ""), changed.text
+    annotations = (cluster.secret(namespace) or {})["metadata"]["annotations"]
+    assert annotations == {
+        FAKE_IDENTITY: "team/a",
+        FAKE_FILLED: "team/a",
+        EXPIRES_AT: "2030-01-01T00:00:00Z",
+    }

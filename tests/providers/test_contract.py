@@ -8,17 +8,22 @@ not, and never lets a secret into a message.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from pull_secret_updater.core.decision import Fill, Part, Untrusted, decide
 from pull_secret_updater.core.dockerconfig import parse_docker_config, with_entries
 from pull_secret_updater.core.errors import BadInput
-from pull_secret_updater.core.providers import Want
+from pull_secret_updater.core.providers import Want, filled_identity_key
 from pull_secret_updater.tokens import ExchangeError
 from pull_secret_updater.tokens.trust import look_at
 from tests.fakes import NOW
 from tests.providers.support import SCHEDULE, TEAM_A, TEAM_B, Contract
 from tests.tokens.fakes import OWN, everything_printed
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 async def test_an_exchange_gives_a_credential_of_what_the_secret_asks(contract: Contract) -> None:
@@ -155,3 +160,19 @@ def test_what_a_secret_asks_is_one_want_with_the_providers_hosts(contract: Contr
     assert want.provider == contract.provider.spec.name
     assert want.registries
     assert all("/" not in host for host in want.registries)
+
+
+def test_its_annotations_are_where_the_admission_policy_looks_for_them(
+    contract: Contract,
+) -> None:
+    # config/admission/policy.yaml tells a provider's annotations (which the controller may
+    # never change) and its status (which it writes) by these patterns.
+    spec = contract.provider.spec
+    assert re.fullmatch(r"([a-z0-9-]+[.])?pull-secret-updater[.]chainguard[.]dev/",
+                        spec.annotation_prefix)  # fmt: skip
+    assert re.fullmatch(
+        r"([a-z0-9-]+[.])?pull-secret-updater[.]chainguard[.]dev/filled-identity",
+        filled_identity_key(spec),
+    )
+    policy = (REPO / "config" / "admission" / "policy.yaml").read_text()
+    assert "^([a-z0-9-]+[.])?pull-secret-updater[.]chainguard[.]dev/" in policy
