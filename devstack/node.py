@@ -91,7 +91,7 @@ class Node:
         self._claim = hoststate.NodeClaim(
             node_id=self.node_id,
             owner_pid=os.getpid(),
-            owner_start=hoststate._start_time(os.getpid()) or "",
+            owner_start=hoststate.start_time(os.getpid()) or "",
             workdir=str(workdir),
             cgroup_root=self.cgroup_root,
             containerd_socket=str(self.containerd_socket),
@@ -346,8 +346,9 @@ imports = []
         self.timings[what] = round(time.monotonic() - started, 2)
 
     def _acquire(self) -> None:
-        hoststate.acquire(self._claim)
+        # Before the call: a stop that lands just after it must still release the claim.
         self._acquired = True
+        hoststate.acquire(self._claim)
 
     def _start_containerd(self) -> None:
         self.containerd.start()
