@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from devstack import hoststate, oci, pki
+from devstack import hoststate, oci, pki, shutdown
 from devstack.binaries import NodeBinaries
 from devstack.cluster import ControlPlane, write_kubeconfig
 from devstack.procs import Process, free_port, wait_until
@@ -403,17 +403,21 @@ imports = []
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
     def stop(self) -> None:
-        """Stop everything and leave the host as it was (see ``devstack.hoststate``)."""
-        for process in (self.controller_manager, self.scheduler, self.kubelet):
-            process.stop()
-        if self.containerd.running():
-            # Stop and remove every Pod while containerd can still do it cleanly.
-            with contextlib.suppress(subprocess.SubprocessError, OSError):
-                self.crictl("rmp", "--all", "--force", check=False, timeout=60)
-            self.containerd.stop()
-        if self._acquired:
-            hoststate.release(self._claim)
-            self._acquired = False
+        """Stop everything and leave the host as it was (see ``devstack.hoststate``); a stop
+        signal meanwhile waits until it is done (``devstack.shutdown``)."""
+        with shutdown.deferred():
+            try:
+                for process in (self.controller_manager, self.scheduler, self.kubelet):
+                    process.stop()
+                if self.containerd.running():
+                    # Stop and remove every Pod while containerd can still do it cleanly.
+                    with contextlib.suppress(subprocess.SubprocessError, OSError):
+                        self.crictl("rmp", "--all", "--force", check=False, timeout=60)
+                    self.containerd.stop()
+            finally:
+                if self._acquired:
+                    hoststate.release(self._claim)
+                    self._acquired = False
 
     # -- for tests and the demo ------------------------------------------------------------
 

@@ -8,6 +8,7 @@ scheduler), so Pods really run; it needs root and ``hack/build-testbins.sh node`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -16,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack import hoststate, pki
+from devstack import hoststate, pki, shutdown
 from devstack.binaries import Binaries, NodeBinaries, find_binaries, find_node_binaries
 from devstack.cluster import SERVICE_ACCOUNT_ISSUER, ControlPlane
 from devstack.node import Node
@@ -193,13 +194,17 @@ class LocalStack:
         )
 
     def stop(self) -> None:
-        if self.node is not None:
-            self.node.stop()
-            self.node = None
-        self.registry.stop()
-        self.token_service.process.stop()
-        self.control_plane.stop()
-        self._remove_workdir()
+        """Stop everything and remove the directory: every step is tried even when one
+        before it failed, and a stop signal meanwhile waits until they are done."""
+        with shutdown.deferred(), contextlib.ExitStack() as steps:
+            # An ExitStack runs them last-in first-out, each even when another failed.
+            steps.callback(self._remove_workdir)
+            steps.callback(self.control_plane.stop)
+            steps.callback(self.token_service.process.stop)
+            steps.callback(self.registry.stop)
+            if self.node is not None:
+                node, self.node = self.node, None
+                steps.callback(node.stop)
 
     def _remove_workdir(self) -> None:
         if not self._own_workdir:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Generator, Iterator
 import pytest
 import structlog
 
+from devstack import shutdown
 from devstack.binaries import MissingBinary
 from devstack.controller import ControllerProcess, install_manifests
 from devstack.hoststate import HostError
@@ -40,6 +41,10 @@ FAST = {
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
+    # SIGTERM, SIGHUP and a closed output interrupt the session as Ctrl-C does, so pytest
+    # tears this down; a second signal does not cut the teardown short. pytest's capture swaps
+    # the standard streams itself.
+    shutdown.install(std_streams=False)
     with LocalStack() as running:
         yield running
 
