@@ -199,19 +199,26 @@ def cgroup_processes(root: str) -> set[int]:
     return pids
 
 
-def _kill(pid: int, what: str) -> list[str]:
-    name = process_name(pid)
+def _gone(pid: int) -> bool:
     try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return []
-    return [f"killed {name} (pid {pid}), {what}"]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
+    except OSError:
+        return True
 
 
-def _kill_cgroup_processes(root: str) -> list[str]:
+def _kill(victims: dict[int, str]) -> list[str]:
+    """SIGKILL each process (pid: why it is killed) and wait until they are gone, so that
+    nothing of theirs holds a mount or a cgroup any more."""
     done = []
-    for pid in sorted(cgroup_processes(root)):
-        done += _kill(pid, f"in cgroup {root}")
+    for pid, why in sorted(victims.items()):
+        name = process_name(pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            done.append(f"killed {name} (pid {pid}), {why}")
+    for _ in range(100):  # a process in uninterruptible sleep dies when it wakes
+        if all(_gone(pid) for pid in victims):
+            break
+        time.sleep(0.1)
     return done
 
 
@@ -294,9 +301,13 @@ def _delete_pod_network(bridge: str) -> list[str]:
 def sweep(claim: NodeClaim) -> list[str]:
     """Remove what a node left: containers and shims, mounts, cgroups, its Pod network, links
     in fixed paths. One line for each thing removed."""
-    done = _kill_cgroup_processes(claim.cgroup_root)
-    for pid in shims_of(claim.containerd_socket):
-        done += _kill(pid, f"a shim of {claim.containerd_socket}")
+    victims = {
+        pid: f"a shim of {claim.containerd_socket}" for pid in shims_of(claim.containerd_socket)
+    }
+    victims.update(
+        (pid, f"in cgroup {claim.cgroup_root}") for pid in cgroup_processes(claim.cgroup_root)
+    )
+    done = _kill(victims)
     done += unmount_under(claim.workdir)
     done += _remove_cgroup_root(claim.cgroup_root)
     done += _delete_pod_network(claim.bridge)
