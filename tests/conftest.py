@@ -4,7 +4,8 @@ node (containerd, kubelet, controller-manager, scheduler) for the tests that run
 
 Tests that use the node run last: it starts with the first of them, and from then on the
 controller-manager and scheduler act on everything in the cluster (the Deployment from
-``config/`` included), which the other tests do not expect.
+``config/`` included), which the other tests do not expect. Node tests that start a node of
+their own (a whole demo) run just before them, while no other kubelet runs.
 """
 
 from __future__ import annotations
@@ -63,7 +64,14 @@ def node(stack: LocalStack) -> Node:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: "node" in getattr(item, "fixturenames", ()))
+    # Node tests that start a node of their own (tests/node/test_stopping_the_demo.py) come
+    # before the session's node starts: one kubelet at a time on a machine.
+    def order(item: pytest.Item) -> int:
+        if "node" in getattr(item, "fixturenames", ()):
+            return 2
+        return 1 if item.get_closest_marker("node") else 0
+
+    items.sort(key=order)
 
 
 @pytest.fixture(scope="session")
