@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: setup test test-loaded lint unit devstack demo bench bench-quick docs image credential-provider
+.PHONY: setup test test-loaded lint unit devstack demo clean-host bench bench-quick docs image credential-provider
 
 setup:
 	@bash hack/setup.sh
@@ -32,6 +32,11 @@ devstack: setup
 
 demo: setup
 	uv run python -m devstack.demo --node=$(or $(NODE),auto)
+
+# What a stack that could not clean up (SIGKILL, a crash) left on the host, put back: one line
+# for each thing; running stacks are left alone (devstack/hoststate.py).
+clean-host:
+	uv run python -m devstack.hoststate
 
 docs: setup
 	uv run python hack/update-readme.py

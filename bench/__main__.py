@@ -23,6 +23,7 @@ from bench import (
 from bench.lab import Stacks
 from bench.results import ScenarioResult
 from bench.sizes import FULL, QUICK, Sizes
+from devstack import shutdown
 
 Scenario = Callable[[Sizes, Stacks], Awaitable[ScenarioResult]]
 
@@ -93,8 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
     names = [name for name in SCENARIOS if name in (args.only or SCENARIOS)]
+    # Ctrl-C, SIGTERM, SIGHUP and a closed output stop the run; the stacks' stop() runs to its end.
+    shutdown.install()
     started = time.monotonic()
-    results = asyncio.run(run_all(names, sizes))
+    try:
+        results = asyncio.run(run_all(names, sizes))
+    except KeyboardInterrupt as stop:
+        print(f"\nstopped ({stop or 'Ctrl-C'}); every stack it started is gone", flush=True)
+        return 130
     elapsed = time.monotonic() - started
     written = report.write(args.out, results, sizes=sizes, seconds=elapsed)
     print(f"\n{elapsed:.0f} s in all; wrote {', '.join(str(p) for p in written)}")

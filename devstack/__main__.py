@@ -1,4 +1,5 @@
-"""``python -m devstack`` (``make devstack``): start the local stack and keep it up until Ctrl-C.
+"""``python -m devstack`` (``make devstack``): start the local stack and keep it up until Ctrl-C,
+SIGTERM, a closed terminal or a closed output pipe; then tear it all down (``devstack.shutdown``).
 
 With ``--node`` (``make devstack NODE=1``) it adds a node: containerd, a kubelet, and the
 controller-manager and scheduler, so Pods (``hostNetwork: true``) really run. Needs root.
@@ -7,13 +8,13 @@ controller-manager and scheduler, so Pods (``hostNetwork: true``) really run. Ne
 from __future__ import annotations
 
 import argparse
-import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from devstack import shutdown
 from devstack.binaries import REPO, find_binaries
 from devstack.stack import LocalStack
 
@@ -58,11 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         help="also start a node (containerd, kubelet, controller-manager, scheduler); needs root",
     )
     args = parser.parse_args(argv)
-    build_binaries(node=args.node)
-    started = time.monotonic()
-    stack = LocalStack(args.workdir, token_lifetime=args.token_lifetime, binaries=find_binaries())
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    shutdown.install()
+    try:
+        build_binaries(node=args.node)
+        started = time.monotonic()
+        stack = LocalStack(
+            args.workdir, token_lifetime=args.token_lifetime, binaries=find_binaries()
+        )
+    except KeyboardInterrupt:
+        return 0  # nothing was started yet
     try:
         stack.start()
         if args.node:
@@ -78,12 +83,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  node:      kubectl get node {stack.node.name}; Pods need hostNetwork: true")
             print(f"             crictl --config {stack.node.workdir / 'crictl.yaml'} ps -a")
         print("\nPress Ctrl-C to stop; everything started here is torn down.")
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        shutdown.wait()
+    except KeyboardInterrupt as stop:
+        print(f"\nStopping the local stack ({stop or 'Ctrl-C'}) ...")
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
-        print("\nStopping the local stack ...")
+        shutdown.exiting()  # a second Ctrl-C (or uv's copy of the signal) must not cut it short
         stack.stop()
     return 0
 

@@ -3,7 +3,8 @@
 Starts the local stack, installs the controller from ``config/`` and runs it as its
 ServiceAccount, then walks through the quickstart step by step, printing each command and
 what it did: create the identity, create the empty Secret, annotate it, see it filled, pull
-with it, see it refreshed. Then it keeps everything running until Ctrl-C.
+with it, see it refreshed. Then it keeps everything running until Ctrl-C, SIGTERM, a closed
+terminal or a closed output pipe, and then removes all of it (``devstack.shutdown``).
 
 With a node (the default as root; ``make demo NODE=0`` leaves it out) the stack also runs
 containerd, a kubelet, the controller-manager and the scheduler: the controller runs as the
@@ -18,15 +19,14 @@ import argparse
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from devstack import shutdown
 from devstack.__main__ import build_binaries
 from devstack.binaries import REPO, find_binaries
 from devstack.controller import ControllerProcess, install_manifests
@@ -267,13 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.node = args.node == "1" or (args.node == "auto" and os.geteuid() == 0)
-    build_binaries(node=args.node)
-    parts = "etcd, kube-apiserver, token service, registry"
-    step(f"Starting the local stack: {parts}{' and a node' if args.node else ''}")
-    stack = LocalStack(token_lifetime=args.token_lifetime, binaries=find_binaries())
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    shutdown.install()
     controller: ControllerProcess | None = None
+    try:
+        build_binaries(node=args.node)
+        parts = "etcd, kube-apiserver, token service, registry"
+        step(f"Starting the local stack: {parts}{' and a node' if args.node else ''}")
+        stack = LocalStack(token_lifetime=args.token_lifetime, binaries=find_binaries())
+    except KeyboardInterrupt:
+        return 0  # nothing was started yet
     try:
         stack.start()
         if args.node:
@@ -302,22 +304,23 @@ def main(argv: list[str] | None = None) -> int:
             print("  kubectl -n pull-secret-updater logs deploy/pull-secret-updater")
             print("  kubectl -n demo get pods,events")
         print("\nPress Ctrl-C to stop and clean up.")
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        shutdown.wait()
+    except KeyboardInterrupt as stop:
+        print(f"\nStopping ({stop or 'Ctrl-C'}) ...")
     except Exception as e:  # one line for the person watching, not a traceback
         print(f"\n{RED}demo failed:{RESET} {e}")
         if controller is not None:
             print(controller.process.log_tail(20))
         if stack.node is not None:
             print(stack.node.log_tails(10))
+        print("Stopping ...")
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
-        print("\nStopping ...")
+        shutdown.exiting()  # a second Ctrl-C (or uv's copy of the signal) must not cut it short
         if controller is not None:
             controller.stop()
         stack.stop()
+        print("Stopped; everything the demo started is gone.")
     return 0
 
 

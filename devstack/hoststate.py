@@ -1,7 +1,8 @@
-"""What a node changes on the host, and putting it back.
+"""What the local stack changes on the host, and putting it back.
 
-Almost everything a node of the local stack creates lives in the stack's temporary directory
-(containerd's root and state, the kubelet's root, pod logs, sockets). A few things cannot:
+Almost everything a stack creates lives in its temporary directory (``psu-stack-*``: etcd's
+data, logs, and a node's containerd root and state, kubelet root, pod logs, sockets), which
+its owner removes when it stops. A node also changes what cannot live there:
 
 - kernel tunables the kubelet insists on (``vm.overcommit_memory``, ``kernel.panic``,
   ``kernel.panic_on_oops``, ...). The kubelet runs with ``protectKernelDefaults``, so it only
@@ -12,20 +13,27 @@ Almost everything a node of the local stack creates lives in the stack's tempora
   ``/var/log/containers``, ``/usr/libexec/kubernetes/kubelet-plugins`` (created at start even
   when another directory is configured), ``/var/lib/cni`` (the plugins' result cache) and
   ``/run/mount`` (util-linux's mount records). Those that did not exist before the first node
-  are removed after the last; in those that did, only links into a node's directory are
-  removed;
-- the node's Pod bridge (``psu-<id>``, made by the CNI bridge plugin), deleted at release;
-- mounts (the kubelet's root, pod volumes, container root filesystems) and processes
-  (containerd's shims and the containers, which outlive containerd by design).
+  are removed after the last; in those that did, only what names a node (links into its
+  directory, its network's cached results) is removed;
+- the node's Pod bridge (``psu-<id>``, made by the CNI bridge plugin) and the host ends of its
+  Pods' veths, deleted at release;
+- mounts (the kubelet's root, pod volumes, container root filesystems, network namespaces) and
+  processes (containerd's shims and the containers, which outlive containerd by design).
 
 The shared record (``/run/pull-secret-updater/nodes.json``, under a lock) lists the running
 nodes and the saved values, so two stacks on one machine do not undo each other's changes, and
 a node whose owner died without cleaning up (SIGKILL, a crash) is swept by the next
-``acquire``. ``/run`` is a tmpfs: after a reboot there is nothing to restore.
+``acquire``. ``/run`` is a tmpfs: after a reboot there is nothing to restore. A stack's
+directory names its owner too (``owner.json``), so the directory of one that died is told
+from that of one still running.
+
+``python -m devstack.hoststate`` (``make clean-host``) sweeps what dead runs left, without
+waiting for the next node, and prints one line for each thing it put back.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import json
@@ -33,6 +41,8 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -59,8 +69,11 @@ FIXED_PATHS = (
     Path("/var/lib/cni"),
     Path("/run/mount"),
 )
+CNI_RESULTS = Path("/var/lib/cni/results")  # <network>-<container id>-<interface>
 CGROUP_FS = Path("/sys/fs/cgroup")
 SHIM = "containerd-shim-runc-v2"
+STACK_PREFIX = "psu-stack-"
+_OWNER = "owner.json"
 
 
 class HostError(RuntimeError):
@@ -80,7 +93,8 @@ class NodeClaim:
     bridge: str  # the Pod network's bridge device
 
 
-def _start_time(pid: int) -> str | None:
+def start_time(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks after boot), or None when there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -89,7 +103,7 @@ def _start_time(pid: int) -> str | None:
 
 
 def _alive(claim: NodeClaim) -> bool:
-    return _start_time(claim.owner_pid) == claim.owner_start
+    return start_time(claim.owner_pid) == claim.owner_start
 
 
 @contextlib.contextmanager
@@ -120,7 +134,15 @@ def _save(state: dict[str, Any]) -> None:
             STATE_DIR.rmdir()
 
 
-def _read_sysctl(name: str) -> int:
+def claims() -> list[NodeClaim]:
+    """The nodes in the shared record, running or not."""
+    if not _STATE.exists():
+        return []
+    with _locked_state() as state:
+        return [NodeClaim(**c) for c in state["nodes"].values()]
+
+
+def read_sysctl(name: str) -> int:
     return int((Path("/proc/sys") / name).read_text().split()[0])
 
 
@@ -135,7 +157,7 @@ def cgroup_version() -> int:
     return 2 if (CGROUP_FS / "cgroup.controllers").exists() else 1
 
 
-def _cgroup_dirs(root: str) -> list[Path]:
+def cgroup_dirs(root: str) -> list[Path]:
     """The node's cgroup root in every hierarchy (v1), or the one directory (v2)."""
     rel = root.strip("/")
     if cgroup_version() == 2:
@@ -148,7 +170,7 @@ def _cgroup_dirs(root: str) -> list[Path]:
 
 
 def _create_cgroup_root(root: str) -> None:
-    for d in _cgroup_dirs(root):
+    for d in cgroup_dirs(root):
         d.mkdir(exist_ok=True)
     if cgroup_version() == 2:
         # The kubelet needs these controllers below its root.
@@ -158,22 +180,51 @@ def _create_cgroup_root(root: str) -> None:
         )
 
 
-def _kill_cgroup_processes(root: str) -> int:
-    killed = 0
-    for top in _cgroup_dirs(root):
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def cgroup_processes(root: str) -> set[int]:
+    """The processes in the node's cgroup root or below it, in any hierarchy."""
+    pids: set[int] = set()
+    for top in cgroup_dirs(root):
         if not top.exists():
             continue
         for procs in top.rglob("cgroup.procs"):
-            with contextlib.suppress(OSError):
-                for pid in procs.read_text().split():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(pid), signal.SIGKILL)
-                        killed += 1
-    return killed
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(pid) for pid in procs.read_text().split())
+    return pids
 
 
-def _remove_cgroup_root(root: str) -> None:
-    for top in _cgroup_dirs(root):
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
+    except OSError:
+        return True
+
+
+def _kill(victims: dict[int, str]) -> list[str]:
+    """SIGKILL each process (pid: why it is killed) and wait until they are gone, so that
+    nothing of theirs holds a mount or a cgroup any more."""
+    done = []
+    for pid, why in sorted(victims.items()):
+        name = process_name(pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            done.append(f"killed {name} (pid {pid}), {why}")
+    for _ in range(100):  # a process in uninterruptible sleep dies when it wakes
+        if all(_gone(pid) for pid in victims):
+            break
+        time.sleep(0.1)
+    return done
+
+
+def _remove_cgroup_root(root: str) -> list[str]:
+    removed = []
+    for top in cgroup_dirs(root):
         if not top.exists():
             continue
         for _ in range(50):  # a killed process leaves its cgroup a moment later
@@ -183,11 +234,13 @@ def _remove_cgroup_root(root: str) -> None:
             with contextlib.suppress(OSError):
                 top.rmdir()
             if not top.exists():
+                removed.append(top.parent.name)
                 break
             time.sleep(0.1)
+    return [f"removed cgroup {root} ({', '.join(removed)})"] if removed else []
 
 
-def _shims_of(socket: str) -> list[int]:
+def shims_of(socket: str) -> list[int]:
     """containerd shims started for this containerd (their ``-address`` is its socket)."""
     pids = []
     for proc in Path("/proc").iterdir():
@@ -202,50 +255,101 @@ def _shims_of(socket: str) -> list[int]:
     return pids
 
 
+def mount_points() -> list[str]:
+    """Every mount point of this mount namespace, in the order they were mounted."""
+    lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    return [line.split()[4].replace("\\040", " ") for line in lines]
+
+
 def mounts_under(directory: str) -> list[str]:
     """Mount points at or below ``directory``, deepest first."""
-    prefix = directory.rstrip("/") + "/"
-    points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].replace("\\040", " ")
-        if point == directory.rstrip("/") or point.startswith(prefix):
-            points.append(point)
-    return sorted(set(points), key=lambda p: -p.count("/"))
+    top = directory.rstrip("/")
+    points = {p for p in mount_points() if p == top or p.startswith(top + "/")}
+    return sorted(points, key=lambda p: -p.count("/"))
 
 
-def unmount_under(directory: str) -> None:
+def unmount_under(directory: str) -> list[str]:
+    done = []
     for _ in range(3):  # a bind mount may be stacked on itself (the kubelet's root)
         points = mounts_under(directory)
         if not points:
-            return
+            break
         for point in points:
-            subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
+            result = subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
+            if result.returncode == 0:
+                done.append(f"unmounted {point}")
+    return done
 
 
-def sweep(claim: NodeClaim) -> None:
-    """Remove what a node left: containers and shims, mounts, cgroups, links in fixed paths."""
-    _kill_cgroup_processes(claim.cgroup_root)
-    for pid in _shims_of(claim.containerd_socket):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    unmount_under(claim.workdir)
-    _remove_cgroup_root(claim.cgroup_root)
-    if Path("/sys/class/net", claim.bridge).exists():
-        subprocess.run(["ip", "link", "delete", claim.bridge], capture_output=True, check=False)
+def _delete_link(name: str) -> list[str]:
+    result = subprocess.run(["ip", "link", "delete", name], capture_output=True, check=False)
+    return [f"deleted network link {name}"] if result.returncode == 0 else []
+
+
+def _delete_pod_network(bridge: str) -> list[str]:
+    """The bridge and the host ends of the veths still on it (a Pod's netns that nothing
+    holds takes its veth along; one that something still holds would keep it)."""
+    device = Path("/sys/class/net", bridge)
+    if not device.exists():
+        return []
+    done = []
+    for port in sorted(p.name for p in (device / "brif").iterdir()):
+        done += _delete_link(port)
+    return done + _delete_link(bridge)
+
+
+def sweep(claim: NodeClaim) -> list[str]:
+    """Remove what a node left: containers and shims, mounts, cgroups, its Pod network, links
+    in fixed paths. One line for each thing removed."""
+    victims = {
+        pid: f"a shim of {claim.containerd_socket}" for pid in shims_of(claim.containerd_socket)
+    }
+    victims.update(
+        (pid, f"in cgroup {claim.cgroup_root}") for pid in cgroup_processes(claim.cgroup_root)
+    )
+    done = _kill(victims)
+    done += unmount_under(claim.workdir)
+    done += _remove_cgroup_root(claim.cgroup_root)
+    done += _delete_pod_network(claim.bridge)
+    ours = claim.workdir.rstrip("/") + "/"
     for fixed in FIXED_PATHS:
         if not fixed.is_dir():
             continue
-        ours = claim.workdir.rstrip("/") + "/"
         for entry in list(fixed.iterdir()):
             if entry.is_symlink() and os.readlink(entry).startswith(ours):
                 entry.unlink(missing_ok=True)
+                done.append(f"removed {entry}")
+    if CNI_RESULTS.is_dir():
+        for cached in CNI_RESULTS.glob(f"{claim.bridge}-*"):
+            cached.unlink(missing_ok=True)
+            done.append(f"removed {cached}")
+    return done
 
 
-def _sweep_dead(state: dict[str, Any]) -> None:
+def _sweep_dead(state: dict[str, Any]) -> list[str]:
+    done = []
     for other in [NodeClaim(**c) for c in state["nodes"].values()]:
         if not _alive(other):
-            sweep(other)
+            done += sweep(other)
             del state["nodes"][other.node_id]
+    return done
+
+
+def _restore_host(state: dict[str, Any]) -> list[str]:
+    """What the first node changed, put back once no node runs."""
+    done = []
+    for name, value in state["sysctls"].items():
+        was = read_sysctl(name)
+        if was != value:
+            _write_sysctl(name, value)
+            done.append(f"restored {name.replace('/', '.')}={value} (was {was})")
+    for path in map(Path, state["created"]):
+        done += unmount_under(str(path))
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            done.append(f"removed {path}")
+    state["sysctls"], state["created"] = {}, []
+    return done
 
 
 def acquire(claim: NodeClaim) -> None:
@@ -253,11 +357,12 @@ def acquire(claim: NodeClaim) -> None:
     with _locked_state() as state:
         _sweep_dead(state)
         if not state["nodes"]:
-            state["sysctls"] = {name: _read_sysctl(name) for name in KUBELET_SYSCTLS}
+            _restore_host(state)  # what a node left that died before restoring it
+            state["sysctls"] = {name: read_sysctl(name) for name in KUBELET_SYSCTLS}
             state["created"] = [str(p) for p in FIXED_PATHS if not p.exists()]
         try:
             for name, value in KUBELET_SYSCTLS.items():
-                if _read_sysctl(name) != value:
+                if read_sysctl(name) != value:
                     _write_sysctl(name, value)
             _create_cgroup_root(claim.cgroup_root)
         except BaseException:
@@ -271,16 +376,106 @@ def acquire(claim: NodeClaim) -> None:
 
 
 def release(claim: NodeClaim) -> None:
-    """Sweep the node's leftovers; the last node also restores the host's values and paths."""
+    """Sweep the node's leftovers; the last node also restores the host's values and paths.
+    Harmless for a claim that was never recorded."""
     with _locked_state() as state:
         sweep(claim)
         state["nodes"].pop(claim.node_id, None)
         _sweep_dead(state)
-        if state["nodes"]:
-            return
-        for name, value in state["sysctls"].items():
-            if _read_sysctl(name) != value:
-                _write_sysctl(name, value)
-        for path in map(Path, state["created"]):
-            unmount_under(str(path))
-            shutil.rmtree(path, ignore_errors=True)
+        if not state["nodes"]:
+            _restore_host(state)
+
+
+# -- the stacks' directories ---------------------------------------------------------------
+
+
+def make_stack_dir() -> Path:
+    """A new temporary directory for a stack, marked with its owner (this process)."""
+    path = Path(tempfile.mkdtemp(prefix=STACK_PREFIX))
+    owner = {"pid": os.getpid(), "start": start_time(os.getpid())}
+    (path / _OWNER).write_text(json.dumps(owner))
+    return path
+
+
+def disown_stack_dir(path: Path) -> None:
+    """Keep the directory after its owner is gone (``PSU_KEEP_STACK=1``): no sweep takes it."""
+    (path / _OWNER).unlink(missing_ok=True)
+
+
+def _stack_dir_owner_gone(path: Path) -> bool:
+    try:
+        owner = json.loads((path / _OWNER).read_text())
+    except (OSError, ValueError):
+        return False  # being created, kept on purpose, or not a stack's
+    return bool(start_time(int(owner["pid"])) != owner["start"])
+
+
+def remove_stack_dir(path: Path) -> list[str]:
+    """Remove a stack's directory, after whatever is still mounted below it."""
+    done = unmount_under(str(path))
+    still = mounts_under(str(path))
+    if still:
+        # NB: removing the files of a mounted directory would remove what is mounted there.
+        raise HostError(f"{path} not removed: {still[0]} is still mounted")
+    shutil.rmtree(path, ignore_errors=True)
+    return [*done, f"removed {path}"]
+
+
+def dead_stack_dirs() -> list[Path]:
+    """Directories of stacks whose owner is gone."""
+    found = Path(tempfile.gettempdir()).glob(f"{STACK_PREFIX}*")
+    return sorted(p for p in found if p.is_dir() and _stack_dir_owner_gone(p))
+
+
+# -- sweeping after dead runs --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    restored: tuple[str, ...]  # one line for each thing put back
+    failed: tuple[str, ...]  # what could not be, and why
+
+
+def clean_host() -> Cleaned:
+    """Put back what runs that are gone left (SIGKILL, a crash): their nodes' leftovers, the
+    host's values and paths once no node runs, their directories. Running stacks are left
+    alone."""
+    restored: list[str] = []
+    failed: list[str] = []
+    if STATE_DIR.exists():
+        try:
+            with _locked_state() as state:
+                restored += _sweep_dead(state)
+                if not state["nodes"]:
+                    restored += _restore_host(state)
+        except PermissionError as e:
+            failed.append(f"the record of the nodes needs root: {e}")
+        except HostError as e:
+            failed.append(str(e))
+    for path in dead_stack_dirs():
+        try:
+            restored += remove_stack_dir(path)
+        except HostError as e:
+            failed.append(str(e))
+    return Cleaned(restored=tuple(restored), failed=tuple(failed))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        prog="python -m devstack.hoststate",
+        description="Put back what local stacks that did not stop (SIGKILL, a crash) left on "
+        "this host: one line for each thing restored; exit status 1 when something could not "
+        "be. Running stacks are left alone. make clean-host runs it.",
+    ).parse_args(argv)
+    cleaned = clean_host()
+    for line in cleaned.restored:
+        print(line)
+    for line in cleaned.failed:
+        print(f"not restored: {line}", file=sys.stderr)
+    if not cleaned.restored and not cleaned.failed:
+        print("nothing to restore")
+    return 1 if cleaned.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

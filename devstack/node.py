@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from devstack import hoststate, oci, pki
+from devstack import hoststate, oci, pki, shutdown
 from devstack.binaries import NodeBinaries
 from devstack.cluster import ControlPlane, write_kubeconfig
 from devstack.procs import Process, free_port, wait_until
@@ -91,7 +91,7 @@ class Node:
         self._claim = hoststate.NodeClaim(
             node_id=self.node_id,
             owner_pid=os.getpid(),
-            owner_start=hoststate._start_time(os.getpid()) or "",
+            owner_start=hoststate.start_time(os.getpid()) or "",
             workdir=str(workdir),
             cgroup_root=self.cgroup_root,
             containerd_socket=str(self.containerd_socket),
@@ -346,8 +346,9 @@ imports = []
         self.timings[what] = round(time.monotonic() - started, 2)
 
     def _acquire(self) -> None:
-        hoststate.acquire(self._claim)
+        # Before the call: a stop that lands just after it must still release the claim.
         self._acquired = True
+        hoststate.acquire(self._claim)
 
     def _start_containerd(self) -> None:
         self.containerd.start()
@@ -402,17 +403,21 @@ imports = []
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
     def stop(self) -> None:
-        """Stop everything and leave the host as it was (see ``devstack.hoststate``)."""
-        for process in (self.controller_manager, self.scheduler, self.kubelet):
-            process.stop()
-        if self.containerd.running():
-            # Stop and remove every Pod while containerd can still do it cleanly.
-            with contextlib.suppress(subprocess.SubprocessError, OSError):
-                self.crictl("rmp", "--all", "--force", check=False, timeout=60)
-            self.containerd.stop()
-        if self._acquired:
-            hoststate.release(self._claim)
-            self._acquired = False
+        """Stop everything and leave the host as it was (see ``devstack.hoststate``); a stop
+        signal meanwhile waits until it is done (``devstack.shutdown``)."""
+        with shutdown.deferred():
+            try:
+                for process in (self.controller_manager, self.scheduler, self.kubelet):
+                    process.stop()
+                if self.containerd.running():
+                    # Stop and remove every Pod while containerd can still do it cleanly.
+                    with contextlib.suppress(subprocess.SubprocessError, OSError):
+                        self.crictl("rmp", "--all", "--force", check=False, timeout=60)
+                    self.containerd.stop()
+            finally:
+                if self._acquired:
+                    hoststate.release(self._claim)
+                    self._acquired = False
 
     # -- for tests and the demo ------------------------------------------------------------
 

@@ -8,17 +8,16 @@ scheduler), so Pods really run; it needs root and ``hack/build-testbins.sh node`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack import pki
+from devstack import hoststate, pki, shutdown
 from devstack.binaries import Binaries, NodeBinaries, find_binaries, find_node_binaries
 from devstack.cluster import SERVICE_ACCOUNT_ISSUER, ControlPlane
 from devstack.node import Node
@@ -51,7 +50,14 @@ class LocalStack:
         binaries: Binaries | None = None,
     ) -> None:
         self._own_workdir = workdir is None
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="psu-stack-"))
+        self.workdir = workdir or hoststate.make_stack_dir()
+        try:
+            self._prepare(binaries, token_lifetime)
+        except BaseException:
+            self._remove_workdir()
+            raise
+
+    def _prepare(self, binaries: Binaries | None, token_lifetime: int) -> None:
         self.binaries = binaries or find_binaries()
         self.token_lifetime = token_lifetime
         self.pki_dir = self.workdir / "pki"
@@ -188,14 +194,25 @@ class LocalStack:
         )
 
     def stop(self) -> None:
-        if self.node is not None:
-            self.node.stop()
-            self.node = None
-        self.registry.stop()
-        self.token_service.process.stop()
-        self.control_plane.stop()
-        if self._own_workdir and os.environ.get("PSU_KEEP_STACK") != "1":
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        """Stop everything and remove the directory: every step is tried even when one
+        before it failed, and a stop signal meanwhile waits until they are done."""
+        with shutdown.deferred(), contextlib.ExitStack() as steps:
+            # An ExitStack runs them last-in first-out, each even when another failed.
+            steps.callback(self._remove_workdir)
+            steps.callback(self.control_plane.stop)
+            steps.callback(self.token_service.process.stop)
+            steps.callback(self.registry.stop)
+            if self.node is not None:
+                node, self.node = self.node, None
+                steps.callback(node.stop)
+
+    def _remove_workdir(self) -> None:
+        if not self._own_workdir:
+            return
+        if os.environ.get("PSU_KEEP_STACK") == "1":
+            hoststate.disown_stack_dir(self.workdir)
+        else:
+            hoststate.remove_stack_dir(self.workdir)
 
     def __enter__(self) -> LocalStack:
         return self.start()

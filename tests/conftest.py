@@ -4,7 +4,8 @@ node (containerd, kubelet, controller-manager, scheduler) for the tests that run
 
 Tests that use the node run last: it starts with the first of them, and from then on the
 controller-manager and scheduler act on everything in the cluster (the Deployment from
-``config/`` included), which the other tests do not expect.
+``config/`` included), which the other tests do not expect. Node tests that start a node of
+their own (a whole demo) run just before them, while no other kubelet runs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Generator, Iterator
 import pytest
 import structlog
 
+from devstack import shutdown
 from devstack.binaries import MissingBinary
 from devstack.controller import NAMESPACE, SERVICE_ACCOUNT, ControllerProcess, install_manifests
 from devstack.hoststate import HostError
@@ -46,6 +48,10 @@ FAST = {
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
+    # SIGTERM, SIGHUP and a closed output interrupt the session as Ctrl-C does, so pytest
+    # tears this down; a second signal does not cut the teardown short. pytest's capture swaps
+    # the standard streams itself.
+    shutdown.install(std_streams=False)
     with LocalStack() as running:
         yield running
 
@@ -72,7 +78,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.stack)
         if "node" in used:
             item.add_marker(pytest.mark.node)
-    items.sort(key=lambda item: "node" in getattr(item, "fixturenames", ()))
+
+    # Node tests that start a node of their own (tests/node/test_stopping_the_demo.py) come
+    # before the session's node starts: one kubelet at a time on a machine.
+    def order(item: pytest.Item) -> int:
+        if "node" in getattr(item, "fixturenames", ()):
+            return 2
+        return 1 if item.get_closest_marker("node") else 0
+
+    items.sort(key=order)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Pods on the stack's node, seen the way a user sees them: Events and Pod status.
+"""Pods on the stack's node, seen the way a user sees them: Events and Pod status; and the
+host around the node, read before and after a run to find what the run left on it.
 
 Kubelet retries a failed pull with a back-off (10 s, then 20 s, 40 s ...), so everything here
 waits with generous deadlines and asserts on what happened, never on how fast.
@@ -7,11 +8,17 @@ waits with generous deadlines and asserts on what happened, never on how fast.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from devstack import hoststate
+from devstack.binaries import cache_dir
 from devstack.node import Node
 from tests.helpers import ClusterHelper, eventually
 
@@ -150,3 +157,91 @@ class Pods:
         for namespace, name in self.created:
             self.delete(namespace, name)
         self.created.clear()
+
+
+@dataclass(frozen=True)
+class HostState:
+    """What a stack and its node change on the host (see ``devstack.hoststate``), as it is when
+    read; ``leftovers`` compares a later reading with this one."""
+
+    processes: frozenset[tuple[int, str]]  # (pid, start time)
+    mounts: frozenset[str]
+    links: frozenset[str]
+    node_cgroups: frozenset[str]  # psu-node-* directories, in any hierarchy
+    sysctls: Mapping[str, int]
+    fixed_paths: Mapping[str, frozenset[str]]  # what is below each one that exists
+    nodes: frozenset[str]  # node ids in the shared record
+    record: bool  # whether the shared record's directory exists
+
+    @classmethod
+    def read(cls) -> HostState:
+        return cls(
+            processes=frozenset((pid, start) for pid, start, _ in _processes()),
+            mounts=frozenset(hoststate.mount_points()),
+            links=frozenset(os.listdir("/sys/class/net")),
+            node_cgroups=frozenset(
+                str(d) for top in hoststate.cgroup_dirs("/") for d in top.glob("psu-node-*")
+            ),
+            sysctls={name: hoststate.read_sysctl(name) for name in hoststate.KUBELET_SYSCTLS},
+            fixed_paths={
+                str(path): frozenset(str(p) for p in path.rglob("*"))
+                for path in hoststate.FIXED_PATHS
+                if path.exists()
+            },
+            nodes=frozenset(claim.node_id for claim in hoststate.claims()),
+            record=hoststate.STATE_DIR.exists(),
+        )
+
+    def leftovers(self, *, stack_dir: Path, claim: hoststate.NodeClaim) -> list[str]:
+        """What is on the host now that was not when this was read and that the stack in
+        ``stack_dir`` with the node ``claim`` made or may have made: its processes (those
+        that name its directory, its node's containers and shims), mounts, network links,
+        cgroups, changed kernel tunables and fixed paths, its record and its directory."""
+        now = HostState.read()
+        found = []
+        in_node = hoststate.cgroup_processes(claim.cgroup_root)
+        shims = set(hoststate.shims_of(claim.containerd_socket))
+        for pid, start, argv in _processes():
+            if (pid, start) in self.processes:
+                continue
+            if pid in in_node or pid in shims or any(str(stack_dir) in arg for arg in argv):
+                # The name only: the command line may hold a password or a token.
+                found.append(f"process {pid} ({hoststate.process_name(pid)})")
+        # Not what image builds (in the cache) and the image tests' podman (in pytest's
+        # directories) mount meanwhile, for this run or another one.
+        elsewhere = (f"{cache_dir()}/", f"{tempfile.gettempdir()}/pytest-of-")
+        found += [f"mount {m}" for m in now.mounts - self.mounts if not m.startswith(elsewhere)]
+        found += [f"network link {link}" for link in now.links - self.links]
+        found += [f"cgroup {d}" for d in now.node_cgroups - self.node_cgroups]
+        for name, value in self.sysctls.items():
+            if now.sysctls[name] != value:
+                found.append(f"{name.replace('/', '.')}={now.sysctls[name]} (was {value})")
+        for path in sorted(set(self.fixed_paths) | set(now.fixed_paths)):
+            before, after = self.fixed_paths.get(path), now.fixed_paths.get(path)
+            if before is None:
+                found.append(f"{path} created")
+            elif after is None:
+                found.append(f"{path} removed")
+            else:
+                found += [f"{p} created" for p in sorted(after - before)]
+        if claim.node_id in now.nodes:
+            found.append(f"node {claim.node_id} still in {hoststate.STATE_DIR}")
+        if now.record and not self.record:
+            found.append(f"{hoststate.STATE_DIR} created")
+        if stack_dir.exists():
+            found.append(f"directory {stack_dir}")
+        return found
+
+
+def _processes() -> Iterator[tuple[int, str, list[str]]]:
+    """Every live process: its pid, start time and command line."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if stat[0] != "Z":  # a zombie is gone but for its parent's wait
+            yield int(proc.name), stat[19], argv

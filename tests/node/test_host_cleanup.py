@@ -60,7 +60,7 @@ def test_leftovers_of_a_node_whose_owner_died_are_swept(
         bridge="psu-deadbeef",
     )
     hoststate._create_cgroup_root(claim.cgroup_root)
-    cgroups = hoststate._cgroup_dirs(claim.cgroup_root)
+    cgroups = hoststate.cgroup_dirs(claim.cgroup_root)
     joined = 0
     for directory in cgroups:
         (directory / "kubepods").mkdir()
