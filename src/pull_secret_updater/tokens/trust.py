@@ -31,7 +31,10 @@ async def look_at(
         known = cache.known(subject=subject, want=want, token=token)
         if known is not None:
             return known
-        return Untrusted(why="it is not a credential this controller obtained")
+        return Untrusted(
+            why="it cannot be verified and is not one this controller obtained (written by "
+            "someone else, or before the controller restarted)"
+        )
     try:
         return await provider.verify(token)
     except InvalidToken as e:
