@@ -161,10 +161,37 @@ def start_controller(
                 print(f"--- {process.name} log (tail) ---\n{process.process.log_tail(80)}")
 
 
+def _skips_fail() -> bool:
+    """Under CI (``CI=true``, which ``.ci/run`` sets) a skipped test fails: a tool missing on
+    the CI machine must not turn into a green run that tested less."""
+    return os.environ.get("CI", "").lower() in {"true", "1"}
+
+
+def _failed_instead(report: pytest.TestReport) -> None:
+    if isinstance(report.longrepr, tuple):
+        why = report.longrepr[2].removeprefix("Skipped: ")  # (path, line, "Skipped: why")
+    else:
+        why = f"marked xfail: {getattr(report, 'wasxfail', '') or report.longrepr}"
+    report.outcome = "failed"
+    report.longrepr = f"under CI=true a skip or an expected failure fails the run: {why}"
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if _skips_fail() and (report.skipped or hasattr(report, "wasxfail")):
+        _failed_instead(report)
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # What the hook above cannot turn into a failure: a whole module skipped at collection.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not _skips_fail() or reporter is None or not reporter.stats.get("skipped"):
+        return
+    if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        reporter.write_line("a skip under CI=true fails the run", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 
 import httpx2
 
+from devstack import pki
 from devstack.binaries import REPO
 from devstack.controller import ControllerProcess
-from devstack.registry import skopeo_inspect
+from devstack.registry import TEST_IMAGE_REPOSITORY, skopeo_inspect
 from devstack.stack import LocalStack
 
 T = TypeVar("T")
@@ -231,8 +232,39 @@ class ClusterHelper:
             authfile=authfile, ca_file=self.stack.ca_file,
         ).returncode  # fmt: skip
 
+    def refused_pull(self, config: dict[str, Any], tmp_path: Path) -> str:
+        """`pull_refusal` with the config as its auth file."""
+        authfile = tmp_path / f"{unique('auth')}.json"
+        authfile.write_text(json.dumps(config))
+        return pull_refusal(self.stack, authfile)
+
     def exchanges(self, identity: str) -> int:
         return exchanges(self.stack, [identity])
+
+
+def pull_refusal(stack: LocalStack, authfile: Path) -> str:
+    """Why the registry refuses a pull with `authfile`: the pull (skopeo, as kubelet pulls)
+    must fail on the 401 of the registry's token endpoint, not on anything else; asked the same
+    again, the endpoint says why."""
+    pulled = skopeo_inspect(skopeo=stack.binaries.skopeo, image=stack.registry.image,
+                            authfile=authfile, ca_file=stack.ca_file)  # fmt: skip
+    assert pulled.returncode != 0, "the pull succeeded"
+    # NB: containers/image's words for a 401 answer to the credentials; it drops the reason.
+    assert "invalid username/password: unauthorized" in pulled.stderr, pulled.stderr
+    auth = json.loads(authfile.read_text())["auths"][stack.registry.host]["auth"]
+    user, _, password = base64.b64decode(auth).decode().partition(":")
+    answer = httpx2.get(
+        stack.token_service.registry_realm,
+        params={
+            "service": stack.registry.host,
+            "scope": f"repository:{TEST_IMAGE_REPOSITORY}:pull",
+        },
+        auth=(user, password),
+        verify=pki.trust(stack.ca_file),
+        timeout=30,
+    )
+    assert answer.status_code == 401, answer.text
+    return str(answer.json()["message"])
 
 
 def pull_secret_manifest(

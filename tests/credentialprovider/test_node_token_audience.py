@@ -133,7 +133,10 @@ def test_with_the_rbac_the_kubelet_gets_a_pod_bound_token_with_that_audience(
                           organizations=("system:nodes",), client=True)  # fmt: skip
     write_kubeconfig(other.kubeconfig, server=stack.control_plane.server, ca_file=stack.ca_file,
                      user=f"system:node:{other.node}", client_cert=cert)  # fmt: skip
-    assert kubelet_token_request(stack, other, audience).returncode != 0
+    refused = kubelet_token_request(stack, other, audience)
+    assert refused.returncode != 0
+    # The Node authorizer's words: the Pod is not bound to that Node.
+    assert f"no relationship found between node '{other.node}'" in refused.stderr, refused.stderr
 
 
 def test_the_bundle_exchanges_the_token_the_kubelet_got_for_an_identity_with_that_audience(

@@ -1,7 +1,8 @@
 """Fixtures for the deployment artefacts: the Helm chart and the admission policy.
 
 helm is optional on a developer's machine (``bash hack/build-testbins.sh helm`` builds it);
-without it the chart's tests are skipped with that hint, and the admission policy's are not.
+without it the chart's tests are skipped with that hint (a failure under CI=true), and the
+admission policy's are not.
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ def test_quickstart_fills_a_secret_that_a_pod_pulls_with_and_refreshes_it(
         pods.wait_running(namespace, again)
 
         eventually(lambda: time.time() > claims["exp"] + 1, timeout=15, what="old token expiry")
-        assert cluster.pull(docker_config, tmp_path) != 0, "an expired token still pulls"
+        assert cluster.refused_pull(docker_config, tmp_path) == "token has expired"
         assert {"Filled", "Refreshed"} <= set(cluster.event_reasons(namespace))
     finally:
         pods.delete_created()

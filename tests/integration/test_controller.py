@@ -15,9 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx2
+import jwt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from devstack.controller import ControllerProcess
 from devstack.stack import LocalStack
 from tests.helpers import (
     LAST_ERROR,
@@ -35,6 +37,28 @@ pytestmark = pytest.mark.stack
 
 #: For what must happen eventually: far beyond what it should take, even on a loaded machine.
 DEADLINE = 60.0
+#: One worker reconciles the queue in order: a Secret queued last is done last.
+ONE_WORKER = {"PSU_WORKERS": "1"}
+
+
+def _wait_leading(controller: ControllerProcess) -> None:
+    eventually(lambda: "became leader; reconciling every managed Secret"
+               in [r["event"] for r in log_records(controller)], timeout=DEADLINE,
+               what=f"{controller.name} to lead")  # fmt: skip
+
+
+def _fill_sentinel(cluster: ClusterHelper, new_identity: NewIdentity) -> None:
+    """Create a Secret (of an identity of its own) and wait until it is filled: with
+    ONE_WORKER, every Secret queued before it has then been reconciled, to the end."""
+    sentinel = cluster.namespace("sentinel")
+    cluster.create_pull_secret(sentinel, new_identity("sentinel"))
+    cluster.wait_filled(sentinel, timeout=DEADLINE)
+
+
+def _event_counts(cluster: ClusterHelper, namespace: str) -> list[tuple[str, str, int]]:
+    """(type, reason, count) of each Event in `namespace` (repeats are counted, not added)."""
+    return sorted((e["type"], e["reason"], int(e.get("count") or 1))
+                  for e in cluster.events(namespace))  # fmt: skip
 
 
 def test_fifty_secrets_sharing_two_identities_cost_two_exchanges_per_window(
@@ -150,16 +174,19 @@ def test_the_policy_denies_an_identity_outside_its_namespaces(
     ],
 )
 def test_bad_input_gets_a_warning_and_no_hot_loop(
-    cluster: ClusterHelper, start_controller: Start, installed: str,
+    cluster: ClusterHelper, start_controller: Start, new_identity: NewIdentity,
     secret_type: str | None, config: str, annotation: str | None, reason: str,
 ) -> None:  # fmt: skip
-    controller = start_controller()
+    identity = new_identity("bad")  # no other Secret uses it: its exchanges are this test's
+    controller = start_controller(env=ONE_WORKER)
+    _wait_leading(controller)
     ns = cluster.namespace("bad")
     apply_all(cluster, [pull_secret_manifest(
-        ns, annotation if annotation is not None else installed, config=config,
+        ns, annotation if annotation is not None else identity, config=config,
         secret_type=secret_type or "kubernetes.io/dockerconfigjson",
     )])  # fmt: skip
-    eventually(lambda: reason in cluster.event_reasons(ns), what=f"a {reason} Event")
+    eventually(lambda: reason in cluster.event_reasons(ns), timeout=DEADLINE,
+               what=f"a {reason} Event")  # fmt: skip
     if reason == "WrongType":
         # config/'s admission policy keeps the controller off Secrets of another type, its
         # status annotations included: the Event is the report.
@@ -168,10 +195,19 @@ def test_bad_input_gets_a_warning_and_no_hot_loop(
         error = eventually(lambda: cluster.annotations(ns).get(LAST_ERROR), what="an error status")
         assert "eyJ" not in error
     version = (cluster.secret(ns) or {})["metadata"]["resourceVersion"]
-    time.sleep(2)  # no hot loop: nothing more is written
+    # No hot loop: by the time a Secret created now is filled, the controller has also handled
+    # the watch event of its own status write, which is what would start a loop of writes.
+    _fill_sentinel(cluster, new_identity)
     assert (cluster.secret(ns) or {})["metadata"]["resourceVersion"] == version
     data = (cluster.secret(ns) or {}).get("data", {})
     assert base64.b64decode(next(iter(data.values()))).decode() == config, "content changed"
+    assert _event_counts(cluster, ns) == [("Warning", reason, 1)], "reported more than once"
+    assert cluster.exchanges(identity) == 0
+    # Looked at once, or twice when the watch brought its status write before the write's
+    # answer (the second time writes and reports nothing).
+    looks = [r for r in log_records(controller)
+             if r["event"] == "Secret not filled" and r.get("namespace") == ns]  # fmt: skip
+    assert 1 <= len(looks) <= 2, f"looked at {len(looks)} times"
     assert controller.process.running()
 
 
@@ -208,14 +244,17 @@ def test_a_restarted_controller_does_not_mint_again(
     tokens = [cluster.wait_filled(ns) for ns in namespaces]
     first.stop()
     before = cluster.exchanges(identity)
-    second = start_controller("second")
-    # Once it leads it looks at every Secret; then a while for any exchange to show.
-    eventually(lambda: "became leader; reconciling every managed Secret"
-               in [r["event"] for r in log_records(second)], timeout=DEADLINE,
-               what="the second replica to lead")  # fmt: skip
-    time.sleep(2)
+    events = {ns: _event_counts(cluster, ns) for ns in namespaces}
+    second = start_controller("second", env=ONE_WORKER)
+    # Once it leads it queues every Secret; a Secret created after that is filled only once
+    # the worker has reconciled them all.
+    _wait_leading(second)
+    _fill_sentinel(cluster, new_identity)
     assert cluster.exchanges(identity) == before
     assert [cluster.token(ns) for ns in namespaces] == tokens
+    assert {ns: _event_counts(cluster, ns) for ns in namespaces} == events
+    assert not [r for r in log_records(second)
+                if r["event"] == "token written" and r.get("namespace") in namespaces]  # fmt: skip
 
 
 def test_the_tokenrequest_source_fills_too(
@@ -277,10 +316,14 @@ def test_metrics_and_probes_report_the_state(
     cluster: ClusterHelper, start_controller: Start, new_identity: NewIdentity
 ) -> None:
     identity = new_identity("metrics")
+    # The shortest-lived token in the cluster, so the earliest expiry is this Secret's; still
+    # too long-lived to be refreshed during the test.
+    cluster.stack.token_admin().set_identity_lifetime(identity, 300)
     controller = start_controller()
     ns = cluster.namespace("metrics")
     cluster.create_pull_secret(ns, identity)
     token = cluster.wait_filled(ns)
+    claims = jwt.decode(token, options={"verify_signature": False})
 
     def sample(name: str, **labels: str) -> float | None:
         for family in text_string_to_metric_families(controller.metrics()):
@@ -300,8 +343,19 @@ def test_metrics_and_probes_report_the_state(
                what="the managed Secrets gauge")  # fmt: skip
     assert sample("pull_secret_updater_leader") == 1
     assert (sample("pull_secret_updater_exchange_duration_seconds_count") or 0) >= 1
-    eventually(lambda: (sample("pull_secret_updater_earliest_expiry_seconds") or 0) != 0,
-               what="the expiry gauge")  # fmt: skip
+
+    def expiry_agrees() -> bool:
+        """The gauge is the token's exp less the time of its last update, which came after
+        the token was issued (iat) and before the scrape."""
+        gauge = sample("pull_secret_updater_earliest_expiry_seconds")
+        scraped = time.time()
+        return (
+            gauge is not None and claims["exp"] - scraped <= gauge <= claims["exp"] - claims["iat"]
+        )
+
+    # Until the controller has this Secret in its gauge, the gauge tells of other Secrets.
+    eventually(expiry_agrees, what=f"the expiry gauge to agree with the token's exp "
+               f"{claims['exp']} (iat {claims['iat']})")  # fmt: skip
     assert token not in controller.metrics()
     with httpx2.Client(timeout=5) as client:
         assert client.get(f"{controller.metrics_url}/healthz").status_code == 200

@@ -17,6 +17,7 @@ from devstack.cluster import SERVICE_ACCOUNT_ISSUER
 from devstack.controller import install_manifests
 from devstack.registry import skopeo_inspect
 from devstack.stack import SA_AUDIENCE, LocalStack
+from tests.helpers import pull_refusal
 
 pytestmark = pytest.mark.stack
 
@@ -281,7 +282,10 @@ def test_registry_pull_works_with_a_fresh_token_and_fails_without_one(
     )
     token = _exchange(stack, sa_token, identity).json()["token"]
     assert _pull(stack, _authfile(tmp_path, stack.registry.host, token)) == 0
-    assert _pull(stack, _authfile(tmp_path, stack.registry.host, "not-a-token")) != 0
+    assert (
+        pull_refusal(stack, _authfile(tmp_path, stack.registry.host, "not-a-token"))
+        == "bearer token is not a JWT"
+    )
 
 
 def test_registry_pull_fails_with_an_expired_or_forged_token(
@@ -298,7 +302,10 @@ def test_registry_pull_fails_with_an_expired_or_forged_token(
         expired = _exchange(stack, sa_token, identity).json()["token"]
     finally:
         admin.clear_faults()
-    assert _pull(stack, _authfile(tmp_path, stack.registry.host, expired)) != 0
+    assert (
+        pull_refusal(stack, _authfile(tmp_path, stack.registry.host, expired))
+        == "token has expired"
+    )
 
     good = _exchange(stack, sa_token, identity).json()["token"]
     claims = jwt.decode(good, options={"verify_signature": False})
@@ -308,4 +315,7 @@ def test_registry_pull_fails_with_an_expired_or_forged_token(
         algorithm="ES256",
         headers={"kid": jwt.get_unverified_header(good)["kid"]},
     )
-    assert _pull(stack, _authfile(tmp_path, stack.registry.host, forged)) != 0
+    assert (
+        pull_refusal(stack, _authfile(tmp_path, stack.registry.host, forged))
+        == "token signature does not verify"
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
 import httpx2
@@ -71,13 +70,23 @@ async def test_token_path_that_is_a_directory_is_reported(tmp_path: Path) -> Non
         await ProjectedFileTokenSource(path=tmp_path).get()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-async def test_unreadable_token_file_is_reported(tmp_path: Path) -> None:
-    path = tmp_path / "oidc-token"
-    path.write_text(SA_TOKEN)
-    path.chmod(0)
-    with pytest.raises(TokenSourceError, match="permission denied"):
+async def test_unreadable_token_file_is_reported() -> None:
+    # A write-only sysctl: unlike a file of mode 000, the kernel refuses to read it to root too.
+    path = Path("/proc/sys/vm/drop_caches")
+    with pytest.raises(TokenSourceError) as caught:
         await ProjectedFileTokenSource(path=path).get()
+    assert (
+        str(caught.value) == f"service-account token file {path} cannot be read: permission denied"
+    )
+
+
+async def test_token_path_below_a_file_is_reported_with_the_systems_reason(tmp_path: Path) -> None:
+    path = tmp_path / "oidc-token" / "token"
+    path.parent.write_text(SA_TOKEN)
+    with pytest.raises(TokenSourceError) as caught:
+        await ProjectedFileTokenSource(path=path).get()
+    assert str(caught.value) == f"service-account token file {path} cannot be read: Not a directory"
+    assert SA_TOKEN not in everything_printed(caught.value)
 
 
 def test_default_path_is_the_originals() -> None:
