@@ -88,19 +88,28 @@ def filled_identity_key(spec: ProviderSpec) -> str:
     return spec.annotation_prefix + FILLED_IDENTITY
 
 
-def identity_want(
-    annotations: Mapping[str, str],
-    *,
-    key: str,
-    provider: str,
-    registries: tuple[str, ...],
-    allowed: re.Pattern[str],
-    what: str,
-) -> Want | None:
-    """The want of a provider asked by one identity annotation `key` for fixed `registries`;
-    None without the annotation, BadInput for a value with a character `allowed` rejects
-    (`what` says which are allowed)."""
-    if key not in annotations:
-        return None
-    identity = validate_value(key, annotations[key], allowed=allowed, what=what)
-    return Want(provider=provider, identity=identity, registries=registries)
+@dataclass(frozen=True, kw_only=True)
+class IdentitySpec:
+    """A provider asked by one annotation, `<annotation_prefix>identity`, for one registry.
+
+    Each character of the identity must match `allowed` (`what` says which are, in words).
+    """
+
+    name: str
+    username: str
+    annotation_prefix: str
+    verifiable: bool
+    registry: str
+    allowed: re.Pattern[str]
+    what: str
+
+    @property
+    def identity_key(self) -> str:
+        return self.annotation_prefix + "identity"
+
+    def wants(self, annotations: Mapping[str, str]) -> Want | None:
+        key = self.identity_key
+        if key not in annotations:
+            return None
+        identity = validate_value(key, annotations[key], allowed=self.allowed, what=self.what)
+        return Want(provider=self.name, identity=identity, registries=(self.registry,))

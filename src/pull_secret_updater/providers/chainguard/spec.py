@@ -8,12 +8,11 @@ message naming the problem, never quoting the value.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pull_secret_updater.core.annotations import PREFIX, validate_value
 from pull_secret_updater.core.providers import FILLED_IDENTITY as FILLED_IDENTITY_SUFFIX
-from pull_secret_updater.core.providers import Want, identity_want
+from pull_secret_updater.core.providers import IdentitySpec
 from pull_secret_updater.providers.chainguard import DEFAULT_REGISTRY, NAME, USERNAME
 
 #: The identity UID whose tokens fill the Secret (written by the user).
@@ -33,25 +32,17 @@ def validate_identity(value: str | None, *, key: str = IDENTITY) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ChainguardSpec:
+@dataclass(frozen=True, kw_only=True)
+class ChainguardSpec(IdentitySpec):
     """The pure half of the Chainguard provider, for tokens of the registry `registry`."""
 
-    registry: str = DEFAULT_REGISTRY
     name: str = NAME
     username: str = USERNAME
     annotation_prefix: str = PREFIX
     verifiable: bool = True
-
-    def wants(self, annotations: Mapping[str, str]) -> Want | None:
-        return identity_want(
-            annotations,
-            key=IDENTITY,
-            provider=self.name,
-            registries=(self.registry,),
-            allowed=_IDENTITY_CHARACTER,
-            what=_IDENTITY_WHAT,
-        )
+    registry: str = DEFAULT_REGISTRY
+    allowed: re.Pattern[str] = _IDENTITY_CHARACTER
+    what: str = _IDENTITY_WHAT
 
 
 #: What the controller last filled the cgr.dev entry for (its status annotation).

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pull_secret_updater.core.providers import FILLED_IDENTITY as FILLED_IDENTITY_SUFFIX
-from pull_secret_updater.core.providers import Want, identity_want
+from pull_secret_updater.core.providers import IdentitySpec
 from pull_secret_updater.providers.fake import DEFAULT_REGISTRY, NAME, PREFIX, USERNAME
 
 IDENTITY = PREFIX + "identity"
@@ -17,20 +16,14 @@ FILLED_IDENTITY = PREFIX + FILLED_IDENTITY_SUFFIX
 _CHARACTER = re.compile(r"[A-Za-z0-9/_.:@-]")
 
 
-@dataclass(frozen=True, slots=True)
-class FakeSpec:
-    registry: str = DEFAULT_REGISTRY
+@dataclass(frozen=True, kw_only=True)
+class FakeSpec(IdentitySpec):
+    """The pure half of the fake provider."""
+
     name: str = NAME
     username: str = USERNAME
     annotation_prefix: str = PREFIX
     verifiable: bool = False
-
-    def wants(self, annotations: Mapping[str, str]) -> Want | None:
-        return identity_want(
-            annotations,
-            key=IDENTITY,
-            provider=self.name,
-            registries=(self.registry,),
-            allowed=_CHARACTER,
-            what="a fake identity has only letters, digits and / _ . : @ -",
-        )
+    registry: str = DEFAULT_REGISTRY
+    allowed: re.Pattern[str] = _CHARACTER
+    what: str = "a fake identity has only letters, digits and / _ . : @ -"
