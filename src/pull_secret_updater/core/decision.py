@@ -206,7 +206,7 @@ def inspect(
 
     `namespace_labels` None means unknown (read them only when `policy.needs_labels`).
     """
-    wants: list[Want] = []
+    wants: list[tuple[ProviderSpec, Want]] = []
     problems: list[Problem] = []
     for spec in providers:
         try:
@@ -215,7 +215,7 @@ def inspect(
             problems.append(Problem(provider=spec.name, reason=e.reason, message=e.message))
             continue
         if want is not None:
-            wants.append(want)
+            wants.append((spec, want))
     if not wants and not problems:
         return Ignore()
     if secret.type != DOCKER_CONFIG_JSON:
@@ -230,10 +230,9 @@ def inspect(
         config = parse_docker_config(secret.docker_config_raw)
     except BadInput as e:
         return Invalid(reason_code=e.reason, message=e.message)
-    specs = {spec.name: spec for spec in providers}
     parts: list[Part] = []
     taken: dict[str, str] = {}
-    for want in wants:
+    for spec, want in wants:
         problem = _problem(
             want, taken=taken, policy=policy, secret=secret, namespace_labels=namespace_labels
         )
@@ -241,7 +240,6 @@ def inspect(
             problems.append(problem)
             continue
         taken.update(dict.fromkeys((host.lower() for host in want.registries), want.provider))
-        spec = specs[want.provider]
         parts.append(
             Part(
                 want=want,

@@ -111,5 +111,10 @@ class IdentitySpec:
         key = self.identity_key
         if key not in annotations:
             return None
-        identity = validate_value(key, annotations[key], allowed=self.allowed, what=self.what)
+        return self.want_for(
+            validate_value(key, annotations[key], allowed=self.allowed, what=self.what)
+        )
+
+    def want_for(self, identity: str) -> Want:
+        """What asking for `identity` (already validated) means: its registry, its name."""
         return Want(provider=self.name, identity=identity, registries=(self.registry,))

@@ -232,8 +232,7 @@ async def _exchange(
     ) as sts:
         try:
             async with asyncio.timeout(options.deadline):
-                want = sts.spec.wants({IDENTITY: plan.identity})
-                assert want is not None  # the identity annotation is there
+                want = sts.spec.want_for(plan.identity)
                 return await sts.issue(want=want, subject=plan.subject)
         except TimeoutError:
             raise TransientExchangeError(

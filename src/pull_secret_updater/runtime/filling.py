@@ -22,7 +22,7 @@ from pull_secret_updater.core import annotations as ann
 from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.core.decision import Fill, Problem, Request
 from pull_secret_updater.core.dockerconfig import with_entries
-from pull_secret_updater.core.providers import ProviderSpec, Want, filled_identity_key
+from pull_secret_updater.core.providers import ProviderSpec, filled_identity_key
 from pull_secret_updater.core.reasons import Reason
 from pull_secret_updater.core.schedule import Schedule
 from pull_secret_updater.core.status import status_annotations
@@ -68,6 +68,10 @@ class Filler:
     wake: Callable[[Key], None]
     drop: Callable[[Key], None]
     clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        # Each provider's filled-identity annotation, looked up at every write.
+        self._filled_keys = {spec.name: filled_identity_key(spec) for spec in self.specs}
 
     async def obtain(
         self, fills: Sequence[Fill], *, subject: Subject, namespace: str
@@ -117,7 +121,7 @@ class Filler:
         request: Request,
         obtained: Sequence[tuple[Fill, Credential]],
         *,
-        trusted: Sequence[tuple[Want, Credential]],
+        trusted: Sequence[Credential],
         clear_error: bool,
     ) -> SecretObject | Outcome:
         """Write every credential obtained in one write; the stored object, or when to look
@@ -131,11 +135,13 @@ class Filler:
             for fill, credential in obtained
             for host in fill.want.registries
         }
-        specs = {spec.name: spec for spec in self.specs}
-        filled = {
-            filled_identity_key(specs[fill.want.provider]): fill.identity for fill, _ in obtained
-        }
-        earliest = earliest_expiry([*trusted, *((f.want, c) for f, c in obtained)])
+        filled = {self._filled_keys[fill.want.provider]: fill.identity for fill, _ in obtained}
+        earliest = earliest_expiry([*trusted, *(credential for _, credential in obtained)])
+        # The expiry of the credentials being replaced, which retries must come before.
+        before = min(
+            (f.stale_expires_at for f, _ in obtained if f.stale_expires_at is not None),
+            default=None,
+        )
         try:
             written = await write_secret(
                 self.client,
@@ -154,10 +160,6 @@ class Filler:
             # exchange. Once at once; a writer that keeps changing it (a tool reverting our
             # writes) gets the growing delays of a failure rather than a read-write loop.
             self.metrics.secret_writes.labels(outcome="conflict").inc()
-            before = min(
-                (f.stale_expires_at for f, _ in obtained if f.stale_expires_at is not None),
-                default=None,
-            )
             recorded = self.failures.record(
                 key,
                 message="the Secret changed under each write",
@@ -181,10 +183,7 @@ class Filler:
                 # A write the API server finds invalid (a Secret over the size limit, say)
                 # will not succeed by itself: retry it at the slow rate.
                 retryable=not isinstance(e, Unprocessable),
-                before=min(
-                    (f.stale_expires_at for f, _ in obtained if f.stale_expires_at is not None),
-                    default=None,
-                ),
+                before=before,
             )
         self.metrics.secret_writes.labels(outcome="success").inc()
         self.store.keep(written)
@@ -258,9 +257,9 @@ class Filler:
         return Outcome(delay)
 
 
-def earliest_expiry(trusted: Sequence[tuple[Want, Credential]]) -> float | None:
+def earliest_expiry(trusted: Sequence[Credential]) -> float | None:
     """The earliest expiry of the credentials trusted in a Secret: its `expires-at`."""
-    return min((credential.expires_at for _, credential in trusted), default=None)
+    return min((credential.expires_at for credential in trusted), default=None)
 
 
 def _reason_of(error: ExchangeError) -> Reason:

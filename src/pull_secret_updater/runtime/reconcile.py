@@ -168,7 +168,7 @@ class Reconciler:
         key = (secret.namespace, secret.name)
         subject = self.config.subject_for(secret.namespace)
         now = self.clock()
-        failed = [self._problem(p) for p in request.problems]
+        failed = [PartFailure(problem=p, retryable=False) for p in request.problems]
         waits: list[Wait] = []
         fills: list[Fill] = []
         for part in request.parts:
@@ -198,7 +198,7 @@ class Reconciler:
                 self.tokens.offer(subject=subject, want=decision.want, token=decision.token)
             else:
                 fills.append(decision)
-        trusted = [(w.want, w.token) for w in waits]
+        trusted = [w.token for w in waits]
         if fills and not self.may_write():
             self.store.manage(key, expires_at=earliest_expiry(trusted))
             return self.not_writing()
@@ -220,7 +220,7 @@ class Reconciler:
                 next_look, due = self._filler.filled(written, obtained, subject=subject)
                 outcome = outcome.sooner(next_look)
                 failed += due
-                trusted += [(fill.want, credential) for fill, credential in obtained]
+                trusted += [credential for _, credential in obtained]
         self.store.manage(key, expires_at=earliest_expiry(trusted))
         if failed:
             return outcome.sooner(await self._report(secret, request, failed))
@@ -270,9 +270,6 @@ class Reconciler:
             before=min(befores, default=None),
             awaits=next((f.awaits for f in timed if f.awaits is not None), None),
         )
-
-    def _problem(self, problem: Problem) -> PartFailure:
-        return PartFailure(problem=problem, retryable=False)
 
 
 def _view(secret: SecretObject) -> SecretView:

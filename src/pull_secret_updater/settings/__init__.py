@@ -37,8 +37,9 @@ class SettingsError(Exception):
 
 
 # NB: pydantic gathers the fields of the bases last to first: this order is the reference's.
-# Validator names are unique across the sections (suffixed with the section's name): one name
-# used twice would shadow the other here, and its checks would silently not run.
+# Validator names are unique across the sections, and checks they share are in their common
+# base (`checks.Section`): one name used twice would shadow the other here, and its check
+# would silently not run.
 class Settings(RunSettings, IdentitySettings, RefreshSettings, RegistrySettings, BaseSettings):
     """The controller's configuration. Immutable once loaded."""
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 
 from pull_secret_updater.core.names import is_dns_label
-from pull_secret_updater.settings.checks import check_subdomain, empty_is_none
+from pull_secret_updater.settings.checks import Section
 
 
-class IdentitySettings(BaseModel):
+class IdentitySettings(Section):
     """Whose token is exchanged, and the policy that closes the confused deputy."""
 
     token_subject: Literal["controller", "namespace"] = Field(
@@ -67,20 +67,9 @@ class IdentitySettings(BaseModel):
         ),
     )
 
-    @field_validator("policy_file", mode="before")
-    @classmethod
-    def _empty_is_none_identities(cls, value: object) -> object:
-        return empty_is_none(value)
-
-    @field_validator("service_account", "namespace_service_account")
-    @classmethod
-    def _check_subdomain_name_identities(cls, value: str) -> str:
-        check_subdomain(value)
-        return value
-
     @field_validator("namespace")
     @classmethod
-    def _check_namespace_identities(cls, value: str) -> str:
+    def _check_namespace(cls, value: str) -> str:
         if not is_dns_label(value):
             raise ValueError(
                 "is not a valid namespace name (lower-case letters, digits and '-', "

@@ -6,17 +6,17 @@ import time
 from collections.abc import Callable
 from typing import Self
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pull_secret_updater.core import backoff as _backoff
 from pull_secret_updater.core import schedule as _schedule
 from pull_secret_updater.core.backoff import Backoff
 from pull_secret_updater.core.ratelimit import NamespaceBudget
 from pull_secret_updater.core.schedule import Schedule
-from pull_secret_updater.settings.checks import non_negative_seconds, positive_seconds
+from pull_secret_updater.settings.checks import Section, non_negative_seconds
 
 
-class RefreshSettings(BaseModel):
+class RefreshSettings(Section):
     """When a credential is refreshed, and how failures are retried."""
 
     exchange_timeout: float = Field(
@@ -101,39 +101,21 @@ class RefreshSettings(BaseModel):
     # too, so that the message names the one flag and variable at fault.
     @field_validator("refresh_fraction")
     @classmethod
-    def _check_fraction_refreshing(cls, value: float) -> float:
+    def _check_fraction(cls, value: float) -> float:
         if not 0 < value < 1:
             raise ValueError("must be between 0 and 1 (exclusive)")
         return value
 
     @field_validator("refresh_jitter")
     @classmethod
-    def _check_jitter_refreshing(cls, value: float) -> float:
+    def _check_jitter(cls, value: float) -> float:
         if not 0 <= value < 1:
             raise ValueError("must be at least 0 and less than 1")
         return value
 
-    @field_validator("exchange_burst_per_namespace")
-    @classmethod
-    def _check_burst_refreshing(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError("must be at least 1")
-        return value
-
-    @field_validator(
-        "exchange_timeout",
-        "max_refresh_interval",
-        "backoff_base",
-        "backoff_cap",
-        "exchange_rate_per_namespace",
-    )
-    @classmethod
-    def _check_positive_refreshing(cls, value: float) -> float:
-        return positive_seconds(value)
-
     @field_validator("refresh_margin", "min_token_lifetime")
     @classmethod
-    def _check_non_negative_refreshing(cls, value: float) -> float:
+    def _check_non_negative(cls, value: float) -> float:
         return non_negative_seconds(value)
 
     @property

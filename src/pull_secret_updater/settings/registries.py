@@ -13,17 +13,17 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from pull_secret_updater.providers import chainguard
 from pull_secret_updater.providers.base import ProviderSection
 from pull_secret_updater.providers.hosts import check_https_url, check_registry_host
 from pull_secret_updater.providers.table import SECTIONS, ChainguardSection, parse_section
-from pull_secret_updater.settings.checks import empty_is_none, not_blank
+from pull_secret_updater.settings.checks import Section
 
 
-class RegistrySettings(BaseModel):
+class RegistrySettings(Section):
     """Which registries are served, and how their token services are reached."""
 
     issuer: str = Field(
@@ -85,7 +85,7 @@ class RegistrySettings(BaseModel):
 
     @field_validator("providers", mode="before")
     @classmethod
-    def _parse_providers_registries(cls, value: object) -> object:
+    def _parse_providers(cls, value: object) -> object:
         if isinstance(value, str):
             text = value.strip()
             if not text:
@@ -98,25 +98,15 @@ class RegistrySettings(BaseModel):
             raise ValueError("must be a list of provider sections")
         return [parse_section(item) for item in value]
 
-    @field_validator("ca_bundle", mode="before")
-    @classmethod
-    def _empty_is_none_registries(cls, value: object) -> object:
-        return empty_is_none(value)
-
     @field_validator("issuer")
     @classmethod
-    def _check_issuer_registries(cls, value: str) -> str:
+    def _check_issuer(cls, value: str) -> str:
         return check_https_url(value, example=chainguard.DEFAULT_ISSUER)
 
     @field_validator("registry")
     @classmethod
-    def _check_registry_registries(cls, value: str) -> str:
+    def _check_registry(cls, value: str) -> str:
         return check_registry_host(value)
-
-    @field_validator("sa_audience")
-    @classmethod
-    def _check_not_blank_registries(cls, value: str) -> str:
-        return not_blank(value)
 
     @property
     def sections(self) -> tuple[ProviderSection, ...]:

@@ -7,20 +7,18 @@ import socket
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from pull_secret_updater.settings.checks import (
+    Section,
     check_subdomain,
-    empty_is_none,
-    not_blank,
-    positive_seconds,
 )
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-class RunSettings(BaseModel):
+class RunSettings(Section):
     """The managed names, leader election, the metrics endpoint, workers, logs."""
 
     secret_names: Annotated[list[str], NoDecode] = Field(
@@ -106,7 +104,7 @@ class RunSettings(BaseModel):
 
     @field_validator("secret_names", mode="before")
     @classmethod
-    def _split_names_running(cls, value: object) -> object:
+    def _split_names(cls, value: object) -> object:
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
@@ -119,7 +117,7 @@ class RunSettings(BaseModel):
 
     @field_validator("secret_names")
     @classmethod
-    def _check_secret_names_running(cls, value: list[str]) -> list[str]:
+    def _check_secret_names(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("must name at least one Secret")
         for name in value:
@@ -128,30 +126,9 @@ class RunSettings(BaseModel):
             raise ValueError("names a Secret more than once")
         return value
 
-    @field_validator("lease_name")
-    @classmethod
-    def _check_subdomain_name_running(cls, value: str) -> str:
-        check_subdomain(value)
-        return value
-
-    @field_validator("pod_name")
-    @classmethod
-    def _check_not_blank_running(cls, value: str) -> str:
-        return not_blank(value)
-
-    @field_validator("kubeconfig", mode="before")
-    @classmethod
-    def _empty_is_none_running(cls, value: object) -> object:
-        return empty_is_none(value)
-
-    @field_validator("lease_duration", "renew_deadline", "retry_period")
-    @classmethod
-    def _check_positive_running(cls, value: float) -> float:
-        return positive_seconds(value)
-
     @field_validator("log_level")
     @classmethod
-    def _check_log_level_running(cls, value: str) -> str:
+    def _check_log_level(cls, value: str) -> str:
         level = value.strip().lower()
         if level not in _LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
@@ -162,16 +139,9 @@ class RunSettings(BaseModel):
 
     @field_validator("metrics_port")
     @classmethod
-    def _check_port_running(cls, value: int) -> int:
+    def _check_port(cls, value: int) -> int:
         if not 0 <= value <= 65535:
             raise ValueError("must be a port number from 0 to 65535")
-        return value
-
-    @field_validator("workers", "watch_timeout")
-    @classmethod
-    def _check_at_least_one_running(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError("must be at least 1")
         return value
 
     @model_validator(mode="after")

@@ -19,9 +19,6 @@ import lightkube
 from pull_secret_updater import wiring
 from pull_secret_updater.core import annotations as keys
 from pull_secret_updater.core.claims import InvalidToken, TokenClaims, read_claims
-from pull_secret_updater.core.providers import Want
-from pull_secret_updater.providers.chainguard import spec as chainguard_spec
-from pull_secret_updater.providers.chainguard.exchange import ChainguardSTS
 from pull_secret_updater.settings import Settings
 from pull_secret_updater.tokens.errors import ExchangeError
 from pull_secret_updater.tokens.provider import Subject
@@ -115,7 +112,7 @@ async def run_check(
             raise ToolError(str(e), exit_code=USAGE) from None
         async with sts:
             try:
-                issued = await sts.issue(want=_want(sts, identity), subject=subject)
+                issued = await sts.issue(want=sts.spec.want_for(identity), subject=subject)
             except ExchangeError as e:
                 return CheckOutcome(
                     identity=identity, registry=settings.registry, sent=recording.facts, error=e
@@ -157,9 +154,3 @@ def describe_outcome(outcome: CheckOutcome, *, now: float | None = None) -> list
 
 def _facts(facts: TokenFacts) -> str:
     return f"issuer {facts.issuer or '(none)'}, subject {facts.subject or '(none)'}"
-
-
-def _want(sts: ChainguardSTS, identity: str) -> Want:
-    want = sts.spec.wants({chainguard_spec.IDENTITY: identity})
-    assert want is not None  # the annotation is there
-    return want
