@@ -1,9 +1,9 @@
 """One harness per registry provider, so that every provider runs the same contract suite.
 
 A `Contract` holds a provider wired to its stand-in (Chainguard: the HTTP token service of
-`tests.tokens.fakes`; fake: in-process), what a Secret would ask of it, and the two ways its
-exchange can fail: one that waiting may mend, one that it will not. Adding a provider to the
-suite is one more `Contract` in `CONTRACTS`.
+`tests.tokens.fakes`; ECR: STS and ECR of `tests.providers.aws`; fake: in-process), what a
+Secret would ask of it, and the two ways its exchange can fail: one that waiting may mend, one
+that it will not. Adding a provider to the suite is one more `Contract` in `CONTRACTS`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,16 @@ from pull_secret_updater.core.providers import Want
 from pull_secret_updater.core.schedule import Schedule
 from pull_secret_updater.providers.chainguard.exchange import ChainguardSTS
 from pull_secret_updater.providers.chainguard.spec import IDENTITY as CHAINGUARD_IDENTITY
+from pull_secret_updater.providers.ecr.exchange import EcrExchange
+from pull_secret_updater.providers.ecr.spec import REGISTRIES as ECR_REGISTRIES
+from pull_secret_updater.providers.ecr.spec import ROLE_ARN as ECR_ROLE_ARN
 from pull_secret_updater.providers.fake.exchange import FakeProvider
 from pull_secret_updater.providers.fake.spec import IDENTITY as FAKE_IDENTITY
 from pull_secret_updater.providers.fake.spec import FakeSpec
 from pull_secret_updater.tokens import Subject, TokenCache, TokenSourceError
 from pull_secret_updater.tokens.provider import TokenProvider
 from tests.fakes import REGISTRY, FakeClock
+from tests.providers.aws import HOST, ROLE, FakeAws
 from tests.tokens.fakes import (
     EXCHANGE_PATH,
     IDENTITY,
@@ -67,6 +71,8 @@ class Contract:
     planted: Callable[[], list[str]]
     #: Everything secret the exchange handled, which no message may contain.
     secrets: list[str] = field(default_factory=lambda: [SA_TOKEN])
+    #: Secrets the exchange handled that exist only once it ran (an AWS session's keys).
+    handled: Callable[[], list[str]] = list
     subjects: FlakyTokens = field(default_factory=FlakyTokens)
 
     @property
@@ -142,4 +148,35 @@ def fake() -> Contract:
     )
 
 
-CONTRACTS = {"chainguard": chainguard, "fake": fake}
+def ecr() -> Contract:
+    clock = FakeClock()
+    aws = FakeAws(clock=clock, roles={ROLE: SA_TOKEN}, lifetime=1800)
+    subjects = FlakyTokens(tokens=SubjectTokenMap({OWN: SA_TOKEN, TEAM_A: SA_TOKEN}))
+    provider = EcrExchange(sa_tokens=subjects, clock=clock, transport=aws.transport())
+
+    def fail(retryable: bool) -> None:
+        code = "ThrottlingException" if retryable else "AccessDeniedException"
+        aws.failing["ecr"] = (400, b'{"__type": "%s", "message": "no"}' % code.encode(), {})
+
+    def planted() -> list[str]:
+        # ECR-password-shaped strings this process never obtained.
+        return ["ecr." + "A" * 64, "eyJwYXlsb2FkIjoiIn0="]
+
+    def handled() -> list[str]:
+        sessions = aws.sessions.values()
+        return [key for s in sessions for key in (s.secret_key, s.session_token)]
+
+    return Contract(
+        name="ecr",
+        provider=provider,
+        clock=clock,
+        annotations={ECR_ROLE_ARN: ROLE, ECR_REGISTRIES: HOST},
+        lifetime=1800,
+        fail=fail,
+        planted=planted,
+        subjects=subjects,
+        handled=handled,
+    )
+
+
+CONTRACTS = {"chainguard": chainguard, "ecr": ecr, "fake": fake}

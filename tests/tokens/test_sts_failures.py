@@ -342,7 +342,9 @@ async def test_an_oversized_answer_is_malformed_without_reading_it_all() -> None
     error = await exchange_error(answer(200, b"x" * (300 * 1024)))
     assert isinstance(error, MalformedResponse)
     assert error.cause == "malformed"
-    assert str(error) == "token service answered 200 with more than 262144 bytes"
+    assert str(error) == (
+        "the token service at https://issuer.test answered 200 with more than 262144 bytes"
+    )
 
 
 async def test_a_redirect_is_not_followed() -> None:

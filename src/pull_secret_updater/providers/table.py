@@ -1,6 +1,6 @@
 """The providers table: every registry provider's settings section, one line each.
 
-Adding a provider is a package beside `chainguard` and `fake` and one line in `PROVIDERS`;
+Adding a provider is a package beside `chainguard`, `ecr` and `fake` and one line in `PROVIDERS`;
 nothing in the core, the controller, the Kubernetes adapters or the plugin names a provider.
 """
 
@@ -14,12 +14,14 @@ from pull_secret_updater.core.errors import kind_of
 from pull_secret_updater.providers.base import ProviderSection
 from pull_secret_updater.providers.chainguard import NAME as DEFAULT
 from pull_secret_updater.providers.chainguard.section import ChainguardSection
+from pull_secret_updater.providers.ecr.section import EcrSection
 from pull_secret_updater.providers.fake.section import FakeSection
 
 __all__ = ["DEFAULT", "PROVIDERS", "SECTIONS", "ChainguardSection", "parse_section"]
 
 PROVIDERS: tuple[type[ProviderSection], ...] = (
     ChainguardSection,
+    EcrSection,
     FakeSection,
 )
 

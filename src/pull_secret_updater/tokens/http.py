@@ -9,16 +9,97 @@ service-account token along.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
+
+from pull_secret_updater.core.redaction import redact, truncate
+from pull_secret_updater.tokens.errors import (
+    ExchangeError,
+    MalformedResponse,
+    TransientExchangeError,
+)
 
 #: A token answer or a key set is a few kilobytes; a bigger one is a misbehaving server.
 MAX_RESPONSE_BYTES = 256 * 1024
 
 NOT_JSON = object()
+
+#: How much of a server's explanation ends up in a message.
+MAX_DETAIL = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A token service's answer, read whole (at most MAX_RESPONSE_BYTES)."""
+
+    status: int
+    headers: httpx2.Headers
+    body: bytes
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the server asked us to wait (Retry-After's delay-seconds form)."""
+        # NB: an HTTP-date is rare from an API and ignored.
+        text = (self.headers.get("Retry-After") or "").strip()
+        if not (text.isascii() and text.isdecimal()):
+            return None
+        return float(text)
+
+
+async def send(
+    client: httpx2.AsyncClient,
+    request: httpx2.Request,
+    *,
+    where: str,
+    deadline: float,
+    secrets: Iterable[str] = (),
+) -> Answer:
+    """`request`'s answer; every way of not getting one raises an `ExchangeError`.
+
+    `where` names the server in messages ("the token service at https://..."); `deadline` bounds
+    the whole request; `secrets` are what the request carries, scrubbed from any message.
+    """
+    try:
+        async with asyncio.timeout(deadline):
+            response = await client.send(request, stream=True)
+            try:
+                body = await read_bounded(response, limit=MAX_RESPONSE_BYTES)
+            finally:
+                await response.aclose()
+    except TimeoutError as e:
+        raise TransientExchangeError(
+            f"{where} did not answer within {deadline:g}s", cause="timeout"
+        ) from e
+    except httpx2.TimeoutException as e:
+        raise TransientExchangeError(
+            f"{where} timed out ({type(e).__name__})", cause="timeout"
+        ) from e
+    except httpx2.HTTPError as e:
+        verification = verification_failure(e)
+        if verification is not None:
+            raise ExchangeError(
+                f"the certificate of {where} could not be verified ({verification}); "
+                "check the CA bundle setting (ca_bundle, PSU_CA_BUNDLE)",
+                cause="tls",
+                retryable=False,
+            ) from e
+        reason = truncate(redact(str(e) or type(e).__name__, known=secrets), limit=MAX_DETAIL)
+        raise TransientExchangeError(
+            f"could not reach {where}: {reason}", cause="connection"
+        ) from e
+    if body is None:
+        raise MalformedResponse(
+            f"{where} answered {response.status_code} with more than {MAX_RESPONSE_BYTES} bytes",
+            cause="malformed",
+            status=response.status_code,
+        )
+    return Answer(status=response.status_code, headers=response.headers, body=body)
 
 
 def make_client(

@@ -24,7 +24,6 @@ belongs to; the verification of what comes back is already its own module.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 import time
@@ -53,12 +52,11 @@ from pull_secret_updater.tokens.errors import (
     TransientExchangeError,
 )
 from pull_secret_updater.tokens.http import (
-    MAX_RESPONSE_BYTES,
+    MAX_DETAIL,
     NOT_JSON,
     load_json,
     make_client,
-    read_bounded,
-    verification_failure,
+    send,
 )
 from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource
 from pull_secret_updater.tokens.verification import TokenVerifier
@@ -67,8 +65,6 @@ from pull_secret_updater.version import user_agent
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MIN_LIFETIME = 30.0
 
-#: How much of the server's explanation ends up in a message.
-MAX_DETAIL = 200
 
 _SAFE_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: gRPC status codes, which a grpc-gateway in front of the service sends as numbers.
@@ -186,48 +182,20 @@ class ChainguardSTS:
         await self.verifier.refresh_if_stale()
 
     async def _post(self, *, identity: str, sa_token: str) -> tuple[int, float | None, bytes]:
-        where = f"the token service at {self.issuer}"
-        try:
-            async with asyncio.timeout(2 * self.timeout):
-                async with self._client.stream(
-                    "POST",
-                    self._url,
-                    params={"aud": self.audience, "identity": identity},
-                    headers={"Authorization": f"Bearer {sa_token}"},
-                ) as response:
-                    body = await read_bounded(response, limit=MAX_RESPONSE_BYTES)
-                    status = response.status_code
-                    retry_after = _retry_after(response.headers.get("Retry-After"))
-        except TimeoutError as e:
-            raise TransientExchangeError(
-                f"{where} did not answer within {2 * self.timeout:g}s", cause="timeout"
-            ) from e
-        except httpx2.TimeoutException as e:
-            raise TransientExchangeError(
-                f"{where} timed out ({type(e).__name__})", cause="timeout"
-            ) from e
-        except httpx2.HTTPError as e:
-            verification = verification_failure(e)
-            if verification is not None:
-                raise ExchangeError(
-                    f"the certificate of {where} could not be verified ({verification}); "
-                    "check the CA bundle setting (ca_bundle, PSU_CA_BUNDLE)",
-                    cause="tls",
-                    retryable=False,
-                ) from e
-            reason = truncate(
-                redact(str(e) or type(e).__name__, known=(sa_token,)), limit=MAX_DETAIL
-            )
-            raise TransientExchangeError(
-                f"could not reach {where}: {reason}", cause="connection"
-            ) from e
-        if body is None:
-            raise MalformedResponse(
-                f"token service answered {status} with more than {MAX_RESPONSE_BYTES} bytes",
-                cause="malformed",
-                status=status,
-            )
-        return status, retry_after, body
+        request = self._client.build_request(
+            "POST",
+            self._url,
+            params={"aud": self.audience, "identity": identity},
+            headers={"Authorization": f"Bearer {sa_token}"},
+        )
+        answer = await send(
+            self._client,
+            request,
+            where=f"the token service at {self.issuer}",
+            deadline=2 * self.timeout,
+            secrets=(sa_token,),
+        )
+        return answer.status, answer.retry_after, answer.body
 
     async def _accept(self, body: bytes, *, status: int, identity: str) -> Credential:
         document = load_json(body)
@@ -277,14 +245,6 @@ class ChainguardSTS:
                 status=status,
             )
         return verified
-
-
-def _retry_after(value: str | None) -> float | None:
-    # NB: only the delay-seconds form; an HTTP-date is rare from an API and ignored.
-    text = (value or "").strip()
-    if not (text.isascii() and text.isdecimal()):
-        return None
-    return float(text)
 
 
 def _status_error(
