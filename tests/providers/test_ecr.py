@@ -113,6 +113,7 @@ def test_endpoints_follow_the_region_and_its_partition_unless_overridden() -> No
 
 def test_the_section_refuses_clear_text_and_odd_endpoints_and_durations() -> None:
     assert isinstance(parse_section({"kind": "ecr"}), EcrSection)
+    bad: dict[str, object]
     for bad, problem in [
         ({"sts_endpoint": "http://sts.example"}, "https://"),
         ({"ecr_endpoint": "https://ecr.example/a%20b"}, "the path may hold only"),
