@@ -113,12 +113,12 @@ def test_endpoints_follow_the_region_and_its_partition_unless_overridden() -> No
 
 def test_the_section_refuses_clear_text_and_odd_endpoints_and_durations() -> None:
     assert isinstance(parse_section({"kind": "ecr"}), EcrSection)
-    bad: dict[str, object]
-    for bad, problem in [
+    cases: list[tuple[dict[str, object], str]] = [
         ({"sts_endpoint": "http://sts.example"}, "https://"),
         ({"ecr_endpoint": "https://ecr.example/a%20b"}, "the path may hold only"),
         ({"session_duration": 600}, "between 900 and 43200"),
-    ]:
+    ]
+    for bad, problem in cases:
         with pytest.raises(ValueError, match=problem):
             parse_section({"kind": "ecr", **bad})
 
