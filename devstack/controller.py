@@ -36,6 +36,7 @@ class ControllerProcess:
         name: str = "controller",
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
+        audiences: tuple[str, ...] = (),
     ) -> None:
         self.stack = stack
         self.name = name
@@ -46,6 +47,8 @@ class ControllerProcess:
         )
         self.token_path = self.workdir / "oidc" / "oidc-token"
         self.token_path.parent.mkdir(exist_ok=True)
+        #: More projected tokens, one per audience (another provider's, such as ECR's).
+        self.audiences = audiences
         self.rotate_projected_token()
         self.port = free_port()
         self.metrics_url = f"http://127.0.0.1:{self.port}"
@@ -73,14 +76,23 @@ class ControllerProcess:
             cwd=REPO,
         )
 
+    def token_file(self, audience: str) -> Path:
+        """Where the projected token with `audience` is written."""
+        if audience == SA_AUDIENCE:
+            return self.token_path
+        return self.workdir / "tokens" / audience / "token"
+
     def rotate_projected_token(self, *, seconds: int = 3600) -> None:
-        """Write a fresh token as kubelet writes the projected volume (atomically)."""
-        token = self.stack.control_plane.service_account_token(
-            NAMESPACE, SERVICE_ACCOUNT, audience=SA_AUDIENCE, seconds=seconds
-        )
-        tmp = self.token_path.with_suffix(".tmp")
-        tmp.write_text(token)
-        tmp.replace(self.token_path)
+        """Write fresh tokens as kubelet writes the projected volumes (atomically)."""
+        for audience in (SA_AUDIENCE, *self.audiences):
+            token = self.stack.control_plane.service_account_token(
+                NAMESPACE, SERVICE_ACCOUNT, audience=audience, seconds=seconds
+            )
+            path = self.token_file(audience)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(token)
+            tmp.replace(path)
 
     def start(self, *, wait_ready: bool = True) -> ControllerProcess:
         self.process.start()

@@ -145,9 +145,15 @@ def start_controller(
     started: list[ControllerProcess] = []
 
     def start(
-        name: str = "controller", *, env: dict[str, str] | None = None, wait_ready: bool = True
+        name: str = "controller",
+        *,
+        env: dict[str, str] | None = None,
+        wait_ready: bool = True,
+        audiences: tuple[str, ...] = (),
     ) -> ControllerProcess:
-        process = ControllerProcess(stack, name=name, env={**FAST, **(env or {})})
+        process = ControllerProcess(
+            stack, name=name, env={**FAST, **(env or {})}, audiences=audiences
+        )
         started.append(process)
         return process.start(wait_ready=wait_ready)
 

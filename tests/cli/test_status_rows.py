@@ -57,6 +57,31 @@ def test_an_expired_token_and_an_error_are_shown() -> None:
     assert line.endswith("token service answered 404 not_found: identity not found")
 
 
+def test_each_providers_identity_is_shown_and_a_bad_one_is_not_echoed() -> None:
+    role = "arn:aws:iam::111122223333:role/puller"
+    ecr = {
+        "ecr.pull-secret-updater.chainguard.dev/role-arn": role,
+        "ecr.pull-secret-updater.chainguard.dev/registries": (
+            "111122223333.dkr.ecr.eu-west-1.amazonaws.com"
+        ),
+    }
+    both = secret_status(namespace="a", name="pull-secret", annotations={**filled(), **ecr})
+    assert both.identities == {"chainguard": UID, "ecr": role}
+    assert both.identity == f"{UID}, ecr:{role}"
+    alone = secret_status(namespace="a", name="pull-secret", annotations=ecr)
+    assert (alone.identity, alone.identity_state) == (f"ecr:{role}", "set")
+    planted = "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"
+    broken = secret_status(
+        namespace="a",
+        name="pull-secret",
+        annotations={**ecr, "ecr.pull-secret-updater.chainguard.dev/role-arn": planted},
+    )
+    assert broken.identity_state == "invalid"
+    assert broken.identity_problem is not None
+    assert planted not in broken.identity_problem
+    assert planted not in render_table([broken], now=NOW)
+
+
 def test_a_missing_identity_reads_none() -> None:
     row = secret_status(namespace="ns", name="pull-secret", annotations={})
     assert row.identity_state == "missing"
@@ -101,6 +126,7 @@ def test_json_has_the_same_facts_with_absolute_times() -> None:
         "namespace": "team-a",
         "name": "pull-secret",
         "identity": UID,
+        "identities": {"chainguard": UID},
         "identityProblem": None,
         "expiresAt": keys.format_time(NOW + 41 * 60 + 5),
         "expiresInSeconds": 41 * 60 + 5,

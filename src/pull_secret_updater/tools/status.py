@@ -25,7 +25,7 @@ from pull_secret_updater.core.names import is_dns_subdomain
 from pull_secret_updater.core.redaction import truncate
 from pull_secret_updater.kube.client import http_client
 from pull_secret_updater.kube.errors import Forbidden, KubeError, translated
-from pull_secret_updater.providers.chainguard import spec as chainguard_spec
+from pull_secret_updater.providers.table import DEFAULT, SECTIONS
 from pull_secret_updater.tools.durations import format_expiry, format_since
 
 __all__ = [
@@ -44,6 +44,9 @@ COLUMNS = ("NAMESPACE", "NAME", "IDENTITY", "EXPIRES IN", "LAST REFRESH", "LAST 
 #: Ask for metadata only: the Secrets' data never leaves the API server.
 _METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 _PAGE = 500
+#: Each provider's annotations, read as the controller reads them.
+_SPECS = {kind: section().spec() for kind, section in SECTIONS.items()}
+_DEFAULT_KEY = getattr(_SPECS[DEFAULT], "identity_key", DEFAULT)
 _MAX_SHOWN = 512
 
 
@@ -51,8 +54,11 @@ _MAX_SHOWN = 512
 class SecretStatus:
     """One managed Secret as its annotations describe it. Times are epoch seconds.
 
-    `identity` is None when the annotation is absent or invalid (`identity_state`);
-    `identity_problem` then says what is wrong, without quoting the value.
+    `identities` holds what each provider's annotations ask (provider -> identity, a role
+    ARN for ECR); `identity` says it in one cell: the default provider's identity as it is,
+    another's prefixed with its name ("ecr:arn:aws:iam::..."). It is None when no provider is
+    asked or an annotation is invalid (`identity_state`); `identity_problem` then says what is
+    wrong, without quoting the value.
     """
 
     namespace: str
@@ -60,6 +66,7 @@ class SecretStatus:
     identity: str | None
     identity_state: Literal["set", "missing", "invalid"]
     identity_problem: str | None
+    identities: Mapping[str, str]
     expires_at: float | None
     last_refresh: float | None
     last_error: str | None
@@ -67,14 +74,31 @@ class SecretStatus:
 
 def secret_status(*, namespace: str, name: str, annotations: Mapping[str, str]) -> SecretStatus:
     """The status of one Secret from its annotations."""
-    identity: str | None = None
-    problem: str | None = None
-    state: Literal["set", "missing", "invalid"] = "set"
-    try:
-        identity = chainguard_spec.validate_identity(annotations.get(chainguard_spec.IDENTITY))
-    except BadInput as e:
-        problem = e.message
-        state = "missing" if chainguard_spec.IDENTITY not in annotations else "invalid"
+    identities: dict[str, str] = {}
+    problems: list[str] = []
+    for kind, spec in _SPECS.items():
+        try:
+            want = spec.wants(annotations)
+        except BadInput as e:
+            problems.append(e.message)
+            continue
+        if want is not None:
+            identities[kind] = want.identity
+    state: Literal["set", "missing", "invalid"] = (
+        "invalid" if problems else "set" if identities else "missing"
+    )
+    problem = "; ".join(problems) or (
+        None
+        if identities
+        else f"annotation {_DEFAULT_KEY} is missing, and so is every other provider's"
+    )
+    identity = (
+        ", ".join(
+            value if kind == DEFAULT else f"{kind}:{value}" for kind, value in identities.items()
+        )
+        if state == "set"
+        else None
+    )
     error = annotations.get(keys.LAST_ERROR)
     return SecretStatus(
         namespace=_printable(namespace),
@@ -82,6 +106,7 @@ def secret_status(*, namespace: str, name: str, annotations: Mapping[str, str]) 
         identity=identity,
         identity_state=state,
         identity_problem=problem,
+        identities={kind: _printable(value) for kind, value in identities.items()},
         expires_at=keys.parse_time(annotations.get(keys.EXPIRES_AT)),
         last_refresh=keys.parse_time(annotations.get(keys.LAST_REFRESH)),
         last_error=_printable(error) if error else None,
@@ -108,6 +133,7 @@ def render_json(rows: Iterable[SecretStatus], *, now: float) -> str:
                 "namespace": row.namespace,
                 "name": row.name,
                 "identity": row.identity,
+                "identities": dict(row.identities),
                 "identityProblem": row.identity_problem,
                 "expiresAt": _rfc3339(row.expires_at),
                 "expiresInSeconds": (
