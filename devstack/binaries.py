@@ -165,3 +165,23 @@ def find_helm(*, build: bool = False) -> Path:
     if built.exists():
         return built
     return _system("helm", "run hack/build-testbins.sh helm")
+
+
+def find_ecr_credential_provider(*, build: bool = False) -> Path:
+    """The official AWS ECR kubelet credential provider (k8s.io/cloud-provider-aws) that
+    ``hack/build-testbins.sh ecr`` built, at ``ECR_CREDENTIAL_PROVIDER_VERSION``.
+
+    Only the fidelity check of the AWS stand-in and the plugin start-up benchmark's baseline
+    need it (``devstack/ecrplugin.py`` runs it). With ``build``, build it first (a no-op when
+    cached; the first build takes about a minute). Raises ``MissingBinary`` if it is not built:
+    a binary of another version is never used in its place.
+    """
+    if build:
+        subprocess.run(["bash", str(_BUILD_SCRIPT), "ecr"], check=True, stdout=subprocess.DEVNULL)
+    version = versions()["ECR_CREDENTIAL_PROVIDER_VERSION"]
+    built = cache_dir() / "bin" / f"ecr-credential-provider-{version}"
+    if not built.exists():
+        raise MissingBinary(
+            f"{built} is missing: run hack/build-testbins.sh ecr (or hack/setup.sh)"
+        )
+    return built

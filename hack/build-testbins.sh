@@ -8,6 +8,7 @@
 #   hack/build-testbins.sh node       # the node: kubelet, kube-controller-manager,
 #                                     # kube-scheduler, containerd (+ shim, ctr), crictl
 #   hack/build-testbins.sh helm
+#   hack/build-testbins.sh ecr        # the official AWS ECR kubelet credential provider
 #   PSU_CACHE_DIR=/somewhere hack/build-testbins.sh
 #
 # Each build holds a lock, so two checkouts sharing the cache never build the same thing at once.
@@ -155,6 +156,43 @@ build_crictl() {
   log "built crictl"
 }
 
+# The official ECR kubelet credential provider (k8s.io/cloud-provider-aws), the reference our
+# AWS stand-in is checked against. Its go.mod replaces github.com/google/cel-go, so go install
+# pkg@v refuses it; a wrapper module that requires it and repeats its (non-local) replace
+# directives resolves the same versions. The ldflags are those of its Makefile.
+build_ecr_credential_provider() {
+  local v=$ECR_CREDENTIAL_PROVIDER_VERSION
+  local out="$bindir/ecr-credential-provider-$v"
+  [ -x "$out" ] && return 0
+  lock "ecr-credential-provider-$v"
+  [ -x "$out" ] && return 0
+  local work="$cache/build/ecr-credential-provider-$v"
+  mkdir -p "$work"
+  log "building ecr-credential-provider $v"
+  (
+    cd "$work"
+    local modfile
+    modfile=$(go mod download -json "k8s.io/cloud-provider-aws@$v" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+    {
+      echo "module psu-testbins/ecr-credential-provider"
+      echo
+      grep -E '^go ' "$modfile"
+      echo
+      echo "require k8s.io/cloud-provider-aws $v"
+      echo
+      # Single-line replaces of a module by another module version (not by a ./ path).
+      grep -E '^replace [^ ]+( v[^ ]+)? => [^ .][^ ]* v[^ ]+$' "$modfile" || true
+    } > go.mod
+    printf 'package tools\n\nimport _ "k8s.io/cloud-provider-aws/cmd/ecr-credential-provider"\n' > tools.go
+    go mod tidy >&2
+    go build -trimpath \
+      -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$v -X main.gitVersion=$v" \
+      -o "$out.tmp" k8s.io/cloud-provider-aws/cmd/ecr-credential-provider
+    mv "$out.tmp" "$out"
+    log "built ecr-credential-provider"
+  )
+}
+
 # hack/tiny: the one static program of the test image and the node's pause image, keyed by
 # the hash of its source (devstack/binaries.py computes the same name).
 build_tiny() {
@@ -177,7 +215,8 @@ case "$what" in
   node) build_tiny; build_containerd; build_crictl
     build_kubernetes kubelet kube-controller-manager kube-scheduler ;;
   helm) build_helm ;;
-  *) echo "usage: $0 [all|node|helm]" >&2; exit 2 ;;
+  ecr) build_ecr_credential_provider ;;
+  *) echo "usage: $0 [all|node|helm|ecr]" >&2; exit 2 ;;
 esac
 
 echo "$bindir"
