@@ -26,6 +26,9 @@ import yaml
 from devstack.binaries import REPO, MissingBinary, find_binaries
 from devstack.procs import Process, free_port, wait_until
 from devstack.stack import LocalStack
+from pull_secret_updater.cli.flags import load_settings
+from pull_secret_updater.providers.ecr.section import EcrSection
+from pull_secret_updater.settings import Settings
 
 CHART = REPO / "charts" / "pull-secret-updater"
 CONFIG = REPO / "config"
@@ -146,6 +149,25 @@ def volume_for(objects: Sequence[Obj], path: str) -> tuple[Obj, str]:
             volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
             return dict(volume), path.removeprefix(prefix)
     raise AssertionError(f"{path} is on no volume")
+
+
+def load_pod_settings(objects: Sequence[Obj], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The controller's settings from the rendered container's environment alone, as in a pod
+    named pod-0 in the namespace pull-secret-updater."""
+    for name in list(os.environ):
+        if name.startswith("PSU_") or name in ("POD_NAME", "POD_NAMESPACE"):
+            monkeypatch.delenv(name)
+    for name, value in plain_env(objects).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("POD_NAME", "pod-0")
+    monkeypatch.setenv("POD_NAMESPACE", "pull-secret-updater")
+    return load_settings([])
+
+
+def ecr_section(settings: Settings) -> EcrSection:
+    """The settings' one ECR provider section."""
+    (section,) = [s for s in settings.sections if isinstance(s, EcrSection)]
+    return section
 
 
 def rules_for(role: Obj, resource: str) -> list[Obj]:

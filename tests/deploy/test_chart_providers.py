@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import uuid
 from typing import Any
 
@@ -19,18 +18,17 @@ import pytest
 import yaml
 
 from devstack.stack import LocalStack
-from pull_secret_updater.cli.flags import load_settings
 from pull_secret_updater.core.policy import parse_policy
 from pull_secret_updater.providers.ecr import DEFAULT_AUDIENCE, DEFAULT_TOKEN_PATH
-from pull_secret_updater.providers.ecr.section import EcrSection
-from pull_secret_updater.settings import Settings
 from tests.deploy.support import (
     CHART,
     Helm,
     HelmError,
     Obj,
     container,
+    ecr_section,
     find,
+    load_pod_settings,
     plain_env,
     value_args,
     volume_for,
@@ -52,18 +50,6 @@ def sections(objects: list[Obj]) -> list[Obj]:
 
 def pod_spec(objects: list[Obj]) -> Obj:
     return dict(find(objects, "Deployment")["spec"]["template"]["spec"])
-
-
-def settings_of(objects: list[Obj], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The controller's settings from the rendered container's environment alone."""
-    for name in list(os.environ):
-        if name.startswith("PSU_") or name in ("POD_NAME", "POD_NAMESPACE"):
-            monkeypatch.delenv(name)
-    for name, value in plain_env(objects).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("POD_NAME", "pod-0")
-    monkeypatch.setenv("POD_NAMESPACE", "pull-secret-updater")
-    return load_settings([])
 
 
 # -- nothing without providers -------------------------------------------------------------------
@@ -93,11 +79,10 @@ def test_ecr_entry_is_in_psu_providers_with_its_defaults_written_out(
     assert sections(objects) == [
         {"kind": "ecr", "sa_audience": DEFAULT_AUDIENCE, "token_path": DEFAULT_TOKEN_PATH}
     ]
-    settings = settings_of(objects, monkeypatch)
-    ecr = [s for s in settings.sections if isinstance(s, EcrSection)]
-    assert len(ecr) == 1
-    assert ecr[0].sa_audience == DEFAULT_AUDIENCE
-    assert str(ecr[0].token_path) == DEFAULT_TOKEN_PATH
+    settings = load_pod_settings(objects, monkeypatch)
+    ecr = ecr_section(settings)
+    assert ecr.sa_audience == DEFAULT_AUDIENCE
+    assert str(ecr.token_path) == DEFAULT_TOKEN_PATH
     # Chainguard stays configured by the flat values, beside it.
     assert [s.spec().name for s in settings.sections] == ["chainguard", "ecr"]
     assert settings.token_source == "file"
@@ -143,7 +128,7 @@ def test_an_entrys_own_audience_and_path_drive_its_volume(
     assert key == "web-identity"
     token = volume["projected"]["sources"][0]["serviceAccountToken"]
     assert token["audience"] == "sts.example.com"
-    (ecr,) = [s for s in settings_of(objects, monkeypatch).sections if isinstance(s, EcrSection)]
+    ecr = ecr_section(load_pod_settings(objects, monkeypatch))
     assert ecr.session_duration == 3600
     assert ecr.sts_endpoint == "https://sts.eu-west-1.amazonaws.com"
 
@@ -156,7 +141,7 @@ def test_tokenrequest_source_projects_no_provider_token(
     assert not [v for v in pod_spec(objects)["volumes"] if "projected" in v]
     (section,) = sections(objects)
     assert section["sa_audience"] == DEFAULT_AUDIENCE
-    settings = settings_of(objects, monkeypatch)
+    settings = load_pod_settings(objects, monkeypatch)
     assert settings.token_source == "tokenrequest"
 
 
