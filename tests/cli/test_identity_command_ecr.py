@@ -109,6 +109,18 @@ def test_notes_go_to_stderr_and_name_the_role_to_annotate(
     assert "warning" not in notes
 
 
+def test_a_long_arn_in_the_notes_is_never_broken(
+    issuer: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "r" * 64
+    assert main(["identity-command", "--provider", "ecr", "--account-id", ACCOUNT,
+                 "--role-name", name]) == 0  # fmt: skip
+
+    annotation = f"{ROLE_ARN}=arn:aws:iam::{ACCOUNT}:role/{name}"
+    assert len(annotation) > 100
+    assert annotation in capsys.readouterr().err.split()
+
+
 def test_the_narrower_policy_in_the_notes_is_a_command_that_pastes(
     issuer: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:

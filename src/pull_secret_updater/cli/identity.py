@@ -264,9 +264,9 @@ def _print_aws(
         "the IAM OIDC provider is one per cluster and account: if it exists already, skip its "
         "command (for another audience, add it: aws iam add-client-id-to-open-id-connect-"
         f"provider --open-id-connect-provider-arn {plan.roles[0].provider_arn} --client-id "
-        f"{audience}). It has no --thumbprint-list: AWS checks the issuer's certificate "
-        "against its own trusted CAs and no longer needs thumbprints, except for a JWKS host "
-        "whose certificate comes from a private CA."
+        f"{audience}). It has no --thumbprint-list: AWS verifies the issuer's TLS certificate "
+        "against its own trusted root CAs and the list is optional; add one only if the "
+        "issuer's JWKS host has a certificate from a private CA."
     )
     if args.account_id is None:
         note(

@@ -7,9 +7,9 @@ its client IDs, and the role's trust policy names that provider and the token's 
 would type them:
 
 1. `aws iam create-open-id-connect-provider --url <issuer> --client-id-list <audience>`, once
-   per cluster and account. No `--thumbprint-list`: AWS verifies the issuer's TLS certificate
-   against its own trusted root CAs since 2023, and IAM has not required thumbprints since;
-   one matters only for an issuer whose JWKS host has a certificate from a private CA.
+   per cluster and account. No `--thumbprint-list`: AWS has verified the issuer's TLS
+   certificate against its own trusted root CAs since 2023, and the list is optional; it
+   matters only for an issuer whose JWKS host has a certificate from a private CA.
 2. `aws iam create-role` with the trust policy: `Principal.Federated` is the provider's ARN,
    `arn:aws:iam::<account>:oidc-provider/<issuer without https://>`, and the conditions
    `<that same host and path>:sub` and `:aud` are StringEquals, so one ServiceAccount of one
