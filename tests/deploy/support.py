@@ -285,13 +285,23 @@ class PodRunner:
     def _environment(self, env: list[Obj], mounts: Mapping[str, Path]) -> dict[str, str]:
         fields = {"metadata.name": self.pod_name, "metadata.namespace": self.namespace}
         resolved: dict[str, str] = {}
+
+        def local_path(value: str) -> str:
+            for mount_path, local in mounts.items():
+                if value.startswith(mount_path + "/"):
+                    return str(local / value.removeprefix(mount_path + "/"))
+            return value
+
         for item in env:
-            if "value" in item:
-                value = str(item["value"])
-                for mount_path, local in mounts.items():
-                    if value.startswith(mount_path + "/"):
-                        value = str(local / value.removeprefix(mount_path + "/"))
-                resolved[item["name"]] = value
+            if item["name"] == "PSU_PROVIDERS":
+                # The sections' paths (token_path, ca_bundle) point into mounts too.
+                sections = [
+                    {k: local_path(v) if isinstance(v, str) else v for k, v in section.items()}
+                    for section in json.loads(item["value"])
+                ]
+                resolved[item["name"]] = json.dumps(sections)
+            elif "value" in item:
+                resolved[item["name"]] = local_path(str(item["value"]))
             else:
                 resolved[item["name"]] = fields[item["valueFrom"]["fieldRef"]["fieldPath"]]
         return resolved
