@@ -262,3 +262,26 @@ def test_rendered_ecr_entry_passes_server_side_dry_run(
     )
 
     assert len(out.split()) == len(objects)
+
+
+@pytest.mark.stack
+def test_notes_say_how_to_ask_for_ecr_and_what_egress_must_allow(
+    helm: Helm, cluster: ClusterHelper
+) -> None:
+    namespace = cluster.namespace("psu-ecr-notes")
+    release = f"ecr-notes-{uuid.uuid4().hex[:6]}"
+
+    notes = helm.notes(
+        release=release,
+        namespace=namespace,
+        values={"providers": [ECR], "networkPolicy": {"egress": []}},
+    )
+
+    flat = " ".join(notes.split())
+    assert "ecr.pull-secret-updater.chainguard.dev/role-arn=" in flat
+    assert "ecr.pull-secret-updater.chainguard.dev/registries=" in flat
+    assert f"system:serviceaccount:{namespace}:controller" in flat
+    assert "identity-command --provider ecr" in flat
+    assert "must allow TCP 443 to STS and the ECR API" in flat
+    without = " ".join(helm.notes(release=release, namespace=namespace).split())
+    assert "Amazon ECR" not in without
