@@ -110,7 +110,9 @@ cannot disagree.
 {{- $defaults := dict "ecr" (dict "sa_audience" "sts.amazonaws.com" "token_path" "/var/run/secrets/sts.amazonaws.com/serviceaccount/token") }}
 {{- $plans := list }}
 {{- $kinds := list }}
-{{- $dirs := list }}
+{{- /* Every directory the pod mounts something at: a token's must be none of them, nor
+inside or around one. */}}
+{{- $dirs := list "/tmp" "/etc/pull-secret-updater/ca" "/etc/pull-secret-updater/policy" "/var/run/secrets/kubernetes.io/serviceaccount" }}
 {{- if eq .Values.tokenSource "file" }}
 {{- $dirs = append $dirs "/var/run/chainguard/oidc" }}
 {{- end }}
@@ -134,8 +136,10 @@ cannot disagree.
 {{- if or (not (isAbs $path)) (eq (dir $path) "/") (ne (clean $path) $path) }}
 {{- fail (printf "providers: the %s entry's token_path %q must be an absolute, clean path to a file in a directory of its own" $kind $path) }}
 {{- end }}
-{{- if has (dir $path) $dirs }}
-{{- fail (printf "providers: the %s entry's token_path %q is in a directory another token is mounted at: give it a directory of its own" $kind $path) }}
+{{- range $dirs }}
+{{- if or (eq . (dir $path)) (hasPrefix (printf "%s/" .) (dir $path)) (hasPrefix (printf "%s/" (dir $path)) .) }}
+{{- fail (printf "providers: the %s entry's token_path %q is in or around %s, where something else is mounted: give it a directory of its own" $kind $path .) }}
+{{- end }}
 {{- end }}
 {{- $dirs = append $dirs (dir $path) }}
 {{- $token = dict "volume" (printf "%s-token" $kind) "dir" (dir $path) "file" (base $path) "audience" $audience }}
