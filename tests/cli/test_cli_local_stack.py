@@ -8,6 +8,7 @@ exchange with the controller's token and reports a refusal in one line.
 
 from __future__ import annotations
 
+import base64
 import json
 import shlex
 from collections.abc import Callable
@@ -18,11 +19,14 @@ import pytest
 from devstack.cluster import SERVICE_ACCOUNT_ISSUER
 from devstack.controller import ControllerProcess
 from devstack.stack import SA_AUDIENCE, LocalStack
+from tests.cli.awscli import aws_calls, options, trust_conditions
 from tests.helpers import LAST_ERROR, ClusterHelper, cli, eventually, run_pasted
 
 pytestmark = pytest.mark.stack
 
 SUBJECT = "system:serviceaccount:pull-secret-updater:controller"
+STS_AUDIENCE = "sts.amazonaws.com"
+ACCOUNT = "111122223333"
 
 
 def flags(command: str) -> dict[str, str]:
@@ -66,6 +70,44 @@ def test_identity_command_prints_one_namespace_scoped_identity_per_namespace(
         assert json.loads(printed["issuer-keys"]) == stack.control_plane.jwks()
     notes = " ".join(result.stderr.split())
     assert "kubectl create serviceaccount pull-secret-updater -n team-a" in notes
+
+
+@pytest.mark.parametrize("scoped", [False, True], ids=["controller", "namespace-scoped"])
+def test_identity_command_for_ecr_trusts_the_clusters_own_tokens_and_warns_aws_cannot_reach_it(
+    stack: LocalStack, cluster: ClusterHelper, installed: str, scoped: bool
+) -> None:
+    if scoped:
+        namespace, name = cluster.namespace("ecr-id"), "pull-secret-updater"
+        cluster.kubectl("-n", namespace, "create", "serviceaccount", name)
+        args: tuple[str, ...] = ("--for-namespace", namespace)
+    else:
+        namespace, name, args = "pull-secret-updater", "controller", ()
+
+    result = cli(stack, "identity-command", "--provider", "ecr", "--account-id", ACCOUNT, *args)
+
+    assert result.returncode == 0, result.stderr
+    provider, role, attach = aws_calls(result.stdout)
+    assert provider[:2] == ["iam", "create-open-id-connect-provider"]
+    assert options(provider) == {"url": SERVICE_ACCOUNT_ISSUER, "client-id-list": STS_AUDIENCE}
+    assert attach[:2] == ["iam", "attach-role-policy"]
+    federated, conditions = trust_conditions(role)
+    path = SERVICE_ACCOUNT_ISSUER.removeprefix("https://")
+    assert federated == f"arn:aws:iam::{ACCOUNT}:oidc-provider/{path}"
+    assert conditions == {
+        f"{path}:sub": f"system:serviceaccount:{namespace}:{name}",
+        f"{path}:aud": STS_AUDIENCE,
+    }
+    # What AWS compares them with: a token of that ServiceAccount, as the controller exchanges it.
+    token = cluster.kubectl("-n", namespace, "create", "token", name,
+                            f"--audience={STS_AUDIENCE}").strip()  # fmt: skip
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert claims["iss"] == options(provider)["url"]
+    assert claims["aud"] == [conditions[f"{path}:aud"]]
+    assert claims["sub"] == conditions[f"{path}:sub"]
+    notes = " ".join(result.stderr.split())
+    assert "recognised: KinD-like cluster (private issuer)" in notes
+    assert "warning: AWS cannot reach this issuer" in notes
+    assert f"{SERVICE_ACCOUNT_ISSUER}/.well-known/openid-configuration" in notes
 
 
 def test_the_printed_command_creates_an_identity_the_controller_fills_secrets_with(

@@ -26,6 +26,9 @@ import yaml
 from devstack.binaries import REPO, MissingBinary, find_binaries
 from devstack.procs import Process, free_port, wait_until
 from devstack.stack import LocalStack
+from pull_secret_updater.cli.flags import load_settings
+from pull_secret_updater.providers.ecr.section import EcrSection
+from pull_secret_updater.settings import Settings
 
 CHART = REPO / "charts" / "pull-secret-updater"
 CONFIG = REPO / "config"
@@ -148,6 +151,25 @@ def volume_for(objects: Sequence[Obj], path: str) -> tuple[Obj, str]:
     raise AssertionError(f"{path} is on no volume")
 
 
+def load_pod_settings(objects: Sequence[Obj], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The controller's settings from the rendered container's environment alone, as in a pod
+    named pod-0 in the namespace pull-secret-updater."""
+    for name in list(os.environ):
+        if name.startswith("PSU_") or name in ("POD_NAME", "POD_NAMESPACE"):
+            monkeypatch.delenv(name)
+    for name, value in plain_env(objects).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("POD_NAME", "pod-0")
+    monkeypatch.setenv("POD_NAMESPACE", "pull-secret-updater")
+    return load_settings([])
+
+
+def ecr_section(settings: Settings) -> EcrSection:
+    """The settings' one ECR provider section."""
+    (section,) = [s for s in settings.sections if isinstance(s, EcrSection)]
+    return section
+
+
 def rules_for(role: Obj, resource: str) -> list[Obj]:
     return [r for r in role["rules"] if resource in r["resources"]]
 
@@ -263,13 +285,23 @@ class PodRunner:
     def _environment(self, env: list[Obj], mounts: Mapping[str, Path]) -> dict[str, str]:
         fields = {"metadata.name": self.pod_name, "metadata.namespace": self.namespace}
         resolved: dict[str, str] = {}
+
+        def local_path(value: str) -> str:
+            for mount_path, local in mounts.items():
+                if value.startswith(mount_path + "/"):
+                    return str(local / value.removeprefix(mount_path + "/"))
+            return value
+
         for item in env:
-            if "value" in item:
-                value = str(item["value"])
-                for mount_path, local in mounts.items():
-                    if value.startswith(mount_path + "/"):
-                        value = str(local / value.removeprefix(mount_path + "/"))
-                resolved[item["name"]] = value
+            if item["name"] == "PSU_PROVIDERS":
+                # The sections' paths (token_path, ca_bundle) point into mounts too.
+                sections = [
+                    {k: local_path(v) if isinstance(v, str) else v for k, v in section.items()}
+                    for section in json.loads(item["value"])
+                ]
+                resolved[item["name"]] = json.dumps(sections)
+            elif "value" in item:
+                resolved[item["name"]] = local_path(str(item["value"]))
             else:
                 resolved[item["name"]] = fields[item["valueFrom"]["fieldRef"]["fieldPath"]]
         return resolved

@@ -97,3 +97,73 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- fail "secretNames must name at least one Secret" }}
 {{- end }}
 {{- end }}
+
+{{/*
+The providers value, planned: a JSON list with, per entry, the "section" the controller reads
+from PSU_PROVIDERS (the entry without the chart's own keys, with the kind's defaults written
+out), the projected "token" volume it needs with tokenSource file (volume name, directory,
+file, audience) and its "ca" bundle (ConfigMap key, PEM), or null for either. Read it with
+fromJsonArray. The token file's path and the volume's mount come from one place, so they
+cannot disagree.
+*/}}
+{{- define "pull-secret-updater.providerPlans" -}}
+{{- $defaults := dict "ecr" (dict "sa_audience" "sts.amazonaws.com" "token_path" "/var/run/secrets/sts.amazonaws.com/serviceaccount/token") }}
+{{- $plans := list }}
+{{- $kinds := list }}
+{{- /* Every directory the pod mounts something at: a token's must be none of them, nor
+inside or around one. */}}
+{{- $dirs := list "/tmp" "/etc/pull-secret-updater/ca" "/etc/pull-secret-updater/policy" "/var/run/secrets/kubernetes.io/serviceaccount" }}
+{{- if eq .Values.tokenSource "file" }}
+{{- $dirs = append $dirs "/var/run/chainguard/oidc" }}
+{{- end }}
+{{- range .Values.providers }}
+{{- $kind := toString .kind }}
+{{- if eq $kind "chainguard" }}
+{{- fail "providers: the chainguard provider is configured by the values issuer, registry, saAudience and caBundle, not by a providers entry" }}
+{{- end }}
+{{- if has $kind $kinds }}
+{{- fail (printf "providers: one entry per kind, and %s is listed twice" $kind) }}
+{{- end }}
+{{- $kinds = append $kinds $kind }}
+{{- $section := merge (omit . "caBundle") (get $defaults $kind | default dict) }}
+{{- $token := dict }}
+{{- if eq $.Values.tokenSource "file" }}
+{{- $path := toString (get $section "token_path") }}
+{{- $audience := toString (get $section "sa_audience") }}
+{{- if or (not (get $section "token_path")) (not (get $section "sa_audience")) }}
+{{- fail (printf "providers: the %s entry needs token_path and sa_audience with tokenSource file (the chart projects a token with that audience at that path)" $kind) }}
+{{- end }}
+{{- if or (not (isAbs $path)) (eq (dir $path) "/") (ne (clean $path) $path) }}
+{{- fail (printf "providers: the %s entry's token_path %q must be an absolute, clean path to a file in a directory of its own" $kind $path) }}
+{{- end }}
+{{- range $dirs }}
+{{- if or (eq . (dir $path)) (hasPrefix (printf "%s/" .) (dir $path)) (hasPrefix (printf "%s/" (dir $path)) .) }}
+{{- fail (printf "providers: the %s entry's token_path %q is in or around %s, where something else is mounted: give it a directory of its own" $kind $path .) }}
+{{- end }}
+{{- end }}
+{{- $dirs = append $dirs (dir $path) }}
+{{- $token = dict "volume" (printf "%s-token" $kind) "dir" (dir $path) "file" (base $path) "audience" $audience }}
+{{- end }}
+{{- $ca := dict }}
+{{- if .caBundle }}
+{{- if hasKey . "ca_bundle" }}
+{{- fail (printf "providers: the %s entry has caBundle (PEM, mounted by the chart) and ca_bundle (a path): give one" $kind) }}
+{{- end }}
+{{- $ca = dict "key" (printf "%s-ca.crt" $kind) "pem" (.caBundle | trim) }}
+{{- $_ := set $section "ca_bundle" (printf "/etc/pull-secret-updater/ca/%s-ca.crt" $kind) }}
+{{- end }}
+{{- $plans = append $plans (dict "section" $section "token" $token "ca" $ca) }}
+{{- end }}
+{{- toJson $plans }}
+{{- end }}
+
+{{/* "true" when the CA bundle ConfigMap exists: the issuer's bundle or a provider's. */}}
+{{- define "pull-secret-updater.hasCABundle" -}}
+{{- $has := .Values.caBundle }}
+{{- range .Values.providers }}
+{{- if .caBundle }}
+{{- $has = true }}
+{{- end }}
+{{- end }}
+{{- if $has }}true{{ end }}
+{{- end }}

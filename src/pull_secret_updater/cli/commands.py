@@ -2,8 +2,9 @@
 
 ``run`` is the controller. The other commands are helpers for the people who install it:
 ``identity-command`` prints the ``chainctl iam identities create`` command for the cluster of
-the current kubeconfig, ``status`` shows the managed Secrets, ``check`` performs one exchange,
-``credential-provider`` prints what installs the kubelet plugin on nodes.
+the current kubeconfig (with ``--provider ecr``, the AWS CLI commands of an IAM role),
+``status`` shows the managed Secrets, ``check`` performs one exchange, ``credential-provider``
+prints what installs the kubelet plugin on nodes.
 Every failure is one line on stderr and a non-zero exit, never a traceback: 2 when the command
 is called or configured wrongly, 1 when what it talks to fails.
 """
@@ -41,7 +42,8 @@ class _Command:
 
 _COMMANDS: dict[str, _Command] = {
     "identity-command": _Command(
-        "print the chainctl command that creates the identity for this cluster",
+        "print the chainctl (or, with --provider ecr, AWS CLI) commands that create the "
+        "identity for this cluster",
         identity.identity_command,
     ),
     "status": _Command(

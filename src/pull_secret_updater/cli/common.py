@@ -44,4 +44,8 @@ def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def note(message: str) -> None:
-    print(textwrap.fill(message, width=100, break_on_hyphens=False), file=sys.stderr)
+    # NB: never break inside a word: it may be an ARN or an annotation to copy.
+    print(
+        textwrap.fill(message, width=100, break_on_hyphens=False, break_long_words=False),
+        file=sys.stderr,
+    )

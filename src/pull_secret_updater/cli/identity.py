@@ -1,15 +1,21 @@
-"""`identity-command`: the chainctl command that creates the identity a cluster's tokens assume.
+"""`identity-command`: what creates the identity a cluster's tokens assume, for each provider.
 
-For the controller's own ServiceAccount (the default), for one namespace's ServiceAccount
-(`--for-namespace`, the namespace-scoped mode) or for a workload's ServiceAccount pulling
-through the kubelet's credential provider (`--for-service-account`). The work is done in
-`tools.identity`; this module turns flags into that call and prints the result.
+With `--provider chainguard` (the default) the chainctl command that creates a Chainguard
+identity; with `--provider ecr` the AWS CLI commands that create the cluster's IAM OIDC
+provider and a role that trusts it. For the controller's own ServiceAccount (the default), for
+one namespace's ServiceAccount (`--for-namespace`, the namespace-scoped mode) or for a
+workload's ServiceAccount pulling through the kubelet's credential provider
+(`--for-service-account`). The work is done in `tools.identity` and `tools.awsrole`; this
+module turns flags into those calls and prints the result.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import shlex
+import sys
 from pathlib import Path
 
 import yaml
@@ -22,7 +28,10 @@ from pull_secret_updater.cli.common import (
 )
 from pull_secret_updater.credentialprovider import install
 from pull_secret_updater.credentialprovider.options import DEFAULT_AUDIENCE
+from pull_secret_updater.providers import ecr
 from pull_secret_updater.providers.chainguard import spec as chainguard_spec
+from pull_secret_updater.providers.ecr import spec as ecr_spec
+from pull_secret_updater.tools import awsrole
 from pull_secret_updater.tools import identity as identities
 from pull_secret_updater.tools.discovery import fetch_issuer
 from pull_secret_updater.tools.errors import FAILURE, USAGE, ToolError
@@ -38,11 +47,30 @@ def identity_command(argv: list[str]) -> int:
         "the cluster in the current kubeconfig. The cluster's service-account issuer and keys "
         "are read through its API server; a cluster whose issuer is public (GKE, EKS, AKS, "
         "any public HTTPS issuer) needs no keys in the identity, a private one (KinD, "
-        "kubeadm, k3s) gets its current keys copied in. The command goes to stdout, what was "
-        "recognised and any warning to stderr.",
+        "kubeadm, k3s) gets its current keys copied in. With --provider ecr, print the AWS CLI "
+        "commands that create the cluster's IAM OIDC provider and a role for ECR pulls that "
+        "trusts it (AWS must reach the issuer: a private one gets a warning). The commands go "
+        "to stdout, what was recognised and any warning to stderr.",
+    )
+    parser.add_argument(
+        "--provider",
+        choices=("chainguard", ecr.NAME),
+        default="chainguard",
+        help="the registry provider: chainguard (a chainctl command) or ecr (AWS CLI commands) "
+        "(default: chainguard)",
     )
     parser.add_argument(
         "--name", help="the identity's name (default: <kind>-pull-secrets, e.g. kind-pull-secrets)"
+    )
+    parser.add_argument(
+        "--role-name",
+        help="with --provider ecr: the IAM role's name (default: as --name's, <kind>-pull-secrets)",
+    )
+    parser.add_argument(
+        "--account-id",
+        metavar="ACCOUNT",
+        help="with --provider ecr: the 12-digit AWS account of the role and the OIDC provider "
+        f"(default: the placeholder {awsrole.ACCOUNT_PLACEHOLDER}, to replace before running)",
     )
     parser.add_argument(
         "--namespace",
@@ -86,7 +114,9 @@ def identity_command(argv: list[str]) -> int:
     audience.add_argument(
         "--audience",
         help="with --for-service-account: the tokens' audience, tokenAttributes."
-        f"serviceAccountTokenAudience in the kubelet's config (default: {DEFAULT_AUDIENCE})",
+        f"serviceAccountTokenAudience in the kubelet's config (default: {DEFAULT_AUDIENCE}); "
+        "with --provider ecr and the controller's tokens: the ECR provider's sa_audience "
+        f"(default: {ecr.DEFAULT_AUDIENCE})",
     )
     audience.add_argument(
         "--provider-config",
@@ -101,8 +131,18 @@ def identity_command(argv: list[str]) -> int:
     workloads: list[str] = args.for_service_account or []
     if scoped and workloads:
         parser.error("--for-namespace and --for-service-account are different modes: choose one")
-    if not workloads and (args.audience is not None or args.provider_config is not None):
-        parser.error("--audience and --provider-config go with --for-service-account")
+    aws = args.provider == ecr.NAME
+    if not workloads and args.provider_config is not None:
+        parser.error("--provider-config goes with --for-service-account")
+    if not workloads and not aws and args.audience is not None:
+        parser.error("--audience goes with --for-service-account or --provider ecr")
+    if aws and (args.name is not None or args.embed_keys):
+        parser.error(
+            "--name and --embed-keys are for Chainguard identities; with --provider ecr, name "
+            "the role with --role-name (an IAM OIDC provider cannot carry keys)"
+        )
+    if not aws and (args.role_name is not None or args.account_id is not None):
+        parser.error("--role-name and --account-id go with --provider ecr")
     token_audience = _workload_audience(args) if workloads else None
     if workloads:
         targets = [_namespaced_name(value) for value in workloads]
@@ -115,6 +155,8 @@ def identity_command(argv: list[str]) -> int:
             identities.check_target(
                 namespace=namespace, service_account=service_account, name=args.name
             )
+        if args.account_id is not None:
+            awsrole.check_account_id(args.account_id)
     except ValueError as e:
         raise ToolError(str(e), exit_code=USAGE) from None
 
@@ -128,6 +170,17 @@ def identity_command(argv: list[str]) -> int:
 
     issuer, jwks = asyncio.run(fetch())
     issuer_class = identities.classify_issuer(issuer)
+    if aws:
+        aws_audience = token_audience or args.audience or ecr.DEFAULT_AUDIENCE
+        return _print_aws(
+            args,
+            issuer,
+            issuer_class,
+            targets,
+            aws_audience,
+            scoped=bool(scoped),
+            workload=bool(workloads),
+        )
     try:
         plans = [
             identities.plan_identity(
@@ -178,6 +231,88 @@ def identity_command(argv: list[str]) -> int:
         )
     print("\n\n".join(p.command() for p in plans), flush=True)
     warning = identities.rotation_warning(plan)
+    if warning is not None:
+        note(warning)
+    return 0
+
+
+def _print_aws(
+    args: argparse.Namespace,
+    issuer: str,
+    issuer_class: identities.IssuerClass,
+    targets: list[tuple[str, str]],
+    audience: str,
+    *,
+    scoped: bool,
+    workload: bool,
+) -> int:
+    """The AWS CLI commands for ECR pulls to stdout, what to know about them to stderr."""
+    roles = [
+        (namespace, service_account, _identity_name(args.role_name, issuer_class, namespace,
+         service_account, scoped=scoped, workload=workload) or issuer_class.default_name)
+        for namespace, service_account in targets
+    ]  # fmt: skip
+    try:
+        plan = awsrole.plan_aws(
+            issuer=issuer, targets=roles, account=args.account_id, audience=audience
+        )
+    except ValueError as e:
+        raise ToolError(str(e), exit_code=USAGE) from None
+    warning = awsrole.private_issuer_warning(issuer, issuer_class)
+    note(f"recognised: {issuer_class.label}: {issuer_class.reason}")
+    note(
+        "the IAM OIDC provider is one per cluster and account: if it exists already, skip its "
+        "command (for another audience, add it: aws iam add-client-id-to-open-id-connect-"
+        f"provider --open-id-connect-provider-arn {plan.roles[0].provider_arn} --client-id "
+        f"{audience}). It has no --thumbprint-list: AWS verifies the issuer's TLS certificate "
+        "against its own trusted root CAs and the list is optional; add one only if the "
+        "issuer's JWKS host has a certificate from a private CA."
+    )
+    if args.account_id is None:
+        note(
+            f"replace {awsrole.ACCOUNT_PLACEHOLDER} with your AWS account ID (aws sts "
+            "get-caller-identity --query Account --output text), or run again with --account-id"
+        )
+    note(
+        f"{awsrole.READ_ONLY_POLICY.rsplit('/', 1)[1]} lets the role pull from every "
+        "repository of the account (and list them); for less, instead of attach-role-policy "
+        f"give it a policy of its own that allows {', '.join(awsrole.PULL_ACTIONS)} only, "
+        "and narrow the second statement's Resource to your repositories' ARNs:"
+    )
+    policy = json.dumps(awsrole.narrower_policy(), separators=(",", ":"))
+    # One line, unwrapped: a line break inside the quoted JSON would be pasted into it.
+    print(
+        f"  aws iam put-role-policy --role-name {shlex.quote(plan.roles[0].name)} "
+        f"--policy-name ecr-pull --policy-document {shlex.quote(policy)}",
+        file=sys.stderr,
+    )
+    host = f"{plan.roles[0].account}.dkr.ecr.<region>.amazonaws.com"
+    if workload:
+        note(
+            f"credential-provider mode: each role trusts one ServiceAccount's tokens with "
+            f"audience {audience}; annotate that ServiceAccount with its role and registries: "
+            + "; ".join(
+                f"kubectl annotate serviceaccount {sa} -n {ns} {ecr_spec.ROLE_ARN}={role.arn} "
+                f"{ecr_spec.REGISTRIES}={host}"
+                for (ns, sa, _), role in zip(roles, plan.roles, strict=True)
+            )
+        )
+    else:
+        note(
+            "annotate the pull Secrets with their role and registries (the controller needs the "
+            "ECR provider: the chart's providers value, or config/components/ecr): "
+            + "; ".join(
+                f"kubectl annotate secret pull-secret -n {ns if scoped else '<namespace>'} "
+                f"{ecr_spec.ROLE_ARN}={role.arn} {ecr_spec.REGISTRIES}={host}"
+                for (ns, _, _), role in zip(roles, plan.roles, strict=True)
+            )
+        )
+    if scoped:
+        note(
+            "namespace-scoped: each role trusts one namespace's ServiceAccount; create it there: "
+            + "; ".join(f"kubectl create serviceaccount {sa} -n {ns}" for ns, sa, _ in roles)
+        )
+    print(plan.script(), flush=True)
     if warning is not None:
         note(warning)
     return 0

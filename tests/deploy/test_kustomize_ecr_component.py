@@ -1,0 +1,158 @@
+"""config/components/ecr/: Amazon ECR beside Chainguard for kubectl apply -k.
+
+The component changes the Deployment only: PSU_PROVIDERS with the ECR provider, and the
+controller's token with audience sts.amazonaws.com projected where that provider reads it by
+default. The overlays are the ones config/README.md documents, written out here; what they
+render must load as the controller's settings and say what the chart says for the same entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pull_secret_updater.providers.ecr import DEFAULT_AUDIENCE, DEFAULT_TOKEN_PATH
+from tests.deploy.support import (
+    CONFIG,
+    WITHOUT_ADMISSION,
+    Helm,
+    Obj,
+    container,
+    ecr_section,
+    find,
+    kustomize,
+    load_pod_settings,
+    plain_env,
+    rules_for,
+    volume_for,
+)
+from tests.helpers import ClusterHelper
+
+COMPONENT = CONFIG / "components" / "ecr"
+NAMESPACE_SCOPED = CONFIG / "components" / "namespace-scoped"
+
+#: config/README.md's patch of the provider's fields, by the container's and variable's names.
+PROVIDERS_PATCH = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: pull-secret-updater
+  namespace: pull-secret-updater
+spec:
+  template:
+    spec:
+      containers:
+        - name: controller
+          env:
+            - name: PSU_PROVIDERS
+              value: '[{"kind": "ecr", "sts_endpoint": "https://sts.eu-west-1.amazonaws.com"}]'
+"""
+
+
+def overlay(
+    directory: Path,
+    *,
+    base: Path = CONFIG,
+    components: tuple[Path, ...] = (COMPONENT,),
+    patches: tuple[str, ...] = (),
+) -> list[Obj]:
+    """A kustomization of `base` with `components` (in that order) and `patches`, rendered."""
+    kustomization: dict[str, object] = {
+        "resources": [os.path.relpath(base, directory)],
+        "components": [os.path.relpath(c, directory) for c in components],
+    }
+    if patches:
+        kustomization["patches"] = [{"patch": p} for p in patches]
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return kustomize(directory)
+
+
+def test_component_turns_ecr_on_with_its_token_where_the_provider_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = overlay(tmp_path)
+
+    assert json.loads(plain_env(objects)["PSU_PROVIDERS"]) == [{"kind": "ecr"}]
+    ecr = ecr_section(load_pod_settings(objects, monkeypatch))
+    assert str(ecr.token_path) == DEFAULT_TOKEN_PATH
+    volume, key = volume_for(objects, str(ecr.token_path))
+    (source,) = volume["projected"]["sources"]
+    assert source["serviceAccountToken"] == {
+        "path": key,
+        "audience": ecr.sa_audience,
+        "expirationSeconds": 3600,
+    }
+    assert ecr.sa_audience == DEFAULT_AUDIENCE
+
+
+def test_component_changes_the_deployment_only(tmp_path: Path) -> None:
+    objects, config = overlay(tmp_path), kustomize(CONFIG)
+
+    assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
+        (o["kind"], o["metadata"]["name"]) for o in config
+    ]
+    for obj in config:
+        if obj["kind"] != "Deployment":
+            assert find(objects, obj["kind"], obj["metadata"]["name"]) == obj
+    # Everything config/ had is still there: Chainguard's token and settings.
+    ours, theirs = container(objects), container(config)
+    assert all(e in ours["env"] for e in theirs["env"])
+    assert all(m in ours["volumeMounts"] for m in theirs["volumeMounts"])
+
+
+def test_component_says_what_the_chart_says(
+    tmp_path: Path, helm_binary: Helm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kustomized = overlay(tmp_path)
+    chart = helm_binary.template(values={"providers": [{"kind": "ecr"}]})
+
+    for objects in (kustomized, chart):
+        assert volume_for(objects, DEFAULT_TOKEN_PATH) == volume_for(chart, DEFAULT_TOKEN_PATH)
+    mounts = [
+        [m for m in container(objects)["volumeMounts"] if m["name"] == "ecr-token"]
+        for objects in (kustomized, chart)
+    ]
+    assert mounts[0] == mounts[1]
+    assert ecr_section(load_pod_settings(kustomized, monkeypatch)) == ecr_section(
+        load_pod_settings(chart, monkeypatch)
+    )
+
+
+def test_the_documented_patch_sets_the_providers_fields(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = overlay(tmp_path, patches=(PROVIDERS_PATCH,))
+
+    names = [e["name"] for e in container(objects)["env"]]
+    assert names.count("PSU_PROVIDERS") == 1
+    ecr = ecr_section(load_pod_settings(objects, monkeypatch))
+    assert ecr.sts_endpoint == "https://sts.eu-west-1.amazonaws.com"
+    assert str(ecr.token_path) == DEFAULT_TOKEN_PATH
+
+
+@pytest.mark.parametrize("base", [CONFIG, WITHOUT_ADMISSION], ids=["config", "without-admission"])
+def test_component_after_namespace_scoped_keeps_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: Path
+) -> None:
+    objects = overlay(tmp_path, base=base, components=(NAMESPACE_SCOPED, COMPONENT))
+
+    settings = load_pod_settings(objects, monkeypatch)
+    assert settings.token_subject == "namespace"
+    assert [s.spec().name for s in settings.sections] == ["chainguard", "ecr"]
+    (rule,) = rules_for(find(objects, "ClusterRole"), "serviceaccounts/token")
+    assert rule["resourceNames"] == ["pull-secret-updater"]
+
+
+@pytest.mark.stack
+def test_component_passes_server_side_dry_run(
+    tmp_path: Path, cluster: ClusterHelper, installed: str
+) -> None:
+    overlay(tmp_path)
+
+    out = cluster.kubectl("apply", "--dry-run=server", "-k", str(tmp_path), "-o", "name")
+
+    assert "deployment.apps/pull-secret-updater" in out.split()
