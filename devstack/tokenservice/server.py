@@ -47,21 +47,35 @@ class TokenService:
         admin_app = web.Application(middlewares=[errors_as_json(), self._admin_api.require_admin])
         admin_app.router.add_get("/healthz", healthz)
         self._admin_api.add_routes(admin_app)
+
+        self._aws: Listener | None = None
+        if settings.aws is not None:
+            # NB: imported here, so a service without the AWS stand-in never loads boto3.
+            from devstack.tokenservice.aws.front import AwsFront
+
+            front = AwsFront(state, settings.aws, state.issuer_keys)
+            front.add_admin_routes(admin_app)
+            self._aws = Listener(front.app(), settings.aws.listen, tls)
         self._admin = Listener(admin_app, settings.admin_listen, tls)
+
+    @property
+    def _listeners(self) -> tuple[Listener, ...]:
+        aws = (self._aws,) if self._aws is not None else ()
+        return (self._sts, self._registry, *aws, self._admin)
 
     @property
     def issuer_url(self) -> str:
         return self._state.issuer_url
 
     async def start(self) -> None:
-        for listener in (self._sts, self._registry, self._admin):
+        for listener in self._listeners:
             await listener.start()
         if not self._state.issuer_url:
             self._state.issuer_url = self._sts.url
 
     async def close(self) -> None:
         await self._admin_api.close()
-        for listener in (self._admin, self._registry, self._sts):
+        for listener in reversed(self._listeners):
             await listener.close()
 
     def ready_info(self) -> ReadyInfo:
@@ -81,4 +95,5 @@ class TokenService:
             registry_service=s.registry_service,
             registry_issuer=s.registry_issuer,
             registry_audience=s.registry_audience,
+            aws_url=self._aws.url if self._aws is not None else None,
         )
