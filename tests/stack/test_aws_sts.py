@@ -8,7 +8,6 @@ import time
 from xml.etree import ElementTree
 
 import httpx2
-
 import jwt
 import pytest
 from botocore.exceptions import ClientError
@@ -49,7 +48,8 @@ def test_a_cluster_token_of_the_trusted_service_account_assumes_the_role(
     )
     credentials = answer["Credentials"]
     assert credentials["AccessKeyId"].startswith("ASIA")
-    assert credentials["SecretAccessKey"] and credentials["SessionToken"]
+    assert credentials["SecretAccessKey"]
+    assert credentials["SessionToken"]
     left = credentials["Expiration"] - dt.datetime.now(dt.UTC)
     assert dt.timedelta(seconds=3540) < left <= dt.timedelta(seconds=3600)
     assert answer["SubjectFromWebIdentityToken"] == workload.subject
