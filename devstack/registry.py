@@ -83,7 +83,13 @@ class Registry:
         return f"{self.address}/{TEST_IMAGE_REPOSITORY}:{TEST_IMAGE_TAG}"
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
         self.process.start()
+
+    def wait_ready(self) -> None:
         with httpx2.Client(verify=pki.trust(self._ca.cert_file), timeout=2.0) as client:
             # 401 is the healthy answer of a registry with token auth to an anonymous /v2/.
             wait_until(

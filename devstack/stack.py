@@ -14,6 +14,7 @@ import os
 import secrets
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,8 +175,7 @@ class LocalStack:
             self._timed("moto", self.moto.wait_ready)
             self._timed("token service", self._start_token_service)
             self._timed("registries", self._start_registries)
-            self._timed("test image push", self._push_images)
-            self._timed("AWS OIDC provider", self._register_cluster_with_aws)
+            self._timed("test images, AWS OIDC provider", self._fill_registries_and_iam)
             self._write_summary()
         except BaseException:
             self.stop()
@@ -198,8 +198,10 @@ class LocalStack:
         )
 
     def _start_registries(self) -> None:
-        self.registry.start()
-        self.ecr_registry.start()
+        for registry in (self.registry, self.ecr_registry):
+            registry.launch()
+        for registry in (self.registry, self.ecr_registry):
+            registry.wait_ready()
 
     def _register_cluster_with_aws(self) -> None:
         """The cluster's issuer as an IAM OIDC provider for ``sts.amazonaws.com``, and its keys
@@ -229,16 +231,27 @@ class LocalStack:
         itself needs, such as the controller's)."""
         return "admin", self._admin_password
 
-    def _push_images(self) -> None:
-        for registry in (self.registry, self.ecr_registry):
-            push_test_image(
-                skopeo=self.binaries.skopeo,
-                tiny=self.binaries.tiny,
-                registry=registry,
-                ca_file=self.ca_file,
-                username="admin",
-                password=self._admin_password,
-            )
+    def _push_image(self, registry: Registry) -> None:
+        push_test_image(
+            skopeo=self.binaries.skopeo,
+            tiny=self.binaries.tiny,
+            registry=registry,
+            ca_file=self.ca_file,
+            username="admin",
+            password=self._admin_password,
+        )
+
+    def _fill_registries_and_iam(self) -> None:
+        """The test image into both registries and the cluster into IAM, side by side: each
+        mostly waits on another process."""
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            done = [
+                pool.submit(self._push_image, self.registry),
+                pool.submit(self._push_image, self.ecr_registry),
+                pool.submit(self._register_cluster_with_aws),
+            ]
+            for step in done:
+                step.result()
 
     def stop(self) -> None:
         """Stop everything and remove the directory: every step is tried even when one

@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import boto3
-
 from devstack.registry import Registry
 from devstack.tokenservice import TokenServiceAdmin
 from devstack.tokenservice.aws.trust import web_identity_policy
@@ -73,6 +71,8 @@ class AwsStandIn:
 
     def iam(self, account: str | None = None) -> IAMClient:
         """An IAM client of moto's, acting in ``account`` (the stand-in's by default)."""
+        import boto3  # NB: here, so importing the stack does not cost boto3's 0.3 s
+
         client: IAMClient = boto3.client(
             "iam",
             endpoint_url=self.moto_url,

@@ -67,7 +67,7 @@ class AwsFront:
         self.faults = AwsFaults()
         self.stats = AwsStats()
         self._known_keys: dict[str, str] = {}
-        moto = MotoBackend(
+        self._moto = moto = MotoBackend(
             settings.moto_url,
             ca_file=str(settings.moto_ca) if settings.moto_ca else None,
             region=settings.region,
@@ -86,6 +86,10 @@ class AwsFront:
             registry_port=settings.registry_port,
         )
         self._registry = EcrRegistryTokens(state, self.ledger)
+
+    def warm_up(self) -> asyncio.Task[None]:
+        """Load boto3 in the background, once the service is up."""
+        return asyncio.create_task(asyncio.to_thread(self._moto.warm_up))
 
     def app(self) -> web.Application:
         app = web.Application()

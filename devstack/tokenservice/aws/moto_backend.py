@@ -1,7 +1,9 @@
 """moto's server behind the front: IAM (OIDC providers, roles and their trust policies), STS
 (the temporary credentials) and ECR (the answer's shape), through boto3.
 
-boto3 blocks, so every call runs in a thread. moto serves every account: the
+boto3 blocks, so every call runs in a thread. It is imported there too, and warmed up
+(``warm_up``) once the service is serving: importing it and loading its models takes longer
+than the rest of the service's start. moto serves every account: the
 ``x-moto-account-id`` header picks the one a call acts in (moto checks no signature, so the
 static credentials here only have to look like credentials).
 """
@@ -14,8 +16,6 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import boto3
-import botocore.config
 import botocore.exceptions
 
 if TYPE_CHECKING:
@@ -47,7 +47,6 @@ class MotoBackend:
         self._url = url
         self._verify: str | bool = ca_file or True
         self._region = region
-        self._config = botocore.config.Config(retries={"max_attempts": 1}, connect_timeout=5)
         self._clients: dict[tuple[str, str | None, str], Any] = {}
         self._lock = threading.Lock()  # boto3's default session makes clients one at a time
 
@@ -59,13 +58,16 @@ class MotoBackend:
             return self._clients.get(key) or self._new_client(key)
 
     def _new_client(self, key: tuple[str, str | None, str]) -> Any:
+        import boto3
+        import botocore.config
+
         service, account, region = key
         client = boto3.client(  # type: ignore[call-overload]
             service,
             endpoint_url=self._url,
             verify=self._verify,
             region_name=region,
-            config=self._config,
+            config=botocore.config.Config(retries={"max_attempts": 1}, connect_timeout=5),
             **_STATIC,
         )
         if account is not None:
@@ -76,6 +78,11 @@ class MotoBackend:
             client.meta.events.register("before-call.*.*", in_account)
         self._clients[key] = client
         return client
+
+    def warm_up(self) -> None:
+        """Make the clients the first calls need (in a thread: it blocks for a while)."""
+        for service in ("sts", "iam", "ecr"):
+            self._client(service, None)
 
     async def _run(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(functools.partial(call, *args, **kwargs))

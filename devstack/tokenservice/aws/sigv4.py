@@ -18,10 +18,6 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Final
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-
 from devstack.tokenservice.aws.errors import AwsError
 from devstack.tokenservice.aws.ledger import Ledger, Session
 
@@ -119,6 +115,11 @@ def _signature(
     region: str,
     service: str,
 ) -> str:
+    # NB: imported here, so the token service starts without botocore (boto3 warms up later).
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
     headers = {name: _header(request.headers, name) or "" for name in signed}
     host = headers["host"]
     aws_request = AWSRequest(
