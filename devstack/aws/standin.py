@@ -193,10 +193,9 @@ class AwsStandIn:
         self._admin.set_aws_session_cap(seconds)
 
     def env(self) -> dict[str, str]:
+        """For a shell or process that uses the stand-in (the stack's ``env()`` holds it)."""
         return {
             "PSU_AWS_ENDPOINT": self.endpoint,
-            "PSU_AWS_ACCOUNT": self.account,
-            "PSU_AWS_REGION": self.region,
             "PSU_ECR_REGISTRY": self.registry_host,
             "PSU_ECR_TEST_IMAGE": self.image,
         }
