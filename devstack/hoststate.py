@@ -17,6 +17,10 @@ its owner removes when it stops. A node also changes what cannot live there:
   directory, its network's cached results) is removed;
 - the node's Pod bridge (``psu-<id>``, made by the CNI bridge plugin) and the host ends of its
   Pods' veths, deleted at release;
+- names that must resolve to 127.0.0.1 for containerd (the ECR stand-in's registry,
+  ``<account>.dkr.ecr.<region>.amazonaws.com``; ``*.localhost`` does not resolve here): one
+  line each in /etc/hosts, marked with the node's id, removed at release. The file is rewritten
+  in place (in a container it is often a bind mount);
 - mounts (the kubelet's root, pod volumes, container root filesystems, network namespaces) and
   processes (containerd's shims and the containers, which outlive containerd by design).
 
@@ -44,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +73,8 @@ FIXED_PATHS = (
     Path("/var/lib/cni"),
     Path("/run/mount"),
 )
+HOSTS_FILE = Path("/etc/hosts")
+_HOSTS_MARK = "# pull-secret-updater node "
 CNI_RESULTS = Path("/var/lib/cni/results")  # <network>-<container id>-<interface>
 CGROUP_FS = Path("/sys/fs/cgroup")
 SHIM = "containerd-shim-runc-v2"
@@ -91,6 +97,7 @@ class NodeClaim:
     cgroup_root: str  # e.g. /psu-node-1a2b3c4d
     containerd_socket: str
     bridge: str  # the Pod network's bridge device
+    hosts: tuple[str, ...] = ()  # names given to 127.0.0.1 in /etc/hosts
 
 
 def start_time(pid: int) -> str | None:
@@ -298,6 +305,56 @@ def _delete_pod_network(bridge: str) -> list[str]:
     return done + _delete_link(bridge)
 
 
+def _host_lines() -> list[str]:
+    try:
+        return HOSTS_FILE.read_text().splitlines(keepends=True)
+    except FileNotFoundError:
+        return []
+
+
+def _write_host_lines(lines: list[str]) -> None:
+    with HOSTS_FILE.open("r+" if HOSTS_FILE.exists() else "w") as f:
+        f.write("".join(lines))
+        f.truncate()
+
+
+def _marked_node(line: str) -> str | None:
+    """The id of the node that added this /etc/hosts line, if one did."""
+    _, mark, node_id = line.partition(_HOSTS_MARK)
+    return node_id.strip() or None if mark else None
+
+
+def add_host_names(claim: NodeClaim) -> None:
+    """A line ``127.0.0.1 <name>`` in /etc/hosts for each of the node's names."""
+    if not claim.hosts:
+        return
+    lines = _host_lines()
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    lines += [f"127.0.0.1 {name} {_HOSTS_MARK}{claim.node_id}\n" for name in claim.hosts]
+    _write_host_lines(lines)
+
+
+def remove_host_names(node_ids: set[str] | None = None, *, keep: Collection[str] = ()) -> list[str]:
+    """Remove the /etc/hosts lines of the nodes ``node_ids`` (None: of every node but those in
+    ``keep``); one line for each removed."""
+    lines = _host_lines()
+    kept, done = [], []
+    for line in lines:
+        node_id = _marked_node(line)
+        if (
+            node_id is not None
+            and node_id not in keep
+            and (node_ids is None or node_id in node_ids)
+        ):
+            done.append(f"removed {line.split('#')[0].strip()} from {HOSTS_FILE}")
+        else:
+            kept.append(line)
+    if done:
+        _write_host_lines(kept)
+    return done
+
+
 def sweep(claim: NodeClaim) -> list[str]:
     """Remove what a node left: containers and shims, mounts, cgroups, its Pod network, links
     in fixed paths. One line for each thing removed."""
@@ -311,6 +368,7 @@ def sweep(claim: NodeClaim) -> list[str]:
     done += unmount_under(claim.workdir)
     done += _remove_cgroup_root(claim.cgroup_root)
     done += _delete_pod_network(claim.bridge)
+    done += remove_host_names({claim.node_id})
     ours = claim.workdir.rstrip("/") + "/"
     for fixed in FIXED_PATHS:
         if not fixed.is_dir():
@@ -332,7 +390,8 @@ def _sweep_dead(state: dict[str, Any]) -> list[str]:
         if not _alive(other):
             done += sweep(other)
             del state["nodes"][other.node_id]
-    return done
+    # Lines of nodes the record does not know (a record lost with /run at a reboot).
+    return done + remove_host_names(keep=set(state["nodes"]))
 
 
 def _restore_host(state: dict[str, Any]) -> list[str]:
@@ -365,7 +424,9 @@ def acquire(claim: NodeClaim) -> None:
                 if read_sysctl(name) != value:
                     _write_sysctl(name, value)
             _create_cgroup_root(claim.cgroup_root)
+            add_host_names(claim)
         except BaseException:
+            remove_host_names({claim.node_id})
             if not state["nodes"]:
                 for name, value in state["sysctls"].items():
                     with contextlib.suppress(HostError):
@@ -442,7 +503,7 @@ def clean_host() -> Cleaned:
     alone."""
     restored: list[str] = []
     failed: list[str] = []
-    if STATE_DIR.exists():
+    if STATE_DIR.exists() or any(_marked_node(line) for line in _host_lines()):
         try:
             with _locked_state() as state:
                 restored += _sweep_dead(state)

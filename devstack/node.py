@@ -69,8 +69,12 @@ class Node:
         ca: pki.CA,
         binaries: NodeBinaries,
         registries: tuple[str, ...],
+        host_names: tuple[str, ...] = (),
         name: str = NODE_NAME,
     ) -> None:
+        """``registries``: host:port of each registry containerd trusts the stack's CA for;
+        ``host_names``: names that must resolve to 127.0.0.1 while the node runs (/etc/hosts,
+        see ``devstack.hoststate``)."""
         self.name = name
         self.workdir = workdir
         self.control_plane = control_plane
@@ -96,6 +100,7 @@ class Node:
             cgroup_root=self.cgroup_root,
             containerd_socket=str(self.containerd_socket),
             bridge=self.bridge,
+            hosts=host_names,
         )
         self._acquired = False
         for d in (self.workdir, self.pki_dir, self.pod_logs, self.shim_socket_dir):

@@ -34,14 +34,19 @@ class Registry:
         token_realm: str,
         token_issuer: str,
         token_cert: Path,
+        name: str = "registry",
+        host_name: str | None = None,
     ) -> None:
+        """``host_name``: the name clients reach it by (the ECR stand-in's
+        ``<account>.dkr.ecr.<region>.amazonaws.com``), which must then resolve to 127.0.0.1;
+        by default its address. ``name`` names its log and its certificate."""
         self.workdir = workdir
         self.port = port
-        self.host = f"127.0.0.1:{self.port}"
+        self.address = f"127.0.0.1:{self.port}"
+        self.host = f"{host_name}:{self.port}" if host_name else self.address
         workdir.mkdir(parents=True, exist_ok=True)
-        serving = pki.issue_cert(
-            ca, workdir, stem="registry", common_name="registry", hosts=("127.0.0.1", "localhost")
-        )
+        hosts = ("127.0.0.1", "localhost", *((host_name,) if host_name else ()))
+        serving = pki.issue_cert(ca, workdir, stem=name, common_name=name, hosts=hosts)
         config = {
             "version": 0.1,
             "log": {"level": "warn", "accesslog": {"disabled": True}},
@@ -50,7 +55,7 @@ class Registry:
                 "delete": {"enabled": True},
             },
             "http": {
-                "addr": self.host,
+                "addr": self.address,
                 "secret": secrets.token_hex(16),
                 "tls": {"certificate": str(serving.cert), "key": str(serving.key)},
             },
@@ -66,20 +71,29 @@ class Registry:
         self.config_file = workdir / "config.yml"
         self.config_file.write_text(yaml.safe_dump(config))
         self._ca = ca
-        self.process = Process(
-            "registry", [str(binary), "serve", str(self.config_file)], log_dir=workdir
-        )
+        self.process = Process(name, [str(binary), "serve", str(self.config_file)], log_dir=workdir)
 
     @property
     def image(self) -> str:
         return f"{self.host}/{TEST_IMAGE_REPOSITORY}:{TEST_IMAGE_TAG}"
 
+    @property
+    def local_image(self) -> str:
+        """The test image by the registry's address, which needs no name resolution."""
+        return f"{self.address}/{TEST_IMAGE_REPOSITORY}:{TEST_IMAGE_TAG}"
+
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
         self.process.start()
+
+    def wait_ready(self) -> None:
         with httpx2.Client(verify=pki.trust(self._ca.cert_file), timeout=2.0) as client:
             # 401 is the healthy answer of a registry with token auth to an anonymous /v2/.
             wait_until(
-                lambda: client.get(f"https://{self.host}/v2/").status_code == 401,
+                lambda: client.get(f"https://{self.address}/v2/").status_code == 401,
                 what="waiting for the registry",
                 timeout=30,
                 process=self.process,
@@ -124,7 +138,7 @@ def push_test_image(
             "--quiet",
             f"--dest-creds={username}:{password}",
             f"oci:{layout}:{TEST_IMAGE_TAG}",
-            f"docker://{registry.image}",
+            f"docker://{registry.local_image}",
         ],
         check=True,
         capture_output=True,

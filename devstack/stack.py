@@ -14,10 +14,13 @@ import os
 import secrets
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from devstack import hoststate, pki, shutdown
+from devstack.aws.moto import MotoServer
+from devstack.aws.standin import ACCOUNT, REGION, AwsStandIn, ecr_host_name
 from devstack.binaries import Binaries, NodeBinaries, find_binaries, find_node_binaries
 from devstack.cluster import SERVICE_ACCOUNT_ISSUER, ControlPlane
 from devstack.node import Node
@@ -35,6 +38,7 @@ class TokenService:
     admin_url: str
     admin_token: str
     registry_realm: str
+    aws_url: str
     process: Process
 
     def admin(self, ca_file: Path) -> TokenServiceAdmin:
@@ -66,8 +70,11 @@ class LocalStack:
         self.ca_file = self.ca.cert_file
         self.control_plane = ControlPlane(self.workdir, binaries=self.binaries, ca=self.ca)
         self._admin_password = secrets.token_urlsafe(16)
-        registry_port = free_port()
-        self.token_service = self._make_token_service(registry_host=f"127.0.0.1:{registry_port}")
+        registry_port, ecr_port = free_port(), free_port()
+        self.moto = MotoServer(self.workdir / "moto", ca=self.ca, log_dir=self.workdir / "logs")
+        self.token_service = self._make_token_service(
+            registry_host=f"127.0.0.1:{registry_port}", ecr_port=ecr_port
+        )
         self.registry = Registry(
             self.workdir / "registry",
             port=registry_port,
@@ -77,11 +84,30 @@ class LocalStack:
             token_issuer=REGISTRY_TOKEN_ISSUER,
             token_cert=self._registry_signer.cert,
         )
+        self.ecr_registry = Registry(
+            self.workdir / "ecr-registry",
+            port=ecr_port,
+            binary=self.binaries.registry,
+            ca=self.ca,
+            token_realm=f"{self.token_service.aws_url}/ecr/token",
+            token_issuer=REGISTRY_TOKEN_ISSUER,
+            token_cert=self._registry_signer.cert,
+            name="ecr-registry",
+            host_name=ecr_host_name(ACCOUNT, REGION),
+        )
+        self.aws = AwsStandIn(
+            endpoint=self.token_service.aws_url,
+            moto_url=self.moto.url,
+            registry=self.ecr_registry,
+            ca_file=self.ca_file,
+            admin=self.token_admin(),
+            issuer=SERVICE_ACCOUNT_ISSUER,
+        )
         self.timings: dict[str, float] = {}
         self.node: Node | None = None
 
-    def _make_token_service(self, *, registry_host: str) -> TokenService:
-        port, admin_port, realm_port = free_port(), free_port(), free_port()
+    def _make_token_service(self, *, registry_host: str, ecr_port: int) -> TokenService:
+        port, admin_port, realm_port, aws_port = free_port(), free_port(), free_port(), free_port()
         serving = pki.issue_cert(
             self.ca,
             self.pki_dir,
@@ -121,6 +147,11 @@ class LocalStack:
                 f"--admin-token={admin_token}",
                 f"--admin-password={self._admin_password}",
                 f"--ready-file={self._token_ready}",
+                f"--aws-listen=127.0.0.1:{aws_port}",
+                f"--aws-moto-url={self.moto.url}",
+                f"--aws-moto-ca={self.ca_file}",
+                f"--aws-region={REGION}",
+                f"--aws-registry-port={ecr_port}",
             ],
             log_dir=self.workdir / "logs",
             cwd=Path(__file__).resolve().parent.parent,
@@ -130,6 +161,7 @@ class LocalStack:
             admin_url=f"https://127.0.0.1:{admin_port}",
             admin_token=admin_token,
             registry_realm=f"https://127.0.0.1:{realm_port}/registry/token",
+            aws_url=f"https://127.0.0.1:{aws_port}",
             process=process,
         )
 
@@ -137,10 +169,13 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         try:
+            # moto needs a second to start: meanwhile the control plane starts.
+            self.moto.start()
             self._timed("control plane", self.control_plane.start)
+            self._timed("moto", self.moto.wait_ready)
             self._timed("token service", self._start_token_service)
-            self._timed("registry", self.registry.start)
-            self._timed("test image push", self._push_image)
+            self._timed("registries", self._start_registries)
+            self._timed("test images, AWS OIDC provider", self._fill_registries_and_iam)
             self._write_summary()
         except BaseException:
             self.stop()
@@ -162,6 +197,18 @@ class LocalStack:
             process=self.token_service.process,
         )
 
+    def _start_registries(self) -> None:
+        for registry in (self.registry, self.ecr_registry):
+            registry.launch()
+        for registry in (self.registry, self.ecr_registry):
+            registry.wait_ready()
+
+    def _register_cluster_with_aws(self) -> None:
+        """The cluster's issuer as an IAM OIDC provider for ``sts.amazonaws.com``, and its keys
+        for the stand-in, which cannot reach the issuer's discovery (as on KinD)."""
+        self.aws.create_oidc_provider()
+        self.token_admin().set_aws_issuer_keys(SERVICE_ACCOUNT_ISSUER, self.control_plane.jwks())
+
     def start_node(self, *, binaries: NodeBinaries | None = None) -> Node:
         """Start the node (once); returns it when its Node is Ready."""
         if self.node is None:
@@ -170,7 +217,8 @@ class LocalStack:
                 control_plane=self.control_plane,
                 ca=self.ca,
                 binaries=binaries or find_node_binaries(),
-                registries=(self.registry.host,),
+                registries=(self.registry.host, self.ecr_registry.host),
+                host_names=(ecr_host_name(ACCOUNT, REGION),),
             )
             self._timed("node", node.start)
             self.node = node
@@ -183,15 +231,27 @@ class LocalStack:
         itself needs, such as the controller's)."""
         return "admin", self._admin_password
 
-    def _push_image(self) -> None:
+    def _push_image(self, registry: Registry) -> None:
         push_test_image(
             skopeo=self.binaries.skopeo,
             tiny=self.binaries.tiny,
-            registry=self.registry,
+            registry=registry,
             ca_file=self.ca_file,
             username="admin",
             password=self._admin_password,
         )
+
+    def _fill_registries_and_iam(self) -> None:
+        """The test image into both registries and the cluster into IAM, side by side: each
+        mostly waits on another process."""
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            done = [
+                pool.submit(self._push_image, self.registry),
+                pool.submit(self._push_image, self.ecr_registry),
+                pool.submit(self._register_cluster_with_aws),
+            ]
+            for step in done:
+                step.result()
 
     def stop(self) -> None:
         """Stop everything and remove the directory: every step is tried even when one
@@ -200,8 +260,10 @@ class LocalStack:
             # An ExitStack runs them last-in first-out, each even when another failed.
             steps.callback(self._remove_workdir)
             steps.callback(self.control_plane.stop)
+            steps.callback(self.moto.stop)
             steps.callback(self.token_service.process.stop)
             steps.callback(self.registry.stop)
+            steps.callback(self.ecr_registry.stop)
             if self.node is not None:
                 node, self.node = self.node, None
                 steps.callback(node.stop)
@@ -255,6 +317,7 @@ class LocalStack:
             "PSU_TOKENSERVICE_ADMIN_TOKEN": self.token_service.admin_token,
             "PSU_REGISTRY": self.registry.host,
             "PSU_TEST_IMAGE": self.registry.image,
+            **self.aws.env(),
         }
 
     def _write_summary(self) -> None:

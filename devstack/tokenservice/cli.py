@@ -17,7 +17,7 @@ from devstack.tokenservice.identities import IdentityStore
 from devstack.tokenservice.keys import StsKeys, registry_signing
 from devstack.tokenservice.oidc import IssuerKeys
 from devstack.tokenservice.server import TokenService
-from devstack.tokenservice.settings import HostPort, RuntimeConfig, Settings
+from devstack.tokenservice.settings import AwsSettings, HostPort, RuntimeConfig, Settings
 from devstack.tokenservice.state import ServiceState
 
 log = logging.getLogger("devstack.tokenservice")
@@ -105,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--admin-password",
         help="password of registry user 'admin', who may push (default: disabled)",
     )
+    aws = serve.add_argument_group("AWS stand-in (STS and ECR in front of moto's server)")
+    aws.add_argument("--aws-listen", type=addr, help="its listener HOST:PORT (default: none)")
+    aws.add_argument("--aws-moto-url", help="moto's server, e.g. https://127.0.0.1:PORT")
+    aws.add_argument("--aws-moto-ca", type=Path, help="CA of moto's serving certificate")
+    aws.add_argument("--aws-region", default="us-east-1", help="default: %(default)s")
+    aws.add_argument(
+        "--aws-registry-port", type=int, help="port of the ECR registries (in proxyEndpoint)"
+    )
     serve.add_argument("--ready-file", type=Path, help="where to write ReadyInfo JSON")
     serve.add_argument("--log-level", default="INFO")
     return parser
@@ -114,6 +122,20 @@ def _resolve_registry_key(args: argparse.Namespace) -> tuple[Path | None, Path |
     if (args.registry_key is None) != (args.registry_cert is None):
         raise SystemExit("--registry-key and --registry-cert go together")
     return args.registry_key, args.registry_cert
+
+
+def _aws_settings(args: argparse.Namespace) -> AwsSettings | None:
+    if args.aws_listen is None:
+        return None
+    if not args.aws_moto_url:
+        raise SystemExit("--aws-listen needs --aws-moto-url")
+    return AwsSettings(
+        listen=args.aws_listen,
+        moto_url=args.aws_moto_url,
+        moto_ca=args.aws_moto_ca,
+        region=args.aws_region,
+        registry_port=args.aws_registry_port,
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -138,6 +160,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         admin_token=args.admin_token or secrets.token_urlsafe(32),
         admin_password=args.admin_password,
         ready_file=args.ready_file,
+        aws=_aws_settings(args),
     )
 
 

@@ -210,3 +210,53 @@ class TokenServiceAdmin:
         }
         minted = self._call("POST", "/admin/tokens", body)
         return str(minted["token"])
+
+    # -- the AWS stand-in (devstack.tokenservice.aws.front)
+
+    def aws_stats(self) -> JSONObject:
+        """``assume_role_with_web_identity`` and ``get_authorization_token``: per role ARN
+        (``""`` when a call named or proved none), ``{"ok": n, "error": n}``."""
+        stats: JSONObject = self._call("GET", "/admin/aws/stats")
+        return stats
+
+    def reset_aws_stats(self) -> None:
+        self._call("POST", "/admin/aws/stats/reset")
+
+    def aws_passwords(self) -> list[JSONObject]:
+        """Every ECR password issued: ``password``, ``account``, ``region``, ``role_arn``,
+        ``expires_at`` (epoch seconds)."""
+        items: list[JSONObject] = self._call("GET", "/admin/aws/passwords")["items"]
+        return items
+
+    def set_aws_fault(
+        self, mode: str, *, api: str | None = None, count: int | None = None, delay: float = 5.0
+    ) -> None:
+        """``throttle``, ``unavailable``, ``server_error`` or ``slow`` (``delay`` seconds) for
+        the next ``count`` calls (None: until cleared) to ``api`` (``sts``, ``ecr``; None:
+        both)."""
+        self._call("POST", "/admin/aws/faults", {"mode": mode, "api": api, "count": count,
+                                                 "delay": delay})  # fmt: skip
+
+    def aws_faults(self) -> JSONObject:
+        faults: JSONObject = self._call("GET", "/admin/aws/faults")
+        return faults
+
+    def clear_aws_faults(self) -> None:
+        self.set_aws_fault("none")
+
+    def aws_config(self) -> JSONObject:
+        config: JSONObject = self._call("GET", "/admin/aws/config")
+        return config
+
+    def set_ecr_token_lifetime(self, seconds: int | None) -> None:
+        """Seconds the next ECR passwords live; None: AWS's 12 hours again."""
+        self._call("POST", "/admin/aws/config", {"ecr_token_lifetime": seconds})
+
+    def set_aws_session_cap(self, seconds: int | None) -> None:
+        """The longest STS credentials live from now on, whatever DurationSeconds asks; None:
+        no cap (AWS's behaviour)."""
+        self._call("POST", "/admin/aws/config", {"session_lifetime_cap": seconds})
+
+    def set_aws_issuer_keys(self, issuer: str, jwks: Mapping[str, Any]) -> None:
+        """The keys of an issuer whose OIDC discovery the stand-in cannot reach (a cluster's)."""
+        self._call("POST", "/admin/aws/issuers", {"issuer": issuer, "jwks": dict(jwks)})

@@ -90,7 +90,7 @@ def _canonical_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def _parse_jwks(value: Any) -> str:
+def parse_jwks(value: Any) -> str:
     """Validate a JWKS given as an object or as its JSON text; return canonical JSON."""
     if isinstance(value, str):
         try:
@@ -147,7 +147,7 @@ def parse_identity(body: Mapping[str, Any], *, uid: str) -> Identity:
         except re.error as e:
             raise bad_request(f"subject_pattern is not a valid regular expression: {e}") from e
     keys = body.get("issuer_keys")
-    issuer_keys = _parse_jwks(keys) if keys not in (None, "") else None
+    issuer_keys = parse_jwks(keys) if keys not in (None, "") else None
     if issuer_keys is None and not issuer.startswith(("https://", "http://")):
         raise bad_request("without issuer_keys, issuer must be an http(s) URL for OIDC discovery")
     return Identity(

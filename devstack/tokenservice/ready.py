@@ -31,6 +31,8 @@ class ReadyInfo:
     registry_service: str
     registry_issuer: str
     registry_audience: str
+    #: The AWS stand-in's endpoint (STS and ECR), when it runs.
+    aws_url: str | None = None
 
     def to_json(self) -> JSONObject:
         return dataclasses.asdict(self)

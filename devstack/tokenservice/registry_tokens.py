@@ -70,6 +70,30 @@ class Principal:
         return []
 
 
+def denied(message: str) -> ApiError:
+    """401 with the challenge a registry client answers with its Basic credentials."""
+    challenge = 'Basic realm="devstack registry token service"'
+    return unauthenticated(message, headers={aiohttp.hdrs.WWW_AUTHENTICATE: challenge})
+
+
+def basic_credentials(request: web.Request) -> aiohttp.BasicAuth:
+    header = request.headers.get(aiohttp.hdrs.AUTHORIZATION)
+    if not header:
+        raise denied("authentication required")
+    try:
+        return aiohttp.BasicAuth.decode(header)
+    except ValueError as e:
+        raise denied("expected HTTP Basic credentials") from e
+
+
+def admin_principal(state: ServiceState, password: str) -> Principal:
+    """The ``admin`` user, who may push (the stack's own images), if the password is right."""
+    expected = (state.settings.admin_password or "").encode()
+    if not expected or not hmac.compare_digest(password.encode(), expected):
+        raise denied("bad admin credentials")
+    return Principal(ADMIN_USERNAME, admin=True, may_pull=True, expires_at=None)
+
+
 class RegistryTokens:
     def __init__(self, state: ServiceState) -> None:
         self._state = state
@@ -78,60 +102,20 @@ class RegistryTokens:
         app.router.add_get(REGISTRY_TOKEN_PATH, self.handle_registry_token)
 
     async def handle_registry_token(self, request: web.Request) -> web.Response:
-        state = self._state
-        settings = state.settings
+        settings = self._state.settings
         principal = self._authenticate(request)
         service = request.query.get("service")
         if service is not None and service != settings.registry_service:
             raise bad_request(f"unknown service {service!r}")
         scopes = parse_scopes(request.query.getall("scope", []))
-        now = int(time.time())
-        exp = now + settings.registry_token_lifetime
-        if principal.expires_at is not None:
-            # A registry token never outlives the credential it was issued for.
-            exp = min(exp, principal.expires_at)
-        token = state.registry_key.sign(
-            {
-                "iss": settings.registry_issuer,
-                "sub": principal.subject,
-                "aud": settings.registry_service,
-                "iat": now,
-                "nbf": now,
-                "exp": exp,
-                "jti": uuid.uuid4().hex,
-                "access": [
-                    {"type": s.type, "name": s.name, "actions": principal.grant(s)} for s in scopes
-                ],
-            }
-        )
-        state.stats.registry_tokens += 1
-        state.issued.add("registry", token)
-        return web.json_response(
-            {
-                "token": token,
-                "access_token": token,
-                "expires_in": exp - now,
-                "issued_at": rfc3339(now),
-            }
+        return registry_token_response(
+            self._state, principal, scopes, service=settings.registry_service
         )
 
     def _authenticate(self, request: web.Request) -> Principal:
-        def denied(message: str) -> ApiError:
-            challenge = 'Basic realm="devstack registry token service"'
-            return unauthenticated(message, headers={aiohttp.hdrs.WWW_AUTHENTICATE: challenge})
-
-        header = request.headers.get(aiohttp.hdrs.AUTHORIZATION)
-        if not header:
-            raise denied("authentication required")
-        try:
-            credentials = aiohttp.BasicAuth.decode(header)
-        except ValueError as e:
-            raise denied("expected HTTP Basic credentials") from e
+        credentials = basic_credentials(request)
         if credentials.login == ADMIN_USERNAME:
-            expected = (self._state.settings.admin_password or "").encode()
-            if not expected or not hmac.compare_digest(credentials.password.encode(), expected):
-                raise denied("bad admin credentials")
-            return Principal(ADMIN_USERNAME, admin=True, may_pull=True, expires_at=None)
+            return admin_principal(self._state, credentials.password)
         if credentials.login != REGISTRY_USERNAME:
             raise denied(f"username must be {REGISTRY_USERNAME}")
         try:
@@ -154,3 +138,39 @@ class RegistryTokens:
             raise unauthenticated("token's identity no longer exists")
         may_pull = REGISTRY_PULL in identity.roles
         return Principal(identity.uid, admin=False, may_pull=may_pull, expires_at=claims["exp"])
+
+
+def registry_token_response(
+    state: ServiceState, principal: Principal, scopes: list[Scope], *, service: str
+) -> web.Response:
+    """A registry token for ``service`` granting ``principal`` what it may of ``scopes``,
+    signed by the registry signer and never outliving the principal's credential."""
+    settings = state.settings
+    now = int(time.time())
+    exp = now + settings.registry_token_lifetime
+    if principal.expires_at is not None:
+        exp = min(exp, principal.expires_at)
+    token = state.registry_key.sign(
+        {
+            "iss": settings.registry_issuer,
+            "sub": principal.subject,
+            "aud": service,
+            "iat": now,
+            "nbf": now,
+            "exp": exp,
+            "jti": uuid.uuid4().hex,
+            "access": [
+                {"type": s.type, "name": s.name, "actions": principal.grant(s)} for s in scopes
+            ],
+        }
+    )
+    state.stats.registry_tokens += 1
+    state.issued.add("registry", token)
+    return web.json_response(
+        {
+            "token": token,
+            "access_token": token,
+            "expires_in": exp - now,
+            "issued_at": rfc3339(now),
+        }
+    )

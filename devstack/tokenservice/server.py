@@ -8,8 +8,10 @@ runtime ``error_codes`` switch.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -20,6 +22,9 @@ from devstack.tokenservice.registry_tokens import REGISTRY_TOKEN_PATH, RegistryT
 from devstack.tokenservice.state import ServiceState
 from devstack.tokenservice.sts import StsApi
 from devstack.tokenservice.wire import errors_as_json, healthz
+
+if TYPE_CHECKING:
+    from devstack.tokenservice.aws.front import AwsFront
 
 
 class TokenService:
@@ -47,21 +52,41 @@ class TokenService:
         admin_app = web.Application(middlewares=[errors_as_json(), self._admin_api.require_admin])
         admin_app.router.add_get("/healthz", healthz)
         self._admin_api.add_routes(admin_app)
+
+        self._aws: Listener | None = None
+        self._aws_front: AwsFront | None = None
+        self._warming: asyncio.Task[None] | None = None
+        if settings.aws is not None:
+            # NB: imported here, so a service without the AWS stand-in never loads boto3.
+            from devstack.tokenservice.aws.front import AwsFront
+
+            front = self._aws_front = AwsFront(state, settings.aws, state.issuer_keys)
+            front.add_admin_routes(admin_app)
+            self._aws = Listener(front.app(), settings.aws.listen, tls)
         self._admin = Listener(admin_app, settings.admin_listen, tls)
+
+    @property
+    def _listeners(self) -> tuple[Listener, ...]:
+        aws = (self._aws,) if self._aws is not None else ()
+        return (self._sts, self._registry, *aws, self._admin)
 
     @property
     def issuer_url(self) -> str:
         return self._state.issuer_url
 
     async def start(self) -> None:
-        for listener in (self._sts, self._registry, self._admin):
+        for listener in self._listeners:
             await listener.start()
+        if self._aws_front is not None:
+            self._warming = self._aws_front.warm_up()
         if not self._state.issuer_url:
             self._state.issuer_url = self._sts.url
 
     async def close(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
         await self._admin_api.close()
-        for listener in (self._admin, self._registry, self._sts):
+        for listener in reversed(self._listeners):
             await listener.close()
 
     def ready_info(self) -> ReadyInfo:
@@ -81,4 +106,5 @@ class TokenService:
             registry_service=s.registry_service,
             registry_issuer=s.registry_issuer,
             registry_audience=s.registry_audience,
+            aws_url=self._aws.url if self._aws is not None else None,
         )

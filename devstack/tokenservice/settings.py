@@ -37,6 +37,20 @@ class HostPort:
 
 
 @dataclass(frozen=True)
+class AwsSettings:
+    """The AWS stand-in's listener (see ``devstack.tokenservice.aws``)."""
+
+    listen: HostPort
+    #: moto's server, which the front forwards to.
+    moto_url: str
+    #: The CA that moto's serving certificate chains to (None: the system's).
+    moto_ca: Path | None
+    region: str = "us-east-1"
+    #: The port the ECR registries listen on, which each ``proxyEndpoint`` names.
+    registry_port: int | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     listen: HostPort
     registry_listen: HostPort
@@ -57,6 +71,8 @@ class Settings:
     admin_token: str
     admin_password: str | None
     ready_file: Path | None
+    #: The AWS stand-in, when ``--aws-listen`` is given.
+    aws: AwsSettings | None = None
 
 
 _CONFIG_FIELDS: Final = frozenset({"lifetime", "error_codes"})

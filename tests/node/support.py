@@ -172,6 +172,7 @@ class HostState:
     fixed_paths: Mapping[str, frozenset[str]]  # what is below each one that exists
     nodes: frozenset[str]  # node ids in the shared record
     record: bool  # whether the shared record's directory exists
+    host_names: frozenset[str]  # the lines of /etc/hosts that a node added
 
     @classmethod
     def read(cls) -> HostState:
@@ -190,13 +191,19 @@ class HostState:
             },
             nodes=frozenset(claim.node_id for claim in hoststate.claims()),
             record=hoststate.STATE_DIR.exists(),
+            host_names=frozenset(
+                line
+                for line in hoststate.HOSTS_FILE.read_text().splitlines()
+                if "# pull-secret-updater node " in line
+            ),
         )
 
     def leftovers(self, *, stack_dir: Path, claim: hoststate.NodeClaim) -> list[str]:
         """What is on the host now that was not when this was read and that the stack in
         ``stack_dir`` with the node ``claim`` made or may have made: its processes (those
         that name its directory, its node's containers and shims), mounts, network links,
-        cgroups, changed kernel tunables and fixed paths, its record and its directory."""
+        cgroups, changed kernel tunables and fixed paths, /etc/hosts lines, its record and its
+        directory."""
         now = HostState.read()
         found = []
         in_node = hoststate.cgroup_processes(claim.cgroup_root)
@@ -226,6 +233,7 @@ class HostState:
                 found += [f"{p} created" for p in sorted(after - before)]
         if claim.node_id in now.nodes:
             found.append(f"node {claim.node_id} still in {hoststate.STATE_DIR}")
+        found += [f"{hoststate.HOSTS_FILE}: {line}" for line in now.host_names - self.host_names]
         if now.record and not self.record:
             found.append(f"{hoststate.STATE_DIR} created")
         if stack_dir.exists():

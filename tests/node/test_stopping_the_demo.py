@@ -177,5 +177,6 @@ def test_clean_host_puts_back_what_a_killed_demo_left(before: HostState) -> None
     report = cleaned.stdout.splitlines()
     assert f"removed {stack_dir}" in report
     assert any(line.startswith("removed cgroup " + claim.cgroup_root) for line in report)
+    assert any(line.endswith(f"from {hoststate.HOSTS_FILE}") for line in report)  # ECR's name
     again = clean_host()
     assert (again.returncode, again.stdout) == (0, "nothing to restore\n")
