@@ -28,9 +28,16 @@ from pathlib import Path
 
 from devstack import shutdown
 from devstack.__main__ import build_binaries
+from devstack.aws.standin import STS_AUDIENCE
 from devstack.binaries import REPO, find_binaries
 from devstack.controller import ControllerProcess, install_manifests
-from devstack.deployment import push_controller_image, ready_pods, write_overlay
+from devstack.deployment import (
+    CA_DIR,
+    ecr_section,
+    push_controller_image,
+    ready_pods,
+    write_overlay,
+)
 from devstack.node import Node
 from devstack.registry import skopeo_inspect
 from devstack.stack import LocalStack
@@ -57,18 +64,33 @@ metadata:
   generateName: pull-secret-example-
 spec:
   containers:
-  - name: pull-secret-example
-    image: {image}
-    command: ['sleep', 'Infinity']
+{containers}
   imagePullSecrets:
   - name: pull-secret
 EOF"""
+_CONTAINER = """\
+  - name: {name}
+    image: {image}
+    command: ['sleep', 'Infinity']"""
 
 
-def pod_script(image: str, *, name_only: bool = False) -> str:
+def pod_script(image: str, *images: str, name_only: bool = False) -> str:
     """The quickstart's Pod, created with kubectl from a here-document as a user types it, with
-    the image ``image``; ``name_only``: kubectl prints just ``pod/<name>``."""
-    return _POD.format(image=image, output="-o name " if name_only else "")
+    the image ``image`` (and a container for each of ``images``); ``name_only``: kubectl prints
+    just ``pod/<name>``."""
+    names = ["pull-secret-example", *(f"pull-secret-example-{i}" for i in range(2, 9))]
+    containers = "\n".join(
+        _CONTAINER.format(name=name, image=each)
+        for name, each in zip(names, (image, *images), strict=False)
+    )
+    return _POD.format(containers=containers, output="-o name " if name_only else "")
+
+
+#: What the demo's Secret asks of ECR (besides the quickstart's Chainguard identity).
+ROLE_ARN = "ecr.pull-secret-updater.chainguard.dev/role-arn"
+REGISTRIES = "ecr.pull-secret-updater.chainguard.dev/registries"
+ROLE_NAME = "ecr-puller"
+CONTROLLER_SUBJECT = "system:serviceaccount:pull-secret-updater:controller"
 
 
 class Demo:
@@ -97,54 +119,88 @@ class Demo:
     def secret(self) -> dict[str, object]:
         return dict(json.loads(self.sh("kubectl get secret pull-secret -ojson", echo=False)))
 
-    def token(self) -> str | None:
+    def token(self, host: str | None = None) -> str | None:
+        """The password of the entry for `host` (the Chainguard registry's by default)."""
         data = self.secret().get("data")
         if not isinstance(data, dict):
             return None
         config = json.loads(base64.b64decode(data.get(".dockerconfigjson", "")) or "{}")
-        entry = (config.get("auths") or {}).get(self.stack.registry.host) or {}
+        entry = (config.get("auths") or {}).get(host or self.stack.registry.host) or {}
         return entry.get("password") if isinstance(entry, dict) else None
 
-    def wait_token(self, *, other_than: str | None = None, timeout: float = 120) -> str:
+    def wait_token(
+        self, *, other_than: str | None = None, timeout: float = 120, host: str | None = None
+    ) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            token = self.token()
+            token = self.token(host)
             if token and token != other_than:
                 return token
             time.sleep(0.2)
         raise RuntimeError("the Secret was not filled in time; see the controller log")
 
+    def create_role(self) -> str:
+        """The IAM role of the ECR entry, trusting the controller's ServiceAccount."""
+        aws = self.stack.aws
+        policy = aws.trust_policy(CONTROLLER_SUBJECT)
+        show(
+            f"aws iam create-role --role-name {ROLE_NAME} --assume-role-policy-document "
+            "file://trust.json   # trust.json:"
+        )
+        print(json.dumps(policy, indent=2))
+        show(
+            f"aws iam attach-role-policy --role-name {ROLE_NAME} "
+            "--policy-arn arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
+        )
+        return aws.create_role(ROLE_NAME, trust_policy=policy)
+
     def pull(self, tmp: Path) -> bool:
+        """skopeo pulls the test image of each registry with the Secret, as kubelet would."""
         data = self.secret()["data"]
         assert isinstance(data, dict)
-        tmp.write_bytes(base64.b64decode(data[".dockerconfigjson"]))
-        show(
-            f"skopeo inspect --authfile <the Secret's .dockerconfigjson> docker://{self.stack.registry.image}"
-        )
-        result = skopeo_inspect(
-            skopeo=self.stack.binaries.skopeo, image=self.stack.registry.image,
-            authfile=tmp, ca_file=self.stack.ca_file,
-        )  # fmt: skip
-        if result.returncode == 0:
-            digest = json.loads(result.stdout).get("Digest", "")
-            print(f"{GREEN}pulled the manifest{RESET} {digest}")
-            return True
-        print(f"{RED}pull failed{RESET}: {result.stderr.strip()[:300]}")
-        return False
+        config = json.loads(base64.b64decode(data[".dockerconfigjson"]))
+        ecr = self.stack.aws.registry
+        # NB: the ECR registry's name resolves only while a node runs; skopeo is pointed at its
+        # address with the entry of its name.
+        auths = dict(config["auths"])
+        auths[ecr.address] = auths.get(ecr.host, {})
+        tmp.write_text(json.dumps({"auths": auths}))
+        ok = True
+        for image in (self.stack.registry.image, ecr.local_image):
+            show(f"skopeo inspect --authfile <the Secret's .dockerconfigjson> docker://{image}")
+            result = skopeo_inspect(
+                skopeo=self.stack.binaries.skopeo, image=image,
+                authfile=tmp, ca_file=self.stack.ca_file,
+            )  # fmt: skip
+            if result.returncode == 0:
+                digest = json.loads(result.stdout).get("Digest", "")
+                print(f"{GREEN}pulled the manifest{RESET} {digest}")
+            else:
+                print(f"{RED}pull failed{RESET}: {result.stderr.strip()[:300]}")
+                ok = False
+        return ok
 
     def run_pod(self) -> bool:
         """The Pod of the instructions; True once the kubelet pulled its image and runs it."""
         assert self.node is not None
-        self.node.remove_image(self.stack.registry.image)  # so this Pod really pulls
+        images = (self.stack.registry.image, self.stack.aws.image)
+        for image in images:
+            self.node.remove_image(image)  # so this Pod really pulls
         wait(lambda: self.sh("kubectl get serviceaccount default -oname", echo=False), 30)
-        name = self.sh(pod_script(self.stack.registry.image)).split()[0].split("/")[-1]
+        name = self.sh(pod_script(*images)).split()[0].split("/")[-1]
         print(f"created pod/{name}")
 
         def phase() -> str:
             pod = json.loads(self.sh(f"kubectl get pod {name} -ojson", echo=False))
             statuses = pod["status"].get("containerStatuses") or [{}]
-            state = statuses[0].get("state", {})
-            return "Running" if "running" in state else state.get("waiting", {}).get("reason", "")
+            states = [status.get("state", {}) for status in statuses]
+            if len(states) == len(images) and all("running" in state for state in states):
+                return "Running"
+            for state in states:
+                reason = state.get("waiting", {}).get("reason", "")
+                if reason in {"ErrImagePull", "ImagePullBackOff"}:
+                    return str(reason)
+            return ""
 
         wait(lambda: phase() in {"Running", "ErrImagePull", "ImagePullBackOff"}, 120)
         # Without cluster DNS (none here) each Pod also gets a MissingClusterDNS warning.
@@ -155,7 +211,9 @@ class Demo:
         show(f"kubectl get pod {name}")
         print(self.sh(f"kubectl get pod {name}", echo=False))
         if phase() == "Running":
-            print(f"{GREEN}the kubelet pulled the image with the Secret; the container runs{RESET}")
+            print(
+                f"{GREEN}the kubelet pulled both images with the Secret; both containers run{RESET}"
+            )
             return True
         print(f"{RED}the kubelet could not pull the image{RESET}")
         return False
@@ -172,8 +230,12 @@ class Demo:
               --role=registry.pull
         """).strip()
         print(f"identity UID: {BOLD}{uid}{RESET}")
+        print("   And an IAM role for ECR that trusts the same ServiceAccount (here in the local")
+        print("   AWS stand-in; identity-command --provider ecr prints these for a cluster):")
+        role = self.create_role()
+        print(f"role ARN: {BOLD}{role}{RESET}")
 
-        step("2. Create an empty pull Secret and annotate it with the identity")
+        step("2. Create an empty pull Secret and annotate it: the identity, the ECR role")
         self.sh("kubectl create namespace demo", echo=False)
         self.sh("kubectl config set-context --current --namespace=demo", echo=False)
         self.sh("kubectl create secret generic pull-secret --type=kubernetes.io/dockerconfigjson "
@@ -181,16 +243,23 @@ class Demo:
         self.sh(
             f"kubectl annotate secret pull-secret pull-secret-updater.chainguard.dev/identity={uid}"
         )
+        self.sh(
+            f"kubectl annotate secret pull-secret {ROLE_ARN}={role} \\\n"
+            f"  {REGISTRIES}={self.stack.aws.registry_host}"
+        )
 
-        step("3. The controller fills it")
+        step("3. The controller fills it: a cgr.dev-like entry and an ECR entry")
         started = time.monotonic()
         token = self.wait_token()
+        password = self.wait_token(host=self.stack.aws.registry_host)
         print(f"filled in {time.monotonic() - started:.2f}s")
         show("kubectl get secret pull-secret -o yaml   (token shortened here)")
         data = self.secret()["data"]
         assert isinstance(data, dict)
         listing = self.sh("kubectl get secret pull-secret -oyaml", echo=False)
-        print(listing.replace(data[".dockerconfigjson"], "<.dockerconfigjson with a fresh token>"))
+        print(
+            listing.replace(data[".dockerconfigjson"], "<.dockerconfigjson: a token, a password>")
+        )
 
         if self.node is not None:
             step("4. Use it: the Pod of the instructions, on the node")
@@ -199,15 +268,21 @@ class Demo:
             step("4. Pull with it, as kubelet does with an imagePullSecret")
             self.pull(self.stack.workdir / "demo-auth.json")
 
-        step(f"5. The token lives {lifetime}s; the controller refreshes it at about 2/3 of that")
+        step(
+            f"5. Token and password live {lifetime}s; the controller refreshes them at about 2/3 "
+            "of that"
+        )
         show("kubectl get events")
         started = time.monotonic()
         self.wait_token(other_than=token, timeout=lifetime + 30)
+        self.wait_token(
+            other_than=password, timeout=lifetime + 30, host=self.stack.aws.registry_host
+        )
         print(f"refreshed after {time.monotonic() - started:.0f}s")
         print(self.sh("kubectl get events --sort-by=.lastTimestamp "
                       "--field-selector involvedObject.kind=Secret", echo=False))  # fmt: skip
         if self.node is not None:
-            print("A new Pod pulls with the refreshed token:")
+            print("A new Pod pulls with the refreshed token and password:")
             self.run_pod()
         else:
             self.pull(self.stack.workdir / "demo-auth.json")
@@ -237,9 +312,11 @@ def install_as_pod(stack: LocalStack, lifetime: int) -> None:
     image = push_controller_image(stack)
     print(f"{image.reference} ready in {image.build_seconds:.0f}s")
     step("Installing the controller: kubectl apply -k config/")
+    env = {**demo_env(lifetime), "PSU_PROVIDERS": ecr_section(stack, ca_bundle=f"{CA_DIR}/ca.crt")}
     overlay = write_overlay(
-        stack, stack.workdir / "demo-overlay", image=image.reference, env=demo_env(lifetime)
-    )
+        stack, stack.workdir / "demo-overlay", image=image.reference, env=env,
+        components=(REPO / "config" / "components" / "ecr",),
+    )  # fmt: skip
     print("   (through a local overlay: the image above, host networking and the loopback")
     print("    addresses of the API server, token service and registry)")
     show(f"kubectl apply -k {overlay.directory}")
@@ -271,13 +348,14 @@ def main(argv: list[str] | None = None) -> int:
     controller: ControllerProcess | None = None
     try:
         build_binaries(node=args.node)
-        parts = "etcd, kube-apiserver, token service, registry"
+        parts = "etcd, kube-apiserver, token service, AWS stand-in (moto), registries"
         step(f"Starting the local stack: {parts}{' and a node' if args.node else ''}")
         stack = LocalStack(token_lifetime=args.token_lifetime, binaries=find_binaries())
     except KeyboardInterrupt:
         return 0  # nothing was started yet
     try:
         stack.start()
+        stack.aws.set_ecr_token_lifetime(args.token_lifetime)
         if args.node:
             stack.start_node()
         print(f"up in {sum(stack.timings.values()):.1f}s: {stack.timings}")
@@ -289,7 +367,14 @@ def main(argv: list[str] | None = None) -> int:
             print("   (no node here: the controller runs as a local process, authenticated as")
             print("    its ServiceAccount pull-secret-updater/controller with the RBAC from")
             print("    config/; as root, make demo runs it as a Pod on a node)")
-            controller = ControllerProcess(stack, env=demo_env(args.token_lifetime)).start()
+            token = stack.workdir / "controllers" / "controller" / "tokens" / STS_AUDIENCE / "token"
+            env = {
+                **demo_env(args.token_lifetime),
+                "PSU_PROVIDERS": ecr_section(
+                    stack, ca_bundle=str(stack.ca_file), token_path=str(token)
+                ),
+            }
+            controller = ControllerProcess(stack, env=env, audiences=(STS_AUDIENCE,)).start()
         Demo(stack, stack.node).run(args.token_lifetime)
         step("Everything keeps running. Try:")
         for key, value in stack.env().items():

@@ -110,6 +110,20 @@ def image_pull_secret(stack: LocalStack, namespace: str) -> dict[str, Any]:
     }
 
 
+def ecr_section(stack: LocalStack, *, ca_bundle: str, token_path: str | None = None) -> str:
+    """PSU_PROVIDERS for the ECR provider on the stack's AWS stand-in (`ca_bundle` as the
+    controller sees the stack's CA; `token_path` unless the provider's default)."""
+    section: dict[str, str] = {
+        "kind": "ecr",
+        "sts_endpoint": stack.aws.endpoint,
+        "ecr_endpoint": stack.aws.endpoint,
+        "ca_bundle": ca_bundle,
+    }
+    if token_path is not None:
+        section["token_path"] = token_path
+    return json.dumps([section])
+
+
 def local_env(stack: LocalStack, *, metrics_port: int) -> dict[str, str]:
     """The environment a Pod of the controller needs on the loopback stack."""
     return {
@@ -135,8 +149,10 @@ def write_overlay(
     image: str,
     env: dict[str, str] | None = None,
     replicas: int = 1,
+    components: tuple[Path, ...] = (),
 ) -> Overlay:
-    """A kustomize overlay of ``config/`` that runs the controller on the stack's node."""
+    """A kustomize overlay of ``config/`` that runs the controller on the stack's node, with
+    `components` (such as ``config/components/ecr``) added."""
     directory.mkdir(parents=True, exist_ok=True)
     metrics_port = free_port()
     shutil.copy(stack.ca_file, directory / "ca.crt")
@@ -183,6 +199,11 @@ def write_overlay(
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": [os.path.relpath(CONFIG, directory), "image-pull-secret.yaml"],
+        **(
+            {"components": [os.path.relpath(c, directory) for c in components]}
+            if components
+            else {}
+        ),
         "images": [{"name": SHIPPED_IMAGE, "newName": name, "newTag": tag}],
         "configMapGenerator": [
             {
