@@ -301,3 +301,57 @@ def test_a_role_trusting_one_namespace_is_refused_to_another_by_aws_itself(
     assert "AccessDenied" in error
     assert host not in cluster.docker_config(team_b).get("auths", {})
     assert stack.aws.assumed(role, "error") >= 1
+
+
+def test_an_ecr_outage_ending_shortly_before_expiry_is_bridged(
+    stack: LocalStack, cluster: ClusterHelper, start_controller: Start,
+    controller_role: Callable[[], str],
+) -> None:  # fmt: skip
+    """ECR answers 503 from the refresh point until 10 s before the passwords expire, under
+    the default backoff (base 1 s, cap 300 s): the retries close in on the expiry, no Secret
+    ever holds an expired password, and the three Secrets of the role share one new one."""
+    role = controller_role()
+    host = stack.aws.registry_host
+    lifetime, ends_before = 60, 10.0
+    namespaces = [cluster.namespace("ecr-bridge") for _ in range(3)]
+    stack.aws.set_ecr_token_lifetime(lifetime)
+    try:
+        for ns in namespaces:
+            cluster.create_pull_secret(ns, None)
+            ask_ecr(cluster, ns, role, host)
+        env = {"PSU_REFRESH_FRACTION": "0.1", "PSU_REFRESH_JITTER": "0.03",
+               "PSU_BACKOFF_BASE": "1", "PSU_BACKOFF_CAP": "300"}  # fmt: skip
+        controller = start_with_ecr(start_controller, stack, "ecr-bridge", env=env)
+        before = {
+            ns: eventually(partial(ecr_entry, cluster, ns, host), timeout=DEADLINE, what=ns)
+            for ns in namespaces
+        }
+        issued = {item["password"]: item for item in stack.aws.passwords()}
+        expiry = min(issued[password_of(entry)[1]]["expires_at"] for entry in before.values())
+        stack.aws.set_fault("unavailable", api="ecr")
+        try:
+            while time.time() < expiry - ends_before:
+                for ns in namespaces:
+                    assert ecr_entry(cluster, ns, host) == before[ns], "changed during the outage"
+                time.sleep(0.2)
+            failed = sum(
+                1 for r in exchanges_logged(controller, [role]) if r.get("outcome") != "success"
+            )
+        finally:
+            stack.aws.clear_faults()
+        assert time.time() < expiry - ends_before / 2, "the machine is too slow for this test"
+        assert failed >= 2, "the controller tried during the outage"
+
+        refreshed: set[str] = set()
+        while refreshed != set(namespaces):
+            for ns in set(namespaces) - refreshed:
+                looked_at = time.time()
+                if ecr_entry(cluster, ns, host) != before[ns]:
+                    refreshed.add(ns)
+                else:
+                    assert looked_at < expiry, f"{ns} held an expired password"
+            time.sleep(0.1)
+        after = {password_of(ecr_entry(cluster, ns, host) or {})[1] for ns in namespaces}
+        assert len(after) == 1, "the Secrets of the role share one new password"
+    finally:
+        stack.aws.set_ecr_token_lifetime(None)
