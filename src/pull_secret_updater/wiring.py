@@ -112,14 +112,10 @@ def subject_tokens(
     )
 
 
-def providers(
-    settings: Settings,
-    *,
-    client: Callable[[], AsyncClient],
-    transport: httpx2.AsyncBaseTransport | None = None,
-) -> dict[str, TokenProvider]:
-    """Every configured registry provider by name; raises ValueError for an unusable CA
-    bundle."""
+def _subject_tokens_factory(
+    settings: Settings, *, client: Callable[[], AsyncClient]
+) -> Callable[..., SubjectTokenSource]:
+    """Kubernetes tokens of the audience (and projected file) each provider asks for."""
 
     def tokens(*, audience: str, token_path: Path | None) -> SubjectTokenSource:
         if settings.token_source == "file" and token_path is None:
@@ -129,8 +125,19 @@ def providers(
             )
         return subject_tokens(settings, client=client, audience=audience, token_path=token_path)
 
+    return tokens
+
+
+def providers(
+    settings: Settings,
+    *,
+    client: Callable[[], AsyncClient],
+    transport: httpx2.AsyncBaseTransport | None = None,
+) -> dict[str, TokenProvider]:
+    """Every configured registry provider by name; raises ValueError for an unusable CA
+    bundle."""
     context = BuildContext(
-        subject_tokens=tokens,
+        subject_tokens=_subject_tokens_factory(settings, client=client),
         timeout=settings.exchange_timeout,
         min_lifetime=settings.min_token_lifetime,
         transport=transport,
@@ -153,6 +160,35 @@ def token_service(
     section = next(s for s in settings.sections if isinstance(s, ChainguardSection))
     context = BuildContext(
         subject_tokens=lambda audience, token_path: sa_tokens,
+        timeout=settings.exchange_timeout,
+        min_lifetime=settings.min_token_lifetime,
+        transport=transport,
+    )
+    return section.build(context)
+
+
+def provider_named(
+    settings: Settings,
+    name: str,
+    *,
+    client: Callable[[], AsyncClient],
+    wrap: Callable[[SubjectTokenSource], SubjectTokenSource],
+    transport: httpx2.AsyncBaseTransport | None = None,
+) -> TokenProvider:
+    """The configured provider `name`, its Kubernetes tokens (of its own audience and file)
+    passed through `wrap` (the `check` command records their claims); raises ValueError when
+    it is not configured or its CA bundle is unusable."""
+    section = next((s for s in settings.sections if s.spec().name == name), None)
+    if section is None:
+        raise ValueError(
+            f'provider {name} is not configured: add a {{"kind": "{name}"}} entry to '
+            "providers (PSU_PROVIDERS)"
+        )
+    tokens = _subject_tokens_factory(settings, client=client)
+    context = BuildContext(
+        subject_tokens=lambda *, audience, token_path: wrap(
+            tokens(audience=audience, token_path=token_path)
+        ),
         timeout=settings.exchange_timeout,
         min_lifetime=settings.min_token_lifetime,
         transport=transport,

@@ -216,6 +216,46 @@ def test_check_exchanges_the_controllers_token_once(
     assert token not in refused.stdout + refused.stderr
 
 
+def test_check_obtains_an_ecr_password_as_the_controller_would(
+    stack: LocalStack, installed: str, tmp_path: Path
+) -> None:
+    subject = "system:serviceaccount:pull-secret-updater:controller"
+    role = stack.aws.create_role(f"check-{tmp_path.name[-12:]}", subjects=subject)
+    token = stack.control_plane.service_account_token(
+        "pull-secret-updater", "controller", audience="sts.amazonaws.com"
+    )
+    token_file = tmp_path / "sts-token"
+    token_file.write_text(token)
+    section = {"kind": "ecr", "sts_endpoint": stack.aws.endpoint,
+               "ecr_endpoint": stack.aws.endpoint, "ca_bundle": str(stack.ca_file),
+               "token_path": str(token_file)}  # fmt: skip
+    common = ["--ca-bundle", str(stack.ca_file), "--providers", json.dumps([section]),
+              "--registries", stack.aws.registry_host]  # fmt: skip
+
+    ok = cli(stack, "check", "--role-arn", role, *common)
+    assert ok.returncode == 0, ok.stderr
+    first, sent = ok.stdout.splitlines()[:2]
+    assert first.startswith(f"ok: password for {stack.aws.registry_host} expires at ")
+    assert first.endswith("(in 11h59m)") or first.endswith("(in 12h)"), first
+    assert f"issuer {SERVICE_ACCOUNT_ISSUER}, subject {subject}" in sent
+    assert "audience sts.amazonaws.com" in sent
+    assert (stack.aws.assumed(role), stack.aws.authorizations(role)) == (1, 1)
+    printed = ok.stdout + ok.stderr
+    assert token not in printed
+    assert all(item["password"] not in printed for item in stack.aws.passwords())
+
+    untrusting = stack.aws.create_role(f"nocheck-{tmp_path.name[-12:]}",
+                                       subjects="system:serviceaccount:x:y")  # fmt: skip
+    refused = cli(stack, "check", "--role-arn", untrusting, *common)
+    assert refused.returncode == 1
+    line = one_line(refused.stderr)
+    assert line.startswith(
+        f"pull-secret-updater check: exchange for identity {untrusting} failed: AWS STS answered"
+    )
+    assert "AccessDenied" in line
+    assert token not in refused.stdout + refused.stderr
+
+
 def test_an_unreadable_kubeconfig_is_one_line(stack: LocalStack, tmp_path: Path) -> None:
     # Every kind of unusable kubeconfig is covered in-process (test_cli_usage); here, once each
     # through KUBECONFIG and through the flag, as a process.

@@ -22,8 +22,10 @@ from pull_secret_updater.cli.common import (
 from pull_secret_updater.cli.flags import build_parser, load_settings
 from pull_secret_updater.core.errors import BadInput
 from pull_secret_updater.core.names import is_dns_label
+from pull_secret_updater.core.providers import Want
 from pull_secret_updater.kube.client import make_client
 from pull_secret_updater.providers.chainguard import spec as chainguard_spec
+from pull_secret_updater.providers.ecr import spec as ecr_spec
 from pull_secret_updater.tokens.errors import TokenSourceError
 from pull_secret_updater.tools import check as checking
 from pull_secret_updater.tools import status as statuses
@@ -97,13 +99,25 @@ def status(argv: list[str]) -> int:
 def check(argv: list[str]) -> int:
     parser = command_parser(
         "check",
-        "Exchange the controller's service-account token once for an identity's registry "
-        "token, with the same settings as 'run' (flags or PSU_* variables), and report the "
-        "outcome: exit 0 if a token was issued, 1 if the exchange failed, 2 if the settings "
-        "do not allow one. Prints the tokens' issuers and subjects, never a token.",
+        "Exchange the controller's service-account token once, for a Chainguard identity's "
+        "registry token (--identity) or an ECR role's password (--role-arn, --registries), "
+        "with the same settings as 'run' (flags or PSU_* variables), and report the outcome: "
+        "exit 0 if a credential was issued, 1 if the exchange failed, 2 if the settings do "
+        "not allow one. Prints the tokens' issuers and subjects and the expiry, never a token.",
         parents=[build_parser(add_help=False)],
     )
-    parser.add_argument("--identity", required=True, metavar="UID", help="the identity's UID")
+    parser.add_argument("--identity", metavar="UID", help="a Chainguard identity's UID")
+    parser.add_argument(
+        "--role-arn",
+        metavar="ARN",
+        help="an IAM role to assume for ECR (with --registries; the ECR provider must be "
+        "configured in providers)",
+    )
+    parser.add_argument(
+        "--registries",
+        metavar="HOSTS",
+        help="the ECR registry hosts, comma-separated, in one region (with --role-arn)",
+    )
     parser.add_argument(
         "--secret-namespace",
         metavar="NAMESPACE",
@@ -117,18 +131,44 @@ def check(argv: list[str]) -> int:
             f"--secret-namespace: {args.secret_namespace!r} is not a valid namespace name",
             exit_code=USAGE,
         )
-    try:
-        identity = chainguard_spec.validate_identity(args.identity)
-    except BadInput as e:
+    ecr_asked = args.role_arn is not None or args.registries is not None
+    if (args.identity is None) == (not ecr_asked):
         raise ToolError(
-            e.message.replace(f"annotation {chainguard_spec.IDENTITY}", "--identity"),
+            "give either --identity (Chainguard) or --role-arn and --registries (ECR)",
             exit_code=USAGE,
-        ) from None
+        )
+    want: Want | None = None
+    identity: str | None = None
+    try:
+        if ecr_asked:
+            annotations = {
+                key: value
+                for key, value in (
+                    (ecr_spec.ROLE_ARN, args.role_arn),
+                    (ecr_spec.REGISTRIES, args.registries),
+                )
+                if value is not None
+            }
+            want = ecr_spec.EcrSpec().wants(annotations)
+            assert want is not None
+            asked = want.identity
+        else:
+            identity = chainguard_spec.validate_identity(args.identity)
+            asked = identity
+    except BadInput as e:
+        message = (
+            e.message.replace(f"annotation {chainguard_spec.IDENTITY}", "--identity")
+            .replace(f"annotation {ecr_spec.ROLE_ARN}", "--role-arn")
+            .replace(f"annotation {ecr_spec.REGISTRIES}", "--registries")
+            .replace(ecr_spec.ROLE_ARN, "--role-arn")
+            .replace(ecr_spec.REGISTRIES, "--registries")
+        )
+        raise ToolError(message, exit_code=USAGE) from None
     # The settings are loaded as `run` loads them (environment, then flags), from every flag
     # but --identity.
     only_identity = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    only_identity.add_argument("--identity")
-    only_identity.add_argument("--secret-namespace")
+    for flag in ("--identity", "--role-arn", "--registries", "--secret-namespace"):
+        only_identity.add_argument(flag)
     _, setting_flags = only_identity.parse_known_args(argv)
     settings = load_settings(setting_flags, prog=f"{PROG} check")
 
@@ -145,6 +185,7 @@ def check(argv: list[str]) -> int:
         checking.run_check(
             settings,
             identity=identity,
+            want=want,
             open_client=open_client,
             namespace=args.secret_namespace,
         )
@@ -153,5 +194,5 @@ def check(argv: list[str]) -> int:
         print(line)
     if outcome.error is not None:
         code = USAGE if isinstance(outcome.error, TokenSourceError) else FAILURE
-        raise ToolError(f"exchange for identity {identity} failed: {outcome.error}", exit_code=code)
+        raise ToolError(f"exchange for identity {asked} failed: {outcome.error}", exit_code=code)
     return 0

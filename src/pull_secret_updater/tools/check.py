@@ -19,9 +19,10 @@ import lightkube
 from pull_secret_updater import wiring
 from pull_secret_updater.core import annotations as keys
 from pull_secret_updater.core.claims import InvalidToken, TokenClaims, read_claims
+from pull_secret_updater.core.providers import Want
 from pull_secret_updater.settings import Settings
 from pull_secret_updater.tokens.errors import ExchangeError
-from pull_secret_updater.tokens.provider import Subject
+from pull_secret_updater.tokens.provider import Subject, TokenProvider
 from pull_secret_updater.tokens.satoken import SubjectTokenSource
 from pull_secret_updater.tools.durations import format_expiry
 from pull_secret_updater.tools.errors import USAGE, ToolError
@@ -57,6 +58,9 @@ class CheckOutcome:
     sent: TokenFacts | None
     issued: TokenFacts | None = None
     error: ExchangeError | None = None
+    #: When what was issued expires: a token's (then `issued` says more) or an opaque
+    #: password's, such as ECR's, whose expiry is the exchange's answer.
+    expires_at: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -66,12 +70,18 @@ class CheckOutcome:
 class _Recording:
     """Service-account tokens that remember the claims of the last token given out."""
 
-    def __init__(self, inner: SubjectTokenSource) -> None:
-        self._inner = inner
+    def __init__(self, inner: SubjectTokenSource | None) -> None:
+        self.inner = inner
         self.facts: TokenFacts | None = None
 
+    def wrapping(self, inner: SubjectTokenSource) -> SubjectTokenSource:
+        """This recorder in front of `inner` (a provider's own token source)."""
+        self.inner = inner
+        return self
+
     async def get(self, subject: Subject) -> str:
-        token = await self._inner.get(subject)
+        assert self.inner is not None, "no token source to record"
+        token = await self.inner.get(subject)
         try:
             self.facts = TokenFacts.of(read_claims(token))
         except InvalidToken:
@@ -82,13 +92,15 @@ class _Recording:
 async def run_check(
     settings: Settings,
     *,
-    identity: str,
+    identity: str | None = None,
+    want: Want | None = None,
     open_client: Callable[[], lightkube.AsyncClient],
     namespace: str | None = None,
     transport: httpx2.AsyncBaseTransport | None = None,
 ) -> CheckOutcome:
-    """Exchange once for `identity`, as the controller would for a Secret in `namespace`
-    (default: the controller's own); `open_client` is called only for TokenRequest tokens.
+    """Exchange once for `identity` (the default provider's) or for `want` (any configured
+    provider's), as the controller would for a Secret in `namespace` (default: the
+    controller's own); `open_client` is called only for TokenRequest tokens.
 
     `transport` replaces the network to the token service, for tests.
 
@@ -103,26 +115,49 @@ async def run_check(
             opened.append(open_client())
         return opened[0]
 
-    recording = _Recording(wiring.subject_tokens(settings, client=client))
+    recording = _Recording(None)
     subject = wiring.subject_for(settings)(namespace or settings.namespace)
     try:
         try:
-            sts = wiring.token_service(settings, sa_tokens=recording, transport=transport)
+            if want is None:
+                if identity is None:
+                    raise ValueError("an identity or a want is needed")
+                recording.inner = wiring.subject_tokens(settings, client=client)
+                sts = wiring.token_service(settings, sa_tokens=recording, transport=transport)
+                want = sts.spec.want_for(identity)
+                provider: TokenProvider = sts
+            else:
+                provider = wiring.provider_named(
+                    settings,
+                    want.provider,
+                    client=client,
+                    wrap=recording.wrapping,
+                    transport=transport,
+                )
         except ValueError as e:
             raise ToolError(str(e), exit_code=USAGE) from None
-        async with sts:
+        identity, registry = want.identity, ", ".join(want.registries)
+        try:
             try:
-                issued = await sts.issue(want=sts.spec.want_for(identity), subject=subject)
+                issued = await provider.issue(want=want, subject=subject)
             except ExchangeError as e:
                 return CheckOutcome(
-                    identity=identity, registry=settings.registry, sent=recording.facts, error=e
+                    identity=identity, registry=registry, sent=recording.facts, error=e
                 )
-        try:
-            facts = TokenFacts.of(read_claims(issued.token))
-        except InvalidToken:  # pragma: no cover - the exchange has just read these claims
-            facts = TokenFacts(issuer=None, subject=None, audience=(), expires_at=issued.expires_at)
+        finally:
+            await provider.aclose()
+        facts: TokenFacts | None = None
+        if provider.spec.verifiable:
+            try:
+                facts = TokenFacts.of(read_claims(issued.token))
+            except InvalidToken:  # pragma: no cover - the exchange has just read these claims
+                facts = None
         return CheckOutcome(
-            identity=identity, registry=settings.registry, sent=recording.facts, issued=facts
+            identity=identity,
+            registry=registry,
+            sent=recording.facts,
+            issued=facts,
+            expires_at=issued.expires_at,
         )
     finally:
         for each in opened:
@@ -133,12 +168,14 @@ def describe_outcome(outcome: CheckOutcome, *, now: float | None = None) -> list
     """The lines to print for an outcome (the failure itself is the caller's one error line)."""
     now = time.time() if now is None else now
     lines: list[str] = []
-    if outcome.issued is not None:
-        expires_at = outcome.issued.expires_at
+    expires_at = outcome.issued.expires_at if outcome.issued is not None else outcome.expires_at
+    if expires_at is not None:
+        what = "token" if outcome.issued is not None else "password"
         lines.append(
-            f"ok: token for {outcome.registry} expires at {keys.format_time(expires_at)} "
+            f"ok: {what} for {outcome.registry} expires at {keys.format_time(expires_at)} "
             f"({format_expiry(expires_at, now=now)})"
         )
+    if outcome.issued is not None:
         lines.append(f"  registry token: {_facts(outcome.issued)}")
     if outcome.sent is not None:
         sent = outcome.sent
