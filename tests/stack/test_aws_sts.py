@@ -91,6 +91,13 @@ def test_errors_have_the_query_apis_xml_shape(stack: LocalStack, workload: Workl
     assert error.findtext("sts:Error/sts:Type", namespaces=ns) == "Sender"
     assert error.findtext("sts:Error/sts:Code", namespaces=ns) == "ValidationError"
     assert error.findtext("sts:RequestId", namespaces=ns)
+    # The Query API also takes its parameters in a GET's URL.
+    answer = httpx2.get(stack.aws.endpoint, params={**form, "DurationSeconds": "900"},
+                        verify=pki.trust(stack.ca_file))  # fmt: skip
+    assert answer.status_code == 200
+    result = ElementTree.fromstring(answer.text)
+    path = "sts:AssumeRoleWithWebIdentityResult/sts:Credentials/sts:AccessKeyId"
+    assert result.findtext(path, namespaces=ns)
 
 
 def test_a_role_may_allow_longer_sessions(stack: LocalStack) -> None:
