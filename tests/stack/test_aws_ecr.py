@@ -74,6 +74,8 @@ def test_signed_calls_get_a_fresh_password_with_a_real_expiry(
         assert (record["account"], record["region"]) == (stack.aws.account, stack.aws.region)
         assert record["role_arn"] == workload.role_arn
     assert stack.aws.authorizations(workload.role_arn) == 2
+    leak_scan = set(stack.token_admin().issued("aws"))  # what a client must never log
+    assert passwords | {credentials["SecretAccessKey"], credentials["SessionToken"]} <= leak_scan
 
 
 def test_the_default_lifetime_is_twelve_hours(

@@ -79,12 +79,14 @@ class AwsFront:
             issuer_keys=issuer_keys,
             known_keys=self._known_keys,
             config=lambda: self.config,
+            issued=state.issued,
         )
         self._ecr = EcrFront(
             moto=moto,
             ledger=self.ledger,
             config=lambda: self.config,
             registry_port=settings.registry_port,
+            issued=state.issued,
         )
         self._registry = EcrRegistryTokens(state, self.ledger)
 
