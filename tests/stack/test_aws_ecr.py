@@ -146,6 +146,11 @@ def test_faults_answer_as_ecr_does(
         assert error_code(error) == code
         assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
         assert ecr.get_authorization_token()["authorizationData"]
+    stack.aws.set_fault("slow", api="ecr", count=1, delay=1.0)
+    started = time.monotonic()
+    assert ecr.get_authorization_token()["authorizationData"]  # late, but answered
+    assert time.monotonic() - started >= 1.0
+    assert stack.aws.admin().aws_faults() == {"mode": "none"}
 
 
 # -- the ECR registry's token flow -------------------------------------------------------------
