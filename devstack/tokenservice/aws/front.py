@@ -145,8 +145,7 @@ class AwsFront:
                 raise AwsError("InvalidAction", f"Could not find operation {fields.get('Action')}")
             if fields.get("RoleArn"):
                 on_role(fields["RoleArn"])
-            _, response = await self._sts.assume(fields)
-            return response
+            return await self._sts.assume(fields)
         except MotoError as e:
             log.exception("moto failed")
             code = "ServerException" if api == ECR else "InternalFailure"

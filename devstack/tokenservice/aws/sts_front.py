@@ -107,8 +107,8 @@ class StsFront:
         self._config = config
         self._issued = issued
 
-    async def assume(self, form: Mapping[str, str]) -> tuple[str, web.Response]:
-        """The role ARN asked for (for the stats) and the answer; raises ``AwsError``."""
+    async def assume(self, form: Mapping[str, str]) -> web.Response:
+        """The answer to a good request; raises ``AwsError`` for any other."""
         ask = parse_assume_request(form)
         claims, provider_arn, audience = await self._verify_token(ask)
         role = await self._moto.role(ask.account, ask.role_name)
@@ -157,7 +157,7 @@ class StsFront:
             audience=audience,
             provider=str(claims["iss"]),
         )
-        return ask.role_arn, web.Response(text=body, content_type="text/xml")
+        return web.Response(text=body, content_type="text/xml")
 
     async def _verify_token(self, ask: AssumeRequest) -> tuple[dict[str, Any], str, str]:
         """The token's claims, the provider's ARN and the audience that matched."""
