@@ -4,6 +4,7 @@ tokens succeeds only when AWS would let it, and fails with the code AWS answers 
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import time
 from xml.etree import ElementTree
 
@@ -204,8 +205,8 @@ def test_hand_written_trust_policies_are_judged_as_written(
 def test_an_issuer_without_an_oidc_provider_in_the_roles_account_is_refused(
     stack: LocalStack, workload: Workload
 ) -> None:
-    # The same trust policy in another account, which has no provider for the cluster.
-    elsewhere = "210987654321"
+    # The same trust policy in another account (of this test's own), with no provider yet.
+    elsewhere = f"{secrets.randbelow(10**12):012d}"
     policy = stack.aws.trust_policy(workload.subject, account=elsewhere)
     arn = stack.aws.create_role(unique("elsewhere"), trust_policy=policy, account=elsewhere)
     with pytest.raises(ClientError) as error:
