@@ -313,9 +313,12 @@ def _host_lines() -> list[str]:
 
 
 def _write_host_lines(lines: list[str]) -> None:
-    with HOSTS_FILE.open("r+" if HOSTS_FILE.exists() else "w") as f:
-        f.write("".join(lines))
-        f.truncate()
+    try:
+        with HOSTS_FILE.open("r+" if HOSTS_FILE.exists() else "w") as f:
+            f.write("".join(lines))
+            f.truncate()
+    except OSError as e:
+        raise HostError(f"cannot change {HOSTS_FILE}: {e}") from e
 
 
 def _marked_node(line: str) -> str | None:

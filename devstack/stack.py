@@ -1,4 +1,6 @@
-"""The whole local stack: control plane, token service, registry and a test image in it.
+"""The whole local stack: control plane, token service, registry and a test image in it, and
+the AWS stand-in (``stack.aws``: moto's server, STS and ECR in front of it in the token
+service, and an ECR registry with the same test image).
 
 ``LocalStack`` backs both the session-scoped pytest fixtures and ``python -m devstack``
 (``make devstack``). Everything lives in one temporary directory that ``stop()`` removes.
@@ -203,12 +205,6 @@ class LocalStack:
         for registry in (self.registry, self.ecr_registry):
             registry.wait_ready()
 
-    def _register_cluster_with_aws(self) -> None:
-        """The cluster's issuer as an IAM OIDC provider for ``sts.amazonaws.com``, and its keys
-        for the stand-in, which cannot reach the issuer's discovery (as on KinD)."""
-        self.aws.create_oidc_provider()
-        self.token_admin().set_aws_issuer_keys(SERVICE_ACCOUNT_ISSUER, self.control_plane.jwks())
-
     def start_node(self, *, binaries: NodeBinaries | None = None) -> Node:
         """Start the node (once); returns it when its Node is Ready."""
         if self.node is None:
@@ -240,6 +236,9 @@ class LocalStack:
             username="admin",
             password=self._admin_password,
         )
+
+    def _register_cluster_with_aws(self) -> None:
+        self.aws.register_cluster(self.control_plane.jwks())
 
     def _fill_registries_and_iam(self) -> None:
         """The test image into both registries and the cluster into IAM, side by side: each

@@ -107,6 +107,14 @@ class AwsStandIn:
         )
         return created["OpenIDConnectProviderArn"]
 
+    def register_cluster(self, jwks: Mapping[str, Any]) -> str:
+        """The cluster's issuer as an IAM OIDC provider for ``sts.amazonaws.com``, with its keys
+        given to the front, which cannot reach the issuer's discovery (as on KinD, whose issuer
+        is an in-cluster name); returns the provider's ARN."""
+        arn = self.create_oidc_provider()
+        self._admin.set_aws_issuer_keys(self.issuer, jwks)
+        return arn
+
     def trust_policy(
         self,
         subjects: str | Sequence[str],

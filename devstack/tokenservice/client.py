@@ -129,7 +129,8 @@ class TokenServiceAdmin:
         self._call("POST", "/admin/stats/reset")
 
     def issued(self, kind: str | None = None) -> list[str]:
-        """Every token the service has issued (``kind``: only ``sts`` or ``registry`` ones)."""
+        """Every token the service has issued (``kind``: only ``sts``, ``registry`` or ``aws``
+        ones; ``aws``: STS secret keys and session tokens, ECR passwords)."""
         items: list[JSONObject] = self._call("GET", "/admin/issued")["items"]
         return [str(i["token"]) for i in items if kind is None or i["kind"] == kind]
 

@@ -58,7 +58,8 @@ class IssuedTokens:
     """Every token handed out, oldest first, so a test can search what a client emitted for them.
 
     ``kind`` is ``sts`` (an exchange answer, faulty ones included, or a token minted through
-    the admin API) or ``registry`` (the registry's token endpoint). Bounded by ``limit``;
+    the admin API), ``registry`` (the registries' token endpoints) or ``aws`` (the AWS
+    stand-in's secret keys, session tokens and ECR passwords). Bounded by ``limit``;
     ``dropped`` counts what fell off.
     """
 

@@ -74,6 +74,8 @@ def test_signed_calls_get_a_fresh_password_with_a_real_expiry(
         assert (record["account"], record["region"]) == (stack.aws.account, stack.aws.region)
         assert record["role_arn"] == workload.role_arn
     assert stack.aws.authorizations(workload.role_arn) == 2
+    leak_scan = set(stack.token_admin().issued("aws"))  # what a client must never log
+    assert passwords | {credentials["SecretAccessKey"], credentials["SessionToken"]} <= leak_scan
 
 
 def test_the_default_lifetime_is_twelve_hours(
@@ -144,6 +146,11 @@ def test_faults_answer_as_ecr_does(
         assert error_code(error) == code
         assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
         assert ecr.get_authorization_token()["authorizationData"]
+    stack.aws.set_fault("slow", api="ecr", count=1, delay=1.0)
+    started = time.monotonic()
+    assert ecr.get_authorization_token()["authorizationData"]  # late, but answered
+    assert time.monotonic() - started >= 1.0
+    assert stack.aws.admin().aws_faults() == {"mode": "none"}
 
 
 # -- the ECR registry's token flow -------------------------------------------------------------

@@ -4,6 +4,7 @@ tokens succeeds only when AWS would let it, and fails with the code AWS answers 
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import time
 from xml.etree import ElementTree
 
@@ -91,6 +92,13 @@ def test_errors_have_the_query_apis_xml_shape(stack: LocalStack, workload: Workl
     assert error.findtext("sts:Error/sts:Type", namespaces=ns) == "Sender"
     assert error.findtext("sts:Error/sts:Code", namespaces=ns) == "ValidationError"
     assert error.findtext("sts:RequestId", namespaces=ns)
+    # The Query API also takes its parameters in a GET's URL.
+    answer = httpx2.get(stack.aws.endpoint, params={**form, "DurationSeconds": "900"},
+                        verify=pki.trust(stack.ca_file))  # fmt: skip
+    assert answer.status_code == 200
+    result = ElementTree.fromstring(answer.text)
+    path = "sts:AssumeRoleWithWebIdentityResult/sts:Credentials/sts:AccessKeyId"
+    assert result.findtext(path, namespaces=ns)
 
 
 def test_a_role_may_allow_longer_sessions(stack: LocalStack) -> None:
@@ -197,8 +205,8 @@ def test_hand_written_trust_policies_are_judged_as_written(
 def test_an_issuer_without_an_oidc_provider_in_the_roles_account_is_refused(
     stack: LocalStack, workload: Workload
 ) -> None:
-    # The same trust policy in another account, which has no provider for the cluster.
-    elsewhere = "210987654321"
+    # The same trust policy in another account (of this test's own), with no provider yet.
+    elsewhere = f"{secrets.randbelow(10**12):012d}"
     policy = stack.aws.trust_policy(workload.subject, account=elsewhere)
     arn = stack.aws.create_role(unique("elsewhere"), trust_policy=policy, account=elsewhere)
     with pytest.raises(ClientError) as error:

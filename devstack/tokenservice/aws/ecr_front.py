@@ -21,9 +21,10 @@ from typing import Any, Final
 from aiohttp import web
 
 from devstack.tokenservice.aws.errors import JSON_CONTENT_TYPE, AwsError
-from devstack.tokenservice.aws.ledger import AwsConfig, Ledger, Password
+from devstack.tokenservice.aws.ledger import AWS_SECRET, AwsConfig, Ledger, Password
 from devstack.tokenservice.aws.moto_backend import MotoBackend
 from devstack.tokenservice.aws.sigv4 import SignedRequest, verify
+from devstack.tokenservice.stats import IssuedTokens
 
 TARGET_PREFIX: Final = "AmazonEC2ContainerRegistry_V20150921."
 GET_AUTHORIZATION_TOKEN: Final = TARGET_PREFIX + "GetAuthorizationToken"
@@ -63,11 +64,13 @@ class EcrFront:
         ledger: Ledger,
         config: Callable[[], AwsConfig],
         registry_port: int | None,
+        issued: IssuedTokens,
     ) -> None:
         self._moto = moto
         self._ledger = ledger
         self._config = config
         self._registry_port = registry_port
+        self._issued = issued
 
     async def get_authorization_token(
         self, request: SignedRequest, on_caller: Callable[[str], None]
@@ -91,6 +94,7 @@ class EcrFront:
                 expires_at=expires_at,
             )
             self._ledger.add_password(password)
+            self._issued.add(AWS_SECRET, password.password)
             token = base64.b64encode(f"{USERNAME}:{password.password}".encode()).decode()
             if self._registry_port is not None:
                 endpoint = f"{endpoint}:{self._registry_port}"

@@ -1,9 +1,10 @@
 """``AwsFront``: one HTTPS endpoint answering STS and ECR as AWS does, with moto behind it.
 
 ``POST /`` is ECR when ``X-Amz-Target`` names an ECR operation (JSON 1.1), and STS otherwise
-(a form with ``Action``, the Query protocol). Each answer, error or not, has its API's shape.
-Faults act on these calls only; ``/ecr/token`` (the registries' realm) and ``/healthz`` stay
-up, as ECR's registries stay up while its API throttles.
+(a form with ``Action``, the Query protocol, which ``GET /`` may carry in its URL too). Each
+answer, error or not, has its API's shape. Faults act on these calls only; ``/ecr/token``
+(the registries' realm) and ``/healthz`` stay up, as ECR's registries stay up while its API
+throttles.
 
 Admin routes (on the admin listener, behind its bearer token):
 
@@ -78,12 +79,14 @@ class AwsFront:
             issuer_keys=issuer_keys,
             known_keys=self._known_keys,
             config=lambda: self.config,
+            issued=state.issued,
         )
         self._ecr = EcrFront(
             moto=moto,
             ledger=self.ledger,
             config=lambda: self.config,
             registry_port=settings.registry_port,
+            issued=state.issued,
         )
         self._registry = EcrRegistryTokens(state, self.ledger)
 
@@ -94,6 +97,7 @@ class AwsFront:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/", self.handle_call)
+        app.router.add_get("/", self.handle_call)  # the Query API takes its form in the URL too
         app.router.add_get("/healthz", healthz)
         self._registry.add_routes(app)
         return app
@@ -141,8 +145,7 @@ class AwsFront:
                 raise AwsError("InvalidAction", f"Could not find operation {fields.get('Action')}")
             if fields.get("RoleArn"):
                 on_role(fields["RoleArn"])
-            _, response = await self._sts.assume(fields)
-            return response
+            return await self._sts.assume(fields)
         except MotoError as e:
             log.exception("moto failed")
             code = "ServerException" if api == ECR else "InternalFailure"

@@ -21,6 +21,9 @@ STS: Final = "sts"
 ECR: Final = "ecr"
 APIS: Final = (STS, ECR)
 DEFAULT_ECR_TOKEN_LIFETIME: Final = 12 * 3600
+#: The kind, in the token service's ``/admin/issued``, of STS secret keys and session tokens
+#: and of ECR passwords.
+AWS_SECRET: Final = "aws"
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,13 @@ from devstack.tokenservice.aws.errors import (
     request_id,
     validation,
 )
-from devstack.tokenservice.aws.ledger import AwsConfig, Ledger, Session
+from devstack.tokenservice.aws.ledger import AWS_SECRET, AwsConfig, Ledger, Session
 from devstack.tokenservice.aws.moto_backend import MotoBackend
 from devstack.tokenservice.aws.trust import TrustRequest, allows
 from devstack.tokenservice.identities import Identity
 from devstack.tokenservice.oidc import IssuerKeys, audiences, decode, unverified_kid
 from devstack.tokenservice.protocol import ApiError, rfc3339
+from devstack.tokenservice.stats import IssuedTokens
 
 MIN_DURATION: Final = 900
 MAX_DURATION: Final = 43200
@@ -96,6 +97,7 @@ class StsFront:
         issuer_keys: IssuerKeys,
         known_keys: Mapping[str, str],
         config: Callable[[], AwsConfig],
+        issued: IssuedTokens,
     ) -> None:
         self._moto = moto
         self._ledger = ledger
@@ -103,9 +105,10 @@ class StsFront:
         #: issuer -> JWKS text, for issuers whose discovery this process cannot reach.
         self._known_keys = known_keys
         self._config = config
+        self._issued = issued
 
-    async def assume(self, form: Mapping[str, str]) -> tuple[str, web.Response]:
-        """The role ARN asked for (for the stats) and the answer; raises ``AwsError``."""
+    async def assume(self, form: Mapping[str, str]) -> web.Response:
+        """The answer to a good request; raises ``AwsError`` for any other."""
         ask = parse_assume_request(form)
         claims, provider_arn, audience = await self._verify_token(ask)
         role = await self._moto.role(ask.account, ask.role_name)
@@ -138,6 +141,9 @@ class StsFront:
                 expires_at=expires_at,
             )
         )
+        # For the leak scans: what a client must never log.
+        self._issued.add(AWS_SECRET, issued.secret_access_key)
+        self._issued.add(AWS_SECRET, issued.session_token)
         fields = {
             "AccessKeyId": issued.access_key_id,
             "SecretAccessKey": issued.secret_access_key,
@@ -151,7 +157,7 @@ class StsFront:
             audience=audience,
             provider=str(claims["iss"]),
         )
-        return ask.role_arn, web.Response(text=body, content_type="text/xml")
+        return web.Response(text=body, content_type="text/xml")
 
     async def _verify_token(self, ask: AssumeRequest) -> tuple[dict[str, Any], str, str]:
         """The token's claims, the provider's ARN and the audience that matched."""
