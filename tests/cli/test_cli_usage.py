@@ -90,19 +90,29 @@ def test_an_unknown_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> N
         (["check", "--identity", "x", "--role-arn", "y"], "give either --identity"),
         (["check", "--role-arn", "arn:aws:iam::111122223333:role/x"], "--registries is missing"),
         (
-            ["check", "--role-arn", "nope", "--registries",
-             "111122223333.dkr.ecr.eu-west-1.amazonaws.com"],
+            [
+                "check",
+                "--role-arn",
+                "nope",
+                "--registries",
+                "111122223333.dkr.ecr.eu-west-1.amazonaws.com",
+            ],
             "--role-arn is not an IAM role ARN",
-        ),  # fmt: skip
+        ),
         (
             ["check", "--role-arn", "arn:aws:iam::111122223333:role/x", "--registries", "ghcr.io"],
             "--registries: item 1 is not an ECR registry host",
         ),
         (
-            ["check", "--role-arn", "arn:aws:iam::111122223333:role/x", "--registries",
-             "111122223333.dkr.ecr.eu-west-1.amazonaws.com"],
+            [
+                "check",
+                "--role-arn",
+                "arn:aws:iam::111122223333:role/x",
+                "--registries",
+                "111122223333.dkr.ecr.eu-west-1.amazonaws.com",
+            ],
             "provider ecr is not configured",
-        ),  # fmt: skip
+        ),
         (["check", "--identity", "has space"], "--identity contains ' '"),
         (["check", "--identity", "x", "--token-source", "carrier-pigeon"], "token_source"),
         (["check", "--identity", "x", "--issuer", "http://clear.example"], "https://"),
