@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from devstack.tokenservice.protocol import JSONObject, bad_request, unknown_fields
 
@@ -92,25 +92,37 @@ def parse_fault(body: Mapping[str, Any]) -> Fault | None:
     )
 
 
-class FaultSwitch:
-    """The one active fault, counted down by each request to its target."""
+class Countable(Protocol):
+    """A fault as `CountedSwitch` keeps it: how many requests it lasts, and its JSON."""
+
+    @property
+    def count(self) -> int | None: ...
+
+    def to_json(self) -> JSONObject: ...
+
+
+F = TypeVar("F", bound=Countable)
+
+
+class CountedSwitch(Generic[F]):
+    """The one active fault, counted down by each request it acts on."""
 
     def __init__(self) -> None:
-        self._fault: Fault | None = None
+        self._fault: F | None = None
         self._left: int | None = None
 
     @property
-    def current(self) -> Fault | None:
+    def current(self) -> F | None:
         return self._fault
 
-    def set(self, fault: Fault | None) -> None:
+    def set(self, fault: F | None) -> None:
         self._fault = fault
         self._left = fault.count if fault else None
 
-    def take(self, target: str = EXCHANGE) -> Fault | None:
-        """The fault for the request to ``target`` now arriving, if any."""
+    def take_if(self, applies: bool) -> F | None:
+        """The fault, counted down, if it `applies` to the request now arriving."""
         fault = self._fault
-        if fault is None or fault.mode == "refuse" or fault.target != target:
+        if fault is None or not applies:
             return None
         if self._left is not None:
             self._left -= 1
@@ -122,3 +134,12 @@ class FaultSwitch:
         if self._fault is None:
             return {"mode": "none"}
         return {**self._fault.to_json(), "remaining": self._left}
+
+
+class FaultSwitch(CountedSwitch[Fault]):
+    """The STS's fault, counted down by each request to its target."""
+
+    def take(self, target: str = EXCHANGE) -> Fault | None:
+        """The fault for the request to ``target`` now arriving, if any."""
+        fault = self.current
+        return self.take_if(fault is not None and fault.mode != "refuse" and fault.target == target)

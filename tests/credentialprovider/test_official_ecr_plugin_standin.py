@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,13 +34,10 @@ def workload(stack: LocalStack, cluster: ClusterHelper) -> tuple[str, str]:
     return f"system:serviceaccount:{namespace}:puller", token
 
 
-def test_the_official_plugin_gets_a_password_that_pulls(
-    stack: LocalStack, cluster: ClusterHelper, official_plugin: Path, tmp_path: Path
-) -> None:
-    subject, token = workload(stack, cluster)
-    role = stack.aws.create_role(unique("official"), subjects=subject)
-    answer = run_official_ecr_plugin(
-        official_plugin,
+def ask_plugin(binary: Path, stack: LocalStack, *, role: str, token: str) -> dict[str, Any]:
+    """The plugin's answer for the stack's ECR image, as the kubelet asks in token mode."""
+    return run_official_ecr_plugin(
+        binary,
         image=stack.aws.image,
         endpoint=stack.aws.endpoint,
         ca_file=stack.ca_file,
@@ -48,6 +46,14 @@ def test_the_official_plugin_gets_a_password_that_pulls(
         service_account_token=token,
         web_identity_token_file=None,
     )
+
+
+def test_the_official_plugin_gets_a_password_that_pulls(
+    stack: LocalStack, cluster: ClusterHelper, official_plugin: Path, tmp_path: Path
+) -> None:
+    subject, token = workload(stack, cluster)
+    role = stack.aws.create_role(unique("official"), subjects=subject)
+    answer = ask_plugin(official_plugin, stack, role=role, token=token)
     assert answer["kind"] == "CredentialProviderResponse"
     assert answer["cacheKeyType"] == "Registry"
     ((key, credentials),) = answer["auth"].items()
@@ -77,15 +83,6 @@ def test_the_official_plugin_is_refused_a_role_that_does_not_trust_the_workload(
     _, token = workload(stack, cluster)
     role = stack.aws.create_role(unique("official"), subjects="system:serviceaccount:x:y")
     with pytest.raises(OfficialPluginError) as refused:
-        run_official_ecr_plugin(
-            official_plugin,
-            image=stack.aws.image,
-            endpoint=stack.aws.endpoint,
-            ca_file=stack.ca_file,
-            region=stack.aws.region,
-            role_arn=role,
-            service_account_token=token,
-            web_identity_token_file=None,
-        )
+        ask_plugin(official_plugin, stack, role=role, token=token)
     assert "AccessDenied" in str(refused.value)
     assert token not in str(refused.value)

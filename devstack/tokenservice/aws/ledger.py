@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Final
 
+from devstack.tokenservice.faults import CountedSwitch
 from devstack.tokenservice.protocol import JSONObject, bad_request, unknown_fields
 
 STS: Final = "sts"
@@ -150,31 +151,12 @@ def parse_aws_fault(body: Mapping[str, Any]) -> AwsFault | None:
     return None if mode == "none" else AwsFault(mode, api=api, count=count, delay=float(delay))
 
 
-class AwsFaults:
+class AwsFaults(CountedSwitch[AwsFault]):
     """The one active fault, counted down by each call to its API."""
 
-    def __init__(self) -> None:
-        self._fault: AwsFault | None = None
-        self._left: int | None = None
-
-    def set(self, fault: AwsFault | None) -> None:
-        self._fault = fault
-        self._left = fault.count if fault else None
-
     def take(self, api: str) -> AwsFault | None:
-        fault = self._fault
-        if fault is None or (fault.api is not None and fault.api != api):
-            return None
-        if self._left is not None:
-            self._left -= 1
-            if self._left <= 0:
-                self.set(None)
-        return fault
-
-    def to_json(self) -> JSONObject:
-        if self._fault is None:
-            return {"mode": "none"}
-        return {**self._fault.to_json(), "remaining": self._left}
+        fault = self.current
+        return self.take_if(fault is not None and fault.api in (None, api))
 
 
 class AwsStats:
