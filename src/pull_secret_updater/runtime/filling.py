@@ -4,8 +4,9 @@ The reconcile step (`reconcile`) decides which parts of a Secret need a credenti
 what it then does with them: obtain each from the token cache (one exchange per identity per
 window, the exchanges of different providers running side by side), write every credential
 obtained in one optimistic-concurrency write that keeps all the entries the controller does
-not own, and say what happened (a Normal Event per part, the next look). A part whose exchange
-failed becomes a `PartFailure`, which the step reports with the others.
+not own, and say what happened (one Normal Event per write, naming each part filled; the
+next look). A part whose exchange failed becomes a `PartFailure`, which the step reports with
+the others.
 """
 
 from __future__ import annotations
@@ -202,6 +203,9 @@ class Filler:
         now = self.clock()
         outcome = DONE
         due: list[PartFailure] = []
+        # One Event per write, whatever the number of entries it filled: each Event is an
+        # API request, and a write of two providers' entries is one change to the Secret.
+        reported: list[tuple[Reason, str]] = []
         for fill, credential in obtained:
             when = self.schedule.refresh_at(
                 token=credential.token,
@@ -234,11 +238,19 @@ class Filler:
             hosts = ", ".join(fill.want.registries)
             log.info("token written", namespace=key[0], name=key[1], provider=fill.want.provider,
                      identity=fill.identity, why=fill.why, expires_at=expires)  # fmt: skip
+            reported.append(
+                (
+                    fill.event_reason,
+                    f"{fill.event_reason} {hosts} token for identity {fill.identity} "
+                    f"({fill.why}); expires at {expires}",
+                )
+            )
+        if reported:
+            reasons = {reason for reason, _ in reported}
             self.reporter.filled(
                 written,
-                reason=fill.event_reason,
-                message=f"{fill.event_reason} {hosts} token for identity {fill.identity} "
-                f"({fill.why}); expires at {expires}",
+                reason=Reason.FILLED if Reason.FILLED in reasons else Reason.REFRESHED,
+                message=". ".join(message for _, message in reported),
             )
         return outcome, due
 
