@@ -258,8 +258,8 @@ async def controller_round(
         reading = lab.read_process(process.process.pid)
         await asyncio.sleep(1.0)  # an exchange still in flight would show up in the stats
         counts = lab.exchange_counts(stack)
-        aws_calls = stack.aws.stats()
         until_wall = time.time()
+        aws_calls = stack.aws.stats()
         if while_filled is not None and complete:
             await while_filled(process)
     finally:
