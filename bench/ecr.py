@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,7 +205,7 @@ class PasswordBook:
 async def verify_passwords(
     stack: LocalStack,
     namespaces: Collection[str],
-    role_of: Callable[[str], str],
+    role_of: Mapping[str, str],
     *,
     book: PasswordBook,
     now: float,
@@ -213,7 +213,7 @@ async def verify_passwords(
 ) -> Verification:
     """Check every Secret in `namespaces`: an entry for the stand-in's registry with user
     `AWS` and a matching `auth`, holding a password the stand-in issued for the Secret's role
-    (`role_of(namespace)`), not expired at `now`, and none of `exclude`; count what is
+    (`role_of[namespace]`), not expired at `now`, and none of `exclude`; count what is
     wrong."""
     wanted = set(namespaces)
     async with admin_http(stack) as http:
@@ -228,7 +228,7 @@ async def verify_passwords(
             continue
         checked += 1
         problem = _password_problem(
-            item, host=host, role=role_of(namespace), book=book, now=now, exclude=exclude
+            item, host=host, role=role_of[namespace], book=book, now=now, exclude=exclude
         )
         if problem is None:
             valid += 1

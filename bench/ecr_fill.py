@@ -125,7 +125,7 @@ async def measure(
     passwords = await ecr.verify_passwords(
         stack,
         namespaces,
-        role_of.__getitem__,
+        role_of,
         book=book,
         now=time.time(),
         exclude={minted_password},

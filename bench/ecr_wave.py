@@ -11,6 +11,10 @@ holding an expired password (watch events, watch state, full lists; the target i
 exchanges per refresh window (R when none is wasted) and per role and lifetime, the spread of
 refresh times, the writes; and the stand-in's calls: one AssumeRoleWithWebIdentity for each
 GetAuthorizationToken, none failed, and no password in a Secret that it did not issue.
+
+The refresh wave's figures keep their names: its `identities` are the roles here (a role is
+what an ECR entry is filled for), its `tokens` the passwords, its `exchanges` the
+GetAuthorizationToken calls.
 """
 
 from __future__ import annotations
