@@ -238,15 +238,16 @@ def _rss_vs_unrelated(axes: Any, result: ScenarioResult) -> None:
 
 
 def _refresh_wave(axes: Any, result: ScenarioResult) -> None:
+    credential = "ECR password" if result.figures.get("provider") == "ecr" else "token"
     writes = result.series.get("write_seconds") or []
     if writes:
         width = 1.0
         bins = int(max(writes) / width) + 1
-        axes.hist(writes, bins=bins, range=(0, bins * width), label="token writes per second")
+        axes.hist(writes, bins=bins, range=(0, bins * width),
+                  label=f"{credential} writes per second")  # fmt: skip
     exchanges = result.series.get("exchange_seconds") or []
     axes.vlines(exchanges, 0, axes.get_ylim()[1] or 1, colors="tab:orange", alpha=0.6,
                 label="exchanges")  # fmt: skip
-    credential = "ECR password" if result.figures.get("provider") == "ecr" else "token"
     axes.set_title(
         f"{result.title}: {result.figures.get('secrets')} Secrets, {credential} lifetime "
         f"{result.figures.get('token_lifetime')} s, "
