@@ -1,6 +1,6 @@
 """Benchmarks of the controller on the local stack: ``python -m bench [--quick] [--out DIR]``.
 
-Five scenarios, each on a fresh ``devstack.stack.LocalStack`` with the shipped manifests
+The scenarios, each on a fresh ``devstack.stack.LocalStack`` with the shipped manifests
 applied and the controller running as its ServiceAccount:
 
 - ``cold_fill``: N empty annotated Secrets, M identities; time until every Secret holds a
@@ -16,6 +16,11 @@ applied and the controller running as its ServiceAccount:
 - ``scale``: 1,000, 5,000 and 20,000 managed Secrets over M identities; at each size the cold
   fill against the bare client, the controller's memory after the fill (and its slope, bytes
   per Secret), and its API requests and CPU per minute in steady state.
+- ``ecr_fill``: the cold fill with Secrets that ask for a cgr.dev token and an ECR password
+  (M identities, R roles on the AWS stand-in): both entries against the bare client writing
+  both, exchanges and AWS calls per role, every password one the stand-in issued.
+- ``ecr_wave``: the refresh wave with short-lived ECR passwords: expired passwords seen,
+  exchanges per window and per role and lifetime, AWS calls, writes.
 
 Every comparing figure is a ratio against a baseline measured in the same run. The results
 go to ``results.json`` (every figure), ``summary.md`` (targets with PASS or MISS) and PNG

@@ -13,6 +13,8 @@ from pathlib import Path
 from bench import (
     cold_fill,
     credential_provider,
+    ecr_fill,
+    ecr_wave,
     footprint,
     outage_wave,
     refresh_wave,
@@ -33,6 +35,8 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "steady_latency": (steady_latency.TITLE, steady_latency.run),
     "refresh_wave": (refresh_wave.TITLE, refresh_wave.run),
     "outage_wave": (outage_wave.TITLE, outage_wave.run),
+    "ecr_fill": (ecr_fill.TITLE, ecr_fill.run),
+    "ecr_wave": (ecr_wave.TITLE, ecr_wave.run),
     "scale": (scale.TITLE, scale.run),
     "credential_provider": (credential_provider.TITLE, credential_provider.run),
     "footprint": (footprint.TITLE, footprint.run),

@@ -19,7 +19,15 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -102,7 +110,8 @@ def fresh_stack(*, token_lifetime: int = DEFAULT_TOKEN_LIFETIME) -> Iterator[Loc
 class Stacks:
     """Where the scenarios get their stack: a fresh one each, or (``shared``) one for the
     whole run, which is put back in order after each scenario: the managed Secrets deleted,
-    the token lifetime restored, faults cleared, the token service's counters reset."""
+    the token lifetimes restored, faults cleared, the token service's counters reset (its
+    AWS stand-in's too)."""
 
     def __init__(self, *, shared: bool) -> None:
         self.shared = shared
@@ -110,10 +119,17 @@ class Stacks:
 
     @contextlib.asynccontextmanager
     async def stack(
-        self, *, token_lifetime: int = DEFAULT_TOKEN_LIFETIME
+        self,
+        *,
+        token_lifetime: int = DEFAULT_TOKEN_LIFETIME,
+        ecr_token_lifetime: int | None = None,
     ) -> AsyncIterator[LocalStack]:
+        """A stack whose token service issues tokens of `token_lifetime` seconds, and ECR
+        passwords of `ecr_token_lifetime` seconds (None: AWS's 12 hours)."""
         if not self.shared:
             with fresh_stack(token_lifetime=token_lifetime) as stack:
+                if ecr_token_lifetime is not None:
+                    stack.aws.set_ecr_token_lifetime(ecr_token_lifetime)
                 yield stack
             return
         if self._stack is None:
@@ -122,13 +138,16 @@ class Stacks:
         stack = self._stack
         admin = stack.token_admin()
         admin.set_lifetime(token_lifetime)
-        admin.reset_stats()
+        stack.aws.set_ecr_token_lifetime(ecr_token_lifetime)
+        reset_counters(stack)
         try:
             yield stack
         finally:
             admin.set_lifetime(DEFAULT_TOKEN_LIFETIME)
             admin.clear_faults()
-            admin.reset_stats()
+            stack.aws.set_ecr_token_lifetime(None)
+            stack.aws.clear_faults()
+            reset_counters(stack)
             await delete_managed_secrets(stack)
 
     def close(self) -> None:
@@ -218,29 +237,40 @@ async def create_namespaces(client: lightkube.AsyncClient, names: Sequence[str])
     await bounded(names, create, concurrency=SETUP_CONCURRENCY)
 
 
-def pull_secret(namespace: str, identity: str) -> Secret:
-    """The quickstart's Secret: empty `.dockerconfigjson`, the identity annotation."""
+def pull_secret(
+    namespace: str, identity: str | None, *, also: Mapping[str, str] | None = None
+) -> Secret:
+    """The quickstart's Secret: empty `.dockerconfigjson`, the identity annotation (none when
+    `identity` is None), and the annotations in `also` (another provider's)."""
+    annotations = {} if identity is None else {IDENTITY_ANNOTATION: identity}
     return Secret(
         metadata=ObjectMeta(
-            name=MANAGED_NAME, namespace=namespace, annotations={IDENTITY_ANNOTATION: identity}
+            name=MANAGED_NAME, namespace=namespace, annotations={**annotations, **(also or {})}
         ),
         type=DOCKER_CONFIG_TYPE,
         data={DOCKER_CONFIG_KEY: EMPTY_DOCKER_CONFIG},
     )
 
 
-def identity_for(index: int, identities: Sequence[str]) -> str:
+def identity_for(index: int, identities: Sequence[T]) -> T:
     return identities[index % len(identities)]
 
 
 async def create_pull_secrets(
-    client: lightkube.AsyncClient, namespaces: Sequence[str], identities: Sequence[str]
+    client: lightkube.AsyncClient,
+    namespaces: Sequence[str],
+    identities: Sequence[str],
+    *,
+    also: Callable[[int], Mapping[str, str]] | None = None,
 ) -> None:
-    """One annotated empty pull Secret per namespace, identities assigned round robin."""
+    """One annotated empty pull Secret per namespace, identities assigned round robin (none
+    when `identities` is empty); `also(index)` gives the Secret's further annotations."""
 
     async def create(indexed: tuple[int, str]) -> None:
         index, namespace = indexed
-        await client.create(pull_secret(namespace, identity_for(index, identities)))
+        identity = identity_for(index, identities) if identities else None
+        extra = also(index) if also is not None else None
+        await client.create(pull_secret(namespace, identity, also=extra))
 
     await bounded(enumerate(namespaces), create, concurrency=SETUP_CONCURRENCY)
 
@@ -344,13 +374,32 @@ def total_exchanges(counts: dict[str, dict[str, int]]) -> int:
     return sum(c["ok"] + c["error"] for c in counts.values())
 
 
+def reset_counters(stack: LocalStack) -> None:
+    """Zero the token service's exchange counts and its AWS stand-in's call counts."""
+    stack.token_admin().reset_stats()
+    stack.aws.admin().reset_aws_stats()
+
+
 # -- the controller -------------------------------------------------------------------------
 
 
 def controller(stack: LocalStack, *, name: str, workers: int, **env: str) -> ControllerProcess:
     """A controller process (not started) with `workers` workers and extra PSU_* settings."""
+    return controller_with(stack, name=name, workers=workers, env=env)
+
+
+def controller_with(
+    stack: LocalStack,
+    *,
+    name: str,
+    workers: int,
+    env: Mapping[str, str],
+    audiences: tuple[str, ...] = (),
+) -> ControllerProcess:
+    """`controller`, with a projected token for each of `audiences` besides the token
+    service's (another provider's)."""
     settings = {"PSU_WORKERS": str(workers), **env}
-    return ControllerProcess(stack, name=name, env=settings)
+    return ControllerProcess(stack, name=name, env=settings, audiences=audiences)
 
 
 async def wait_leading(process: ControllerProcess, *, within: float = 30.0) -> None:

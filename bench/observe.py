@@ -6,9 +6,10 @@ deliberately raw (httpx2 and ``json``, no object models) so that the observer co
 little CPU as possible on a machine it shares with the API server and the controller.
 
 From each Secret it keeps only the claims of the token in its registry entry (``Token``):
-expiry, issue time and ID. ``verify_tokens`` checks, once a scenario is over, that the tokens
-are real: signed by the token service, for the registry, not expired, and written as the
-registry entry kubelet would use.
+expiry, issue time and ID; a scenario about another provider's entries (whose passwords carry
+no claims) gives the watch its own ``Reader``. ``verify_tokens`` checks, once a scenario is
+over, that the tokens are real: signed by the token service, for the registry, not expired,
+and written as the registry entry kubelet would use.
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ def token_of(secret: Mapping[str, Any], registry: str) -> Token | None:
     return None if password is None else claims_of(password)
 
 
+#: What a watch keeps of a Secret: the claims of the credential it follows, or None.
+Reader = Callable[[Mapping[str, Any]], Token | None]
+
+
 def admin_http(stack: LocalStack) -> httpx2.AsyncClient:
     admin = stack.control_plane.admin
     return httpx2.AsyncClient(
@@ -149,7 +154,8 @@ class SecretWatch:
 
     `current` maps namespace to the token its Secret holds now (as far as the watch has told);
     `history` holds every observation if `keep_history`. Listeners are called with each
-    observation as it arrives, on the event loop: they must be quick.
+    observation as it arrives, on the event loop: they must be quick. `read` tells what a
+    Secret holds (default: the token in the stack's registry entry).
     """
 
     def __init__(
@@ -159,8 +165,11 @@ class SecretWatch:
         name: str = MANAGED_NAME,
         namespaces: Collection[str] | None = None,
         keep_history: bool = True,
+        read: Reader | None = None,
     ) -> None:
         self.registry = stack.registry.host
+        registry = self.registry
+        self.read: Reader = read or (lambda secret: token_of(secret, registry))
         self.name = name
         self._only = set(namespaces) if namespaces is not None else None
         self._http = admin_http(stack)
@@ -214,7 +223,7 @@ class SecretWatch:
         namespace = str(meta.get("namespace", ""))
         if self._only is not None and namespace not in self._only:
             return
-        token = None if kind == "DELETED" else token_of(secret, self.registry)
+        token = None if kind == "DELETED" else self.read(secret)
         seen = Observation(mono, wall, kind, namespace, token)
         if kind == "DELETED":
             self.current.pop(namespace, None)

@@ -25,9 +25,11 @@ from collections import Counter
 from dataclasses import dataclass
 
 from bench import lab
-from bench.observe import Observation, SecretWatch, Token, list_managed, token_of
+from bench.observe import Observation, SecretWatch, Token, list_managed
 from bench.results import ScenarioResult, Target, distribution
 from bench.sizes import Sizes
+from devstack.controller import ControllerProcess
+from devstack.stack import LocalStack
 
 TITLE = "Refresh wave"
 CONTROLLER_ENV = {
@@ -75,7 +77,6 @@ class ExpiryChecks:
             await asyncio.sleep(STATE_CHECK_INTERVAL)
 
     async def sweep(self, interval: float) -> None:
-        registry = self.watch.registry
         while True:
             items, _ = await list_managed(self.watch.http)
             now = time.time()
@@ -83,7 +84,7 @@ class ExpiryChecks:
                 namespace = str((item.get("metadata") or {}).get("namespace", ""))
                 if not self.watch.follows(namespace):
                     continue
-                token = token_of(item, registry)
+                token = self.watch.read(item)
                 if token is not None and token.exp <= now:
                     self._record("sweep", namespace, token, now)
             self.sweeps += 1
@@ -115,57 +116,108 @@ async def run(sizes: Sizes, stacks: lab.Stacks) -> ScenarioResult:
         namespaces, identity_of = await lab.managed_secrets(stack, n, identities=m, prefix="wave")
         async with SecretWatch(stack, namespaces=namespaces) as watch:
             checks = ExpiryChecks(watch)
-            goal = watch.goal(namespaces, lambda seen: seen.token is not None)
-            stack.token_admin().reset_stats()
             process = lab.controller(stack, name="wave", workers=sizes.workers, **CONTROLLER_ENV)
-            start, start_wall = time.monotonic(), time.time()
-            process.start(wait_ready=False)
-            meter = lab.CpuMeter(stack, controller=process.process.pid).start()
-            tasks = [
-                asyncio.create_task(checks.check_state()),
-                asyncio.create_task(checks.sweep(sizes.wave_sweep_interval)),
-            ]
-            try:
-                if not await goal.wait(max(120.0, n * 0.25)):
-                    raise RuntimeError(f"{len(goal.pending)} Secrets were never filled")
-                filled_at = time.monotonic() - start
-                lab.progress(f"{n} Secrets filled in {filled_at:.1f} s; watching")
-                await asyncio.sleep(max(0.0, start + observe_seconds - time.monotonic()))
-                reading = lab.read_process(process.process.pid)
-                cpu = meter.stop()
-            finally:
-                # NB: the controller stops before the counting, so that every exchange counted
-                # had its chance to reach the Secrets, and every token seen was counted.
-                stopped = await lab.stop_controller(stack, process)
-                await asyncio.sleep(0.5)  # the last writes' events are on their way
-                for task in tasks:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            wave = await follow_wave(
+                stack,
+                watch,
+                namespaces,
+                process,
+                checks,
+                sizes=sizes,
+                observe_seconds=observe_seconds,
+            )
             counts = lab.exchange_counts(stack)
-            history = list(watch.history)
             # Kept for the record: a token seen expired is explained by what the controller
             # did meanwhile (leadership, failures, when each identity was exchanged).
             result.logs["controller"] = process.logs()
 
-    _analyse(
+    analyse(
         result,
-        history=history,
+        history=wave.history,
         identity_of=identity_of,
         counts=counts,
         checks=checks,
-        start=start,
-        start_wall=start_wall,
+        start=wave.start,
+        start_wall=wave.start_wall,
         lifetime=lifetime,
+        identities=m,
         sizes=sizes,
     )
+    wave_figures(result, wave, observe_seconds=observe_seconds)
+    return result
+
+
+@dataclass(frozen=True)
+class Wave:
+    """A followed wave: every observation, and the controller's readings."""
+
+    history: list[Observation]
+    #: The controller's launch (monotonic and epoch seconds) and the end of the observation.
+    start: float
+    start_wall: float
+    end_wall: float
+    #: Seconds from the launch until every Secret held a credential.
+    filled_at: float
+    reading: lab.ProcessReading
+    cpu: dict[str, float]
+    stopped: lab.Stopped
+
+
+async def follow_wave(
+    stack: LocalStack,
+    watch: SecretWatch,
+    namespaces: list[str],
+    process: ControllerProcess,
+    checks: ExpiryChecks,
+    *,
+    sizes: Sizes,
+    observe_seconds: float,
+) -> Wave:
+    """Launch `process` on the empty Secrets in `namespaces`, wait for every one to hold a
+    credential (as `watch` reads it), and run `checks` until `observe_seconds` after the
+    launch; the controller is stopped before this returns. The counters of the stack's token
+    services are zeroed at the launch."""
+    n = len(namespaces)
+    goal = watch.goal(namespaces, lambda seen: seen.token is not None)
+    lab.reset_counters(stack)
+    start, start_wall = time.monotonic(), time.time()
+    process.start(wait_ready=False)
+    meter = lab.CpuMeter(stack, controller=process.process.pid).start()
+    tasks = [
+        asyncio.create_task(checks.check_state()),
+        asyncio.create_task(checks.sweep(sizes.wave_sweep_interval)),
+    ]
+    try:
+        if not await goal.wait(max(120.0, n * 0.25)):
+            raise RuntimeError(f"{len(goal.pending)} Secrets were never filled")
+        filled_at = time.monotonic() - start
+        lab.progress(f"{n} Secrets filled in {filled_at:.1f} s; watching")
+        await asyncio.sleep(max(0.0, start + observe_seconds - time.monotonic()))
+        end_wall = time.time()
+        reading = lab.read_process(process.process.pid)
+        cpu = meter.stop()
+    finally:
+        # NB: the controller stops before the counting, so that every exchange counted
+        # had its chance to reach the Secrets, and every token seen was counted.
+        stopped = await lab.stop_controller(stack, process)
+        await asyncio.sleep(0.5)  # the last writes' events are on their way
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return Wave(list(watch.history), start, start_wall, end_wall, filled_at, reading, cpu, stopped)
+
+
+def wave_figures(result: ScenarioResult, wave: Wave, *, observe_seconds: float) -> None:
+    """The controller's readings during the wave, as figures and a note."""
+    cpu = wave.cpu
     result.figures.update(
-        fill_seconds=round(filled_at, 2),
+        fill_seconds=round(wave.filled_at, 2),
         observed_seconds=observe_seconds,
-        controller_cpu_seconds=round(reading.cpu_seconds, 2),
-        controller_peak_rss_mib=round(reading.hwm_bytes / 2**20, 1),
+        controller_cpu_seconds=round(wave.reading.cpu_seconds, 2),
+        controller_peak_rss_mib=round(wave.reading.hwm_bytes / 2**20, 1),
         cpu=cpu,
-        unclean_stops=lab.unclean([stopped]),
+        unclean_stops=lab.unclean([wave.stopped]),
     )
     result.notes.append(
         f"Other load on the machine used {cpu['elsewhere_cpu_seconds']:.0f} of the "
@@ -173,10 +225,9 @@ async def run(sizes: Sizes, stacks: lab.Stacks) -> ScenarioResult:
         f"(the controller {cpu['controller_cpu_seconds']:.0f}, the API server "
         f"{cpu['kube_apiserver_cpu_seconds']:.0f})."
     )
-    return result
 
 
-def _analyse(
+def analyse(
     result: ScenarioResult,
     *,
     history: list[Observation],
@@ -186,9 +237,15 @@ def _analyse(
     start: float,
     start_wall: float,
     lifetime: int,
+    identities: int,
     sizes: Sizes,
+    credential: str = "token",
+    identity: str = "identity",
 ) -> None:
-    m = sizes.identities
+    """Figures, targets and series of a wave from its observations: `identity_of` maps each
+    Secret's namespace to what it is filled for, `counts` the exchanges by that, `identities`
+    how many there are. `credential` and `identity` name them in the targets and notes."""
+    m = identities
     held: dict[str, Token] = {}
     tokens_by_identity: dict[str, dict[str, Token]] = {}
     writes: list[float] = []
@@ -251,10 +308,11 @@ def _analyse(
     }
     result.targets = [
         Target(
-            name="expired tokens observed",
+            name=f"expired {credential}s observed",
             requirement="none (watch events, watch state every 0.25 s, full lists)",
             measured=(
-                f"{expired} expired tokens seen in {figures['secrets_seen_expired']} Secrets "
+                f"{expired} expired {credential}s seen in "
+                f"{figures['secrets_seen_expired']} Secrets "
                 f"over {sizes.wave_lifetimes} lifetimes of {lifetime} s ({len(lead)} refreshes, "
                 + (
                     f"the latest written {-min(lead):.1f} s after expiry"
@@ -269,9 +327,9 @@ def _analyse(
             name="exchanges per refresh window",
             requirement=f"M ({m}) per window",
             measured=(
-                f"{per_window:.2f} ({exchanges_all} exchanges, {distinct} distinct tokens "
+                f"{per_window:.2f} ({exchanges_all} exchanges, {distinct} distinct {credential}s "
                 f"written, {min(windows, default=0)}-{max(windows, default=0)} windows per "
-                "identity)"
+                f"{identity})"
             ),
             passed=distinct > 0 and exchanges_all == distinct,
         ),
@@ -279,6 +337,6 @@ def _analyse(
     if lead:
         result.notes.append(
             f"Refreshed with {min(lead):.1f}-{max(lead):.1f} s of validity left "
-            f"(at {min(age_share):.0%}-{max(age_share):.0%} of the old token's lifetime); one "
-            f"identity's burst of writes took up to {max(durations):.2f} s."
+            f"(at {min(age_share):.0%}-{max(age_share):.0%} of the old {credential}'s lifetime); "
+            f"one {identity}'s burst of writes took up to {max(durations):.2f} s."
         )

@@ -1,5 +1,5 @@
 """Writing the results: results.json (every figure), summary.md (targets, PASS or MISS) and
-PNG plots (fill curve, latency histogram, memory against unrelated Secrets, refresh wave,
+PNG plots (fill curves, latency histogram, memory against unrelated Secrets, refresh waves,
 fill time, memory and requests against managed Secrets)."""
 
 from __future__ import annotations
@@ -161,9 +161,11 @@ def _plots(out: Path, results: dict[str, ScenarioResult]) -> list[Path]:
     # name: (file, maker, panels); a maker of several panels gets an array of axes.
     makers: dict[str, tuple[str, Callable[[Any, ScenarioResult], None], int]] = {
         "cold_fill": ("fill-curve.png", _fill_curve, 1),
+        "ecr_fill": ("ecr-fill-curve.png", _fill_curve, 1),
         "steady_latency": ("latency-histogram.png", _latency_histogram, 1),
         "footprint": ("rss-vs-unrelated.png", _rss_vs_unrelated, 1),
         "refresh_wave": ("refresh-wave.png", _refresh_wave, 1),
+        "ecr_wave": ("ecr-refresh-wave.png", _refresh_wave, 1),
         "scale": ("scale.png", _scale, 3),
     }
     for name, (filename, maker, panels) in makers.items():
@@ -190,12 +192,14 @@ def _fill_curve(axes: Any, result: ScenarioResult) -> None:
         times = result.series.get(key) or []
         axes.step([0.0, *times], range(len(times) + 1), where="post", label=label)
     n = result.figures.get("secrets")
+    roles = result.figures.get("roles")
     axes.set_title(
-        f"Cold fill: {n} Secrets, {result.figures.get('identities')} identities, "
-        f"{result.figures.get('workers')} workers (ratio {result.figures.get('ratio')}x)"
+        f"{result.title}: {n} Secrets, {result.figures.get('identities')} identities, "
+        + (f"{roles} roles, " if roles else "")
+        + f"{result.figures.get('workers')} workers (ratio {result.figures.get('ratio')}x)"
     )
     axes.set_xlabel("seconds since start (controller: process launch)")
-    axes.set_ylabel("Secrets holding a token")
+    axes.set_ylabel("Secrets holding a token" + (" and a password" if roles else ""))
     axes.grid(alpha=0.3)
     axes.legend()
 
@@ -234,16 +238,18 @@ def _rss_vs_unrelated(axes: Any, result: ScenarioResult) -> None:
 
 
 def _refresh_wave(axes: Any, result: ScenarioResult) -> None:
+    credential = "ECR password" if result.figures.get("provider") == "ecr" else "token"
     writes = result.series.get("write_seconds") or []
     if writes:
         width = 1.0
         bins = int(max(writes) / width) + 1
-        axes.hist(writes, bins=bins, range=(0, bins * width), label="token writes per second")
+        axes.hist(writes, bins=bins, range=(0, bins * width),
+                  label=f"{credential} writes per second")  # fmt: skip
     exchanges = result.series.get("exchange_seconds") or []
     axes.vlines(exchanges, 0, axes.get_ylim()[1] or 1, colors="tab:orange", alpha=0.6,
                 label="exchanges")  # fmt: skip
     axes.set_title(
-        f"Refresh wave: {result.figures.get('secrets')} Secrets, token lifetime "
+        f"{result.title}: {result.figures.get('secrets')} Secrets, {credential} lifetime "
         f"{result.figures.get('token_lifetime')} s, "
         f"{result.figures.get('expired_observations')} expired observations"
     )

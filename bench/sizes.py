@@ -10,6 +10,8 @@ class Sizes:
     mode: str
     #: Identities the Secrets are spread over (round robin).
     identities: int = 10
+    #: IAM roles the Secrets of the ECR scenarios are spread over (round robin).
+    roles: int = 10
     #: The controller's workers, and the baseline client's concurrency.
     workers: int = 4
     #: One stack for all scenarios (cleaned up between them) rather than a fresh one each.
