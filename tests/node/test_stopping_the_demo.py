@@ -36,7 +36,7 @@ from tests.node.support import HostState
 pytestmark = [pytest.mark.stack, pytest.mark.node]
 
 # What the demo prints once the kubelet pulled the quickstart's image and runs its container.
-UP = b"the container runs"
+UP = b"containers run"
 # Generous: the first run builds the controller's image, and a stop removes a whole node.
 UP_DEADLINE = 900.0
 STOP_DEADLINE = 300.0
