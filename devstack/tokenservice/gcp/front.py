@@ -110,31 +110,36 @@ class GcpFront:
 
     async def handle_generate(self, request: web.Request) -> web.Response:
         target = request.match_info["target"]
+        email = target.removesuffix(_GENERATE_SUFFIX)
 
         async def call(on_identity: Callable[[str], None]) -> web.Response:
             if not target.endswith(_GENERATE_SUFFIX):
                 raise api_error(404, f"Method {target} not found.")
-            email = target.removesuffix(_GENERATE_SUFFIX)
-            on_identity(email)
             return await self._iam.generate(email, bearer(request), await request.read())
 
-        return await self._answer(IAM, call)
+        return await self._answer(IAM, call, identity=email)
 
     async def _answer(
-        self, api: str, call: Callable[[Callable[[str], None]], Awaitable[web.Response]]
+        self,
+        api: str,
+        call: Callable[[Callable[[str], None]], Awaitable[web.Response]],
+        *,
+        identity: str | None = None,
     ) -> web.Response:
+        """``call``'s answer, counted per identity (the service account, known from the path,
+        or the provider, known once STS has read the request)."""
         self.ledger.forget_expired()
-        identity: list[str] = []
+        identities = [identity] if identity else []
         try:
             fault = self.faults.take(api)
             if fault is not None:
                 await self._act_out(fault, api)
-            response = await call(identity.append)
+            response = await call(identities.append)
         except GoogleError as e:
-            self.stats.record(api, identity[0] if identity else None, ok=False)
+            self.stats.record(api, identities[0] if identities else None, ok=False)
             log.info("%s answered %s %s: %s", api, e.status, e.code, e.message)
             return oauth_response(e) if api == STS else api_response(e)
-        self.stats.record(api, identity[0] if identity else None, ok=True)
+        self.stats.record(api, identities[0] if identities else None, ok=True)
         return response
 
     async def _act_out(self, fault: GcpFault, api: str) -> None:
