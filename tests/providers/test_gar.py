@@ -3,12 +3,15 @@ and how every answer Google (or something pretending to be Google) can give is t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx2
 import jwt
 import pytest
 
 from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.core.errors import BadInput
+from pull_secret_updater.providers.base import BuildContext
 from pull_secret_updater.providers.gar.exchange import GarExchange
 from pull_secret_updater.providers.gar.section import GarSection
 from pull_secret_updater.providers.gar.spec import (
@@ -19,6 +22,7 @@ from pull_secret_updater.providers.gar.spec import (
 )
 from pull_secret_updater.providers.table import parse_section
 from pull_secret_updater.tokens import ExchangeError
+from pull_secret_updater.tokens.provider import SubjectTokenSource
 from tests.fakes import NOW, FakeClock
 from tests.providers.gcp import (
     HOST,
@@ -277,3 +281,23 @@ def test_endpoints_are_googles_unless_overridden() -> None:
     assert "https://sts.googleapis.com" in repr(exchange)
     with pytest.raises(ValueError, match="https://"):
         GarExchange(sa_tokens=SubjectTokenMap(), sts_endpoint="http://sts.example")
+
+
+async def test_the_section_asks_for_kubernetes_tokens_of_an_hour() -> None:
+    # A federated token lives no longer than the Kubernetes token it came from.
+    asked: list[tuple[str, int | None]] = []
+
+    def tokens(
+        *, audience: str, token_path: Path | None, expiration_seconds: int | None = None
+    ) -> SubjectTokenSource:
+        asked.append((audience, expiration_seconds))
+        return SubjectTokenMap()
+
+    section = parse_section(
+        {"kind": "gar", "sa_audience": "https://iam.googleapis.com/" + PROVIDER}
+    )
+    exchange = section.build(BuildContext(subject_tokens=tokens, timeout=5, min_lifetime=30))
+    await exchange.aclose()
+    assert asked == [("https://iam.googleapis.com/" + PROVIDER, 3600)]
+    with pytest.raises(BadInput, match="names another provider"):
+        exchange.spec.wants(ask(provider=PROVIDER.replace("/kube", "/other")))

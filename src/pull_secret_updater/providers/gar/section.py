@@ -13,6 +13,7 @@ from pull_secret_updater.providers.gar import (
     DEFAULT_IAMCREDENTIALS_ENDPOINT,
     DEFAULT_STS_ENDPOINT,
     DEFAULT_TOKEN_PATH,
+    MIN_SA_TOKEN_LIFETIME,
 )
 from pull_secret_updater.providers.gar.exchange import GarExchange
 from pull_secret_updater.providers.gar.spec import IAM_PREFIXES, GarSpec, provider_resource
@@ -73,7 +74,12 @@ class GarSection(ProviderSection):
 
     def build(self, context: BuildContext) -> GarExchange:
         return GarExchange(
-            sa_tokens=context.subject_tokens(audience=self.sa_audience, token_path=self.token_path),
+            sa_tokens=context.subject_tokens(
+                audience=self.sa_audience,
+                token_path=self.token_path,
+                # NB: a federated token lives no longer than the Kubernetes token it came from.
+                expiration_seconds=MIN_SA_TOKEN_LIFETIME,
+            ),
             audience=self.sa_audience,
             sts_endpoint=self.sts_endpoint,
             iamcredentials_endpoint=self.iamcredentials_endpoint,
