@@ -7,6 +7,7 @@ access tokens that Google issued.
   of a service account. Without a service account, the federated token itself is written.
 - A provider whose attribute condition does not admit the controller: STS's
   unauthorized_client in `last-error` and a Warning, nothing written; once admitted, filled.
+- IAM Credentials' throttling is retried with backoff until it passes.
 - A planted `oauth2accesstoken` credential (a real token this controller did not obtain, or a
   made-up one) is replaced.
 - Short-lived tokens are refreshed before they expire, from the answer's expireTime.
@@ -36,6 +37,7 @@ from tests.integration.test_namespace_scoped import (  # noqa: F401 (fixtures)
     as_controller,
     namespace_scoped,
 )
+from tests.reliability.support import exchanges_logged
 from tests.stack.gcp_support import Workload, refresh, sdk_credentials
 
 pytestmark = pytest.mark.stack
@@ -223,6 +225,35 @@ def test_a_service_account_without_the_binding_is_refused_with_iams_words(
     assert "403 PERMISSION_DENIED" in error
     assert "ya29." not in error
     assert host not in cluster.docker_config(ns).get("auths", {})
+
+
+def test_throttling_is_retried_with_backoff_until_it_passes(
+    stack: LocalStack, cluster: ClusterHelper, start_controller: Start,
+    controller_identity: Callable[[], tuple[str, str]],
+) -> None:  # fmt: skip
+    provider, email = controller_identity()
+    host = stack.gcp.registry_host
+    ns = cluster.namespace("gar-throttled")
+    cluster.create_pull_secret(ns, None)
+    ask_gar(cluster, ns, provider, host, email)
+    stack.gcp.set_fault("throttle", api="iamcredentials")
+    try:
+        controller = start_with_gar(start_controller, stack, "gar-throttled")
+        error = eventually(lambda: cluster.annotations(ns).get(LAST_ERROR), timeout=DEADLINE,
+                           what="the throttling reported")  # fmt: skip
+        assert "429 RESOURCE_EXHAUSTED" in error
+        started = time.monotonic()
+        time.sleep(6)
+        tried = len(exchanges_logged(controller, [email]))
+        window = time.monotonic() - started + 6
+    finally:
+        stack.gcp.clear_faults()
+    # Backoff: base 0.5 s, doubling, capped at 4 s (the tests' settings).
+    assert 2 <= tried <= window, f"{tried} attempts in {window:.0f} s"
+    eventually(lambda: gar_entry(cluster, ns, host), timeout=DEADLINE, what="filled")
+    eventually(lambda: LAST_ERROR not in cluster.annotations(ns), timeout=DEADLINE,
+               what="last-error cleared")  # fmt: skip
+    assert stack.gcp.generations(email) == 1
 
 
 def test_a_planted_google_credential_is_replaced_even_a_real_one(
