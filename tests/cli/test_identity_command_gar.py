@@ -183,3 +183,17 @@ def test_bad_names_are_usage_errors(
 def test_google_flags_need_the_gar_provider(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["identity-command", "--pool", "mypool"]) == 2
     assert "go with --provider gar" in capsys.readouterr().err
+
+
+def test_credential_provider_mode_admits_the_workloads_with_the_kubelets_audience(
+    issuer: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, notes = run(capsys, *PROJECT, "--for-service-account", "team-a/app",
+                     "--audience", "kubelet-audience")  # fmt: skip
+
+    provider = gcloud_calls(out)[1]
+    assert flags(provider)["allowed-audiences"] == "kubelet-audience"
+    assert flags(provider)["attribute-condition"] == (
+        "assertion.sub == 'system:serviceaccount:team-a:app'"
+    )
+    assert "kubectl annotate serviceaccount app -n team-a" in notes
