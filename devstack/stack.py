@@ -1,6 +1,8 @@
 """The whole local stack: control plane, token service, registry and a test image in it, and
 the AWS stand-in (``stack.aws``: moto's server, STS and ECR in front of it in the token
-service, and an ECR registry with the same test image).
+service, and an ECR registry with the same test image), and the Google stand-in
+(``stack.gcp``: STS and IAM Credentials in the token service, and an Artifact Registry with the
+same test image).
 
 ``LocalStack`` backs both the session-scoped pytest fixtures and ``python -m devstack``
 (``make devstack``). Everything lives in one temporary directory that ``stop()`` removes.
@@ -25,6 +27,7 @@ from devstack.aws.moto import MotoServer
 from devstack.aws.standin import ACCOUNT, REGION, AwsStandIn, ecr_host_name
 from devstack.binaries import Binaries, NodeBinaries, find_binaries, find_node_binaries
 from devstack.cluster import SERVICE_ACCOUNT_ISSUER, ControlPlane
+from devstack.gcp.standin import GcpStandIn, gar_host_name
 from devstack.node import Node
 from devstack.procs import Process, free_port, wait_until
 from devstack.registry import Registry, push_test_image
@@ -41,6 +44,7 @@ class TokenService:
     admin_token: str
     registry_realm: str
     aws_url: str
+    gcp_url: str
     process: Process
 
     def admin(self, ca_file: Path) -> TokenServiceAdmin:
@@ -72,7 +76,7 @@ class LocalStack:
         self.ca_file = self.ca.cert_file
         self.control_plane = ControlPlane(self.workdir, binaries=self.binaries, ca=self.ca)
         self._admin_password = secrets.token_urlsafe(16)
-        registry_port, ecr_port = free_port(), free_port()
+        registry_port, ecr_port, gar_port = free_port(), free_port(), free_port()
         self.moto = MotoServer(self.workdir / "moto", ca=self.ca, log_dir=self.workdir / "logs")
         self.token_service = self._make_token_service(
             registry_host=f"127.0.0.1:{registry_port}", ecr_port=ecr_port
@@ -105,11 +109,30 @@ class LocalStack:
             admin=self.token_admin(),
             issuer=SERVICE_ACCOUNT_ISSUER,
         )
+        self.gar_registry = Registry(
+            self.workdir / "gar-registry",
+            port=gar_port,
+            binary=self.binaries.registry,
+            ca=self.ca,
+            token_realm=f"{self.token_service.gcp_url}/gar/token",
+            token_issuer=REGISTRY_TOKEN_ISSUER,
+            token_cert=self._registry_signer.cert,
+            name="gar-registry",
+            host_name=gar_host_name(),
+        )
+        self.gcp = GcpStandIn(
+            endpoint=self.token_service.gcp_url,
+            registry=self.gar_registry,
+            ca_file=self.ca_file,
+            admin=self.token_admin(),
+            issuer=SERVICE_ACCOUNT_ISSUER,
+        )
         self.timings: dict[str, float] = {}
         self.node: Node | None = None
 
     def _make_token_service(self, *, registry_host: str, ecr_port: int) -> TokenService:
         port, admin_port, realm_port, aws_port = free_port(), free_port(), free_port(), free_port()
+        gcp_port = free_port()
         serving = pki.issue_cert(
             self.ca,
             self.pki_dir,
@@ -154,6 +177,7 @@ class LocalStack:
                 f"--aws-moto-ca={self.ca_file}",
                 f"--aws-region={REGION}",
                 f"--aws-registry-port={ecr_port}",
+                f"--gcp-listen=127.0.0.1:{gcp_port}",
             ],
             log_dir=self.workdir / "logs",
             cwd=Path(__file__).resolve().parent.parent,
@@ -164,6 +188,7 @@ class LocalStack:
             admin_token=admin_token,
             registry_realm=f"https://127.0.0.1:{realm_port}/registry/token",
             aws_url=f"https://127.0.0.1:{aws_port}",
+            gcp_url=f"https://127.0.0.1:{gcp_port}",
             process=process,
         )
 
@@ -200,9 +225,9 @@ class LocalStack:
         )
 
     def _start_registries(self) -> None:
-        for registry in (self.registry, self.ecr_registry):
+        for registry in (self.registry, self.ecr_registry, self.gar_registry):
             registry.launch()
-        for registry in (self.registry, self.ecr_registry):
+        for registry in (self.registry, self.ecr_registry, self.gar_registry):
             registry.wait_ready()
 
     def start_node(self, *, binaries: NodeBinaries | None = None) -> Node:
@@ -213,8 +238,8 @@ class LocalStack:
                 control_plane=self.control_plane,
                 ca=self.ca,
                 binaries=binaries or find_node_binaries(),
-                registries=(self.registry.host, self.ecr_registry.host),
-                host_names=(ecr_host_name(ACCOUNT, REGION),),
+                registries=(self.registry.host, self.ecr_registry.host, self.gar_registry.host),
+                host_names=(ecr_host_name(ACCOUNT, REGION), gar_host_name()),
             )
             self._timed("node", node.start)
             self.node = node
@@ -243,10 +268,12 @@ class LocalStack:
     def _fill_registries_and_iam(self) -> None:
         """The test image into both registries and the cluster into IAM, side by side: each
         mostly waits on another process."""
-        with ThreadPoolExecutor(max_workers=3) as pool:
+        self.gcp.register_cluster(self.control_plane.jwks())
+        with ThreadPoolExecutor(max_workers=4) as pool:
             done = [
                 pool.submit(self._push_image, self.registry),
                 pool.submit(self._push_image, self.ecr_registry),
+                pool.submit(self._push_image, self.gar_registry),
                 pool.submit(self._register_cluster_with_aws),
             ]
             for step in done:
@@ -263,6 +290,7 @@ class LocalStack:
             steps.callback(self.token_service.process.stop)
             steps.callback(self.registry.stop)
             steps.callback(self.ecr_registry.stop)
+            steps.callback(self.gar_registry.stop)
             if self.node is not None:
                 node, self.node = self.node, None
                 steps.callback(node.stop)
@@ -317,6 +345,7 @@ class LocalStack:
             "PSU_REGISTRY": self.registry.host,
             "PSU_TEST_IMAGE": self.registry.image,
             **self.aws.env(),
+            **self.gcp.env(),
         }
 
     def _write_summary(self) -> None:

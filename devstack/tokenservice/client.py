@@ -73,6 +73,11 @@ class TokenServiceAdmin:
             raise TokenServiceError(response.status_code, code, message)
         return response.json() if response.content else None
 
+    def call(self, method: str, path: str, body: JSONObject | None = None) -> Any:
+        """Any admin route (a stand-in's own, such as ``/admin/gcp/...``); raises
+        ``TokenServiceError``."""
+        return self._call(method, path, body)
+
     # -- identities
 
     def create_identity(

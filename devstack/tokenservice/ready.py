@@ -33,6 +33,8 @@ class ReadyInfo:
     registry_audience: str
     #: The AWS stand-in's endpoint (STS and ECR), when it runs.
     aws_url: str | None = None
+    #: The Google stand-in's endpoint (STS and IAM Credentials), when it runs.
+    gcp_url: str | None = None
 
     def to_json(self) -> JSONObject:
         return dataclasses.asdict(self)

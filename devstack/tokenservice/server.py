@@ -63,12 +63,20 @@ class TokenService:
             front = self._aws_front = AwsFront(state, settings.aws, state.issuer_keys)
             front.add_admin_routes(admin_app)
             self._aws = Listener(front.app(), settings.aws.listen, tls)
+        self._gcp: Listener | None = None
+        if settings.gcp is not None:
+            from devstack.tokenservice.gcp.front import GcpFront
+
+            gcp_front = GcpFront(state, state.issuer_keys)
+            gcp_front.add_admin_routes(admin_app)
+            self._gcp = Listener(gcp_front.app(), settings.gcp.listen, tls)
         self._admin = Listener(admin_app, settings.admin_listen, tls)
 
     @property
     def _listeners(self) -> tuple[Listener, ...]:
         aws = (self._aws,) if self._aws is not None else ()
-        return (self._sts, self._registry, *aws, self._admin)
+        gcp = (self._gcp,) if self._gcp is not None else ()
+        return (self._sts, self._registry, *aws, *gcp, self._admin)
 
     @property
     def issuer_url(self) -> str:
@@ -107,4 +115,5 @@ class TokenService:
             registry_issuer=s.registry_issuer,
             registry_audience=s.registry_audience,
             aws_url=self._aws.url if self._aws is not None else None,
+            gcp_url=self._gcp.url if self._gcp is not None else None,
         )

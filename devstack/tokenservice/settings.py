@@ -51,6 +51,13 @@ class AwsSettings:
 
 
 @dataclass(frozen=True)
+class GcpSettings:
+    """The Google stand-in's listener (see ``devstack.tokenservice.gcp``)."""
+
+    listen: HostPort
+
+
+@dataclass(frozen=True)
 class Settings:
     listen: HostPort
     registry_listen: HostPort
@@ -73,6 +80,8 @@ class Settings:
     ready_file: Path | None
     #: The AWS stand-in, when ``--aws-listen`` is given.
     aws: AwsSettings | None = None
+    #: The Google stand-in, when ``--gcp-listen`` is given.
+    gcp: GcpSettings | None = None
 
 
 _CONFIG_FIELDS: Final = frozenset({"lifetime", "error_codes"})

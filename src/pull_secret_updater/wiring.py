@@ -34,6 +34,7 @@ from pull_secret_updater.providers.table import DEFAULT
 from pull_secret_updater.settings import Settings
 from pull_secret_updater.tokens.provider import Subject, TokenProvider
 from pull_secret_updater.tokens.satoken import (
+    MIN_EXPIRATION_SECONDS,
     ProjectedFileTokenSource,
     ServiceAccountTokenSource,
     SubjectTokens,
@@ -81,6 +82,7 @@ def own_tokens(
     client: Callable[[], AsyncClient],
     audience: str | None = None,
     token_path: Path | None = None,
+    expiration_seconds: int | None = None,
 ) -> ServiceAccountTokenSource:
     """The controller's own token with `audience`: the projected file at `token_path`, or
     TokenRequest (``client`` is called only then). Defaults: the flat settings'."""
@@ -92,6 +94,7 @@ def own_tokens(
         namespace=settings.namespace,
         service_account=settings.service_account,
         audience=audience or settings.sa_audience,
+        expiration_seconds=expiration_seconds or MIN_EXPIRATION_SECONDS,
     )
 
 
@@ -101,14 +104,22 @@ def subject_tokens(
     client: Callable[[], AsyncClient],
     audience: str | None = None,
     token_path: Path | None = None,
+    expiration_seconds: int | None = None,
 ) -> SubjectTokens:
     """Service-account tokens per subject with `audience` (``client`` is called only when
     one is requested). Defaults: the flat settings' audience and token file."""
     return SubjectTokens(
         own=own_subject(settings),
-        own_source=own_tokens(settings, client=client, audience=audience, token_path=token_path),
+        own_source=own_tokens(
+            settings,
+            client=client,
+            audience=audience,
+            token_path=token_path,
+            expiration_seconds=expiration_seconds,
+        ),
         client=client if settings.token_subject == "namespace" else None,
         audience=audience or settings.sa_audience,
+        expiration_seconds=expiration_seconds or MIN_EXPIRATION_SECONDS,
     )
 
 
@@ -117,13 +128,21 @@ def _subject_tokens_factory(
 ) -> Callable[..., SubjectTokenSource]:
     """Kubernetes tokens of the audience (and projected file) each provider asks for."""
 
-    def tokens(*, audience: str, token_path: Path | None) -> SubjectTokenSource:
+    def tokens(
+        *, audience: str, token_path: Path | None, expiration_seconds: int | None = None
+    ) -> SubjectTokenSource:
         if settings.token_source == "file" and token_path is None:
             raise ValueError(
                 f"token_source is file, but the provider for audience {audience} names no "
                 "token_path: give it one, with a projected token of that audience"
             )
-        return subject_tokens(settings, client=client, audience=audience, token_path=token_path)
+        return subject_tokens(
+            settings,
+            client=client,
+            audience=audience,
+            token_path=token_path,
+            expiration_seconds=expiration_seconds,
+        )
 
     return tokens
 
@@ -159,7 +178,7 @@ def token_service(
     recording source); raises ValueError for an unusable CA bundle."""
     section = next(s for s in settings.sections if isinstance(s, ChainguardSection))
     context = BuildContext(
-        subject_tokens=lambda audience, token_path: sa_tokens,
+        subject_tokens=lambda audience, token_path, expiration_seconds=None: sa_tokens,
         timeout=settings.exchange_timeout,
         min_lifetime=settings.min_token_lifetime,
         transport=transport,
@@ -186,8 +205,8 @@ def provider_named(
         )
     tokens = _subject_tokens_factory(settings, client=client)
     context = BuildContext(
-        subject_tokens=lambda *, audience, token_path: wrap(
-            tokens(audience=audience, token_path=token_path)
+        subject_tokens=lambda *, audience, token_path, expiration_seconds=None: wrap(
+            tokens(audience=audience, token_path=token_path, expiration_seconds=expiration_seconds)
         ),
         timeout=settings.exchange_timeout,
         min_lifetime=settings.min_token_lifetime,

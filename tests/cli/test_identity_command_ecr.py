@@ -231,7 +231,7 @@ def test_the_controllers_audience_can_be_another(
         (["--provider", "ecr", "--provider-config", "x"], "--provider-config goes with"),
         (["--provider", "ecr", "--account-id", "1234"], "not an AWS account ID"),
         (["--provider", "ecr", "--role-name", "no spaces"], "not an IAM role name"),
-        (["--provider", "gar"], "invalid choice: 'gar'"),
+        (["--provider", "quay"], "invalid choice: 'quay'"),
     ],
 )
 def test_usage_mistakes_are_one_line_and_exit_2(

@@ -1,9 +1,10 @@
 """One harness per registry provider, so that every provider runs the same contract suite.
 
 A `Contract` holds a provider wired to its stand-in (Chainguard: the HTTP token service of
-`tests.tokens.fakes`; ECR: STS and ECR of `tests.providers.aws`; fake: in-process), what a
-Secret would ask of it, and the two ways its exchange can fail: one that waiting may mend, one
-that it will not. Adding a provider to the suite is one more `Contract` in `CONTRACTS`.
+`tests.tokens.fakes`; ECR: STS and ECR of `tests.providers.aws`; Google: STS and IAM
+Credentials of `tests.providers.gcp`; fake: in-process), what a Secret would ask of it, and
+the two ways its exchange can fail: one that waiting may mend, one that it will not. Adding a
+provider to the suite is one more `Contract` in `CONTRACTS`.
 """
 
 from __future__ import annotations
@@ -21,10 +22,16 @@ from pull_secret_updater.providers.ecr.spec import ROLE_ARN as ECR_ROLE_ARN
 from pull_secret_updater.providers.fake.exchange import FakeProvider
 from pull_secret_updater.providers.fake.spec import IDENTITY as FAKE_IDENTITY
 from pull_secret_updater.providers.fake.spec import FakeSpec
+from pull_secret_updater.providers.gar.exchange import GarExchange
+from pull_secret_updater.providers.gar.spec import REGISTRIES as GAR_REGISTRIES
+from pull_secret_updater.providers.gar.spec import SERVICE_ACCOUNT as GAR_SERVICE_ACCOUNT
+from pull_secret_updater.providers.gar.spec import WORKLOAD_IDENTITY_PROVIDER as GAR_PROVIDER
 from pull_secret_updater.tokens import Subject, TokenCache, TokenSourceError
 from pull_secret_updater.tokens.provider import TokenProvider
 from tests.fakes import REGISTRY, FakeClock
+from tests.providers import gcp
 from tests.providers.aws import HOST, ROLE, FakeAws
+from tests.providers.gcp import FakeGoogle, api_error
 from tests.tokens.fakes import (
     EXCHANGE_PATH,
     IDENTITY,
@@ -179,4 +186,43 @@ def ecr() -> Contract:
     )
 
 
-CONTRACTS = {"chainguard": chainguard, "ecr": ecr, "fake": fake}
+def gar() -> Contract:
+    clock = FakeClock()
+    google = FakeGoogle(
+        clock=clock,
+        providers={gcp.PROVIDER: SA_TOKEN},
+        bindings={gcp.SERVICE_ACCOUNT: {gcp.PROVIDER.rsplit("/providers/", 1)[0]}},
+    )
+    subjects = FlakyTokens(tokens=SubjectTokenMap({OWN: SA_TOKEN, TEAM_A: SA_TOKEN}))
+    provider = GarExchange(sa_tokens=subjects, clock=clock, transport=google.transport())
+
+    def fail(retryable: bool) -> None:
+        answer = (
+            api_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded")
+            if retryable
+            else api_error(403, "PERMISSION_DENIED", "Permission denied")
+        )
+        google.failing["iam"] = (answer.status_code, answer.content, {})
+
+    def planted() -> list[str]:
+        # Access-token-shaped strings this process never obtained.
+        return ["ya29.c." + "A" * 64, "ya29.d.planted"]
+
+    return Contract(
+        name="gar",
+        provider=provider,
+        clock=clock,
+        annotations={
+            GAR_PROVIDER: gcp.PROVIDER,
+            GAR_SERVICE_ACCOUNT: gcp.SERVICE_ACCOUNT,
+            GAR_REGISTRIES: gcp.HOST,
+        },
+        lifetime=3600,
+        fail=fail,
+        planted=planted,
+        subjects=subjects,
+        handled=lambda: list(google.federated),
+    )
+
+
+CONTRACTS = {"chainguard": chainguard, "ecr": ecr, "fake": fake, "gar": gar}

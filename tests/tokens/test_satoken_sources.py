@@ -270,6 +270,18 @@ async def test_another_subject_gets_a_token_request_for_its_own_namespace_and_na
     assert subjects.own.calls == 0
 
 
+async def test_other_subjects_tokens_live_as_long_as_the_provider_asks() -> None:
+    # Google's federated tokens live no longer than the Kubernetes token: it asks for an hour.
+    server = FakeApiServer()
+    tokens = SubjectTokens(own=OWN, own_source=StaticTokenSource(token="own"),
+                           client=server.client, audience="sts.googleapis.com",
+                           expiration_seconds=3600)  # fmt: skip
+    await tokens.get(TEAM_A)
+    [request] = server.requests
+    body = json.loads(request.content)
+    assert body["spec"] == {"audiences": ["sts.googleapis.com"], "expirationSeconds": 3600}
+
+
 async def test_each_subjects_token_is_kept_and_never_given_to_another() -> None:
     subjects = Subjects()
     a = await subjects.tokens.get(TEAM_A)

@@ -28,10 +28,11 @@ from pull_secret_updater.cli.common import (
 )
 from pull_secret_updater.credentialprovider import install
 from pull_secret_updater.credentialprovider.options import DEFAULT_AUDIENCE
-from pull_secret_updater.providers import ecr
+from pull_secret_updater.providers import ecr, gar
 from pull_secret_updater.providers.chainguard import spec as chainguard_spec
 from pull_secret_updater.providers.ecr import spec as ecr_spec
-from pull_secret_updater.tools import awsrole
+from pull_secret_updater.providers.gar import spec as gar_spec
+from pull_secret_updater.tools import awsrole, gcpfederation
 from pull_secret_updater.tools import identity as identities
 from pull_secret_updater.tools.discovery import fetch_issuer
 from pull_secret_updater.tools.errors import FAILURE, USAGE, ToolError
@@ -49,15 +50,44 @@ def identity_command(argv: list[str]) -> int:
         "any public HTTPS issuer) needs no keys in the identity, a private one (KinD, "
         "kubeadm, k3s) gets its current keys copied in. With --provider ecr, print the AWS CLI "
         "commands that create the cluster's IAM OIDC provider and a role for ECR pulls that "
-        "trusts it (AWS must reach the issuer: a private one gets a warning). The commands go "
+        "trusts it (AWS must reach the issuer: a private one gets a warning). With --provider "
+        "gar, print the gcloud commands that create a workload identity pool, its OIDC provider "
+        "for the cluster's issuer (with its keys when the issuer is private) and the IAM "
+        "binding that lets the ServiceAccount pull. The commands go "
         "to stdout, what was recognised and any warning to stderr.",
     )
     parser.add_argument(
         "--provider",
-        choices=("chainguard", ecr.NAME),
+        choices=("chainguard", ecr.NAME, gar.NAME),
         default="chainguard",
-        help="the registry provider: chainguard (a chainctl command) or ecr (AWS CLI commands) "
-        "(default: chainguard)",
+        help="the registry provider: chainguard (a chainctl command), ecr (AWS CLI commands) "
+        "or gar (gcloud commands) (default: chainguard)",
+    )
+    google = parser.add_argument_group("with --provider gar")
+    google.add_argument("--project", help="the Google project's ID (default: a placeholder)")
+    google.add_argument(
+        "--project-number", help="the Google project's number (default: a placeholder)"
+    )
+    google.add_argument(
+        "--pool", help="the workload identity pool's ID (default: <kind>-pull-secrets)"
+    )
+    google.add_argument(
+        "--pool-provider",
+        default="kubernetes",
+        help="the pool's OIDC provider's ID (default: kubernetes)",
+    )
+    google.add_argument(
+        "--gcp-service-account",
+        metavar="EMAIL",
+        help="a Google service account for the ServiceAccount to impersonate (binding "
+        f"{gcpfederation.WORKLOAD_IDENTITY_USER}); without it, the principal itself gets "
+        f"{gcpfederation.READER_ROLE} on --repository",
+    )
+    google.add_argument(
+        "--repository", default="<REPOSITORY>", help="the Artifact Registry repository"
+    )
+    google.add_argument(
+        "--location", default="<LOCATION>", help="the repository's location, e.g. europe-west4"
     )
     parser.add_argument(
         "--name", help="the identity's name (default: <kind>-pull-secrets, e.g. kind-pull-secrets)"
@@ -132,10 +162,17 @@ def identity_command(argv: list[str]) -> int:
     if scoped and workloads:
         parser.error("--for-namespace and --for-service-account are different modes: choose one")
     aws = args.provider == ecr.NAME
+    google = args.provider == gar.NAME
+    google_flags = ("project", "project_number", "pool", "gcp_service_account")
+    if not google and any(getattr(args, flag) is not None for flag in google_flags):
+        parser.error("--project, --project-number, --pool and --gcp-service-account go with "
+                     "--provider gar")  # fmt: skip
+    if google and (args.name is not None or args.role_name is not None):
+        parser.error("with --provider gar, name the pool with --pool")
     if not workloads and args.provider_config is not None:
         parser.error("--provider-config goes with --for-service-account")
-    if not workloads and not aws and args.audience is not None:
-        parser.error("--audience goes with --for-service-account or --provider ecr")
+    if not workloads and not (aws or google) and args.audience is not None:
+        parser.error("--audience goes with --for-service-account or --provider ecr or gar")
     if aws and (args.name is not None or args.embed_keys):
         parser.error(
             "--name and --embed-keys are for Chainguard identities; with --provider ecr, name "
@@ -170,6 +207,10 @@ def identity_command(argv: list[str]) -> int:
 
     issuer, jwks = asyncio.run(fetch())
     issuer_class = identities.classify_issuer(issuer)
+    if google:
+        gcp_audience = token_audience or args.audience or gar.DEFAULT_AUDIENCE
+        return _print_gcp(args, issuer, issuer_class, jwks, targets, gcp_audience,
+                          scoped=bool(scoped), workload=bool(workloads))  # fmt: skip
     if aws:
         aws_audience = token_audience or args.audience or ecr.DEFAULT_AUDIENCE
         return _print_aws(
@@ -315,6 +356,92 @@ def _print_aws(
     print(plan.script(), flush=True)
     if warning is not None:
         note(warning)
+    return 0
+
+
+def _print_gcp(
+    args: argparse.Namespace,
+    issuer: str,
+    issuer_class: identities.IssuerClass,
+    jwks: dict[str, object],
+    targets: list[tuple[str, str]],
+    audience: str,
+    *,
+    scoped: bool,
+    workload: bool,
+) -> int:
+    """The gcloud commands for Artifact Registry pulls to stdout, what to know to stderr."""
+    try:
+        plan = gcpfederation.plan_gcp(
+            issuer=issuer,
+            issuer_class=issuer_class,
+            jwks=jwks,
+            targets=targets,
+            pool=args.pool or issuer_class.default_name,
+            provider=args.pool_provider,
+            project=args.project,
+            project_number=args.project_number,
+            service_account=args.gcp_service_account,
+            repository=args.repository,
+            location=args.location,
+            audience=audience,
+            embed_keys=args.embed_keys,
+        )
+    except ValueError as e:
+        raise ToolError(str(e), exit_code=USAGE) from None
+    keys = "Google is given the cluster's keys" if plan.jwks else "Google fetches the keys"
+    note(f"recognised: {issuer_class.label}: {issuer_class.reason}; {keys}")
+    note(
+        "the pool is one per project: if it exists already, skip its command. The provider "
+        f"admits tokens with audience {audience} (the gar provider's sa_audience) and only "
+        "the ServiceAccounts planned (its attribute condition)."
+    )
+    if args.project is None or args.project_number is None:
+        note(
+            f"replace {gcpfederation.PROJECT_ID_PLACEHOLDER} and "
+            f"{gcpfederation.PROJECT_NUMBER_PLACEHOLDER} (gcloud projects describe <PROJECT_ID> "
+            "--format='value(projectNumber)'), or run again with --project and --project-number"
+        )
+    host = (
+        f"{args.location}-docker.pkg.dev"
+        if args.location != "<LOCATION>"
+        else "<LOCATION>-docker.pkg.dev"
+    )
+    account = f" {gar_spec.SERVICE_ACCOUNT}={plan.service_account}" if plan.service_account else ""
+    annotations = (
+        f"{gar_spec.WORKLOAD_IDENTITY_PROVIDER}={plan.provider_name} "
+        f"{gar_spec.REGISTRIES}={host}{account}"
+    )
+    if workload:
+        note(
+            "credential-provider mode: annotate each ServiceAccount: "
+            + "; ".join(
+                f"kubectl annotate serviceaccount {sa} -n {ns} {annotations}" for ns, sa in targets
+            )
+        )
+    else:
+        note(
+            "annotate the pull Secrets (the controller needs the gar provider: the chart's "
+            "providers value): "
+            + "; ".join(
+                f"kubectl annotate secret pull-secret -n {ns if scoped else '<namespace>'} "
+                f"{annotations}"
+                for ns, _ in (targets if scoped else targets[:1])
+            )
+        )
+    if scoped:
+        note(
+            "namespace-scoped: the condition admits one ServiceAccount per namespace; create "
+            "them: "
+            + "; ".join(f"kubectl create serviceaccount {sa} -n {ns}" for ns, sa in targets)
+        )
+    print(plan.script(), flush=True)
+    if plan.jwks is not None:
+        note(
+            "the provider carries the cluster's current keys: when the cluster rotates its "
+            "service-account signing key, update them (gcloud iam workload-identity-pools "
+            f"providers update-oidc {plan.provider} --jwk-json-path=...), or exchanges fail"
+        )
     return 0
 
 

@@ -24,9 +24,12 @@ from pull_secret_updater.tokens.provider import SubjectTokenSource, TokenProvide
 
 class SubjectTokensFactory(Protocol):
     """Kubernetes tokens per subject with `audience`; the controller's own from `token_path`
-    when it reads a projected file, else from TokenRequest."""
+    when it reads a projected file, else from TokenRequest, asked to live
+    `expiration_seconds` (None: the API server's minimum, 10 minutes)."""
 
-    def __call__(self, *, audience: str, token_path: Path | None) -> SubjectTokenSource: ...
+    def __call__(
+        self, *, audience: str, token_path: Path | None, expiration_seconds: int | None = None
+    ) -> SubjectTokenSource: ...
 
 
 @dataclass(frozen=True, kw_only=True)

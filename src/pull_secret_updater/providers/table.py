@@ -16,6 +16,7 @@ from pull_secret_updater.providers.chainguard import NAME as DEFAULT
 from pull_secret_updater.providers.chainguard.section import ChainguardSection
 from pull_secret_updater.providers.ecr.section import EcrSection
 from pull_secret_updater.providers.fake.section import FakeSection
+from pull_secret_updater.providers.gar.section import GarSection
 
 __all__ = ["DEFAULT", "PROVIDERS", "SECTIONS", "ChainguardSection", "parse_section"]
 
@@ -23,6 +24,7 @@ PROVIDERS: tuple[type[ProviderSection], ...] = (
     ChainguardSection,
     EcrSection,
     FakeSection,
+    GarSection,
 )
 
 #: Each section class by the provider's name (its `kind`).

@@ -188,8 +188,10 @@ class SubjectTokens:
         own_source: ServiceAccountTokenSource,
         client: Callable[[], AsyncClient] | None = None,
         audience: str = DEFAULT_AUDIENCE,
+        expiration_seconds: int = MIN_EXPIRATION_SECONDS,
     ) -> None:
         self.own = own
+        self.expiration_seconds = expiration_seconds
         self._own_source = own_source
         self._client = client
         self.audience = audience
@@ -211,6 +213,7 @@ class SubjectTokens:
                 namespace=subject.namespace,
                 service_account=subject.service_account,
                 audience=self.audience,
+                expiration_seconds=self.expiration_seconds,
             )
         self._sources[subject] = source  # most recently used last
         while len(self._sources) > MAX_SUBJECTS:

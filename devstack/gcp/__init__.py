@@ -1,0 +1,1 @@
+"""The Google stand-in, as the stack sees it (``standin.GcpStandIn``)."""
