@@ -23,6 +23,7 @@ from pathlib import Path
 from devstack import hoststate, pki, shutdown
 from devstack.aws.moto import MotoServer
 from devstack.aws.standin import ACCOUNT, REGION, AwsStandIn, ecr_host_name
+from devstack.azure.standin import AzureStandIn, acr_host_name
 from devstack.binaries import Binaries, NodeBinaries, find_binaries, find_node_binaries
 from devstack.cluster import SERVICE_ACCOUNT_ISSUER, ControlPlane
 from devstack.node import Node
@@ -41,6 +42,7 @@ class TokenService:
     admin_token: str
     registry_realm: str
     aws_url: str
+    azure_url: str
     process: Process
 
     def admin(self, ca_file: Path) -> TokenServiceAdmin:
@@ -72,7 +74,7 @@ class LocalStack:
         self.ca_file = self.ca.cert_file
         self.control_plane = ControlPlane(self.workdir, binaries=self.binaries, ca=self.ca)
         self._admin_password = secrets.token_urlsafe(16)
-        registry_port, ecr_port = free_port(), free_port()
+        registry_port, ecr_port, acr_port = free_port(), free_port(), free_port()
         self.moto = MotoServer(self.workdir / "moto", ca=self.ca, log_dir=self.workdir / "logs")
         self.token_service = self._make_token_service(
             registry_host=f"127.0.0.1:{registry_port}", ecr_port=ecr_port
@@ -97,6 +99,23 @@ class LocalStack:
             name="ecr-registry",
             host_name=ecr_host_name(ACCOUNT, REGION),
         )
+        self.acr_registry = Registry(
+            self.workdir / "acr-registry",
+            port=acr_port,
+            binary=self.binaries.registry,
+            ca=self.ca,
+            token_realm=f"{self.token_service.azure_url}/oauth2/token",
+            token_issuer=REGISTRY_TOKEN_ISSUER,
+            token_cert=self._registry_signer.cert,
+            name="acr-registry",
+            host_name=acr_host_name(),
+        )
+        self.azure = AzureStandIn(
+            endpoint=self.token_service.azure_url,
+            registry=self.acr_registry,
+            admin=self.token_admin(),
+            issuer=SERVICE_ACCOUNT_ISSUER,
+        )
         self.aws = AwsStandIn(
             endpoint=self.token_service.aws_url,
             moto_url=self.moto.url,
@@ -110,6 +129,7 @@ class LocalStack:
 
     def _make_token_service(self, *, registry_host: str, ecr_port: int) -> TokenService:
         port, admin_port, realm_port, aws_port = free_port(), free_port(), free_port(), free_port()
+        azure_port = free_port()
         serving = pki.issue_cert(
             self.ca,
             self.pki_dir,
@@ -154,6 +174,7 @@ class LocalStack:
                 f"--aws-moto-ca={self.ca_file}",
                 f"--aws-region={REGION}",
                 f"--aws-registry-port={ecr_port}",
+                f"--azure-listen=127.0.0.1:{azure_port}",
             ],
             log_dir=self.workdir / "logs",
             cwd=Path(__file__).resolve().parent.parent,
@@ -164,6 +185,7 @@ class LocalStack:
             admin_token=admin_token,
             registry_realm=f"https://127.0.0.1:{realm_port}/registry/token",
             aws_url=f"https://127.0.0.1:{aws_port}",
+            azure_url=f"https://127.0.0.1:{azure_port}",
             process=process,
         )
 
@@ -200,9 +222,9 @@ class LocalStack:
         )
 
     def _start_registries(self) -> None:
-        for registry in (self.registry, self.ecr_registry):
+        for registry in (self.registry, self.ecr_registry, self.acr_registry):
             registry.launch()
-        for registry in (self.registry, self.ecr_registry):
+        for registry in (self.registry, self.ecr_registry, self.acr_registry):
             registry.wait_ready()
 
     def start_node(self, *, binaries: NodeBinaries | None = None) -> Node:
@@ -213,8 +235,8 @@ class LocalStack:
                 control_plane=self.control_plane,
                 ca=self.ca,
                 binaries=binaries or find_node_binaries(),
-                registries=(self.registry.host, self.ecr_registry.host),
-                host_names=(ecr_host_name(ACCOUNT, REGION),),
+                registries=(self.registry.host, self.ecr_registry.host, self.acr_registry.host),
+                host_names=(ecr_host_name(ACCOUNT, REGION), acr_host_name()),
             )
             self._timed("node", node.start)
             self.node = node
@@ -247,7 +269,9 @@ class LocalStack:
             done = [
                 pool.submit(self._push_image, self.registry),
                 pool.submit(self._push_image, self.ecr_registry),
+                pool.submit(self._push_image, self.acr_registry),
                 pool.submit(self._register_cluster_with_aws),
+                pool.submit(self.azure.register_cluster, self.control_plane.jwks()),
             ]
             for step in done:
                 step.result()
@@ -263,6 +287,7 @@ class LocalStack:
             steps.callback(self.token_service.process.stop)
             steps.callback(self.registry.stop)
             steps.callback(self.ecr_registry.stop)
+            steps.callback(self.acr_registry.stop)
             if self.node is not None:
                 node, self.node = self.node, None
                 steps.callback(node.stop)
@@ -317,6 +342,7 @@ class LocalStack:
             "PSU_REGISTRY": self.registry.host,
             "PSU_TEST_IMAGE": self.registry.image,
             **self.aws.env(),
+            **self.azure.env(),
         }
 
     def _write_summary(self) -> None:

@@ -17,7 +17,13 @@ from devstack.tokenservice.identities import IdentityStore
 from devstack.tokenservice.keys import StsKeys, registry_signing
 from devstack.tokenservice.oidc import IssuerKeys
 from devstack.tokenservice.server import TokenService
-from devstack.tokenservice.settings import AwsSettings, HostPort, RuntimeConfig, Settings
+from devstack.tokenservice.settings import (
+    AwsSettings,
+    AzureSettings,
+    HostPort,
+    RuntimeConfig,
+    Settings,
+)
 from devstack.tokenservice.state import ServiceState
 
 log = logging.getLogger("devstack.tokenservice")
@@ -113,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     aws.add_argument(
         "--aws-registry-port", type=int, help="port of the ECR registries (in proxyEndpoint)"
     )
+    azure = serve.add_argument_group("Azure stand-in (Entra ID and ACR's OAuth endpoints)")
+    azure.add_argument("--azure-listen", type=addr, help="its listener HOST:PORT (default: none)")
     serve.add_argument("--ready-file", type=Path, help="where to write ReadyInfo JSON")
     serve.add_argument("--log-level", default="INFO")
     return parser
@@ -161,6 +169,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         admin_password=args.admin_password,
         ready_file=args.ready_file,
         aws=_aws_settings(args),
+        azure=AzureSettings(listen=args.azure_listen) if args.azure_listen else None,
     )
 
 

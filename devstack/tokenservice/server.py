@@ -25,6 +25,7 @@ from devstack.tokenservice.wire import errors_as_json, healthz
 
 if TYPE_CHECKING:
     from devstack.tokenservice.aws.front import AwsFront
+    from devstack.tokenservice.azure.front import AzureFront
 
 
 class TokenService:
@@ -63,12 +64,20 @@ class TokenService:
             front = self._aws_front = AwsFront(state, settings.aws, state.issuer_keys)
             front.add_admin_routes(admin_app)
             self._aws = Listener(front.app(), settings.aws.listen, tls)
+        self._azure: Listener | None = None
+        if settings.azure is not None:
+            from devstack.tokenservice.azure.front import AzureFront
+
+            azure: AzureFront = AzureFront(state, state.issuer_keys)
+            azure.add_admin_routes(admin_app)
+            self._azure = Listener(azure.app(), settings.azure.listen, tls)
         self._admin = Listener(admin_app, settings.admin_listen, tls)
 
     @property
     def _listeners(self) -> tuple[Listener, ...]:
         aws = (self._aws,) if self._aws is not None else ()
-        return (self._sts, self._registry, *aws, self._admin)
+        azure = (self._azure,) if self._azure is not None else ()
+        return (self._sts, self._registry, *aws, *azure, self._admin)
 
     @property
     def issuer_url(self) -> str:

@@ -51,6 +51,13 @@ class AwsSettings:
 
 
 @dataclass(frozen=True)
+class AzureSettings:
+    """The Azure stand-in's listener (see ``devstack.tokenservice.azure``)."""
+
+    listen: HostPort
+
+
+@dataclass(frozen=True)
 class Settings:
     listen: HostPort
     registry_listen: HostPort
@@ -73,6 +80,8 @@ class Settings:
     ready_file: Path | None
     #: The AWS stand-in, when ``--aws-listen`` is given.
     aws: AwsSettings | None = None
+    #: The Azure stand-in, when ``--azure-listen`` is given.
+    azure: AzureSettings | None = None
 
 
 _CONFIG_FIELDS: Final = frozenset({"lifetime", "error_codes"})
