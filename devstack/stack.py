@@ -1,6 +1,7 @@
 """The whole local stack: control plane, token service, registry and a test image in it, and
 the AWS stand-in (``stack.aws``: moto's server, STS and ECR in front of it in the token
-service, and an ECR registry with the same test image).
+service, and an ECR registry with the same test image) and the Azure stand-in (``stack.azure``:
+Entra ID and ACR's OAuth endpoints in the token service, and an ACR registry with it too).
 
 ``LocalStack`` backs both the session-scoped pytest fixtures and ``python -m devstack``
 (``make devstack``). Everything lives in one temporary directory that ``stop()`` removes.

@@ -26,7 +26,7 @@ from pull_secret_updater.tokens.http import MAX_DETAIL, Answer, load_json
 _SAFE_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _AADSTS = re.compile(r"AADSTS[0-9]{4,8}")
 #: Entra's codes for "try again": throttled, or a transient fault of its own.
-_THROTTLED_CODES = frozenset({50196})
+_THROTTLED_CODES = frozenset({50196, 90055})
 _TRANSIENT_CODES = frozenset({90033, 50088, 90006, 500011})
 #: The app or the tenant does not exist (as named).
 _NOT_FOUND_CODES = frozenset({90002, 700016, 90023})
