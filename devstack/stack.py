@@ -1,8 +1,9 @@
 """The whole local stack: control plane, token service, registry and a test image in it, and
 the AWS stand-in (``stack.aws``: moto's server, STS and ECR in front of it in the token
-service, and an ECR registry with the same test image), and the Google stand-in
-(``stack.gcp``: STS and IAM Credentials in the token service, and an Artifact Registry with the
-same test image).
+service, and an ECR registry with the same test image), the Google stand-in (``stack.gcp``:
+STS and IAM Credentials in the token service, and an Artifact Registry with the same test
+image) and the Azure stand-in (``stack.azure``: Entra ID and ACR's OAuth endpoints in the
+token service, and an ACR registry with it too).
 
 ``LocalStack`` backs both the session-scoped pytest fixtures and ``python -m devstack``
 (``make devstack``). Everything lives in one temporary directory that ``stop()`` removes.
@@ -25,6 +26,7 @@ from pathlib import Path
 from devstack import hoststate, pki, shutdown
 from devstack.aws.moto import MotoServer
 from devstack.aws.standin import ACCOUNT, REGION, AwsStandIn, ecr_host_name
+from devstack.azure.standin import AzureStandIn, acr_host_name
 from devstack.binaries import Binaries, NodeBinaries, find_binaries, find_node_binaries
 from devstack.cluster import SERVICE_ACCOUNT_ISSUER, ControlPlane
 from devstack.gcp.standin import GcpStandIn, gar_host_name
@@ -45,6 +47,7 @@ class TokenService:
     registry_realm: str
     aws_url: str
     gcp_url: str
+    azure_url: str
     process: Process
 
     def admin(self, ca_file: Path) -> TokenServiceAdmin:
@@ -76,7 +79,8 @@ class LocalStack:
         self.ca_file = self.ca.cert_file
         self.control_plane = ControlPlane(self.workdir, binaries=self.binaries, ca=self.ca)
         self._admin_password = secrets.token_urlsafe(16)
-        registry_port, ecr_port, gar_port = free_port(), free_port(), free_port()
+        registry_port, ecr_port = free_port(), free_port()
+        gar_port, acr_port = free_port(), free_port()
         self.moto = MotoServer(self.workdir / "moto", ca=self.ca, log_dir=self.workdir / "logs")
         self.token_service = self._make_token_service(
             registry_host=f"127.0.0.1:{registry_port}", ecr_port=ecr_port
@@ -90,16 +94,23 @@ class LocalStack:
             token_issuer=REGISTRY_TOKEN_ISSUER,
             token_cert=self._registry_signer.cert,
         )
-        self.ecr_registry = Registry(
-            self.workdir / "ecr-registry",
+        self.ecr_registry = self._stand_in_registry(
+            "ecr-registry",
             port=ecr_port,
-            binary=self.binaries.registry,
-            ca=self.ca,
-            token_realm=f"{self.token_service.aws_url}/ecr/token",
-            token_issuer=REGISTRY_TOKEN_ISSUER,
-            token_cert=self._registry_signer.cert,
-            name="ecr-registry",
+            realm=f"{self.token_service.aws_url}/ecr/token",
             host_name=ecr_host_name(ACCOUNT, REGION),
+        )
+        self.acr_registry = self._stand_in_registry(
+            "acr-registry",
+            port=acr_port,
+            realm=f"{self.token_service.azure_url}/oauth2/token",
+            host_name=acr_host_name(),
+        )
+        self.azure = AzureStandIn(
+            endpoint=self.token_service.azure_url,
+            registry=self.acr_registry,
+            admin=self.token_admin(),
+            issuer=SERVICE_ACCOUNT_ISSUER,
         )
         self.aws = AwsStandIn(
             endpoint=self.token_service.aws_url,
@@ -109,15 +120,10 @@ class LocalStack:
             admin=self.token_admin(),
             issuer=SERVICE_ACCOUNT_ISSUER,
         )
-        self.gar_registry = Registry(
-            self.workdir / "gar-registry",
+        self.gar_registry = self._stand_in_registry(
+            "gar-registry",
             port=gar_port,
-            binary=self.binaries.registry,
-            ca=self.ca,
-            token_realm=f"{self.token_service.gcp_url}/gar/token",
-            token_issuer=REGISTRY_TOKEN_ISSUER,
-            token_cert=self._registry_signer.cert,
-            name="gar-registry",
+            realm=f"{self.token_service.gcp_url}/gar/token",
             host_name=gar_host_name(),
         )
         self.gcp = GcpStandIn(
@@ -130,9 +136,28 @@ class LocalStack:
         self.timings: dict[str, float] = {}
         self.node: Node | None = None
 
+    def _stand_in_registry(self, name: str, *, port: int, realm: str, host_name: str) -> Registry:
+        """A cloud's registry: its own name, and the stand-in's realm for its tokens."""
+        return Registry(
+            self.workdir / name,
+            port=port,
+            binary=self.binaries.registry,
+            ca=self.ca,
+            token_realm=realm,
+            token_issuer=REGISTRY_TOKEN_ISSUER,
+            token_cert=self._registry_signer.cert,
+            name=name,
+            host_name=host_name,
+        )
+
+    @property
+    def registries(self) -> tuple[Registry, ...]:
+        """Every registry of the stack: the cgr.dev-like one, then each cloud's."""
+        return (self.registry, self.ecr_registry, self.gar_registry, self.acr_registry)
+
     def _make_token_service(self, *, registry_host: str, ecr_port: int) -> TokenService:
         port, admin_port, realm_port, aws_port = free_port(), free_port(), free_port(), free_port()
-        gcp_port = free_port()
+        gcp_port, azure_port = free_port(), free_port()
         serving = pki.issue_cert(
             self.ca,
             self.pki_dir,
@@ -178,6 +203,7 @@ class LocalStack:
                 f"--aws-region={REGION}",
                 f"--aws-registry-port={ecr_port}",
                 f"--gcp-listen=127.0.0.1:{gcp_port}",
+                f"--azure-listen=127.0.0.1:{azure_port}",
             ],
             log_dir=self.workdir / "logs",
             cwd=Path(__file__).resolve().parent.parent,
@@ -189,6 +215,7 @@ class LocalStack:
             registry_realm=f"https://127.0.0.1:{realm_port}/registry/token",
             aws_url=f"https://127.0.0.1:{aws_port}",
             gcp_url=f"https://127.0.0.1:{gcp_port}",
+            azure_url=f"https://127.0.0.1:{azure_port}",
             process=process,
         )
 
@@ -225,9 +252,9 @@ class LocalStack:
         )
 
     def _start_registries(self) -> None:
-        for registry in (self.registry, self.ecr_registry, self.gar_registry):
+        for registry in self.registries:
             registry.launch()
-        for registry in (self.registry, self.ecr_registry, self.gar_registry):
+        for registry in self.registries:
             registry.wait_ready()
 
     def start_node(self, *, binaries: NodeBinaries | None = None) -> Node:
@@ -238,8 +265,8 @@ class LocalStack:
                 control_plane=self.control_plane,
                 ca=self.ca,
                 binaries=binaries or find_node_binaries(),
-                registries=(self.registry.host, self.ecr_registry.host, self.gar_registry.host),
-                host_names=(ecr_host_name(ACCOUNT, REGION), gar_host_name()),
+                registries=tuple(registry.host for registry in self.registries),
+                host_names=(ecr_host_name(ACCOUNT, REGION), gar_host_name(), acr_host_name()),
             )
             self._timed("node", node.start)
             self.node = node
@@ -274,7 +301,9 @@ class LocalStack:
                 pool.submit(self._push_image, self.registry),
                 pool.submit(self._push_image, self.ecr_registry),
                 pool.submit(self._push_image, self.gar_registry),
+                pool.submit(self._push_image, self.acr_registry),
                 pool.submit(self._register_cluster_with_aws),
+                pool.submit(self.azure.register_cluster, self.control_plane.jwks()),
             ]
             for step in done:
                 step.result()
@@ -291,6 +320,7 @@ class LocalStack:
             steps.callback(self.registry.stop)
             steps.callback(self.ecr_registry.stop)
             steps.callback(self.gar_registry.stop)
+            steps.callback(self.acr_registry.stop)
             if self.node is not None:
                 node, self.node = self.node, None
                 steps.callback(node.stop)
@@ -346,6 +376,7 @@ class LocalStack:
             "PSU_TEST_IMAGE": self.registry.image,
             **self.aws.env(),
             **self.gcp.env(),
+            **self.azure.env(),
         }
 
     def _write_summary(self) -> None:

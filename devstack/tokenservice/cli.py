@@ -19,6 +19,7 @@ from devstack.tokenservice.oidc import IssuerKeys
 from devstack.tokenservice.server import TokenService
 from devstack.tokenservice.settings import (
     AwsSettings,
+    AzureSettings,
     GcpSettings,
     HostPort,
     RuntimeConfig,
@@ -121,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gcp = serve.add_argument_group("Google stand-in (STS and IAM Credentials)")
     gcp.add_argument("--gcp-listen", type=addr, help="its listener HOST:PORT (default: none)")
+    azure = serve.add_argument_group("Azure stand-in (Entra ID and ACR's OAuth endpoints)")
+    azure.add_argument("--azure-listen", type=addr, help="its listener HOST:PORT (default: none)")
     serve.add_argument("--ready-file", type=Path, help="where to write ReadyInfo JSON")
     serve.add_argument("--log-level", default="INFO")
     return parser
@@ -170,6 +173,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         ready_file=args.ready_file,
         aws=_aws_settings(args),
         gcp=GcpSettings(listen=args.gcp_listen) if args.gcp_listen is not None else None,
+        azure=AzureSettings(listen=args.azure_listen) if args.azure_listen else None,
     )
 
 

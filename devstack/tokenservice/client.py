@@ -134,8 +134,9 @@ class TokenServiceAdmin:
         self._call("POST", "/admin/stats/reset")
 
     def issued(self, kind: str | None = None) -> list[str]:
-        """Every token the service has issued (``kind``: only ``sts``, ``registry`` or ``aws``
-        ones; ``aws``: STS secret keys and session tokens, ECR passwords)."""
+        """Every token the service has issued (``kind``: only ``sts``, ``registry``, ``aws`` or
+        ``azure`` ones; ``aws``: STS secret keys and session tokens, ECR passwords; ``azure``:
+        Entra access tokens and ACR refresh tokens)."""
         items: list[JSONObject] = self._call("GET", "/admin/issued")["items"]
         return [str(i["token"]) for i in items if kind is None or i["kind"] == kind]
 
@@ -266,3 +267,65 @@ class TokenServiceAdmin:
     def set_aws_issuer_keys(self, issuer: str, jwks: Mapping[str, Any]) -> None:
         """The keys of an issuer whose OIDC discovery the stand-in cannot reach (a cluster's)."""
         self._call("POST", "/admin/aws/issuers", {"issuer": issuer, "jwks": dict(jwks)})
+
+    # -- the Azure stand-in (devstack.tokenservice.azure.front)
+
+    def create_azure_app(self, name: str, *, tenant: str | None = None) -> JSONObject:
+        """A new app registration: ``client_id``, ``tenant``, ``name``."""
+        body: JSONObject = {"name": name}
+        if tenant is not None:
+            body["tenant"] = tenant
+        app: JSONObject = self._call("POST", "/admin/azure/apps", body)
+        return app
+
+    def azure_apps(self) -> list[JSONObject]:
+        items: list[JSONObject] = self._call("GET", "/admin/azure/apps")["items"]
+        return items
+
+    def add_azure_federated_credential(
+        self, client_id: str, *, issuer: str, subject: str, audience: str
+    ) -> None:
+        self._call("POST", f"/admin/azure/apps/{client_id}/federated-credentials",
+                   {"issuer": issuer, "subject": subject, "audience": audience})  # fmt: skip
+
+    def assign_acr_pull(self, client_id: str, registry: str) -> None:
+        self._call("POST", "/admin/azure/role-assignments",
+                   {"client_id": client_id, "registry": registry})  # fmt: skip
+
+    def set_azure_issuer_keys(self, issuer: str, jwks: Mapping[str, Any]) -> None:
+        """The keys of an issuer whose OIDC discovery the stand-in cannot reach (a cluster's)."""
+        self._call("POST", "/admin/azure/issuers", {"issuer": issuer, "jwks": dict(jwks)})
+
+    def azure_stats(self) -> JSONObject:
+        """``token`` (Entra) and ``exchange`` (ACR): per client ID, ``{"ok": n, "error": n}``."""
+        stats: JSONObject = self._call("GET", "/admin/azure/stats")
+        return stats
+
+    def reset_azure_stats(self) -> None:
+        self._call("POST", "/admin/azure/stats/reset")
+
+    def azure_refresh_tokens(self) -> list[JSONObject]:
+        """Every refresh token issued: ``token``, ``registry``, ``client_id``, ``tenant``,
+        ``expires_at``."""
+        items: list[JSONObject] = self._call("GET", "/admin/azure/refresh-tokens")["items"]
+        return items
+
+    def set_azure_fault(
+        self, mode: str, *, api: str | None = None, count: int | None = None, delay: float = 5.0
+    ) -> None:
+        """``throttle``, ``unavailable``, ``server_error`` or ``slow`` for the next ``count``
+        calls (None: until cleared) to ``api`` (``entra``, ``acr``; None: both)."""
+        self._call("POST", "/admin/azure/faults", {"mode": mode, "api": api, "count": count,
+                                                   "delay": delay})  # fmt: skip
+
+    def set_azure_lifetimes(
+        self, *, access_token: int | None = None, refresh_token: int | None = None
+    ) -> JSONObject:
+        """Seconds the next access / refresh tokens live (0: Azure's default again)."""
+        body: JSONObject = {}
+        if access_token is not None:
+            body["access_token_lifetime"] = access_token or None
+        if refresh_token is not None:
+            body["refresh_token_lifetime"] = refresh_token or None
+        config: JSONObject = self._call("POST", "/admin/azure/config", body)
+        return config

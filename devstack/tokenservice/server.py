@@ -25,6 +25,7 @@ from devstack.tokenservice.wire import errors_as_json, healthz
 
 if TYPE_CHECKING:
     from devstack.tokenservice.aws.front import AwsFront
+    from devstack.tokenservice.azure.front import AzureFront
 
 
 class TokenService:
@@ -70,13 +71,21 @@ class TokenService:
             gcp_front = GcpFront(state, state.issuer_keys)
             gcp_front.add_admin_routes(admin_app)
             self._gcp = Listener(gcp_front.app(), settings.gcp.listen, tls)
+        self._azure: Listener | None = None
+        if settings.azure is not None:
+            from devstack.tokenservice.azure.front import AzureFront
+
+            azure: AzureFront = AzureFront(state, state.issuer_keys)
+            azure.add_admin_routes(admin_app)
+            self._azure = Listener(azure.app(), settings.azure.listen, tls)
         self._admin = Listener(admin_app, settings.admin_listen, tls)
 
     @property
     def _listeners(self) -> tuple[Listener, ...]:
         aws = (self._aws,) if self._aws is not None else ()
         gcp = (self._gcp,) if self._gcp is not None else ()
-        return (self._sts, self._registry, *aws, *gcp, self._admin)
+        azure = (self._azure,) if self._azure is not None else ()
+        return (self._sts, self._registry, *aws, *gcp, *azure, self._admin)
 
     @property
     def issuer_url(self) -> str:

@@ -58,6 +58,13 @@ class GcpSettings:
 
 
 @dataclass(frozen=True)
+class AzureSettings:
+    """The Azure stand-in's listener (see ``devstack.tokenservice.azure``)."""
+
+    listen: HostPort
+
+
+@dataclass(frozen=True)
 class Settings:
     listen: HostPort
     registry_listen: HostPort
@@ -82,6 +89,8 @@ class Settings:
     aws: AwsSettings | None = None
     #: The Google stand-in, when ``--gcp-listen`` is given.
     gcp: GcpSettings | None = None
+    #: The Azure stand-in, when ``--azure-listen`` is given.
+    azure: AzureSettings | None = None
 
 
 _CONFIG_FIELDS: Final = frozenset({"lifetime", "error_codes"})

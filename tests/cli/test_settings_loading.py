@@ -440,7 +440,7 @@ def test_providers_add_sections_beside_the_default_or_replace_it(
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ('[{"kind": "nope"}]', "a provider entry's kind must be one of chainguard, ecr, fake"),
+        ('[{"kind": "nope"}]', "a provider entry's kind must be one of acr, chainguard, ecr"),
         ('[{"registry": "r.example"}]', "a provider entry's kind must be one of"),
         ('[{"kind": "fake", "lifetime": -1}]', "provider fake: lifetime: must be a number of"),
         ('[{"kind": "fake", "extra": 1}]', "provider fake: extra: Extra inputs are not permitted"),

@@ -12,8 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import jwt
+
 from pull_secret_updater.core.providers import Want
 from pull_secret_updater.core.schedule import Schedule
+from pull_secret_updater.providers.acr.exchange import AcrExchange
+from pull_secret_updater.providers.acr.spec import CLIENT_ID as ACR_CLIENT_ID
+from pull_secret_updater.providers.acr.spec import REGISTRY as ACR_REGISTRY
+from pull_secret_updater.providers.acr.spec import TENANT_ID as ACR_TENANT_ID
 from pull_secret_updater.providers.chainguard.exchange import ChainguardSTS
 from pull_secret_updater.providers.chainguard.spec import IDENTITY as CHAINGUARD_IDENTITY
 from pull_secret_updater.providers.ecr.exchange import EcrExchange
@@ -31,6 +37,8 @@ from pull_secret_updater.tokens.provider import TokenProvider
 from tests.fakes import REGISTRY, FakeClock
 from tests.providers import gcp
 from tests.providers.aws import HOST, ROLE, FakeAws
+from tests.providers.azure import CLIENT, TENANT, FakeAzure
+from tests.providers.azure import REGISTRY as AZURE_REGISTRY
 from tests.providers.gcp import FakeGoogle, api_error
 from tests.tokens.fakes import (
     EXCHANGE_PATH,
@@ -225,4 +233,45 @@ def gar() -> Contract:
     )
 
 
-CONTRACTS = {"chainguard": chainguard, "ecr": ecr, "fake": fake, "gar": gar}
+def acr() -> Contract:
+    clock = FakeClock()
+    azure = FakeAzure(
+        clock=clock,
+        apps={(TENANT, CLIENT): SA_TOKEN},
+        pullers={(CLIENT, AZURE_REGISTRY)},
+        lifetime=1800,
+    )
+    subjects = FlakyTokens(tokens=SubjectTokenMap({OWN: SA_TOKEN, TEAM_A: SA_TOKEN}))
+    provider = AcrExchange(sa_tokens=subjects, clock=clock, transport=azure.transport())
+
+    def fail(retryable: bool) -> None:
+        if retryable:
+            azure.failing["entra"] = (429, b'{"error": "temporarily_unavailable"}', {})
+        else:
+            azure.failing["acr"] = (401, b'{"errors": [{"code": "UNAUTHORIZED"}]}', {})
+
+    def planted() -> list[str]:
+        # A refresh-token-shaped JWT with every claim right that the registry never issued
+        # to us, and a string that is no token at all.
+        forged = jwt.encode(
+            {"aud": AZURE_REGISTRY, "exp": int(clock.now + 1800), "sub": CLIENT}, "k" * 32
+        )
+        return [forged, "refresh." + "A" * 64]
+
+    def handled() -> list[str]:
+        return list(azure.access_tokens)
+
+    return Contract(
+        name="acr",
+        provider=provider,
+        clock=clock,
+        annotations={ACR_TENANT_ID: TENANT, ACR_CLIENT_ID: CLIENT, ACR_REGISTRY: AZURE_REGISTRY},
+        lifetime=1800,
+        fail=fail,
+        planted=planted,
+        subjects=subjects,
+        handled=handled,
+    )
+
+
+CONTRACTS = {"acr": acr, "chainguard": chainguard, "ecr": ecr, "fake": fake, "gar": gar}

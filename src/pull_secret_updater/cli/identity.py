@@ -2,10 +2,13 @@
 
 With `--provider chainguard` (the default) the chainctl command that creates a Chainguard
 identity; with `--provider ecr` the AWS CLI commands that create the cluster's IAM OIDC
-provider and a role that trusts it. For the controller's own ServiceAccount (the default), for
-one namespace's ServiceAccount (`--for-namespace`, the namespace-scoped mode) or for a
-workload's ServiceAccount pulling through the kubelet's credential provider
-(`--for-service-account`). The work is done in `tools.identity` and `tools.awsrole`; this
+provider and a role that trusts it; with `--provider gar` the gcloud commands of a workload
+identity pool and its provider; with `--provider acr` the Azure CLI commands that create a
+managed identity (or an app registration) with a federated credential and AcrPull. For the
+controller's own ServiceAccount (the default), for one namespace's ServiceAccount
+(`--for-namespace`, the namespace-scoped mode) or for a workload's ServiceAccount pulling
+through the kubelet's credential provider (`--for-service-account`). The work is done in
+`tools.identity`, `tools.awsrole`, `tools.gcpfederation` and `tools.azureidentity`; this
 module turns flags into those calls and prints the result.
 """
 
@@ -28,11 +31,12 @@ from pull_secret_updater.cli.common import (
 )
 from pull_secret_updater.credentialprovider import install
 from pull_secret_updater.credentialprovider.options import DEFAULT_AUDIENCE
-from pull_secret_updater.providers import ecr, gar
+from pull_secret_updater.providers import acr, ecr, gar
+from pull_secret_updater.providers.acr import spec as acr_spec
 from pull_secret_updater.providers.chainguard import spec as chainguard_spec
 from pull_secret_updater.providers.ecr import spec as ecr_spec
 from pull_secret_updater.providers.gar import spec as gar_spec
-from pull_secret_updater.tools import awsrole, gcpfederation
+from pull_secret_updater.tools import awsrole, azureidentity, gcpfederation
 from pull_secret_updater.tools import identity as identities
 from pull_secret_updater.tools.discovery import fetch_issuer
 from pull_secret_updater.tools.errors import FAILURE, USAGE, ToolError
@@ -53,15 +57,34 @@ def identity_command(argv: list[str]) -> int:
         "trusts it (AWS must reach the issuer: a private one gets a warning). With --provider "
         "gar, print the gcloud commands that create a workload identity pool, its OIDC provider "
         "for the cluster's issuer (with its keys when the issuer is private) and the IAM "
-        "binding that lets the ServiceAccount pull. The commands go "
+        "binding that lets the ServiceAccount pull. With --provider acr, print the Azure CLI "
+        "commands that create a managed identity (or app registration) whose federated "
+        "credential trusts the cluster's tokens, with AcrPull on a registry (Entra must reach "
+        "the issuer too). The commands go "
         "to stdout, what was recognised and any warning to stderr.",
     )
     parser.add_argument(
         "--provider",
-        choices=("chainguard", ecr.NAME, gar.NAME),
+        choices=("chainguard", ecr.NAME, gar.NAME, acr.NAME),
         default="chainguard",
-        help="the registry provider: chainguard (a chainctl command), ecr (AWS CLI commands) "
-        "or gar (gcloud commands) (default: chainguard)",
+        help="the registry provider: chainguard (a chainctl command), ecr (AWS CLI commands), "
+        "gar (gcloud commands) or acr (Azure CLI commands) (default: chainguard)",
+    )
+    parser.add_argument(
+        "--resource-group",
+        help="with --provider acr: the managed identity's resource group (default: the "
+        f"placeholder {azureidentity.RESOURCE_GROUP_PLACEHOLDER})",
+    )
+    parser.add_argument(
+        "--registry-name",
+        help="with --provider acr: the registry's name, <name>.azurecr.io (default: the "
+        f"placeholder {azureidentity.REGISTRY_PLACEHOLDER})",
+    )
+    parser.add_argument(
+        "--app-registration",
+        action="store_true",
+        help="with --provider acr: an app registration and its service principal instead of "
+        "a user-assigned managed identity",
     )
     google = parser.add_argument_group("with --provider gar")
     google.add_argument("--project", help="the Google project's ID (default: a placeholder)")
@@ -171,8 +194,17 @@ def identity_command(argv: list[str]) -> int:
         parser.error("with --provider gar, name the pool with --pool")
     if not workloads and args.provider_config is not None:
         parser.error("--provider-config goes with --for-service-account")
-    if not workloads and not (aws or google) and args.audience is not None:
-        parser.error("--audience goes with --for-service-account or --provider ecr or gar")
+    azure = args.provider == acr.NAME
+    if not workloads and not (aws or google or azure) and args.audience is not None:
+        parser.error("--audience goes with --for-service-account or --provider ecr, gar or acr")
+    if not azure and (args.resource_group or args.registry_name or args.app_registration):
+        parser.error(
+            "--resource-group, --registry-name and --app-registration go with --provider acr"
+        )
+    if azure and args.embed_keys:
+        parser.error(
+            "--embed-keys is for Chainguard identities: a federated credential cannot carry keys"
+        )
     if aws and (args.name is not None or args.embed_keys):
         parser.error(
             "--name and --embed-keys are for Chainguard identities; with --provider ecr, name "
@@ -207,6 +239,16 @@ def identity_command(argv: list[str]) -> int:
 
     issuer, jwks = asyncio.run(fetch())
     issuer_class = identities.classify_issuer(issuer)
+    if azure:
+        return _print_azure(
+            args,
+            issuer,
+            issuer_class,
+            targets,
+            token_audience or args.audience or acr.DEFAULT_AUDIENCE,
+            scoped=bool(scoped),
+            workload=bool(workloads),
+        )
     if google:
         gcp_audience = token_audience or args.audience or gar.DEFAULT_AUDIENCE
         return _print_gcp(args, issuer, issuer_class, jwks, targets, gcp_audience,
@@ -485,3 +527,87 @@ def _identity_name(
     if scoped:
         return f"{name or issuer_class.default_name}-{namespace}"
     return name
+
+
+def _print_azure(
+    args: argparse.Namespace,
+    issuer: str,
+    issuer_class: identities.IssuerClass,
+    targets: list[tuple[str, str]],
+    audience: str,
+    *,
+    scoped: bool,
+    workload: bool,
+) -> int:
+    """The Azure CLI commands for ACR pulls to stdout, what to know about them to stderr: one
+    identity per target (each trusting one ServiceAccount)."""
+    try:
+        plans = [
+            azureidentity.plan_azure(
+                issuer=issuer,
+                name=_identity_name(
+                    args.name,
+                    issuer_class,
+                    namespace,
+                    service_account,
+                    scoped=scoped,
+                    workload=workload,
+                )
+                or issuer_class.default_name,
+                targets=[(namespace, service_account)],
+                resource_group=args.resource_group,
+                registry=args.registry_name,
+                audience=audience,
+                app_registration=args.app_registration,
+            )
+            for namespace, service_account in targets
+        ]
+    except ValueError as e:
+        raise ToolError(str(e), exit_code=USAGE) from None
+    note(f"recognised: {issuer_class.label}: {issuer_class.reason}")
+    if args.resource_group is None and not args.app_registration:
+        note(f"replace {azureidentity.RESOURCE_GROUP_PLACEHOLDER} with the identity's resource "
+             "group, or run again with --resource-group")  # fmt: skip
+    if args.registry_name is None:
+        note(f"replace {azureidentity.REGISTRY_PLACEHOLDER} with the registry's name, or run "
+             "again with --registry-name")  # fmt: skip
+    host = f"{plans[0].registry}.azurecr.io"
+    tenant = "$(az account show --query tenantId --output tsv)"
+    annotations = [
+        f"{acr_spec.TENANT_ID}={tenant} "
+        f'{acr_spec.CLIENT_ID}="$({plan.client_id_command()})" {acr_spec.REGISTRY}={host}'
+        for plan in plans
+    ]
+    if workload:
+        note(
+            "credential-provider mode: each identity trusts one ServiceAccount's tokens with "
+            f"audience {audience}; annotate that ServiceAccount with it: "
+            + "; ".join(
+                f"kubectl annotate serviceaccount {sa} -n {ns} {annotation}"
+                for (ns, sa), annotation in zip(targets, annotations, strict=True)
+            )
+        )
+    else:
+        note(
+            "annotate the pull Secrets with the tenant, the identity's client ID and the "
+            "registry (the controller needs the ACR provider: its providers setting, "
+            '[{"kind": "acr"}], and a projected token of audience '
+            + audience
+            + "): "
+            + "; ".join(
+                f"kubectl annotate secret pull-secret -n {ns if scoped else '<namespace>'} "
+                f"{annotation}"
+                for (ns, _), annotation in zip(targets, annotations, strict=True)
+            )
+        )
+    if scoped:
+        note(
+            "namespace-scoped: each identity trusts one namespace's ServiceAccount; create it "
+            "there: "
+            + "; ".join(f"kubectl create serviceaccount {sa} -n {ns}" for ns, sa in targets)
+        )
+    print("\n\n".join(plan.script() for plan in plans), flush=True)
+    warning = azureidentity.private_issuer_warning(issuer, issuer_class)
+    if warning is not None:
+        note(warning)
+    return 0

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pydantic import ValidationError
 
 from pull_secret_updater.core.errors import kind_of
+from pull_secret_updater.providers.acr.section import AcrSection
 from pull_secret_updater.providers.base import ProviderSection
 from pull_secret_updater.providers.chainguard import NAME as DEFAULT
 from pull_secret_updater.providers.chainguard.section import ChainguardSection
@@ -23,6 +24,7 @@ __all__ = ["DEFAULT", "PROVIDERS", "SECTIONS", "ChainguardSection", "parse_secti
 PROVIDERS: tuple[type[ProviderSection], ...] = (
     ChainguardSection,
     EcrSection,
+    AcrSection,
     FakeSection,
     GarSection,
 )
