@@ -26,14 +26,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from devstack import shutdown
+from devstack import clouds, shutdown
 from devstack.__main__ import build_binaries
-from devstack.aws.standin import STS_AUDIENCE
 from devstack.binaries import REPO, find_binaries
 from devstack.controller import ControllerProcess, install_manifests
 from devstack.deployment import (
     CA_DIR,
-    ecr_section,
     push_controller_image,
     ready_pods,
     write_overlay,
@@ -41,6 +39,7 @@ from devstack.deployment import (
 from devstack.node import Node
 from devstack.registry import skopeo_inspect
 from devstack.stack import LocalStack
+from pull_secret_updater.providers import gar
 
 BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
 if not sys.stdout.isatty():
@@ -86,10 +85,8 @@ def pod_script(image: str, *images: str, name_only: bool = False) -> str:
     return _POD.format(containers=containers, output="-o name " if name_only else "")
 
 
-#: What the demo's Secret asks of ECR (besides the quickstart's Chainguard identity).
-ROLE_ARN = "ecr.pull-secret-updater.chainguard.dev/role-arn"
-REGISTRIES = "ecr.pull-secret-updater.chainguard.dev/registries"
-ROLE_NAME = "ecr-puller"
+#: The cloud identities the demo creates, each trusting the controller's ServiceAccount.
+CLOUD_IDENTITY = "demo-puller"
 CONTROLLER_SUBJECT = "system:serviceaccount:pull-secret-updater:controller"
 
 
@@ -139,34 +136,49 @@ class Demo:
             time.sleep(0.2)
         raise RuntimeError("the Secret was not filled in time; see the controller log")
 
-    def create_role(self) -> str:
-        """The IAM role of the ECR entry, trusting the controller's ServiceAccount."""
-        aws = self.stack.aws
-        policy = aws.trust_policy(CONTROLLER_SUBJECT)
+    def create_cloud_identities(self) -> clouds.Clouds:
+        """An identity in each cloud's stand-in trusting the controller's ServiceAccount: what
+        `identity-command --provider ecr|gar|acr` prints the commands of, for a cluster."""
+        made = clouds.trusting(self.stack, CONTROLLER_SUBJECT, name=CLOUD_IDENTITY)
         show(
-            f"aws iam create-role --role-name {ROLE_NAME} --assume-role-policy-document "
-            "file://trust.json   # trust.json:"
+            "aws iam create-role --role-name demo-puller --assume-role-policy-document "
+            "file://trust.json   # trusting the cluster's OIDC provider for that subject"
         )
-        print(json.dumps(policy, indent=2))
+        print(f"   role ARN: {BOLD}{made.role_arn}{RESET}")
         show(
-            f"aws iam attach-role-policy --role-name {ROLE_NAME} "
-            "--policy-arn arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
+            "gcloud iam workload-identity-pools providers create-oidc ... "
+            f"--attribute-condition=\"assertion.sub == '{CONTROLLER_SUBJECT}'\""
         )
-        return aws.create_role(ROLE_NAME, trust_policy=policy)
+        print(f"   provider: {BOLD}{made.pool_provider}{RESET}")
+        print(
+            f"   service account (workloadIdentityUser bound): {BOLD}{made.service_account}{RESET}"
+        )
+        show(
+            "az identity federated-credential create ... "
+            f"--subject {CONTROLLER_SUBJECT} --audience api://AzureADTokenExchange"
+            "; az role assignment create --role AcrPull ..."
+        )
+        print(f"   client ID: {BOLD}{made.client_id}{RESET}")
+        return made
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """Every registry the demo's Secret has an entry for."""
+        return tuple(registry.host for registry in self.stack.registries)
 
     def pull(self, tmp: Path) -> bool:
         """skopeo pulls the test image of each registry with the Secret, as kubelet would."""
         data = self.secret()["data"]
         assert isinstance(data, dict)
         config = json.loads(base64.b64decode(data[".dockerconfigjson"]))
-        ecr = self.stack.aws.registry
-        # NB: the ECR registry's name resolves only while a node runs; skopeo is pointed at its
-        # address with the entry of its name.
+        # NB: the clouds' registry names resolve only while a node runs; skopeo is pointed at
+        # their addresses with the entries of their names.
         auths = dict(config["auths"])
-        auths[ecr.address] = auths.get(ecr.host, {})
+        for registry in self.stack.registries:
+            auths[registry.address] = auths.get(registry.host, {})
         tmp.write_text(json.dumps({"auths": auths}))
         ok = True
-        for image in (self.stack.registry.image, ecr.local_image):
+        for image in (registry.local_image for registry in self.stack.registries):
             show(f"skopeo inspect --authfile <the Secret's .dockerconfigjson> docker://{image}")
             result = skopeo_inspect(
                 skopeo=self.stack.binaries.skopeo, image=image,
@@ -183,7 +195,7 @@ class Demo:
     def run_pod(self) -> bool:
         """The Pod of the instructions; True once the kubelet pulled its image and runs it."""
         assert self.node is not None
-        images = (self.stack.registry.image, self.stack.aws.image)
+        images = tuple(registry.image for registry in self.stack.registries)
         for image in images:
             self.node.remove_image(image)  # so this Pod really pulls
         wait(lambda: self.sh("kubectl get serviceaccount default -oname", echo=False), 30)
@@ -212,10 +224,11 @@ class Demo:
         print(self.sh(f"kubectl get pod {name}", echo=False))
         if phase() == "Running":
             print(
-                f"{GREEN}the kubelet pulled both images with the Secret; both containers run{RESET}"
+                f"{GREEN}the kubelet pulled all {len(images)} images with the Secret; all "
+                f"{len(images)} containers run{RESET}"
             )
             return True
-        print(f"{RED}the kubelet could not pull the image{RESET}")
+        print(f"{RED}the kubelet could not pull every image{RESET}")
         return False
 
     def run(self, lifetime: int) -> None:
@@ -230,12 +243,11 @@ class Demo:
               --role=registry.pull
         """).strip()
         print(f"identity UID: {BOLD}{uid}{RESET}")
-        print("   And an IAM role for ECR that trusts the same ServiceAccount (here in the local")
-        print("   AWS stand-in; identity-command --provider ecr prints these for a cluster):")
-        role = self.create_role()
-        print(f"role ARN: {BOLD}{role}{RESET}")
+        print("   And in each cloud (here their local stand-ins), an identity that trusts the same")
+        print("   ServiceAccount; identity-command --provider ecr|gar|acr prints the commands:")
+        made = self.create_cloud_identities()
 
-        step("2. Create an empty pull Secret and annotate it: the identity, the ECR role")
+        step("2. Create an empty pull Secret and annotate it: the identity, and each cloud's")
         self.sh("kubectl create namespace demo", echo=False)
         self.sh("kubectl config set-context --current --namespace=demo", echo=False)
         self.sh("kubectl create secret generic pull-secret --type=kubernetes.io/dockerconfigjson "
@@ -244,21 +256,22 @@ class Demo:
             f"kubectl annotate secret pull-secret pull-secret-updater.chainguard.dev/identity={uid}"
         )
         self.sh(
-            f"kubectl annotate secret pull-secret {ROLE_ARN}={role} \\\n"
-            f"  {REGISTRIES}={self.stack.aws.registry_host}"
+            "kubectl annotate secret pull-secret \\\n"
+            + " \\\n".join(f"  {key}={value}" for key, value in made.annotations.items())
         )
 
-        step("3. The controller fills it: a cgr.dev-like entry and an ECR entry")
+        step("3. The controller fills it: cgr.dev-like, ECR, Artifact Registry and ACR entries")
         started = time.monotonic()
-        token = self.wait_token()
-        password = self.wait_token(host=self.stack.aws.registry_host)
+        before = {host: self.wait_token(host=host) for host in self.hosts}
         print(f"filled in {time.monotonic() - started:.2f}s")
         show("kubectl get secret pull-secret -o yaml   (token shortened here)")
         data = self.secret()["data"]
         assert isinstance(data, dict)
         listing = self.sh("kubectl get secret pull-secret -oyaml", echo=False)
         print(
-            listing.replace(data[".dockerconfigjson"], "<.dockerconfigjson: a token, a password>")
+            listing.replace(
+                data[".dockerconfigjson"], "<.dockerconfigjson: four fresh credentials>"
+            )
         )
 
         if self.node is not None:
@@ -269,20 +282,18 @@ class Demo:
             self.pull(self.stack.workdir / "demo-auth.json")
 
         step(
-            f"5. Token and password live {lifetime}s; the controller refreshes them at about 2/3 "
+            f"5. The credentials live {lifetime}s; the controller refreshes them at about 2/3 "
             "of that"
         )
         show("kubectl get events")
         started = time.monotonic()
-        self.wait_token(other_than=token, timeout=lifetime + 30)
-        self.wait_token(
-            other_than=password, timeout=lifetime + 30, host=self.stack.aws.registry_host
-        )
+        for host, credential in before.items():
+            self.wait_token(other_than=credential, timeout=lifetime + 30, host=host)
         print(f"refreshed after {time.monotonic() - started:.0f}s")
         print(self.sh("kubectl get events --sort-by=.lastTimestamp "
                       "--field-selector involvedObject.kind=Secret", echo=False))  # fmt: skip
         if self.node is not None:
-            print("A new Pod pulls with the refreshed token and password:")
+            print("A new Pod pulls with the refreshed credentials:")
             self.run_pod()
         else:
             self.pull(self.stack.workdir / "demo-auth.json")
@@ -312,10 +323,13 @@ def install_as_pod(stack: LocalStack, lifetime: int) -> None:
     image = push_controller_image(stack)
     print(f"{image.reference} ready in {image.build_seconds:.0f}s")
     step("Installing the controller: kubectl apply -k config/")
-    env = {**demo_env(lifetime), "PSU_PROVIDERS": ecr_section(stack, ca_bundle=f"{CA_DIR}/ca.crt")}
+    providers = clouds.sections(stack, ca_bundle=f"{CA_DIR}/ca.crt", token_path=lambda _: None)
+    env = {**demo_env(lifetime), "PSU_PROVIDERS": providers}
+    # The ECR and ACR components project their tokens; Google's is projected by the overlay.
     overlay = write_overlay(
         stack, stack.workdir / "demo-overlay", image=image.reference, env=env,
-        components=(REPO / "config" / "components" / "ecr",),
+        components=(REPO / "config" / "components" / "ecr", REPO / "config" / "components" / "acr"),
+        projected=((gar.DEFAULT_AUDIENCE, gar.DEFAULT_TOKEN_PATH),),
     )  # fmt: skip
     print("   (through a local overlay: the image above, host networking and the loopback")
     print("    addresses of the API server, token service and registry)")
@@ -348,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     controller: ControllerProcess | None = None
     try:
         build_binaries(node=args.node)
-        parts = "etcd, kube-apiserver, token service, AWS stand-in (moto), registries"
+        parts = "etcd, kube-apiserver, token service, AWS (moto), Google and Azure, registries"
         step(f"Starting the local stack: {parts}{' and a node' if args.node else ''}")
         stack = LocalStack(token_lifetime=args.token_lifetime, binaries=find_binaries())
     except KeyboardInterrupt:
@@ -356,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start()
         stack.aws.set_ecr_token_lifetime(args.token_lifetime)
+        stack.gcp.set_lifetimes(federated=args.token_lifetime, access_token=args.token_lifetime)
+        stack.azure.set_lifetimes(refresh_token=args.token_lifetime)
         if args.node:
             stack.start_node()
         print(f"up in {sum(stack.timings.values()):.1f}s: {stack.timings}")
@@ -367,14 +383,13 @@ def main(argv: list[str] | None = None) -> int:
             print("   (no node here: the controller runs as a local process, authenticated as")
             print("    its ServiceAccount pull-secret-updater/controller with the RBAC from")
             print("    config/; as root, make demo runs it as a Pod on a node)")
-            token = stack.workdir / "controllers" / "controller" / "tokens" / STS_AUDIENCE / "token"
-            env = {
-                **demo_env(args.token_lifetime),
-                "PSU_PROVIDERS": ecr_section(
-                    stack, ca_bundle=str(stack.ca_file), token_path=str(token)
-                ),
-            }
-            controller = ControllerProcess(stack, env=env, audiences=(STS_AUDIENCE,)).start()
+            providers = clouds.sections(
+                stack,
+                ca_bundle=str(stack.ca_file),
+                token_path=clouds.controller_token_path(stack.workdir, "controller"),
+            )
+            env = {**demo_env(args.token_lifetime), "PSU_PROVIDERS": providers}
+            controller = ControllerProcess(stack, env=env, audiences=clouds.AUDIENCES).start()
         Demo(stack, stack.node).run(args.token_lifetime)
         step("Everything keeps running. Try:")
         for key, value in stack.env().items():

@@ -150,9 +150,11 @@ def write_overlay(
     env: dict[str, str] | None = None,
     replicas: int = 1,
     components: tuple[Path, ...] = (),
+    projected: tuple[tuple[str, str], ...] = (),
 ) -> Overlay:
     """A kustomize overlay of ``config/`` that runs the controller on the stack's node, with
-    `components` (such as ``config/components/ecr``) added."""
+    `components` (such as ``config/components/ecr``) added and, for each (audience, path) of
+    `projected`, the controller's projected token of that audience at that path."""
     directory.mkdir(parents=True, exist_ok=True)
     metrics_port = free_port()
     shutil.copy(stack.ca_file, directory / "ca.crt")
@@ -169,8 +171,31 @@ def write_overlay(
         "name": "controller",
         "imagePullPolicy": "Always",
         "env": [{"name": k, "value": v} for k, v in environment.items()],
-        "volumeMounts": [{"name": CA_CONFIGMAP, "mountPath": CA_DIR, "readOnly": True}],
+        "volumeMounts": [
+            {"name": CA_CONFIGMAP, "mountPath": CA_DIR, "readOnly": True},
+            *(
+                {"name": f"token-{i}", "mountPath": os.path.dirname(path), "readOnly": True}
+                for i, (_, path) in enumerate(projected)
+            ),
+        ],
     }
+    token_volumes = [
+        {
+            "name": f"token-{i}",
+            "projected": {
+                "sources": [
+                    {
+                        "serviceAccountToken": {
+                            "path": os.path.basename(path),
+                            "audience": audience,
+                            "expirationSeconds": 3600,
+                        }
+                    }
+                ]
+            },
+        }
+        for i, (audience, path) in enumerate(projected)
+    ]
     patch = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -183,7 +208,10 @@ def write_overlay(
                     "dnsPolicy": "ClusterFirstWithHostNet",
                     "imagePullSecrets": [{"name": IMAGE_PULL_SECRET}],
                     "containers": [container],
-                    "volumes": [{"name": CA_CONFIGMAP, "configMap": {"name": CA_CONFIGMAP}}],
+                    "volumes": [
+                        {"name": CA_CONFIGMAP, "configMap": {"name": CA_CONFIGMAP}},
+                        *token_volumes,
+                    ],
                 }
             },
         },
