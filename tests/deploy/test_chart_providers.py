@@ -127,7 +127,7 @@ def test_a_gar_or_acr_entry_alone_gets_its_defaults_and_its_token_like_ecr(
     helm_binary: Helm,
     monkeypatch: pytest.MonkeyPatch,
     kind: str,
-    section_type: type,
+    section_type: type[GarSection] | type[AcrSection],
     audience: str,
     path: str,
 ) -> None:
