@@ -30,7 +30,7 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -78,7 +78,9 @@ def digest(credential: str) -> str:
     return hashlib.sha256(credential.encode()).hexdigest()[:16]
 
 
-def _counts(stats: Mapping[str, Any] | None, key_of: Mapping[str, str] | None = None) -> Any:
+def _counts(
+    stats: Mapping[str, Any] | None, key_of: Mapping[str, str] | None = None
+) -> dict[str, dict[str, int]]:
     """{identity: {"ok", "error"}} from a stand-in's per-name stats, renamed by `key_of`."""
     counted: dict[str, dict[str, int]] = {}
     for name, c in (stats or {}).items():
@@ -112,6 +114,8 @@ class Cloud:
     identity_word: ClassVar[str]
     #: The word for its credential, in targets.
     credential: ClassVar[str]
+    #: The stand-in's APIs a credential takes, as `calls` names them.
+    apis: ClassVar[tuple[str, ...]]
     #: The API whose calls each give one credential (one per identity and refresh window).
     issuing_api: ClassVar[str]
     #: The audience of the controller's token for it (None: the default provider's).
@@ -148,8 +152,6 @@ class Cloud:
         """By API, the identities that each cost exactly one call in a fill."""
         keys = {i.key for i in self.identities}
         return {api: set(keys) for api in self.apis}
-
-    apis: ClassVar[tuple[str, ...]]
 
     def ledger(self, stack: LocalStack) -> Iterable[tuple[str, Issued]]:
         """Every credential the stand-in issued, and for what."""
@@ -481,7 +483,9 @@ class Book:
     yet known. `lifetime` is the seconds the stand-in gives one (its issue time is its expiry
     minus that)."""
 
-    def __init__(self, ledger: Any, *, lifetime: float) -> None:
+    def __init__(
+        self, ledger: Callable[[], Iterable[tuple[str, Issued]]], *, lifetime: float
+    ) -> None:
         self._ledger = ledger
         self.lifetime = lifetime
         self._known: dict[str, Issued] = {}
