@@ -21,6 +21,13 @@ applied and the controller running as its ServiceAccount:
   both, exchanges and AWS calls per role, every password one the stand-in issued.
 - ``ecr_wave``: the refresh wave with short-lived ECR passwords: expired passwords seen,
   exchanges per window and per role and lifetime, AWS calls, writes.
+- ``mixed_fill``: the cold fill with Secrets that ask for every provider's entry (cgr.dev,
+  ECR, Artifact Registry, ACR; M identities of each kind, round robin): all four entries
+  against the bare client writing all four, each stand-in's calls per identity, every
+  credential one its stand-in issued for the Secret's identity.
+- ``mixed_wave``: the refresh wave with every provider's credentials short-lived at once:
+  expired credentials seen in any entry, and per provider exchanges per window, the stand-in's
+  calls and the spread of refreshes.
 
 Every comparing figure is a ratio against a baseline measured in the same run. The results
 go to ``results.json`` (every figure), ``summary.md`` (targets with PASS or MISS) and PNG

@@ -14,7 +14,7 @@ seconds per Secret (writer, API server, etcd and the observer together) are repo
 machine shared with other work they are steadier than wall time.
 
 The rounds and their common figures are shared with the fill of other providers' entries
-(`ecr_fill`): a `Baseline` says what the bare client writes, `baseline_round`,
+(`mixed_fill`): a `Baseline` says what the bare client writes, `baseline_round`,
 `empty_secrets` and `controller_round` run the rounds, `fill_figures`, `fill_target` and
 `fill_notes` report them.
 """
@@ -211,8 +211,8 @@ class ControllerFill:
     reading: lab.ProcessReading
     #: The token service's exchanges by identity, read a second after the fill.
     counts: dict[str, dict[str, int]]
-    #: Its AWS stand-in's calls by API and role ARN, read at the same time.
-    aws_calls: dict[str, Any]
+    #: What `read_calls` gave at the same time (the cloud stand-ins' calls).
+    calls: dict[str, Any]
     requests: list[lab.AuditedRequest]
     stopped: lab.Stopped
 
@@ -233,10 +233,12 @@ async def controller_round(
     *,
     baseline: Baseline,
     while_filled: WhileFilled | None = None,
+    read_calls: Callable[[], dict[str, Any]] | None = None,
 ) -> ControllerFill:
     """Launch `process` on the emptied Secrets; timed until the watch saw every one with new,
     unexpired credentials. `while_filled` runs after the fill with the controller still
-    running (its readings are not part of the fill's figures)."""
+    running (its readings are not part of the fill's figures); `read_calls` reads other
+    counters (the cloud stand-ins') when the token service's are read."""
     minted = baseline.minted
     timeout = fill_timeout(len(namespaces))
 
@@ -259,7 +261,7 @@ async def controller_round(
         await asyncio.sleep(1.0)  # an exchange still in flight would show up in the stats
         counts = lab.exchange_counts(stack)
         until_wall = time.time()
-        aws_calls = stack.aws.stats()
+        calls = read_calls() if read_calls is not None else {}
         if while_filled is not None and complete:
             await while_filled(process)
     finally:
@@ -273,7 +275,7 @@ async def controller_round(
     requests = lab.audited_requests(
         stack.control_plane.audit_log, user=lab.CONTROLLER_USER, since=since_wall, until=until_wall
     )
-    return ControllerFill(complete, times, cpu, reading, counts, aws_calls, requests, stopped)
+    return ControllerFill(complete, times, cpu, reading, counts, calls, requests, stopped)
 
 
 async def measure(

@@ -122,14 +122,15 @@ class Stacks:
         self,
         *,
         token_lifetime: int = DEFAULT_TOKEN_LIFETIME,
-        ecr_token_lifetime: int | None = None,
+        cloud_lifetime: int | None = None,
     ) -> AsyncIterator[LocalStack]:
-        """A stack whose token service issues tokens of `token_lifetime` seconds, and ECR
-        passwords of `ecr_token_lifetime` seconds (None: AWS's 12 hours)."""
+        """A stack whose token service issues tokens of `token_lifetime` seconds, and whose
+        cloud stand-ins (AWS, Google, Azure) issue registry credentials of `cloud_lifetime`
+        seconds (None: the real clouds' lifetimes)."""
         if not self.shared:
             with fresh_stack(token_lifetime=token_lifetime) as stack:
-                if ecr_token_lifetime is not None:
-                    stack.aws.set_ecr_token_lifetime(ecr_token_lifetime)
+                if cloud_lifetime is not None:
+                    set_cloud_lifetimes(stack, cloud_lifetime)
                 yield stack
             return
         if self._stack is None:
@@ -138,15 +139,17 @@ class Stacks:
         stack = self._stack
         admin = stack.token_admin()
         admin.set_lifetime(token_lifetime)
-        stack.aws.set_ecr_token_lifetime(ecr_token_lifetime)
+        set_cloud_lifetimes(stack, cloud_lifetime)
         reset_counters(stack)
         try:
             yield stack
         finally:
             admin.set_lifetime(DEFAULT_TOKEN_LIFETIME)
             admin.clear_faults()
-            stack.aws.set_ecr_token_lifetime(None)
+            set_cloud_lifetimes(stack, None)
             stack.aws.clear_faults()
+            stack.gcp.clear_faults()
+            stack.azure.clear_faults()
             reset_counters(stack)
             await delete_managed_secrets(stack)
 
@@ -375,9 +378,21 @@ def total_exchanges(counts: dict[str, dict[str, int]]) -> int:
 
 
 def reset_counters(stack: LocalStack) -> None:
-    """Zero the token service's exchange counts and its AWS stand-in's call counts."""
+    """Zero the token service's exchange counts and its cloud stand-ins' call counts."""
     stack.token_admin().reset_stats()
     stack.aws.admin().reset_aws_stats()
+    stack.gcp.reset_stats()
+    stack.azure.reset_stats()
+
+
+def set_cloud_lifetimes(stack: LocalStack, seconds: int | None) -> None:
+    """The cloud stand-ins issue registry credentials of `seconds` from now on: ECR
+    passwords, Google's federated and impersonated access tokens (a federated token lives no
+    longer than the Kubernetes token either), ACR refresh tokens. None: the real clouds'
+    lifetimes (12 h, 1 h, 3 h)."""
+    stack.aws.set_ecr_token_lifetime(seconds)
+    stack.gcp.set_lifetimes(federated=seconds, access_token=seconds)
+    stack.azure.set_lifetimes(refresh_token=seconds or 0)
 
 
 # -- the controller -------------------------------------------------------------------------

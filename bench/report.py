@@ -162,10 +162,12 @@ def _plots(out: Path, results: dict[str, ScenarioResult]) -> list[Path]:
     makers: dict[str, tuple[str, Callable[[Any, ScenarioResult], None], int]] = {
         "cold_fill": ("fill-curve.png", _fill_curve, 1),
         "ecr_fill": ("ecr-fill-curve.png", _fill_curve, 1),
+        "mixed_fill": ("mixed-fill-curve.png", _fill_curve, 1),
         "steady_latency": ("latency-histogram.png", _latency_histogram, 1),
         "footprint": ("rss-vs-unrelated.png", _rss_vs_unrelated, 1),
         "refresh_wave": ("refresh-wave.png", _refresh_wave, 1),
         "ecr_wave": ("ecr-refresh-wave.png", _refresh_wave, 1),
+        "mixed_wave": ("mixed-refresh-wave.png", _refresh_wave, 1),
         "scale": ("scale.png", _scale, 3),
     }
     for name, (filename, maker, panels) in makers.items():
@@ -192,14 +194,15 @@ def _fill_curve(axes: Any, result: ScenarioResult) -> None:
         times = result.series.get(key) or []
         axes.step([0.0, *times], range(len(times) + 1), where="post", label=label)
     n = result.figures.get("secrets")
-    roles = result.figures.get("roles")
+    identities = result.figures.get("identities")
+    if isinstance(identities, dict):  # several providers: identities of each
+        identities = ", ".join(f"{v} {k}" for k, v in identities.items())
     axes.set_title(
-        f"{result.title}: {n} Secrets, {result.figures.get('identities')} identities, "
-        + (f"{roles} roles, " if roles else "")
+        f"{result.title}: {n} Secrets, {identities} identities, "
         + f"{result.figures.get('workers')} workers (ratio {result.figures.get('ratio')}x)"
     )
     axes.set_xlabel("seconds since start (controller: process launch)")
-    axes.set_ylabel("Secrets holding a token" + (" and a password" if roles else ""))
+    axes.set_ylabel("Secrets holding every entry")
     axes.grid(alpha=0.3)
     axes.legend()
 
@@ -238,7 +241,11 @@ def _rss_vs_unrelated(axes: Any, result: ScenarioResult) -> None:
 
 
 def _refresh_wave(axes: Any, result: ScenarioResult) -> None:
-    credential = "ECR password" if result.figures.get("provider") == "ecr" else "token"
+    credential = {"ecr": "ECR password", None: "token"}.get(
+        result.figures.get("provider"), "credential"
+    )
+    if "by_provider" in result.figures:
+        credential = "credential"
     writes = result.series.get("write_seconds") or []
     if writes:
         width = 1.0

@@ -97,6 +97,10 @@ class AzureStandIn:
     def stats(self) -> dict[str, Any]:
         return self._admin.azure_stats()
 
+    def reset_stats(self) -> None:
+        """Zero the counters of ``stats`` (``token`` and ``exchange``, per client ID)."""
+        self._admin.reset_azure_stats()
+
     def tokens(self, client_id: str, outcome: str = "ok") -> int:
         """Entra token requests of ``client_id`` with ``outcome`` (ok or error)."""
         return int(self.stats()["token"].get(client_id, {}).get(outcome, 0))

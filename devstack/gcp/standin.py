@@ -138,6 +138,10 @@ class GcpStandIn:
         stats: dict[str, Any] = self._admin.call("GET", "/admin/gcp/stats")
         return stats
 
+    def reset_stats(self) -> None:
+        """Zero the counters of ``stats``."""
+        self._admin.call("POST", "/admin/gcp/stats/reset")
+
     def exchanges(self, provider_name: str, outcome: str = "ok") -> int:
         return int(self.stats()["token_exchange"].get(provider_name, {}).get(outcome, 0))
 

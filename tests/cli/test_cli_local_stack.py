@@ -3,7 +3,8 @@
 identity-command recognises the local cluster (its issuer is KinD's) as private and prints a
 command that, run with the chainctl stand-in, creates an identity the controller fills a Secret
 with; status shows that Secret and the error of a badly annotated one; check performs one
-exchange with the controller's token and reports a refusal in one line.
+exchange with the controller's token (a Chainguard token, an ECR password, a Google access
+token, an ACR refresh token) and reports a refusal in one line.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ pytestmark = pytest.mark.stack
 
 SUBJECT = "system:serviceaccount:pull-secret-updater:controller"
 STS_AUDIENCE = "sts.amazonaws.com"
+GAR_AUDIENCE = "sts.googleapis.com"
+ACR_AUDIENCE = "api://AzureADTokenExchange"
 ACCOUNT = "111122223333"
 
 
@@ -253,6 +256,98 @@ def test_check_obtains_an_ecr_password_as_the_controller_would(
         f"pull-secret-updater check: exchange for identity {untrusting} failed: AWS STS answered"
     )
     assert "AccessDenied" in line
+    assert token not in refused.stdout + refused.stderr
+
+
+def test_check_obtains_a_google_access_token_as_the_controller_would(
+    stack: LocalStack, installed: str, tmp_path: Path
+) -> None:
+    gcp, name = stack.gcp, tmp_path.name[-12:].lower().replace("_", "-")
+    provider = gcp.create_pool_provider(
+        f"check-{name}"[:32], allowed_audiences=[GAR_AUDIENCE], allowed_subjects=[SUBJECT]
+    )
+    email = gcp.create_service_account(f"check-{name}"[:30])
+    gcp.bind(email, gcp.principal(SUBJECT))
+    token = stack.control_plane.service_account_token(
+        "pull-secret-updater", "controller", audience=GAR_AUDIENCE
+    )
+    token_file = tmp_path / "gcp-token"
+    token_file.write_text(token)
+    section = {"kind": "gar", "sts_endpoint": gcp.endpoint,
+               "iamcredentials_endpoint": gcp.endpoint, "ca_bundle": str(stack.ca_file),
+               "token_path": str(token_file)}  # fmt: skip
+    common = ["--ca-bundle", str(stack.ca_file), "--providers", json.dumps([section]),
+              "--registries", gcp.registry_host,
+              "--workload-identity-provider", provider]  # fmt: skip
+
+    ok = cli(stack, "check", "--gcp-service-account", email, *common)
+    assert ok.returncode == 0, ok.stderr
+    first, sent = ok.stdout.splitlines()[:2]
+    assert first.startswith(f"ok: password for {gcp.registry_host} expires at "), first
+    assert first.endswith("(in 59m)") or first.endswith("(in 1h)"), first
+    assert f"issuer {SERVICE_ACCOUNT_ISSUER}, subject {SUBJECT}" in sent
+    assert f"audience {GAR_AUDIENCE}" in sent
+    assert (gcp.exchanges(provider), gcp.generations(email)) == (1, 1)
+    issued = gcp.tokens()
+    assert [t["service_account"] for t in issued if t["provider"] == provider] == [None, email]
+    printed = ok.stdout + ok.stderr
+    assert token not in printed
+    assert all(item["token"] not in printed for item in issued)
+
+    # Without a service account, the federated token itself: one more STS exchange.
+    federated = cli(stack, "check", *common)
+    assert federated.returncode == 0, federated.stderr
+    assert (gcp.exchanges(provider), gcp.generations(email)) == (2, 1)
+
+    # A service account the controller's principal may not impersonate: IAM's own words.
+    stranger = gcp.create_service_account(f"nocheck-{name}"[:30])
+    refused = cli(stack, "check", "--gcp-service-account", stranger, *common)
+    assert refused.returncode == 1
+    line = one_line(refused.stderr)
+    assert line.startswith(
+        f"pull-secret-updater check: exchange for identity {stranger} failed: "
+    ), line
+    assert "PERMISSION_DENIED" in line
+    assert token not in refused.stdout + refused.stderr
+
+
+def test_check_obtains_an_acr_refresh_token_as_the_controller_would(
+    stack: LocalStack, installed: str, tmp_path: Path
+) -> None:
+    azure = stack.azure
+    client = azure.create_puller(f"check-{tmp_path.name[-12:]}", subject=SUBJECT)
+    token = stack.control_plane.service_account_token(
+        "pull-secret-updater", "controller", audience=ACR_AUDIENCE
+    )
+    token_file = tmp_path / "azure-token"
+    token_file.write_text(token)
+    section = {**azure.section(), "ca_bundle": str(stack.ca_file), "token_path": str(token_file)}
+    common = ["--ca-bundle", str(stack.ca_file), "--providers", json.dumps([section]),
+              "--registries", azure.registry_host, "--tenant-id", azure.tenant]  # fmt: skip
+
+    ok = cli(stack, "check", "--client-id", client, *common)
+    assert ok.returncode == 0, ok.stderr
+    first, sent = ok.stdout.splitlines()[:2]
+    assert first.startswith(f"ok: password for {azure.registry_host} expires at "), first
+    assert first.endswith("(in 2h59m)") or first.endswith("(in 3h)"), first
+    assert f"issuer {SERVICE_ACCOUNT_ISSUER}, subject {SUBJECT}" in sent
+    assert f"audience {ACR_AUDIENCE}" in sent
+    assert (azure.tokens(client), azure.exchanges(client)) == (1, 1)
+    printed = ok.stdout + ok.stderr
+    assert token not in printed
+    assert all(item["token"] not in printed for item in azure.refresh_tokens())
+
+    # An app that trusts another ServiceAccount: Entra's own code.
+    untrusting = azure.create_puller(f"nocheck-{tmp_path.name[-12:]}",
+                                     subject="system:serviceaccount:x:y")  # fmt: skip
+    refused = cli(stack, "check", "--client-id", untrusting, *common)
+    assert refused.returncode == 1
+    line = one_line(refused.stderr)
+    assert line.startswith(
+        f"pull-secret-updater check: exchange for identity {azure.tenant}/{untrusting} failed: "
+        "Microsoft Entra ID answered"
+    ), line
+    assert "AADSTS700213" in line
     assert token not in refused.stdout + refused.stderr
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -23,6 +24,14 @@ from tests.tokens.fakes import (
 )
 
 COMMANDS = ("run", "identity-command", "status", "check")
+WIP = "projects/123456789012/locations/global/workloadIdentityPools/cluster/providers/kube"
+OTHER_AUDIENCE = (
+    "https://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/"
+    "cluster/providers/other"
+)
+EMAIL = "puller@my-project.iam.gserviceaccount.com"
+GUID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+ACR_HOST = "myregistry.azurecr.io"
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +77,9 @@ def test_check_help_offers_the_controllers_settings(capsys: pytest.CaptureFixtur
         main(["check", "--help"])
     out = capsys.readouterr().out
     for flag in ("--identity", "--issuer", "--registry", "--token-path", "--token-source",
-                 "--ca-bundle", "--kubeconfig"):  # fmt: skip
+                 "--ca-bundle", "--kubeconfig", "--role-arn", "--registries",
+                 "--workload-identity-provider", "--gcp-service-account", "--tenant-id",
+                 "--client-id"):  # fmt: skip
         assert flag in out
 
 
@@ -86,8 +97,17 @@ def test_an_unknown_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> N
         (["status", "-o", "yaml"], "invalid choice: 'yaml'"),
         (["status", "--names", ","], "at least one name"),
         (["status", "--names", "pull-secret,a=b"], "'a=b' is not a valid Secret name"),
-        (["check"], "give either --identity (Chainguard) or --role-arn and --registries"),
-        (["check", "--identity", "x", "--role-arn", "y"], "give either --identity"),
+        (
+            ["check"],
+            "give one of --identity (Chainguard), --role-arn and --registries (ECR), "
+            "--workload-identity-provider [--gcp-service-account] and --registries "
+            "(Artifact Registry), or --tenant-id, --client-id and --registries (ACR)",
+        ),
+        (["check", "--identity", "x", "--role-arn", "y"], "give one of --identity"),
+        (["check", "--identity", "x", "--registries", "gcr.io"], "give one of --identity"),
+        (["check", "--registries", "gcr.io"], "give one of --identity"),
+        (["check", "--role-arn", "y", "--tenant-id", GUID, "--registries", "z"], "give one of"),
+        (["check", "--workload-identity-provider", WIP, "--client-id", GUID], "give one of"),
         (["check", "--role-arn", "arn:aws:iam::111122223333:role/x"], "--registries is missing"),
         (
             [
@@ -112,6 +132,89 @@ def test_an_unknown_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> N
                 "111122223333.dkr.ecr.eu-west-1.amazonaws.com",
             ],
             "provider ecr is not configured",
+        ),
+        # Artifact Registry: the provider's own spec says what is wrong, in the flags' words.
+        (
+            ["check", "--workload-identity-provider", WIP],
+            "--workload-identity-provider is set but --registries is missing",
+        ),
+        (
+            ["check", "--workload-identity-provider", "nope", "--registries", "gcr.io"],
+            "--workload-identity-provider is not a workload identity pool provider",
+        ),
+        (
+            ["check", "--gcp-service-account", EMAIL, "--registries", "gcr.io"],
+            "--workload-identity-provider is missing",
+        ),
+        (
+            [
+                "check",
+                "--workload-identity-provider",
+                WIP,
+                "--gcp-service-account",
+                "a@b.com",
+                "--registries",
+                "gcr.io",
+            ],
+            "--gcp-service-account is not a Google service account",
+        ),
+        (
+            ["check", "--workload-identity-provider", WIP, "--registries", "ghcr.io"],
+            "--registries: item 1 is not a Google registry host",
+        ),
+        (
+            [
+                "check",
+                "--workload-identity-provider",
+                WIP,
+                "--gcp-service-account",
+                EMAIL,
+                "--registries",
+                "europe-west4-docker.pkg.dev",
+            ],
+            "provider gar is not configured",
+        ),
+        (
+            [
+                "check",
+                "--workload-identity-provider",
+                WIP,
+                "--registries",
+                "gcr.io",
+                "--providers",
+                json.dumps([{"kind": "gar", "sa_audience": OTHER_AUDIENCE}]),
+            ],
+            "--workload-identity-provider names another provider than the one the controller's "
+            "tokens are for",
+        ),
+        # ACR, likewise.
+        (
+            ["check", "--tenant-id", GUID],
+            "--tenant-id is set but --client-id and --registries are missing",
+        ),
+        (
+            ["check", "--tenant-id", GUID, "--client-id", "nope", "--registries", ACR_HOST],
+            "--client-id contains 'n' at position 1",
+        ),
+        (
+            [
+                "check",
+                "--tenant-id",
+                GUID,
+                "--client-id",
+                GUID,
+                "--registries",
+                f"{ACR_HOST},other.azurecr.io",
+            ],
+            "--registries contains ','",
+        ),
+        (
+            ["check", "--tenant-id", GUID, "--client-id", GUID, "--registries", "ghcr.io"],
+            "--registries is not an Azure Container Registry host",
+        ),
+        (
+            ["check", "--tenant-id", GUID, "--client-id", GUID, "--registries", ACR_HOST],
+            "provider acr is not configured",
         ),
         (["check", "--identity", "has space"], "--identity contains ' '"),
         (["check", "--identity", "x", "--token-source", "carrier-pigeon"], "token_source"),

@@ -19,7 +19,10 @@ import yaml
 
 from devstack.stack import LocalStack
 from pull_secret_updater.core.policy import parse_policy
+from pull_secret_updater.providers import acr, gar
+from pull_secret_updater.providers.acr.section import AcrSection
 from pull_secret_updater.providers.ecr import DEFAULT_AUDIENCE, DEFAULT_TOKEN_PATH
+from pull_secret_updater.providers.gar.section import GarSection
 from tests.deploy.support import (
     CHART,
     Helm,
@@ -108,6 +111,92 @@ def test_ecr_token_is_projected_at_its_path_with_its_audience(helm_binary: Helm)
     assert chainguard["projected"]["sources"][0]["serviceAccountToken"]["audience"] == (
         "issuer.enforce.dev"
     )
+
+
+# -- a gar or acr entry, with its kind alone -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "section_type", "audience", "path"),
+    [
+        ("gar", GarSection, gar.DEFAULT_AUDIENCE, gar.DEFAULT_TOKEN_PATH),
+        ("acr", AcrSection, acr.DEFAULT_AUDIENCE, acr.DEFAULT_TOKEN_PATH),
+    ],
+)
+def test_a_gar_or_acr_entry_alone_gets_its_defaults_and_its_token_like_ecr(
+    helm_binary: Helm,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    section_type: type[GarSection] | type[AcrSection],
+    audience: str,
+    path: str,
+) -> None:
+    objects = helm_binary.template(values={"providers": [{"kind": kind}]})
+
+    assert sections(objects) == [{"kind": kind, "sa_audience": audience, "token_path": path}]
+    settings = load_pod_settings(objects, monkeypatch)
+    (section,) = [s for s in settings.sections if isinstance(s, section_type)]
+    assert section.sa_audience == audience
+    assert str(section.token_path) == path
+    assert [s.spec().name for s in settings.sections] == ["chainguard", kind]
+    volume, key = volume_for(objects, path)
+    assert volume["name"] == f"{kind}-token"
+    (source,) = volume["projected"]["sources"]
+    assert source["serviceAccountToken"] == {
+        "path": key,
+        "audience": audience,
+        "expirationSeconds": 3600,
+    }
+    (mount,) = [m for m in container(objects)["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["mountPath"] == path.rsplit("/", 1)[0]
+    assert mount["readOnly"] is True
+
+
+def test_every_provider_at_once_gets_a_token_of_its_own(
+    helm_binary: Helm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entries = [{"kind": "ecr"}, {"kind": "gar"}, {"kind": "acr"}]
+    objects = helm_binary.template(values={"providers": entries})
+
+    settings = load_pod_settings(objects, monkeypatch)
+    assert [s.spec().name for s in settings.sections] == ["chainguard", "ecr", "gar", "acr"]
+    audiences = {
+        volume_for(objects, str(s["token_path"]))[0]["projected"]["sources"][0][
+            "serviceAccountToken"
+        ]["audience"]
+        for s in sections(objects)
+    }
+    assert audiences == {DEFAULT_AUDIENCE, gar.DEFAULT_AUDIENCE, acr.DEFAULT_AUDIENCE}
+
+
+def test_a_gar_or_acr_entrys_own_fields_reach_the_controller(
+    helm_binary: Helm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    google = {
+        "kind": "gar",
+        "sa_audience": "https://iam.googleapis.com/projects/123456789012/locations/global/"
+        "workloadIdentityPools/cluster/providers/kubernetes",
+        "sts_endpoint": "https://sts.example.com",
+        "iamcredentials_endpoint": "https://iamcredentials.example.com",
+    }
+    azure = {
+        "kind": "acr",
+        "authority_host": "https://login.microsoftonline.us",
+        "acr_endpoint": "https://proxy.example.com",
+    }
+    objects = helm_binary.template(values={"providers": [google, azure]})
+
+    assert sections(objects) == [
+        {**google, "token_path": gar.DEFAULT_TOKEN_PATH},
+        {**azure, "sa_audience": acr.DEFAULT_AUDIENCE, "token_path": acr.DEFAULT_TOKEN_PATH},
+    ]
+    settings = load_pod_settings(objects, monkeypatch)
+    (gar_section,) = [s for s in settings.sections if isinstance(s, GarSection)]
+    (acr_section,) = [s for s in settings.sections if isinstance(s, AcrSection)]
+    assert gar_section.iamcredentials_endpoint == "https://iamcredentials.example.com"
+    assert acr_section.authority_host == "https://login.microsoftonline.us"
+    token = volume_for(objects, gar.DEFAULT_TOKEN_PATH)[0]["projected"]["sources"][0]
+    assert token["serviceAccountToken"]["audience"] == google["sa_audience"]
 
 
 def test_an_entrys_own_audience_and_path_drive_its_volume(
@@ -201,7 +290,13 @@ def test_providers_leave_the_network_policy_as_it_was(helm_binary: Helm) -> None
 
 
 def test_chart_with_providers_passes_helm_lint_strict(helm_binary: Helm) -> None:
-    values = {"providers": [{**ECR, "caBundle": CA_PEM, "session_duration": 1800}]}
+    values = {
+        "providers": [
+            {**ECR, "caBundle": CA_PEM, "session_duration": 1800},
+            {"kind": "gar", "caBundle": CA_PEM},
+            {"kind": "acr", "acr_endpoint": None},
+        ]
+    }
     result = helm_binary.run("lint", "--strict", str(CHART), *value_args(values))
     assert "0 chart(s) failed" in result.stdout
 
@@ -222,6 +317,12 @@ def test_chart_with_providers_passes_helm_lint_strict(helm_binary: Helm) -> None
         ([{**ECR, "caBundle": CA_PEM, "ca_bundle": "/etc/ca.crt"}], "give one"),
         ([{"kind": "fake"}], "needs token_path and sa_audience"),
         ([{"sa_audience": "x"}], "kind"),
+        ([{"kind": "gar", "sts_endpiont": "https://sts.example.com"}], "sts_endpiont"),
+        ([{"kind": "gar", "session_duration": 900}], "session_duration"),
+        ([{"kind": "gar", "iamcredentials_endpoint": "http://iam.example.com"}], "iamcred"),
+        ([{"kind": "acr", "authority_host": "http://login.example.com"}], "authority_host"),
+        ([{"kind": "acr", "registry": "r.azurecr.io"}], "registry"),
+        ([{"kind": "gar"}, {"kind": "acr", "token_path": gar.DEFAULT_TOKEN_PATH}], "in or around"),
     ],
     ids=[
         "chainguard-entry",
@@ -237,6 +338,12 @@ def test_chart_with_providers_passes_helm_lint_strict(helm_binary: Helm) -> None
         "two-bundles",
         "no-default-path",
         "no-kind",
+        "gar-unknown-key",
+        "gar-ecr-key",
+        "gar-http-endpoint",
+        "acr-http-authority",
+        "acr-annotation-as-key",
+        "gar-and-acr-one-token-path",
     ],
 )
 def test_bad_provider_entries_are_refused(

@@ -107,7 +107,10 @@ fromJsonArray. The token file's path and the volume's mount come from one place,
 cannot disagree.
 */}}
 {{- define "pull-secret-updater.providerPlans" -}}
-{{- $defaults := dict "ecr" (dict "sa_audience" "sts.amazonaws.com" "token_path" "/var/run/secrets/sts.amazonaws.com/serviceaccount/token") }}
+{{- $defaults := dict
+      "ecr" (dict "sa_audience" "sts.amazonaws.com" "token_path" "/var/run/secrets/sts.amazonaws.com/serviceaccount/token")
+      "gar" (dict "sa_audience" "sts.googleapis.com" "token_path" "/var/run/secrets/iam.googleapis.com/serviceaccount/token")
+      "acr" (dict "sa_audience" "api://AzureADTokenExchange" "token_path" "/var/run/secrets/azure/tokens/azure-identity-token") }}
 {{- $plans := list }}
 {{- $kinds := list }}
 {{- /* Every directory the pod mounts something at: a token's must be none of them, nor
