@@ -185,6 +185,11 @@ def _plots(out: Path, results: dict[str, ScenarioResult]) -> list[Path]:
     return written
 
 
+def _wrapped(title: str, width: int = 90) -> str:
+    """A one-panel plot's title, on two lines when it is too long for one."""
+    return title if len(title) <= width else title.replace(": ", ":\n", 1)
+
+
 def _fill_curve(axes: Any, result: ScenarioResult) -> None:
     for key, label in (
         ("baseline_curve", "baseline (bare client), before"),
@@ -198,8 +203,10 @@ def _fill_curve(axes: Any, result: ScenarioResult) -> None:
     if isinstance(identities, dict):  # several providers: identities of each
         identities = ", ".join(f"{v} {k}" for k, v in identities.items())
     axes.set_title(
-        f"{result.title}: {n} Secrets, {identities} identities, "
-        + f"{result.figures.get('workers')} workers (ratio {result.figures.get('ratio')}x)"
+        _wrapped(
+            f"{result.title}: {n} Secrets, {identities} identities, "
+            + f"{result.figures.get('workers')} workers (ratio {result.figures.get('ratio')}x)"
+        )
     )
     axes.set_xlabel("seconds since start (controller: process launch)")
     axes.set_ylabel("Secrets holding every entry")
@@ -256,9 +263,11 @@ def _refresh_wave(axes: Any, result: ScenarioResult) -> None:
     axes.vlines(exchanges, 0, axes.get_ylim()[1] or 1, colors="tab:orange", alpha=0.6,
                 label="exchanges")  # fmt: skip
     axes.set_title(
-        f"{result.title}: {result.figures.get('secrets')} Secrets, {credential} lifetime "
-        f"{result.figures.get('token_lifetime')} s, "
-        f"{result.figures.get('expired_observations')} expired observations"
+        _wrapped(
+            f"{result.title}: {result.figures.get('secrets')} Secrets, {credential} lifetime "
+            f"{result.figures.get('token_lifetime')} s, "
+            f"{result.figures.get('expired_observations')} expired observations"
+        )
     )
     axes.set_xlabel("seconds since the controller's launch")
     axes.set_ylabel("Secrets written")
