@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
+from pull_secret_updater.core.claims import InvalidToken
 from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.core.providers import ProviderSpec, Want
 
@@ -71,3 +72,25 @@ class TokenProvider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class Unverifiable:
+    """The half of `TokenProvider` every provider whose credentials cannot be verified offline
+    (an ECR password, a Google access token, an ACR refresh token) shares: nothing verifies,
+    nothing obtained is ever withdrawn (there are no keys to rotate), nothing to refresh. A
+    credential found in a Secret is then trusted only while byte-identical to one this process
+    obtained (`tokens.trust`). `unverifiable` names the credentials in the refusal."""
+
+    unverifiable: ClassVar[str]
+
+    async def verify(self, token: str) -> Credential:
+        raise InvalidToken(f"{self.unverifiable} cannot be verified offline")
+
+    def still_trusted(self, token: Credential) -> bool:
+        return True
+
+    def on_withdrawn(self, listener: Callable[[], None]) -> None:
+        """Nothing obtained is ever withdrawn."""
+
+    async def refresh_if_stale(self) -> None:
+        """Nothing to refresh."""

@@ -41,14 +41,14 @@ from pull_secret_updater.providers.acr.answers import acr_error, entra_error
 from pull_secret_updater.providers.acr.spec import AcrSpec, service_of, split_identity
 from pull_secret_updater.tokens.errors import Cause, MalformedResponse
 from pull_secret_updater.tokens.http import NOT_JSON, Answer, load_json, make_client, send
-from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource
+from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource, Unverifiable
 from pull_secret_updater.version import user_agent
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
-class AcrExchange:
+class AcrExchange(Unverifiable):
     """Obtains ACR refresh tokens for an app (`Want.identity`, ``<tenant>/<client>``) and a
     registry (`Want.scope`).
 
@@ -57,6 +57,8 @@ class AcrExchange:
     for every registry's ``/oauth2/exchange`` (a proxy, a stand-in). A refresh token expiring
     within `min_lifetime` seconds is refused as unusable.
     """
+
+    unverifiable = "ACR refresh tokens"
 
     def __init__(
         self,
@@ -122,18 +124,6 @@ class AcrExchange:
             issued_at=issued_at,
             expires_at=expires_at,
         )
-
-    async def verify(self, token: str) -> Credential:
-        raise InvalidToken("ACR refresh tokens cannot be verified offline")
-
-    def still_trusted(self, token: Credential) -> bool:
-        return True
-
-    def on_withdrawn(self, listener: Callable[[], None]) -> None:
-        """Nothing obtained is ever withdrawn: there are no keys to rotate."""
-
-    async def refresh_if_stale(self) -> None:
-        """Nothing to refresh."""
 
     async def aclose(self) -> None:
         await self._client.aclose()

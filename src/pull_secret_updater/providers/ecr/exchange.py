@@ -31,7 +31,6 @@ from urllib.parse import urlencode
 
 import httpx2
 
-from pull_secret_updater.core.claims import InvalidToken
 from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.core.providers import Want
 from pull_secret_updater.providers.ecr import (
@@ -59,7 +58,7 @@ from pull_secret_updater.tokens.http import (
     make_client,
     send,
 )
-from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource
+from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource, Unverifiable
 from pull_secret_updater.version import user_agent
 
 ECR_TARGET = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"
@@ -68,13 +67,15 @@ STS_VERSION = "2011-06-15"
 _SESSION_CHARACTER = re.compile(r"[^A-Za-z0-9_=,.@-]")
 
 
-class EcrExchange:
+class EcrExchange(Unverifiable):
     """Obtains ECR passwords for a role (`Want.identity`) in a region (`Want.scope`).
 
     `sts_endpoint` / `ecr_endpoint` replace the region's own (``https://sts.<region>.<domain>``,
     ``https://api.ecr.<region>.<domain>``) for every region, for VPC endpoints, proxies or a
     stand-in. A password expiring within `min_lifetime` seconds is refused as unusable.
     """
+
+    unverifiable = "ECR passwords"
 
     def __init__(
         self,
@@ -141,18 +142,6 @@ class EcrExchange:
             issued_at=issued_at,
             expires_at=expires_at,
         )
-
-    async def verify(self, token: str) -> Credential:
-        raise InvalidToken("ECR passwords cannot be verified offline")
-
-    def still_trusted(self, token: Credential) -> bool:
-        return True
-
-    def on_withdrawn(self, listener: Callable[[], None]) -> None:
-        """Nothing obtained is ever withdrawn: there are no keys to rotate."""
-
-    async def refresh_if_stale(self) -> None:
-        """Nothing to refresh."""
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -6,16 +6,17 @@ import secrets
 import time
 from collections.abc import Callable
 
-from pull_secret_updater.core.claims import InvalidToken
 from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.core.providers import Want
 from pull_secret_updater.providers.fake import DEFAULT_LIFETIME
 from pull_secret_updater.providers.fake.spec import FakeSpec
-from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource
+from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource, Unverifiable
 
 
-class FakeProvider:
+class FakeProvider(Unverifiable):
     """Mints `lifetime`-second credentials; counts `issued` per identity."""
+
+    unverifiable = "fake credentials"
 
     def __init__(
         self,
@@ -50,18 +51,6 @@ class FakeProvider:
             issued_at=now,
             expires_at=now + self.lifetime,
         )
-
-    async def verify(self, token: str) -> Credential:
-        raise InvalidToken("fake credentials cannot be verified offline")
-
-    def still_trusted(self, token: Credential) -> bool:
-        return True
-
-    def on_withdrawn(self, listener: Callable[[], None]) -> None:
-        """Nothing is ever withdrawn."""
-
-    async def refresh_if_stale(self) -> None:
-        """Nothing to refresh."""
 
     async def aclose(self) -> None:
         """Nothing to close."""

@@ -49,7 +49,7 @@ from pull_secret_updater.providers.gar.answers import (
 from pull_secret_updater.providers.gar.spec import IAM_PREFIXES, GarSpec, provider_resource
 from pull_secret_updater.tokens.errors import Cause, MalformedResponse
 from pull_secret_updater.tokens.http import NOT_JSON, Answer, load_json, make_client, send
-from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource
+from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource, Unverifiable
 from pull_secret_updater.version import user_agent
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -57,13 +57,15 @@ JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
 
-class GarExchange:
+class GarExchange(Unverifiable):
     """Obtains Google access tokens for a pool provider, or a service account through it.
 
     `sts_endpoint` / `iamcredentials_endpoint` replace Google's (Private Service Connect, a
     proxy, a stand-in). `audience` is the Kubernetes tokens' (see `GarSpec`). A token expiring
     within `min_lifetime` seconds is refused as unusable.
     """
+
+    unverifiable = "Google access tokens"
 
     def __init__(
         self,
@@ -129,18 +131,6 @@ class GarExchange:
             issued_at=issued_at,
             expires_at=expires_at,
         )
-
-    async def verify(self, token: str) -> Credential:
-        raise InvalidToken("Google access tokens cannot be verified offline")
-
-    def still_trusted(self, token: Credential) -> bool:
-        return True
-
-    def on_withdrawn(self, listener: Callable[[], None]) -> None:
-        """Nothing obtained is ever withdrawn: there are no keys to rotate."""
-
-    async def refresh_if_stale(self) -> None:
-        """Nothing to refresh."""
 
     async def aclose(self) -> None:
         await self._client.aclose()
