@@ -1,5 +1,10 @@
 """The plugin's options: the ``args`` of its entry in the kubelet's CredentialProviderConfig.
 
+One executable serves every provider: ``--provider`` says which this entry is (Chainguard by
+default, as before there were several), ``--endpoint=<key>=<url>`` overrides one of that
+provider's endpoints (`providers.kubelet.Endpoint`), ``--audience`` is the audience of the
+ServiceAccount tokens the kubelet requests for it (the config's ``tokenAttributes``).
+
 The kubelet starts the plugin with the arguments the config gives (and its own environment),
 so everything the plugin needs is a flag, and the generator (`config`) writes the same flags.
 No environment variable is read: what a node's kubelet happens to have in its environment
@@ -25,11 +30,13 @@ from pull_secret_updater.providers.chainguard import (
     DEFAULT_REGISTRY,
 )
 from pull_secret_updater.providers.chainguard.spec import IDENTITY, validate_identity
+from pull_secret_updater.providers.kubelet import KUBELET_PROVIDERS, kubelet_provider
 
 __all__ = [
     "DEFAULT_AUDIENCE",
     "DEFAULT_DEADLINE",
     "DEFAULT_ISSUER",
+    "DEFAULT_PROVIDER",
     "DEFAULT_REGISTRY",
     "PROG",
     "Options",
@@ -40,6 +47,8 @@ __all__ = [
 
 #: The executable's name, and so the provider's name in the kubelet's config.
 PROG = "pull-secret-updater-credential-provider"
+#: The provider an entry without ``--provider`` serves.
+DEFAULT_PROVIDER = "chainguard"
 
 DEFAULT_TIMEOUT = 10.0
 #: The kubelet kills a plugin after one minute; answer (or fail with a reason) before that.
@@ -55,8 +64,12 @@ class UsageError(Exception):
 class Options:
     """What the plugin does; see `build_parser` for each option's meaning and default."""
 
+    provider: str = DEFAULT_PROVIDER
     issuer: str = DEFAULT_ISSUER
-    registry: str = DEFAULT_REGISTRY
+    registry: str | None = DEFAULT_REGISTRY
+    audience: str = DEFAULT_AUDIENCE
+    endpoints: tuple[tuple[str, str], ...] = ()
+    key_cache: Path | None = None
     ca_bundle: Path | None = None
     timeout: float = DEFAULT_TIMEOUT
     deadline: float = DEFAULT_DEADLINE
@@ -93,15 +106,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add(
+        "--provider",
+        choices=KUBELET_PROVIDERS,
+        default=DEFAULT_PROVIDER,
+        help="the registry provider this entry of the kubelet's config serves "
+        f"(default: {DEFAULT_PROVIDER})",
+    )
+    add(
         "--issuer",
         default=DEFAULT_ISSUER,
-        help=f"base URL of the token service (https; default: {DEFAULT_ISSUER})",
+        help=f"chainguard: base URL of the token service (https; default: {DEFAULT_ISSUER})",
     )
     add(
         "--registry",
-        default=DEFAULT_REGISTRY,
-        help="registry host the tokens are for: the exchange's aud and the key of the answer's "
-        f"auth (default: {DEFAULT_REGISTRY})",
+        help="the one registry host served: chainguard's tokens are for it (their aud; "
+        f"default: {DEFAULT_REGISTRY}); for the others, images of any other host are refused "
+        "(default: any host of the provider)",
+    )
+    add(
+        "--audience",
+        help="the audience of the ServiceAccount tokens the config asks the kubelet for "
+        "(default: the provider's: issuer.enforce.dev, sts.amazonaws.com, "
+        "sts.googleapis.com, api://AzureADTokenExchange)",
+    )
+    add(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="KEY=URL",
+        help="override one of the provider's endpoints (https): ecr: sts, ecr; gar: sts, "
+        "iamcredentials; acr: authority, acr; chainguard: issuer (repeat)",
+    )
+    add(
+        "--key-cache",
+        type=Path,
+        metavar="DIR",
+        help="chainguard: a directory, writable by the kubelet's user alone, where the token "
+        "service's verified keys are kept between calls (default: fetched at every call)",
     )
     add(
         "--ca-bundle",
@@ -192,14 +233,30 @@ def node_fallback_problem(
 def parse_options(argv: Sequence[str]) -> Options:
     """The options from the plugin's arguments; raises UsageError."""
     args = build_parser().parse_args(list(argv))
-    issuer = str(args.issuer).strip().rstrip("/")
-    if "://" not in issuer:
-        issuer = f"https://{issuer}"
-    if not issuer.startswith("https://"):
-        raise UsageError("--issuer must be an https:// URL; the exchange is never sent in clear")
-    registry = str(args.registry).strip()
-    if not registry or "/" in registry or any(c.isspace() for c in registry):
+    described = kubelet_provider(args.provider)
+    endpoints: dict[str, str] = {}
+    for item in args.endpoint:
+        key, _, url = str(item).partition("=")
+        if described.endpoint(key) is None:
+            known = ", ".join(e.key for e in described.endpoints)
+            raise UsageError(f"--endpoint: {args.provider} has no endpoint {key!r} ({known})")
+        endpoints[key] = _https(url, f"--endpoint={key}")
+    issuer = _https(endpoints.pop("issuer", args.issuer), "--issuer")
+    if args.provider != DEFAULT_PROVIDER:
+        for flag, value in (("--issuer", args.issuer != DEFAULT_ISSUER),
+                            ("--key-cache", args.key_cache is not None),
+                            ("--identity-annotation", args.identity_annotation != IDENTITY),
+                            ("--node-token-file", args.node_token_file is not None)):  # fmt: skip
+            if value:
+                raise UsageError(f"{flag} is for the chainguard provider only")
+    registry = described.registry if args.registry is None else str(args.registry).strip()
+    if registry is not None and (
+        not registry or "/" in registry or any(c.isspace() for c in registry)
+    ):
         raise UsageError("--registry must be a registry host (and port), such as cgr.dev")
+    audience = described.audience if args.audience is None else str(args.audience)
+    if not audience.strip() or any(c.isspace() for c in audience):
+        raise UsageError("--audience must be a non-empty audience without spaces")
     for name in ("timeout", "deadline", "max_cache"):
         value = getattr(args, name)
         if not (math.isfinite(value) and value > 0):
@@ -219,8 +276,12 @@ def parse_options(argv: Sequence[str]) -> Options:
     if problem is not None:
         raise UsageError(problem)
     return Options(
+        provider=args.provider,
         issuer=issuer,
         registry=registry,
+        audience=audience,
+        endpoints=tuple(sorted(endpoints.items())),
+        key_cache=args.key_cache,
         ca_bundle=args.ca_bundle,
         timeout=args.timeout,
         deadline=args.deadline,
@@ -231,3 +292,12 @@ def parse_options(argv: Sequence[str]) -> Options:
         node_token_file=args.node_token_file,
         node_identity=args.node_identity,
     )
+
+
+def _https(value: str, flag: str) -> str:
+    url = str(value).strip().rstrip("/")
+    if "://" not in url:
+        url = f"https://{url}"
+    if not url.startswith("https://") or any(c.isspace() for c in url):
+        raise UsageError(f"{flag} must be an https:// URL; the exchange is never sent in clear")
+    return url

@@ -3,20 +3,22 @@
 The kubelet runs the plugin once per image pull whose credentials it has not cached, with a
 ``CredentialProviderRequest`` on stdin. With ``tokenAttributes`` in its config, the request
 carries a token of the pulling Pod's ServiceAccount (bound to that Pod, with the configured
-audience) and the ServiceAccount's identity annotation. The plugin exchanges that token at the
-token service for a registry token of that identity, with the controller's own client
-(`providers.chainguard.exchange.ChainguardSTS`: the same request, the same verification of the
-returned token against the token service's published keys, the same errors), and answers with the
-registry's credentials and how long the kubelet may keep them (`core.schedule.cache_duration`
-of the verified token).
+audience) and the ServiceAccount annotations the config names. One executable serves every
+registry provider (``--provider``: one entry of the kubelet's config each): the annotations
+and the image's registry say what to obtain (`providers.kubelet.KubeletProvider.want`), and the
+provider's own exchange, the controller's, obtains it (the same requests, the same
+verification, the same errors). The answer holds the registry's credentials and how long the
+kubelet may keep them (`core.schedule.cache_duration` of the credential's own lifetime: a
+Chainguard token's verified ``exp``, ECR's ``expiresAt``, Google's ``expires_in``, an ACR
+refresh token's ``exp``).
 
-Whose token is exchanged, for which identity (`plan_exchange`):
+Whose token is exchanged, for what (`plan_exchange`):
 
-- the request carries the identity annotation: the Pod's ServiceAccount token, for that
-  identity, which must trust ``system:serviceaccount:<namespace>:<name>``;
-- otherwise, when the options give a node-level token file and identity (the fallback for
-  plain mode, Pods without a ServiceAccount, or ServiceAccounts without the annotation): the
-  file's token, re-read at each call, for the node's identity;
+- the request carries the provider's annotations: the Pod's ServiceAccount token, for what
+  they name, which must trust ``system:serviceaccount:<namespace>:<name>``;
+- otherwise, for Chainguard, when the options give a node-level token file and identity (the
+  fallback for plain mode, Pods without a ServiceAccount, or ServiceAccounts without the
+  annotation): the file's token, re-read at each call, for the node's identity;
 - otherwise the request is refused.
 
 What the kubelet sees when it goes wrong: one line on stderr (it puts that line into the
@@ -26,25 +28,26 @@ built without them, and the line is scrubbed of the request's token and anything
 a JWT before it is printed. Nothing else writes to stdout, which is the answer.
 
 NB: this module is the plugin's start-up path, run at every cache miss. It loads the token
-layer and the pure core only: never the Kubernetes client, the controller or the settings
-model (import-linter holds it to that; ``python -X importtime`` shows what it costs).
+layer, the pure core and the one provider it serves, by name: never the Kubernetes client,
+the controller, the settings model or the other providers (import-linter holds it to that;
+``python -X importtime`` shows what it costs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, TextIO
-
-import httpx2
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from pull_secret_updater.core.claims import InvalidToken, read_claims
 from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.core.errors import BadInput
+from pull_secret_updater.core.providers import Want
 from pull_secret_updater.core.redaction import redact, truncate
 from pull_secret_updater.core.schedule import cache_duration
 from pull_secret_updater.credentialprovider.options import PROG, Options, UsageError, parse_options
@@ -58,12 +61,14 @@ from pull_secret_updater.credentialprovider.protocol import (
     parse_request,
     render_response,
 )
-from pull_secret_updater.providers.chainguard import USERNAME
-from pull_secret_updater.providers.chainguard.exchange import ChainguardSTS
-from pull_secret_updater.providers.chainguard.spec import IDENTITY, validate_identity
+from pull_secret_updater.providers.chainguard.spec import IDENTITY
+from pull_secret_updater.providers.kubelet import KubeletProvider, kubelet_provider
 from pull_secret_updater.tokens.errors import ExchangeError, TransientExchangeError
-from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource
+from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource, TokenProvider
 from pull_secret_updater.tokens.tokenfile import ProjectedFileTokenSource
+
+if TYPE_CHECKING:
+    import httpx2
 
 __all__ = ["FAILURE", "USAGE", "Plan", "answer", "main", "plan_exchange", "run"]
 
@@ -99,42 +104,55 @@ class NodeToken:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
-    """One exchange: `identity`'s token, obtained with the token from `tokens`; `who` names
+    """One exchange: what `want` names, obtained with the token from `tokens`; `who` names
     the token's owner in messages."""
 
-    identity: str
+    want: Want
     subject: Subject
     tokens: SubjectTokenSource = field(repr=False)
     who: str
 
+    @property
+    def identity(self) -> str:
+        return self.want.identity
 
-def plan_exchange(request: CredentialRequest, options: Options) -> Plan:
-    """Whose token is exchanged for which identity (see the module docstring); raises
-    BadRequest."""
+
+def plan_exchange(
+    request: CredentialRequest, options: Options, provider: KubeletProvider | None = None
+) -> Plan:
+    """Whose token is exchanged for what (see the module docstring); raises BadRequest."""
+    described = provider or kubelet_provider(options.provider)
+    registry = options.registry or request.registry
+    annotations = dict(request.service_account_annotations)
     key = options.identity_annotation
-    value = request.service_account_annotations.get(key)
+    primary = described.required_keys[0]
+    if key != IDENTITY and key in annotations:  # chainguard's, under another key
+        annotations[primary] = annotations.pop(key)
+    shown = key if key != IDENTITY else primary
     token = request.service_account_token
-    if value is not None:
+    try:
+        want = described.want(annotations, registry, options.audience)
+    except BadInput as e:
+        message = e.message.replace(f"annotation {primary}", f"annotation {shown}")
+        raise BadRequest(f"the Pod's ServiceAccount: {message}") from None
+    if want is not None:
         if token is None:
             raise BadRequest(
-                f"the request has the annotation {key} but no ServiceAccount token: set "
+                f"the request has the annotation {shown} but no ServiceAccount token: set "
                 "tokenAttributes.serviceAccountTokenAudience in the CredentialProviderConfig"
             )
-        try:
-            identity = validate_identity(value)
-        except BadInput as e:
-            message = e.message.replace(f"annotation {IDENTITY}", f"annotation {key}")
-            raise BadRequest(f"the Pod's ServiceAccount: {message}") from None
         subject = _subject_of(token)
         who = (
             f"ServiceAccount {subject.namespace}/{subject.service_account}"
             if subject is not None
             else "the Pod's ServiceAccount"
         )
-        return Plan(identity=identity, subject=subject or NODE, tokens=GivenToken(token), who=who)
+        return Plan(want=want, subject=subject or NODE, tokens=GivenToken(token), who=who)
     if options.node_token_file is not None and options.node_identity is not None:
+        node_want = described.want({primary: options.node_identity}, registry, options.audience)
+        assert node_want is not None  # options checked the identity
         return Plan(
-            identity=options.node_identity,
+            want=node_want,
             subject=NODE,
             tokens=NodeToken(ProjectedFileTokenSource(path=options.node_token_file)),
             who=f"the node (token file {options.node_token_file})",
@@ -145,22 +163,33 @@ def plan_exchange(request: CredentialRequest, options: Options) -> Plan:
             "tokenAttributes in the CredentialProviderConfig, or --node-token-file and "
             "--node-identity"
         )
+    keys = [shown, *described.required_keys[1:]]
     raise BadRequest(
-        f"the Pod's ServiceAccount has no annotation {key}: annotate it with the identity's "
-        "UID, and list the key in tokenAttributes.requiredServiceAccountAnnotationKeys so that "
-        "the kubelet does not call the plugin without it"
+        f"the Pod's ServiceAccount has no annotation {' and '.join(keys)}: annotate it for "
+        f"{described.title}, and list the key in "
+        "tokenAttributes.requiredServiceAccountAnnotationKeys so that the kubelet does not call "
+        "the plugin without it"
     )
 
 
 def answer(
-    request: CredentialRequest, token: Credential, options: Options, *, now: float
+    request: CredentialRequest,
+    token: Credential,
+    options: Options,
+    *,
+    now: float,
+    username: str | None = None,
 ) -> CredentialResponse:
     """The kubelet's answer: the registry's credentials, kept per registry until the margin
-    before the verified token expires."""
+    before the credential expires."""
     return CredentialResponse(
         api_version=request.api_version,
         cache_key_type="Registry",
-        auth={options.registry: AuthConfig(USERNAME, token.token)},
+        auth={
+            options.registry or request.registry: AuthConfig(
+                username or token.username, token.token
+            )
+        },
         cache_duration=cache_duration(
             issued_at=token.issued_at,
             expires_at=token.expires_at,
@@ -194,9 +223,10 @@ def run(
         options = parse_options(argv)
         request = parse_request(stdin.read(MAX_REQUEST_BYTES + 1))
         _check_registry(request, options)
-        plan = plan_exchange(request, options)
-        token = asyncio.run(_exchange(plan, options, transport=transport, clock=clock))
-        response = answer(request, token, options, now=clock())
+        described = kubelet_provider(options.provider)
+        plan = plan_exchange(request, options, described)
+        token = asyncio.run(_exchange(plan, options, described, transport=transport, clock=clock))
+        response = answer(request, token, options, now=clock(), username=described.username)
     except UsageError as e:
         return _fail(err, str(e), USAGE, request)
     except BadRequest as e:
@@ -216,33 +246,39 @@ def run(
 async def _exchange(
     plan: Plan,
     options: Options,
+    described: KubeletProvider,
     *,
     transport: httpx2.AsyncBaseTransport | None,
     clock: Callable[[], float],
 ) -> Credential:
-    async with ChainguardSTS(
+    module, _, name = described.exchange.partition(":")
+    endpoints = {"issuer": options.issuer, **dict(options.endpoints)}
+    arguments = described.arguments(endpoints, options.registry, options.audience)
+    if described.keeps_keys and options.key_cache is not None:
+        arguments["key_cache"] = options.key_cache
+    provider: TokenProvider = getattr(importlib.import_module(module), name)(
         sa_tokens=plan.tokens,
-        issuer=options.issuer,
-        audience=options.registry,
         ca_bundle=options.ca_bundle,
         timeout=options.timeout,
         min_lifetime=options.min_lifetime,
         clock=clock,
         transport=transport,
-    ) as sts:
-        try:
-            async with asyncio.timeout(options.deadline):
-                want = sts.spec.want_for(plan.identity)
-                return await sts.issue(want=want, subject=plan.subject)
-        except TimeoutError:
-            raise TransientExchangeError(
-                f"no answer from the token service within the deadline of {options.deadline:g}s",
-                cause="timeout",
-            ) from None
+        **arguments,
+    )
+    try:
+        async with asyncio.timeout(options.deadline):
+            return await provider.issue(want=plan.want, subject=plan.subject)
+    except TimeoutError:
+        raise TransientExchangeError(
+            f"no answer from the token service within the deadline of {options.deadline:g}s",
+            cause="timeout",
+        ) from None
+    finally:
+        await provider.aclose()
 
 
 def _check_registry(request: CredentialRequest, options: Options) -> None:
-    if request.registry.lower() != options.registry.lower():
+    if options.registry is not None and request.registry.lower() != options.registry.lower():
         raise BadRequest(
             f"the image {describe_image(request.image)} is not on the registry "
             f"{options.registry} the plugin gets tokens for: the CredentialProviderConfig's "

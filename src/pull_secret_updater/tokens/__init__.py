@@ -8,25 +8,28 @@ and verifies that token against the token service's published keys (`TokenVerifi
 Everything that goes wrong is an `ExchangeError` (see `errors` for the tree).
 """
 
-from pull_secret_updater.tokens.cache import TokenCache
-from pull_secret_updater.tokens.errors import (
-    Cause,
-    ExchangeError,
-    KeysUnavailable,
-    MalformedResponse,
-    RejectedExchangeError,
-    TokenSourceError,
-    TransientExchangeError,
-)
-from pull_secret_updater.tokens.provider import Subject, TokenProvider
-from pull_secret_updater.tokens.satoken import (
-    ProjectedFileTokenSource,
-    ServiceAccountTokenSource,
-    SubjectTokens,
-    SubjectTokenSource,
-    TokenRequestTokenSource,
-)
-from pull_secret_updater.tokens.verification import TokenVerifier
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pull_secret_updater.tokens.cache import TokenCache
+    from pull_secret_updater.tokens.errors import (
+        Cause,
+        ExchangeError,
+        KeysUnavailable,
+        MalformedResponse,
+        RejectedExchangeError,
+        TokenSourceError,
+        TransientExchangeError,
+    )
+    from pull_secret_updater.tokens.provider import Subject, TokenProvider
+    from pull_secret_updater.tokens.satoken import (
+        ProjectedFileTokenSource,
+        ServiceAccountTokenSource,
+        SubjectTokens,
+        SubjectTokenSource,
+        TokenRequestTokenSource,
+    )
+    from pull_secret_updater.tokens.verification import TokenVerifier
 
 __all__ = [
     "Cause",
@@ -46,3 +49,35 @@ __all__ = [
     "TokenVerifier",
     "TransientExchangeError",
 ]
+
+_HOMES = {
+    "TokenCache": "pull_secret_updater.tokens.cache",
+    "Cause": "pull_secret_updater.tokens.errors",
+    "ExchangeError": "pull_secret_updater.tokens.errors",
+    "KeysUnavailable": "pull_secret_updater.tokens.errors",
+    "MalformedResponse": "pull_secret_updater.tokens.errors",
+    "RejectedExchangeError": "pull_secret_updater.tokens.errors",
+    "TokenSourceError": "pull_secret_updater.tokens.errors",
+    "TransientExchangeError": "pull_secret_updater.tokens.errors",
+    "Subject": "pull_secret_updater.tokens.provider",
+    "TokenProvider": "pull_secret_updater.tokens.provider",
+    "ProjectedFileTokenSource": "pull_secret_updater.tokens.satoken",
+    "ServiceAccountTokenSource": "pull_secret_updater.tokens.satoken",
+    "SubjectTokens": "pull_secret_updater.tokens.satoken",
+    "SubjectTokenSource": "pull_secret_updater.tokens.satoken",
+    "TokenRequestTokenSource": "pull_secret_updater.tokens.satoken",
+    "TokenVerifier": "pull_secret_updater.tokens.verification",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # NB: loaded at first use, so that importing one module of the package (the kubelet
+    # plugin's start-up path) does not load them all.
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

@@ -50,6 +50,7 @@ from pull_secret_updater.core.claims import InvalidToken, check_claims
 from pull_secret_updater.core.credential import Credential
 from pull_secret_updater.tokens.errors import KeysUnavailable
 from pull_secret_updater.tokens.http import NOT_JSON, load_json, read_bounded, verification_failure
+from pull_secret_updater.tokens.keyfile import KeyFile
 
 log = logging.getLogger("pull_secret_updater.tokens")
 
@@ -88,6 +89,7 @@ class TokenVerifier:
         leeway: float = DEFAULT_LEEWAY,
         provider: str,
         username: str,
+        key_file: KeyFile | None = None,
     ) -> None:
         self.provider = provider
         self.username = username
@@ -98,6 +100,7 @@ class TokenVerifier:
         self.fetch_deadline = fetch_deadline
         self.leeway = leeway
         self._http = http
+        self._key_file = key_file
         self._clock = clock
         self._monotonic = monotonic
         self._keys: dict[str, jwt.PyJWK] | None = None  # by kid ("" for a key without one)
@@ -197,6 +200,8 @@ class TokenVerifier:
     async def _key_set(self, *, wanted: str | None) -> dict[str, jwt.PyJWK]:
         async with self._lock:
             now = self._monotonic()
+            if self._keys is None and self._key_file is not None:
+                self._load_kept(now)
             held = self._keys
             stale = held is None or now - self._fetched_at >= self.max_age
             unknown = held is not None and wanted is not None and wanted not in held
@@ -228,7 +233,10 @@ class TokenVerifier:
                     )
                 else:
                     self._failure = None
-                    self._install(fresh, now=now)
+                    keys, entries = fresh
+                    self._install(keys, now=now)
+                    if self._key_file is not None:
+                        self._key_file.save(entries)
             if self._keys is None:
                 raise self._failure or KeysUnavailable(
                     f"the keys of the token service at {self.issuer} are not available yet"
@@ -261,7 +269,16 @@ class TokenVerifier:
         self._fetched_at = now
         self.fetches += 1
 
-    async def _fetch(self) -> dict[str, tuple[jwt.PyJWK, str]]:
+    def _load_kept(self, now: float) -> None:
+        """The key set of the key file, if it holds a fresh one (see `tokens.keyfile`)."""
+        assert self._key_file is not None
+        kept = self._key_file.load(max_age=self.max_age)
+        keys = _usable(kept[0]) if kept is not None else {}
+        if kept is not None and keys:
+            self._install(keys, now=now)
+            self._fetched_at = now - kept[1]
+
+    async def _fetch(self) -> tuple[dict[str, tuple[jwt.PyJWK, str]], list[dict[str, Any]]]:
         discovery_url = f"{self.issuer}/.well-known/openid-configuration"
         discovery = await self._get_json(discovery_url, what="discovery document")
         named = discovery.get("issuer")
@@ -276,14 +293,10 @@ class TokenVerifier:
         entries = document.get("keys")
         if not isinstance(entries, list):
             raise KeysUnavailable(f"the key set at {jwks_uri} has no keys list")
-        keys: dict[str, tuple[jwt.PyJWK, str]] = {}
-        for entry in entries:
-            key = _signing_key(entry)
-            if key is not None:
-                keys[key.key_id or ""] = (key, _fingerprint(entry))
+        keys = _usable(entries)
         if not keys:
             raise KeysUnavailable(f"the key set at {jwks_uri} holds no usable signing key")
-        return keys
+        return keys, [entry for entry in entries if isinstance(entry, dict)]
 
     async def _get_json(self, url: str, *, what: str) -> dict[str, Any]:
         try:
@@ -355,6 +368,16 @@ def _verified_payload(token: str, candidates: list[jwt.PyJWK]) -> tuple[dict[str
             problem = "token's payload cannot be decoded"
             break
     raise InvalidToken(problem)
+
+
+def _usable(entries: list[Any]) -> dict[str, tuple[jwt.PyJWK, str]]:
+    """The signing keys of a key set's entries by kid, with their fingerprints."""
+    keys: dict[str, tuple[jwt.PyJWK, str]] = {}
+    for entry in entries:
+        key = _signing_key(entry)
+        if key is not None:
+            keys[key.key_id or ""] = (key, _fingerprint(entry))
+    return keys
 
 
 def _fingerprint(entry: dict[str, Any]) -> str:

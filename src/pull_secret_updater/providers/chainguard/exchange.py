@@ -58,6 +58,7 @@ from pull_secret_updater.tokens.http import (
     make_client,
     send,
 )
+from pull_secret_updater.tokens.keyfile import KeyFile
 from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource
 from pull_secret_updater.tokens.verification import TokenVerifier
 from pull_secret_updater.version import user_agent
@@ -95,7 +96,8 @@ class ChainguardSTS:
     expiring within `min_lifetime` seconds is refused as unusable (`MalformedResponse`).
     `clock` gives epoch seconds. `transport` replaces the network, for tests.
     `verifier` verifies the tokens against the service's keys (`TokenVerifier` on the same
-    HTTPS client by default).
+    HTTPS client by default), keeping them under `key_cache` between processes if given
+    (`tokens.keyfile`).
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class ChainguardSTS:
         clock: Callable[[], float] = time.time,
         transport: httpx2.AsyncBaseTransport | None = None,
         verifier: TokenVerifier | None = None,
+        key_cache: Path | None = None,
     ) -> None:
         if not issuer.startswith("https://"):
             raise ValueError("issuer must be an https:// URL; the exchange is never sent in clear")
@@ -136,6 +139,7 @@ class ChainguardSTS:
             clock=clock,
             provider=NAME,
             username=USERNAME,
+            key_file=KeyFile(key_cache, issuer=self.issuer) if key_cache is not None else None,
         )
 
     def __repr__(self) -> str:
