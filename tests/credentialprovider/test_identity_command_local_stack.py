@@ -28,7 +28,8 @@ def test_the_printed_identity_lets_that_service_account_pull_through_the_plugin(
         cluster.kubectl("-n", namespace, "create", "serviceaccount", name)
     audience = "pull.example"
     config = tmp_path / "credential-provider.yaml"
-    generated = cli(stack, "credential-provider", "config", f"--audience={audience}")
+    generated = cli(stack, "credential-provider", "config", "--provider=chainguard",
+                    f"--audience={audience}")  # fmt: skip
     assert generated.returncode == 0, generated.stderr
     config.write_text(generated.stdout)
 

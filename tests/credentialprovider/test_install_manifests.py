@@ -149,7 +149,8 @@ def test_the_shipped_files_are_what_the_commands_print(
 
 
 def test_the_printed_config_is_one_yaml_document(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["credential-provider", "config", "--registry=127.0.0.1:5000", "--audience=sts.example",
+    argv = ["credential-provider", "config", "--provider=chainguard", "--registry=127.0.0.1:5000",
+            "--audience=sts.example",
             "--ca-bundle=/etc/psu/ca.pem", "--cache-margin=120"]  # fmt: skip
     assert main(argv) == 0
     document = yaml.safe_load(capsys.readouterr().out)
@@ -165,7 +166,91 @@ def test_the_printed_config_is_one_yaml_document(capsys: pytest.CaptureFixture[s
 
 
 def test_a_config_mistake_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["credential-provider", "config", "--match-image=docker.io"]) == 2
+    assert main(["credential-provider", "config", "--match-image=chainguard:docker.io"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("pull-secret-updater credential-provider: match image 'docker.io'")
+
+
+def test_the_config_has_one_entry_per_provider_each_with_its_audience_and_annotations(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["credential-provider", "config"]) == 0
+    providers = {p["name"]: p for p in yaml.safe_load(capsys.readouterr().out)["providers"]}
+    plugin = "pull-secret-updater-credential-provider"
+    assert sorted(providers) == [plugin, f"{plugin}-acr", f"{plugin}-ecr", f"{plugin}-gar"]
+    ecr, gar, acr = (providers[f"{plugin}-{name}"] for name in ("ecr", "gar", "acr"))
+    assert ecr["args"] == ["--provider=ecr"]
+    assert ecr["matchImages"][0] == "*.dkr.ecr.*.amazonaws.com"
+    assert ecr["tokenAttributes"] == {
+        "serviceAccountTokenAudience": "sts.amazonaws.com",
+        "cacheType": "ServiceAccount",
+        "requireServiceAccount": True,
+        "requiredServiceAccountAnnotationKeys": ["ecr.pull-secret-updater.chainguard.dev/role-arn"],
+    }
+    assert gar["tokenAttributes"]["requiredServiceAccountAnnotationKeys"] == [
+        "gar.pull-secret-updater.chainguard.dev/workload-identity-provider"
+    ]
+    assert gar["tokenAttributes"]["optionalServiceAccountAnnotationKeys"] == [
+        "gar.pull-secret-updater.chainguard.dev/service-account"
+    ]
+    assert acr["tokenAttributes"]["serviceAccountTokenAudience"] == "api://AzureADTokenExchange"
+    assert acr["tokenAttributes"]["requiredServiceAccountAnnotationKeys"] == [
+        "acr.pull-secret-updater.chainguard.dev/tenant-id",
+        "acr.pull-secret-updater.chainguard.dev/client-id",
+    ]
+    assert providers[plugin]["args"] == [
+        "--issuer=https://issuer.enforce.dev",
+        "--registry=cgr.dev",
+    ]
+
+
+def test_a_subset_of_providers_with_options_of_each(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["credential-provider", "config", "--provider=ecr", "--provider=gar",
+            "--match-image=ecr:111122223333.dkr.ecr.eu-west-1.amazonaws.com",
+            "--endpoint=ecr:sts=https://sts.example", "--audience=gar:aud.example",
+            "--ca-bundle=/etc/psu/ca.pem"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "rbac --audience=sts.amazonaws.com --audience=aud.example" in out
+    ecr, gar = yaml.safe_load(out)["providers"]
+    assert ecr["matchImages"] == ["111122223333.dkr.ecr.eu-west-1.amazonaws.com"]
+    assert ecr["args"] == ["--provider=ecr", "--endpoint=sts=https://sts.example",
+                           "--ca-bundle=/etc/psu/ca.pem"]  # fmt: skip
+    assert gar["args"] == [
+        "--provider=gar",
+        "--audience=aud.example",
+        "--ca-bundle=/etc/psu/ca.pem",
+    ]
+    assert gar["tokenAttributes"]["serviceAccountTokenAudience"] == "aud.example"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--audience=x"], "say which provider"),
+        (["--provider=ecr", "--audience=gar:x"], "gar is not chosen"),
+        (["--provider=ecr", "--endpoint=issuer=https://x"], "ecr has no endpoint 'issuer'"),
+        (["--provider=ecr", "--endpoint=sts=http://x"], "https"),
+        (["--provider=ecr", "--issuer=https://x"], "chainguard provider only"),
+    ],
+)
+def test_a_provider_option_must_say_whose_and_fit_it(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["credential-provider", "config", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_plugin_accepts_the_args_the_generator_writes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pull_secret_updater.credentialprovider.options import parse_options
+
+    assert main(["credential-provider", "config", "--key-cache=/var/cache/psu"]) == 0
+    [chainguard] = yaml.safe_load(capsys.readouterr().out)["providers"]
+    assert parse_options(chainguard["args"]).key_cache == Path("/var/cache/psu")
+    assert main(["credential-provider", "config"]) == 0
+    for provider in yaml.safe_load(capsys.readouterr().out)["providers"]:
+        options = parse_options(provider["args"])
+        assert options.audience == provider["tokenAttributes"]["serviceAccountTokenAudience"]

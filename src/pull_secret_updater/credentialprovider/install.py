@@ -1,18 +1,24 @@
 """What a node needs besides the plugin's executable: the kubelet's CredentialProviderConfig
-entry, and the RBAC that lets kubelets request ServiceAccount tokens with its audience.
+entries, one per registry provider, and the RBAC that lets kubelets request ServiceAccount
+tokens with their audiences.
 
 The config (``k8s.io/kubelet/config/v1``, read from ``--image-credential-provider-config``):
 
-- ``name`` is the executable's name in ``--image-credential-provider-bin-dir``;
-- ``matchImages`` names the registry (and optionally paths on it): the plugin refuses images
-  of any other registry, so patterns for other hosts are refused here already;
+- ``name`` is the executable's name in ``--image-credential-provider-bin-dir``. The kubelet
+  wants the names unique and runs ``<bin-dir>/<name>``, so the one executable is installed
+  under one name per provider (links to it), and ``--provider`` in ``args`` says which
+  provider the entry is;
+- ``matchImages`` names the registries: Chainguard's one registry (and optionally paths on it;
+  the plugin refuses images of any other registry, so patterns for other hosts are refused
+  here already), or the provider's hosts (``*.dkr.ecr.*.amazonaws.com``, ...);
 - ``defaultCacheDuration`` is required but unused: every answer states its own duration;
 - ``tokenAttributes`` asks the kubelet for a token of the Pod's ServiceAccount with the
-  ``serviceAccountTokenAudience`` the identities expect, and for the identity annotation.
-  With ``requiredServiceAccountAnnotationKeys`` (workload identities only), the kubelet does
-  not call the plugin for a ServiceAccount without the annotation: the pull goes on without
-  credentials from us. With a node fallback the key is optional and ``requireServiceAccount``
-  false (the kubelet forbids required keys then), so those Pods get the node's identity.
+  ``serviceAccountTokenAudience`` the identities expect (each provider's own), and for the
+  provider's annotations. With ``requiredServiceAccountAnnotationKeys`` (workload identities
+  only), the kubelet does not call the plugin for a ServiceAccount without them: the pull goes
+  on without credentials from us. With a node fallback (Chainguard) the key is optional and
+  ``requireServiceAccount`` false (the kubelet forbids required keys then), so those Pods get
+  the node's identity.
   ``cacheType: ServiceAccount``: the credential depends on the ServiceAccount and its
   annotation only, not on the Pod, so Pods of one ServiceAccount share one exchange per
   cache duration (the kubelet keys its cache by namespace, name, UID and annotations);
@@ -38,12 +44,13 @@ from pull_secret_updater.core.names import is_dns_subdomain
 from pull_secret_updater.credentialprovider.options import (
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
-    DEFAULT_REGISTRY,
+    DEFAULT_PROVIDER,
     PROG,
     node_fallback_problem,
 )
 from pull_secret_updater.credentialprovider.protocol import API_VERSION
 from pull_secret_updater.providers.chainguard.spec import IDENTITY
+from pull_secret_updater.providers.kubelet import KubeletProvider, kubelet_provider
 
 __all__ = [
     "AUDIENCE_VERB",
@@ -52,6 +59,7 @@ __all__ = [
     "ProviderPlan",
     "audience_in_config",
     "credential_provider_config",
+    "executable_name",
     "rbac_objects",
 ]
 
@@ -69,15 +77,25 @@ _QUALIFIED_NAME = re.compile(
 )
 
 
+def executable_name(provider: str) -> str:
+    """The plugin's file name for `provider`'s entry: Chainguard's is the plugin's own name."""
+    return PROG if provider == DEFAULT_PROVIDER else f"{PROG}-{provider}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProviderPlan:
-    """One provider entry. `plugin_args` are extra plugin flags (``--ca-bundle=...``)."""
+    """One provider entry. None: the provider's default (`executable_name`, its registry, its
+    images, its audience). `endpoints` are ``--endpoint`` pairs; `plugin_args` are extra
+    plugin flags (``--ca-bundle=...``). `issuer`, `identity_annotation` and the node fallback
+    are Chainguard's."""
 
-    name: str = PROG
+    provider: str = DEFAULT_PROVIDER
+    name: str | None = None
     issuer: str = DEFAULT_ISSUER
-    registry: str = DEFAULT_REGISTRY
+    registry: str | None = None
     match_images: tuple[str, ...] = ()
-    audience: str = DEFAULT_AUDIENCE
+    audience: str | None = None
+    endpoints: tuple[tuple[str, str], ...] = ()
     identity_annotation: str = IDENTITY
     service_account_tokens: bool = True
     node_token_file: str | None = None
@@ -85,23 +103,43 @@ class ProviderPlan:
     plugin_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.name or any(c in self.name for c in "/ ") or self.name in (".", ".."):
+        described = kubelet_provider(self.provider)
+        name = self.file_name
+        if not name or any(c in name for c in "/ ") or name in (".", ".."):
             raise ValueError("the provider name must be a file name (no '/', no spaces)")
+        registry = self.served_registry
         for pattern in self.images:
             host = pattern.split("/", 1)[0]
-            if "://" in pattern or host.lower() != self.registry.lower():
+            if "://" in pattern or (registry is not None and host.lower() != registry.lower()):
                 raise ValueError(
-                    f"match image {pattern!r} is not on the registry {self.registry}: the "
+                    f"match image {pattern!r} is not on the registry {registry}: the "
                     "plugin gets tokens for that registry only (a path on it is fine)"
                 )
-        if not self.audience.strip():
+        if not self.token_audience.strip():
             raise ValueError("the audience must not be empty")
+        for key, url in self.endpoints:
+            if described.endpoint(key) is None:
+                raise ValueError(f"{self.provider} has no endpoint {key!r}")
+            if not url.startswith("https://"):
+                raise ValueError(f"the endpoint {key} must be an https:// URL")
+        chainguard = self.provider == DEFAULT_PROVIDER
         if len(self.identity_annotation) > 316 or not _QUALIFIED_NAME.fullmatch(
             self.identity_annotation
         ):
             raise ValueError(f"{self.identity_annotation!r} is not an annotation key")
         if not self.issuer.startswith("https://"):
             raise ValueError("the issuer must be an https:// URL")
+        if not chainguard and (
+            self.issuer != DEFAULT_ISSUER
+            or self.identity_annotation != IDENTITY
+            or self.node_token_file is not None
+            or self.node_identity is not None
+            or not self.service_account_tokens
+        ):
+            raise ValueError(
+                "the issuer, the identity annotation, the node fallback and plain mode are "
+                "for the chainguard provider only"
+            )
         problem = node_fallback_problem(
             self.node_token_file,
             self.node_identity,
@@ -117,8 +155,36 @@ class ProviderPlan:
             )
 
     @property
+    def described(self) -> KubeletProvider:
+        return kubelet_provider(self.provider)
+
+    @property
+    def file_name(self) -> str:
+        return self.name if self.name is not None else executable_name(self.provider)
+
+    @property
+    def served_registry(self) -> str | None:
+        return self.registry if self.registry is not None else self.described.registry
+
+    @property
+    def token_audience(self) -> str:
+        return self.audience if self.audience is not None else self.described.audience
+
+    @property
     def images(self) -> tuple[str, ...]:
-        return self.match_images or (self.registry,)
+        if self.match_images:
+            return self.match_images
+        registry = self.served_registry
+        return (registry,) if registry is not None else self.described.match_images
+
+    @property
+    def annotation_keys(self) -> tuple[list[str], list[str]]:
+        """The annotation keys the kubelet must pass: required, optional."""
+        described = self.described
+        required = list(described.required_keys)
+        if self.identity_annotation != IDENTITY:
+            required = [self.identity_annotation if k == IDENTITY else k for k in required]
+        return required, list(described.optional_keys)
 
     @property
     def node_fallback(self) -> bool:
@@ -129,7 +195,7 @@ def credential_provider_config(plans: Sequence[ProviderPlan]) -> dict[str, Any]:
     """A ``CredentialProviderConfig`` with one provider per plan."""
     if not plans:
         raise ValueError("at least one provider is needed")
-    names = [plan.name for plan in plans]
+    names = [plan.file_name for plan in plans]
     if len(set(names)) != len(names):
         raise ValueError("provider names must be unique")
     return {
@@ -139,10 +205,14 @@ def credential_provider_config(plans: Sequence[ProviderPlan]) -> dict[str, Any]:
     }
 
 
-def rbac_objects(audience: str = DEFAULT_AUDIENCE, *, name: str = PROG) -> list[dict[str, Any]]:
+def rbac_objects(
+    audience: str | Sequence[str] = DEFAULT_AUDIENCE, *, name: str = PROG
+) -> list[dict[str, Any]]:
     """The ClusterRole and ClusterRoleBinding that let every kubelet request tokens for
-    `audience` (under NodeRestriction, still only for Pods bound to that node)."""
-    if not audience.strip():
+    `audience` (or each of several; under NodeRestriction, still only for Pods bound to that
+    node)."""
+    audiences = [audience] if isinstance(audience, str) else list(dict.fromkeys(audience))
+    if not audiences or not all(a.strip() for a in audiences):
         raise ValueError("the audience must not be empty")
     if not is_dns_subdomain(name):
         raise ValueError(f"{name!r} is not a valid ClusterRole name")
@@ -151,7 +221,7 @@ def rbac_objects(audience: str = DEFAULT_AUDIENCE, *, name: str = PROG) -> list[
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
         "metadata": metadata,
-        "rules": [{"apiGroups": [""], "resources": [audience], "verbs": [AUDIENCE_VERB]}],
+        "rules": [{"apiGroups": [""], "resources": audiences, "verbs": [AUDIENCE_VERB]}],
     }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -190,7 +260,17 @@ def audience_in_config(document: object, *, name: str = PROG) -> str:
 
 
 def _provider(plan: ProviderPlan) -> dict[str, Any]:
-    args = [f"--issuer={plan.issuer}", f"--registry={plan.registry}"]
+    described = plan.described
+    if plan.provider == DEFAULT_PROVIDER:
+        args = [f"--issuer={plan.issuer}", f"--registry={plan.served_registry}"]
+    else:
+        args = [f"--provider={plan.provider}"]
+        if plan.registry is not None:
+            args.append(f"--registry={plan.registry}")
+    args += [f"--endpoint={key}={url}" for key, url in plan.endpoints]
+    if plan.provider != DEFAULT_PROVIDER and plan.token_audience != described.audience:
+        # The plugin binds Google's tokens to the pool provider an audience names.
+        args.append(f"--audience={plan.token_audience}")
     if plan.identity_annotation != IDENTITY:
         args.append(f"--identity-annotation={plan.identity_annotation}")
     if plan.node_token_file is not None:
@@ -200,7 +280,7 @@ def _provider(plan: ProviderPlan) -> dict[str, Any]:
         ]
     args += plan.plugin_args
     provider: dict[str, Any] = {
-        "name": plan.name,
+        "name": plan.file_name,
         "apiVersion": API_VERSION,
         "matchImages": list(plan.images),
         # Required, and unused: every answer carries its own cacheDuration.
@@ -208,15 +288,17 @@ def _provider(plan: ProviderPlan) -> dict[str, Any]:
         "args": args,
     }
     if plan.service_account_tokens:
-        keys = [plan.identity_annotation]
+        required, optional = plan.annotation_keys
         attributes: dict[str, Any] = {
-            "serviceAccountTokenAudience": plan.audience,
+            "serviceAccountTokenAudience": plan.token_audience,
             "cacheType": "ServiceAccount",
             "requireServiceAccount": not plan.node_fallback,
         }
         if plan.node_fallback:
-            attributes["optionalServiceAccountAnnotationKeys"] = keys
+            attributes["optionalServiceAccountAnnotationKeys"] = required + optional
         else:
-            attributes["requiredServiceAccountAnnotationKeys"] = keys
+            attributes["requiredServiceAccountAnnotationKeys"] = required
+            if optional:
+                attributes["optionalServiceAccountAnnotationKeys"] = optional
         provider["tokenAttributes"] = attributes
     return provider
