@@ -30,7 +30,7 @@ applied and the controller running as its ServiceAccount:
   calls and the spread of refreshes.
 
 Every comparing figure is a ratio against a baseline measured in the same run. The results
-go to ``results.json`` (every figure), ``summary.md`` (targets with PASS or MISS) and PNG
+go to ``results.json`` (every figure), ``summary.md`` (targets with PASS or MISSED) and PNG
 plots. Timings are reported, never asserted: the exit status says only whether every
 scenario ran (``--strict`` also fails on a missed target).
 """

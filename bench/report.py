@@ -1,4 +1,4 @@
-"""Writing the results: results.json (every figure), summary.md (targets, PASS or MISS) and
+"""Writing the results: results.json (every figure), summary.md (targets, PASS or MISSED) and
 PNG plots (fill curves, latency histogram, memory against unrelated Secrets, refresh waves,
 fill time, memory and requests against managed Secrets)."""
 

@@ -19,7 +19,7 @@ class Target:
 
     @property
     def verdict(self) -> str:
-        return "PASS" if self.passed else "MISS"
+        return "PASS" if self.passed else "MISSED"
 
 
 @dataclass(kw_only=True)

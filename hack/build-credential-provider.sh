@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Build the kubelet credential-provider plugin as one self-contained executable: a PyInstaller
-# one-file bundle of the plugin and the locked runtime dependencies it imports, with its own
-# Python, for nodes that have none. Built once per input into a cache outside the repository
-# (keyed by uv.lock, the plugin's sources, the Python and this script); a second run is a no-op.
-# Prints the executable's path on stdout.
+# Build the kubelet credential-provider plugin as one self-contained directory: a PyInstaller
+# one-dir bundle of the plugin and the locked runtime dependencies it imports, with its own
+# Python, for nodes that have none: DIR/pull-secret-updater-credential-provider (the executable)
+# and DIR/_internal/ (its Python, libraries and archive of bytecode). Built once per input into a
+# cache outside the repository (keyed by uv.lock, the plugin's sources, the Python and this
+# script); a second run is a no-op. Prints the executable's path on stdout.
+#
+# One-dir, not one-file: a one-file bundle unpacks its whole Python into a temporary directory
+# at every start, and the kubelet starts the plugin at every pull it has no cached credential
+# for; that unpacking was most of a call. The executable finds _internal/ next to its own real
+# path, so the kubelet's bin dir may hold links to it, one per provider name (see the README).
 #
 #   hack/build-credential-provider.sh                     # build if missing, print the path
-#   hack/build-credential-provider.sh --out DIR           # and copy it to DIR/
+#   hack/build-credential-provider.sh --out DIR           # and copy the directory to DIR/
 #   PSU_CACHE_DIR=/somewhere hack/build-credential-provider.sh
 #
 # Reproducible: the build environment is made from uv.lock alone (runtime dependencies and the
@@ -41,12 +47,12 @@ key=$(
     cat "$root/uv.lock" "$root/pyproject.toml" "$0"
     "$python" -c 'import sys, sysconfig; print(sys.version, sysconfig.get_platform())'
     # The packages the plugin loads (import-linter and tests/credentialprovider hold it to these).
-    (cd "$root/src/pull_secret_updater" && find __init__.py version.py credentialprovider tokens core \
+    (cd "$root/src/pull_secret_updater" && find __init__.py version.py credentialprovider tokens core providers \
         -name '*.py' -print0 | sort -z | xargs -0 sha256sum)
   } | sha256sum | cut -c1-16
 )
 dest="$cache/credential-provider/$key"
-bundle="$dest/$name"
+bundle="$dest/$name/$name"
 
 # NB: the build directory's path ends up in the bundle (the console scripts' shebangs, hashed in
 # the packed dist-info RECORD files), so it is the same wherever the cache is; a lock keeps two
@@ -69,30 +75,49 @@ if [ ! -x "$bundle" ]; then
   export PYTHONHASHSEED=0
   # NB: lightkube and yaml are reachable only through the TokenRequest source, which the plugin
   # never uses (import-linter holds the plugin to that); excluding them keeps the bundle small.
+  # The plugin loads the one provider it serves by name (providers.kubelet), which PyInstaller
+  # cannot see: each provider's description and exchange are named here.
+  hidden=()
+  for provider in chainguard ecr gar acr; do
+    hidden+=(--hidden-import "pull_secret_updater.providers.$provider.kubelet"
+             --hidden-import "pull_secret_updater.providers.$provider.exchange")
+  done
   (
     cd "$work"
     "$work/venv/bin/pyinstaller" \
-      --onefile --strip --noconfirm --clean --log-level WARN \
+      --onedir --strip --noconfirm --clean --log-level WARN \
       --name "$name" \
       --distpath "$work/dist" --workpath "$work/build" --specpath "$work" \
       --copy-metadata pull-secret-updater \
       --exclude-module lightkube --exclude-module yaml --exclude-module pydantic \
       --exclude-module pydantic_settings --exclude-module structlog \
       --exclude-module prometheus_client --exclude-module tkinter \
+      "${hidden[@]}" \
       "$root/src/pull_secret_updater/credentialprovider/__main__.py" >&2
   )
-  # A smoke test before the cache keeps it: --help runs the bundle's own Python.
-  "$work/dist/$name" --help > /dev/null
-  mv "$work/dist/$name" "$bundle.tmp"
-  mv "$bundle.tmp" "$bundle"
+  # A smoke test before the cache keeps it: --help runs the bundle's own Python, and each
+  # provider's description loads (a usage error names the endpoint it does not have).
+  "$work/dist/$name/$name" --help > /dev/null
+  for provider in chainguard ecr gar acr; do
+    said=$("$work/dist/$name/$name" --provider=$provider --endpoint=none=https://x 2>&1 \
+      < /dev/null || true)
+    case "$said" in
+      *"has no endpoint 'none'"*) ;;
+      *) log "the bundle cannot load the provider $provider: $said"; exit 1 ;;
+    esac
+  done
+  rm -rf "$dest/$name" "$dest/$name.tmp"
+  mv "$work/dist/$name" "$dest/$name.tmp"
+  mv "$dest/$name.tmp" "$dest/$name"
   rm -rf "$work"
-  log "built $bundle ($(du -h "$bundle" | cut -f1))"
+  log "built $bundle ($(du -sh "$dest/$name" | cut -f1) with _internal/)"
 fi
 
 if [ -n "$out" ]; then
   mkdir -p "$out"
-  cp "$bundle" "$out/$name"
-  echo "$out/$name"
+  rm -rf "${out:?}/$name"
+  cp -a "$dest/$name" "$out/$name"
+  echo "$out/$name/$name"
 else
   echo "$bundle"
 fi
