@@ -149,6 +149,16 @@ def request(stack: LocalStack, workload: Workload, provider: str, *, seconds: in
     )
 
 
+def want_of(stack: LocalStack, workload: Workload, provider: str) -> str:
+    """The identity the plugin exchanges for (as its messages name it) for the workload's
+    annotations and the provider's image."""
+    registry = image_of(stack, provider).split("/", 1)[0]
+    described = kubelet_provider(provider)
+    want = described.want(workload.annotations[provider], registry, described.audience)
+    assert want is not None
+    return want.identity
+
+
 def args_of(plan: ProviderPlan) -> list[str]:
     """The plugin's arguments for the entry, as the kubelet passes them."""
     [entry] = credential_provider_config([plan])["providers"]
