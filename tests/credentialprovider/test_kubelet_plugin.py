@@ -327,7 +327,8 @@ def outcome_per_image(pods: Pods, namespace: str, name: str, reason: str, text: 
 
 
 def _images_in(message: str) -> list[str]:
-    return [word.strip("\"',") for word in message.split() if "/" in word and ":" in word]
+    # NB: quoted, and in a Failed event followed by a colon: 'image "<ref>": failed ...'.
+    return [word.strip("\"',:") for word in message.split() if "/" in word and ":" in word]
 
 
 def pulls_all(

@@ -64,7 +64,9 @@ from pull_secret_updater.credentialprovider.protocol import (
 from pull_secret_updater.providers.chainguard.spec import IDENTITY
 from pull_secret_updater.providers.kubelet import KubeletProvider, kubelet_provider
 from pull_secret_updater.tokens.errors import ExchangeError, TransientExchangeError
+from pull_secret_updater.tokens.http import ssl_context
 from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource, TokenProvider
+from pull_secret_updater.tokens.streams import StreamTransport, system_ssl_context
 from pull_secret_updater.tokens.tokenfile import ProjectedFileTokenSource
 
 if TYPE_CHECKING:
@@ -256,6 +258,14 @@ async def _exchange(
     arguments = described.arguments(endpoints, options.registry, options.audience)
     if described.keeps_keys and options.key_cache is not None:
         arguments["key_cache"] = options.key_cache
+    if transport is None:
+        # NB: asyncio's streams, not httpcore2: a call makes one to three requests, fewer than
+        # httpcore2's import and set-up cost (see tokens.streams).
+        transport = StreamTransport(
+            ssl_context=ssl_context(options.ca_bundle)
+            if options.ca_bundle is not None
+            else system_ssl_context()
+        )
     provider: TokenProvider = getattr(importlib.import_module(module), name)(
         sa_tokens=plan.tokens,
         ca_bundle=options.ca_bundle,
