@@ -80,47 +80,63 @@ class Calls:
         }
 
 
-def one_call(argv: Sequence[str], stdin: bytes, env: dict[str, str] | None = None) -> Calls:
-    """One process, measured alone: ``wait4`` gives its own CPU time and peak RSS."""
-    calls = Calls()
+#: Runs a series of calls and reports each one's wall time, CPU time, peak RSS and status. NB:
+#: a process of its own, small and forking (never vfork): a child's peak RSS starts at what
+#: its parent had mapped when it forked, so children of this benchmark (a big Python) would
+#: all report its size. From this launcher they report at least its own (the floor, measured
+#: with /bin/true and reported beside).
+LAUNCHER = """
+import json, os, sys, time
+spec = json.loads(sys.stdin.read())
+env = spec["env"] if spec["env"] is not None else dict(os.environ)
+results = []
+for _ in range(spec["count"]):
+    read_end, write_end = os.pipe()
+    os.write(write_end, spec["stdin"].encode())
+    os.close(write_end)
+    out, err = os.open(spec["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), \\
+        os.open(spec["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     started = time.monotonic()
-    process = subprocess.Popen(
-        list(argv),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    assert process.stdin is not None
-    assert process.stdout is not None
-    assert process.stderr is not None
-    process.stdin.write(stdin)
-    process.stdin.close()
-    calls.last_stdout = process.stdout.read()
-    calls.last_stderr = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    calls.wall.append(time.monotonic() - started)
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    process.stdout.close()
-    process.stderr.close()
-    calls.cpu.append(usage.ru_utime + usage.ru_stime)
-    calls.rss_mib.append(usage.ru_maxrss / 1024)
-    calls.statuses.append(process.returncode)
-    return calls
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(read_end, 0); os.dup2(out, 1); os.dup2(err, 2)
+        os.execve(spec["argv"][0], spec["argv"], env)
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.monotonic() - started
+    for fd in (read_end, out, err):
+        os.close(fd)
+    results.append([wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+                    os.waitstatus_to_exitcode(status)])
+print(json.dumps(results))
+"""
 
 
 def timed_calls(
     argv: Sequence[str], stdin: str, count: int, env: dict[str, str] | None = None
 ) -> Calls:
-    """`count` calls, one after the other."""
+    """`count` calls, one after the other, each measured alone (see `LAUNCHER`)."""
     calls = Calls()
-    for _ in range(count):
-        one = one_call(argv, stdin.encode(), env)
-        calls.wall += one.wall
-        calls.cpu += one.cpu
-        calls.rss_mib += one.rss_mib
-        calls.statuses += one.statuses
-        calls.last_stdout, calls.last_stderr = one.last_stdout, one.last_stderr
+    with tempfile.TemporaryDirectory(prefix="psu-bench-call-") as scratch:
+        stdout, stderr = Path(scratch) / "stdout", Path(scratch) / "stderr"
+        spec = {
+            "argv": [str(a) for a in argv],
+            "stdin": stdin,
+            "count": count,
+            "env": env,
+            "stdout": str(stdout),
+            "stderr": str(stderr),
+        }
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", LAUNCHER],
+            input=json.dumps(spec), capture_output=True, text=True, check=True, timeout=1800,
+        )  # fmt: skip
+        for wall, cpu, rss, status in json.loads(done.stdout):
+            calls.wall.append(wall)
+            calls.cpu.append(cpu)
+            calls.rss_mib.append(rss)
+            calls.statuses.append(status)
+        calls.last_stdout = stdout.read_bytes()
+        calls.last_stderr = stderr.read_bytes()
     return calls
 
 
@@ -170,6 +186,7 @@ async def run(sizes: Sizes, stacks: lab.Stacks) -> ScenarioResult:
         # One warm-up each (page cache), not counted.
         timed_calls([str(bundle), "--help"], "", 1)
         timed_calls([*module, "--help"], "", 1)
+        series["rss_floor"] = timed_calls(["/bin/true"], "", 3)
         series["startup"] = timed_calls([str(bundle), "--help"], "", count)
         series["startup_project_python"] = timed_calls([*module, "--help"], "", count)
         for provider in kubeletplugin.PROVIDERS:
