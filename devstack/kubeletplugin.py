@@ -10,6 +10,7 @@ and the tests that run the plugin (alone, or under a real kubelet) share them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,7 +112,10 @@ def trusted_workload(
     `namespace`, as annotations for `service_account` (which must exist to be annotated)."""
     trusted = trusts or service_account
     subject = f"system:serviceaccount:{namespace}:{trusted}"
-    name = f"{namespace}-{service_account}"[-40:].strip("-")
+    # NB: one name for the identity in every cloud, within the shortest limit (a Google
+    # service account's, 30) and ending in a letter or digit.
+    digest = hashlib.sha256(f"{namespace}/{service_account}".encode()).hexdigest()[:10]
+    name = f"{service_account[:19].rstrip('-')}-{digest}"
     made = clouds.trusting(stack, subject, name=name)
     identity = stack.create_kind_identity(name=name, namespace=namespace, service_account=trusted)
     return Workload(
