@@ -1,4 +1,4 @@
-"""The plugin's one-file bundle, built (or taken from the cache) by
+"""The plugin's one-directory bundle (its executable), built (or taken from the cache) by
 hack/build-credential-provider.sh, for the tests that run it as the kubelet would."""
 
 from __future__ import annotations

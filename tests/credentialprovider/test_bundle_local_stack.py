@@ -1,4 +1,4 @@
-"""The one-file bundle, run as the kubelet runs it, against the local stack's token service:
+"""The bundle, run as the kubelet runs it, against the local stack's token service:
 a real ServiceAccount token in, a registry token out that the registry accepts, one exchange
 per call, and the token service's refusals and outages as one line on stderr."""
 
