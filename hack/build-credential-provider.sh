@@ -76,7 +76,8 @@ if [ ! -x "$bundle" ]; then
   # NB: lightkube and yaml are reachable only through the TokenRequest source, which the plugin
   # never uses (import-linter holds the plugin to that); excluding them keeps the bundle small.
   # HTTP/2, WebSockets and SOCKS are never asked for: httpcore2 loads h2 when it is there
-  # (a quarter of its import time) and does without it when it is not.
+  # (a quarter of its import time) and does without it when it is not. multiprocessing is
+  # never used (asyncio's executor is threads), and with it PyInstaller adds a start-up hook.
   # The plugin loads the one provider it serves by name (providers.kubelet), which PyInstaller
   # cannot see: each provider's description and exchange are named here.
   hidden=()
@@ -95,7 +96,7 @@ if [ ! -x "$bundle" ]; then
       --exclude-module pydantic_settings --exclude-module structlog \
       --exclude-module prometheus_client --exclude-module tkinter \
       --exclude-module h2 --exclude-module hpack --exclude-module hyperframe \
-      --exclude-module wsproto --exclude-module socksio \
+      --exclude-module wsproto --exclude-module socksio --exclude-module multiprocessing \
       "${hidden[@]}" \
       "$root/src/pull_secret_updater/credentialprovider/__main__.py" >&2
   )
