@@ -224,8 +224,8 @@ def run(
     try:
         options = parse_options(argv)
         request = parse_request(stdin.read(MAX_REQUEST_BYTES + 1))
-        _check_registry(request, options)
         described = kubelet_provider(options.provider)
+        _check_registry(request, options, described)
         plan = plan_exchange(request, options, described)
         token = asyncio.run(_exchange(plan, options, described, transport=transport, clock=clock))
         response = answer(request, token, options, now=clock(), username=described.username)
@@ -287,7 +287,16 @@ async def _exchange(
         await provider.aclose()
 
 
-def _check_registry(request: CredentialRequest, options: Options) -> None:
+def _check_registry(
+    request: CredentialRequest, options: Options, described: KubeletProvider
+) -> None:
+    hosts = described.hosts
+    if hosts is not None and not hosts.fullmatch(request.registry.lower()):
+        raise BadRequest(
+            f"the image {describe_image(request.image)} is not on a {described.title} "
+            f"registry ({described.hosts_what}): the CredentialProviderConfig's matchImages "
+            f"for {PROG} --provider={described.name} should name such registries only"
+        )
     if options.registry is not None and request.registry.lower() != options.registry.lower():
         raise BadRequest(
             f"the image {describe_image(request.image)} is not on the registry "

@@ -15,6 +15,7 @@ must not load the token layer, reads the same descriptions.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -55,8 +56,11 @@ class KubeletProvider:
     required_keys: tuple[str, ...]
     optional_keys: tuple[str, ...] = ()
     match_images: tuple[str, ...]
-    #: The one registry host the provider serves by default (None: any its `want` accepts).
+    #: The one registry host the provider serves by default (None: any of `hosts`).
     registry: str | None = None
+    #: The registry hosts the provider serves (lower case, a port allowed), and in words.
+    hosts: re.Pattern[str] | None = None
+    hosts_what: str = ""
     endpoints: tuple[Endpoint, ...] = ()
     #: Whether the exchange verifies with published keys it can keep between calls (its
     #: `key_cache` argument, the plugin's ``--key-cache``).

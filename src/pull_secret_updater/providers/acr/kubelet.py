@@ -12,7 +12,13 @@ from pull_secret_updater.providers.acr import (
     NAME,
     USERNAME,
 )
-from pull_secret_updater.providers.acr.spec import CLIENT_ID, REGISTRY, TENANT_ID, AcrSpec
+from pull_secret_updater.providers.acr.spec import (
+    ACR_HOST,
+    CLIENT_ID,
+    REGISTRY,
+    TENANT_ID,
+    AcrSpec,
+)
 from pull_secret_updater.providers.kubelet import Endpoint, KubeletProvider
 
 
@@ -39,6 +45,8 @@ KUBELET = KubeletProvider(
     audience=DEFAULT_AUDIENCE,
     required_keys=(TENANT_ID, CLIENT_ID),
     match_images=("*.azurecr.io", "*.azurecr.cn", "*.azurecr.us"),
+    hosts=ACR_HOST,
+    hosts_what="<name>.azurecr.io",
     endpoints=(
         Endpoint(key="authority", default=DEFAULT_AUTHORITY_HOST, what="Microsoft Entra ID"),
         Endpoint(

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from pull_secret_updater.core.providers import Want
 from pull_secret_updater.providers.ecr import DEFAULT_AUDIENCE, NAME, USERNAME
-from pull_secret_updater.providers.ecr.spec import REGISTRIES, ROLE_ARN, EcrSpec
+from pull_secret_updater.providers.ecr.spec import ECR_HOST, REGISTRIES, ROLE_ARN, EcrSpec
 from pull_secret_updater.providers.kubelet import Endpoint, KubeletProvider
 
 
@@ -35,6 +35,8 @@ KUBELET = KubeletProvider(
         "*.dkr-ecr.*.on.aws",
         "*.dkr.ecr.*.amazonaws.com.cn",
     ),
+    hosts=ECR_HOST,
+    hosts_what="<account>.dkr.ecr.<region>.amazonaws.com",
     endpoints=(
         Endpoint(key="sts", default=None, what="AWS STS"),
         Endpoint(key="ecr", default=None, what="the ECR API"),

@@ -15,6 +15,7 @@ from pull_secret_updater.providers.gar import (
     USERNAME,
 )
 from pull_secret_updater.providers.gar.spec import (
+    GOOGLE_HOST,
     REGISTRIES,
     SERVICE_ACCOUNT,
     WORKLOAD_IDENTITY_PROVIDER,
@@ -49,6 +50,8 @@ KUBELET = KubeletProvider(
     required_keys=(WORKLOAD_IDENTITY_PROVIDER,),
     optional_keys=(SERVICE_ACCOUNT,),
     match_images=("*-docker.pkg.dev", "gcr.io", "*.gcr.io"),
+    hosts=GOOGLE_HOST,
+    hosts_what="<location>-docker.pkg.dev, gcr.io or <region>.gcr.io",
     endpoints=(
         Endpoint(key="sts", default=DEFAULT_STS_ENDPOINT, what="Google STS"),
         Endpoint(
