@@ -5,6 +5,7 @@ provider."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -33,7 +34,7 @@ ACR_CLIENT = "acr.pull-secret-updater.chainguard.dev/client-id"
 
 def plan(provider: str, image: str, annotations: dict[str, str], *args: str) -> Any:
     document = request(image=image, annotations=annotations)
-    raw = __import__("json").dumps(document).encode()
+    raw = json.dumps(document).encode()
     return plan_exchange(parse_request(raw), parse_options([f"--provider={provider}", *args]))
 
 
