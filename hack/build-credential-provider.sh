@@ -78,8 +78,10 @@ if [ ! -x "$bundle" ]; then
   # HTTP/2, WebSockets and SOCKS are never asked for: httpcore2 loads h2 when it is there
   # (a quarter of its import time) and does without it when it is not. multiprocessing is
   # never used (asyncio's executor is threads), and with it PyInstaller adds a start-up hook.
-  # The plugin loads the one provider it serves by name (providers.kubelet), which PyInstaller
-  # cannot see: each provider's description and exchange are named here.
+  # --debug noarchive: the bytecode as files in _internal/ rather than in one compressed
+  # archive, which every start opened and inflated module by module (about 20 ms of a call's
+  # CPU here). The plugin loads the one provider it serves by name (providers.kubelet), which
+  # PyInstaller cannot see: each provider's description and exchange are named here.
   hidden=()
   for provider in chainguard ecr gar acr; do
     hidden+=(--hidden-import "pull_secret_updater.providers.$provider.kubelet"
@@ -88,7 +90,7 @@ if [ ! -x "$bundle" ]; then
   (
     cd "$work"
     "$work/venv/bin/pyinstaller" \
-      --onedir --strip --noconfirm --clean --log-level WARN \
+      --onedir --debug noarchive --strip --noconfirm --clean --log-level WARN \
       --name "$name" \
       --distpath "$work/dist" --workpath "$work/build" --specpath "$work" \
       --copy-metadata pull-secret-updater \
