@@ -95,12 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description=(
-            "A kubelet image credential provider (credentialprovider.kubelet.k8s.io/v1). "
-            "Reads a CredentialProviderRequest on stdin, exchanges the Pod's ServiceAccount "
-            "token at the token service for a registry token of the identity named in the "
-            "ServiceAccount's annotation, verifies it against the token service's published "
-            "keys, and writes a CredentialProviderResponse on stdout. Errors are one line on "
-            "stderr and a non-zero exit (2: the request or the options, 1: the exchange)."
+            "A kubelet image credential provider (credentialprovider.kubelet.k8s.io/v1) for "
+            "Chainguard, Amazon ECR, Google Artifact Registry and Azure Container Registry, one "
+            "provider per entry of the kubelet's config (--provider). Reads a "
+            "CredentialProviderRequest on stdin, exchanges the Pod's ServiceAccount token at the "
+            "provider's token service for what the ServiceAccount's annotations name (Chainguard's "
+            "tokens verified against its published keys), and writes a "
+            "CredentialProviderResponse on stdout. Errors are one line on stderr and a non-zero "
+            "exit (2: the request or the options, 1: the exchange)."
         ),
         allow_abbrev=False,
     )
