@@ -27,6 +27,7 @@ from pull_secret_updater.core.decision import (
     Untrusted,
     Verdict,
     Wait,
+    along_with,
     decide,
     inspect,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "Verdict",
     "Wait",
     "Want",
+    "along_with",
     "cache_duration",
     "check_claims",
     "cleared_status",
