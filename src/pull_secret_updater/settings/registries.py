@@ -145,9 +145,9 @@ class RegistrySettings(Section):
         kinds = [section.spec().name for section in self.sections]
         if len(set(kinds)) != len(kinds):
             raise ValueError(
-            "providers: one entry per kind (counting those of the PSU_PROVIDERS_<NAME> "
-            "variables)"
-        )
+                "providers: one entry per kind (counting those of the PSU_PROVIDERS_<NAME> "
+                "variables)"
+            )
         return self
 
 
