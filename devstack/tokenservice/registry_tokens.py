@@ -10,10 +10,13 @@ distribution 2.8 requires), granting pull only, and never outliving the STS toke
 from __future__ import annotations
 
 import hmac
+import re
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import aiohttp
 from aiohttp import web
@@ -29,6 +32,7 @@ from devstack.tokenservice.protocol import (
     unauthenticated,
 )
 from devstack.tokenservice.state import ServiceState
+from devstack.tokenservice.wire import api_error_response
 
 REGISTRY_TOKEN_PATH = "/registry/token"
 
@@ -138,6 +142,56 @@ class RegistryTokens:
             raise unauthenticated("token's identity no longer exists")
         may_pull = REGISTRY_PULL in identity.roles
         return Principal(identity.uid, admin=False, may_pull=may_pull, expires_at=claims["exp"])
+
+
+class CloudRegistryTokens(ABC):
+    """The token realm of a cloud stand-in's registries: ``GET <path>?service=<registry>``.
+
+    A pulling client authenticates with HTTP Basic ``<username>:<credential>``, as a pull
+    Secret filled by that cloud's provider holds it, or as the ``admin`` user, who may push
+    (the stack puts its test image there). A subclass names the realm's ``path``, its
+    ``username``, its registries' ``services`` (``registries``, for an error: "an ECR
+    registry") and what a credential is good for. The
+    answer is a pull-only registry token signed by the stack's registry signer, never
+    outliving the credential; errors are in the token service's ``{"code", "message"}`` shape.
+    """
+
+    path: ClassVar[str]
+    username: ClassVar[str]
+    services: ClassVar[re.Pattern[str]]
+    registries: ClassVar[str]
+
+    def __init__(self, state: ServiceState) -> None:
+        self._state = state
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get(self.path, self.handle_token)
+
+    async def handle_token(self, request: web.Request) -> web.Response:
+        try:
+            service = request.query.get("service") or ""
+            registry = self.services.fullmatch(service)
+            if registry is None:
+                raise bad_request(f"service {service!r} is not {self.registries}")
+            principal = self._authenticate(request, registry)
+            scopes = parse_scopes(request.query.getall("scope", []))
+            return registry_token_response(self._state, principal, scopes, service=service)
+        except ApiError as e:
+            return api_error_response(e)
+
+    def _authenticate(self, request: web.Request, registry: re.Match[str]) -> Principal:
+        credentials = basic_credentials(request)
+        if credentials.login == ADMIN_USERNAME:
+            return admin_principal(self._state, credentials.password)
+        if credentials.login != self.username:
+            raise denied(f"username must be {self.username}")
+        return self._principal(registry, credential=credentials.password)
+
+    @abstractmethod
+    def _principal(self, registry: re.Match[str], *, credential: str) -> Principal:
+        """Who ``credential`` stands for at ``registry`` (the service, matched by
+        ``services``); raise ``denied`` when it is not one the stand-in issued, has expired,
+        or is for another registry."""
 
 
 def registry_token_response(
