@@ -16,7 +16,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -144,14 +144,17 @@ class RegistryTokens:
         return Principal(identity.uid, admin=False, may_pull=may_pull, expires_at=claims["exp"])
 
 
-class CloudRegistryTokens(ABC):
+L = TypeVar("L")
+
+
+class CloudRegistryTokens(ABC, Generic[L]):
     """The token realm of a cloud stand-in's registries: ``GET <path>?service=<registry>``.
 
     A pulling client authenticates with HTTP Basic ``<username>:<credential>``, as a pull
     Secret filled by that cloud's provider holds it, or as the ``admin`` user, who may push
     (the stack puts its test image there). A subclass names the realm's ``path``, its
     ``username``, its registries' ``services`` (``registries``, for an error: "an ECR
-    registry") and what a credential is good for. The
+    registry") and what a credential in its ``ledger`` (of type ``L``) is good for. The
     answer is a pull-only registry token signed by the stack's registry signer, never
     outliving the credential; errors are in the token service's ``{"code", "message"}`` shape.
     """
@@ -161,8 +164,9 @@ class CloudRegistryTokens(ABC):
     services: ClassVar[re.Pattern[str]]
     registries: ClassVar[str]
 
-    def __init__(self, state: ServiceState) -> None:
+    def __init__(self, state: ServiceState, ledger: L) -> None:
         self._state = state
+        self._ledger = ledger
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(self.path, self.handle_token)

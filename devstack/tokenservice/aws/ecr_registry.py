@@ -17,7 +17,6 @@ from typing import Final
 from devstack.tokenservice.aws.ecr_front import USERNAME
 from devstack.tokenservice.aws.ledger import Ledger
 from devstack.tokenservice.registry_tokens import CloudRegistryTokens, Principal, denied
-from devstack.tokenservice.state import ServiceState
 
 ECR_TOKEN_PATH: Final = "/ecr/token"
 _SERVICE = re.compile(
@@ -25,15 +24,11 @@ _SERVICE = re.compile(
 )
 
 
-class EcrRegistryTokens(CloudRegistryTokens):
+class EcrRegistryTokens(CloudRegistryTokens[Ledger]):
     path = ECR_TOKEN_PATH
     username = USERNAME
     services = _SERVICE
     registries = "an ECR registry"
-
-    def __init__(self, state: ServiceState, ledger: Ledger) -> None:
-        super().__init__(state)
-        self._ledger = ledger
 
     def _principal(self, registry: re.Match[str], *, credential: str) -> Principal:
         password = self._ledger.passwords.get(credential)

@@ -15,22 +15,17 @@ from typing import Final
 
 from devstack.tokenservice.gcp.ledger import Ledger
 from devstack.tokenservice.registry_tokens import CloudRegistryTokens, Principal, denied
-from devstack.tokenservice.state import ServiceState
 
 GAR_TOKEN_PATH: Final = "/gar/token"
 USERNAME: Final = "oauth2accesstoken"
 _SERVICE = re.compile(r"[a-z]+(?:-[a-z]+[0-9]+)?-docker\.pkg\.dev(:\d+)?")
 
 
-class GarRegistryTokens(CloudRegistryTokens):
+class GarRegistryTokens(CloudRegistryTokens[Ledger]):
     path = GAR_TOKEN_PATH
     username = USERNAME
     services = _SERVICE
     registries = "an Artifact Registry host"
-
-    def __init__(self, state: ServiceState, ledger: Ledger) -> None:
-        super().__init__(state)
-        self._ledger = ledger
 
     def _principal(self, registry: re.Match[str], *, credential: str) -> Principal:
         token = self._ledger.get(credential)
