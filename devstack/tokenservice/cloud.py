@@ -62,9 +62,7 @@ class Issued(Generic[C]):
 def positive_seconds(body: Mapping[str, Any], key: str) -> int | None:
     """``body[key]``, a positive number of seconds, or None when absent or null."""
     value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise bad_request(f"{key} must be a positive number of seconds or null")
     return value
 

@@ -11,12 +11,17 @@ push (the stack puts its test image there).
 from __future__ import annotations
 
 import re
-import time
 from typing import Final
 
 from devstack.tokenservice.aws.ecr_front import USERNAME
 from devstack.tokenservice.aws.ledger import Ledger
-from devstack.tokenservice.registry_tokens import CloudRegistryTokens, Principal, denied
+from devstack.tokenservice.registry_tokens import (
+    CloudRegistryTokens,
+    Principal,
+    Realm,
+    denied,
+    unexpired,
+)
 
 ECR_TOKEN_PATH: Final = "/ecr/token"
 _SERVICE = re.compile(
@@ -25,17 +30,14 @@ _SERVICE = re.compile(
 
 
 class EcrRegistryTokens(CloudRegistryTokens[Ledger]):
-    path = ECR_TOKEN_PATH
-    username = USERNAME
-    services = _SERVICE
-    registries = "an ECR registry"
+    realm = Realm(ECR_TOKEN_PATH, USERNAME, _SERVICE, what="an ECR registry")
 
     def _principal(self, registry: re.Match[str], *, credential: str) -> Principal:
-        password = self._ledger.passwords.get(credential)
-        if password is None:
-            raise denied("not a password this registry issued")
-        if password.expires_at <= time.time():
-            raise denied("the password has expired")
+        password = unexpired(
+            self._ledger.passwords.get(credential),
+            unknown="not a password this registry issued",
+            expired="the password has expired",
+        )
         if (password.account, password.region) != (registry["account"], registry["region"]):
             raise denied("the password is for another registry")
         return Principal(

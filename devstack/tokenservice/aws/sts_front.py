@@ -131,15 +131,17 @@ class StsFront:
         config = self._config()
         lifetime = min(ask.duration, config.session_lifetime_cap or ask.duration)
         expires_at = int(time.time()) + lifetime
-        session = Session(
-            access_key_id=issued.access_key_id,
-            secret_access_key=issued.secret_access_key,
-            session_token=issued.session_token,
-            role_arn=ask.role_arn,
-            account=ask.account,
-            expires_at=expires_at,
+        self._ledger.sessions.add(
+            issued.access_key_id,
+            Session(
+                access_key_id=issued.access_key_id,
+                secret_access_key=issued.secret_access_key,
+                session_token=issued.session_token,
+                role_arn=ask.role_arn,
+                account=ask.account,
+                expires_at=expires_at,
+            ),
         )
-        self._ledger.sessions.add(session.access_key_id, session)
         # For the leak scans: what a client must never log.
         self._issued.add(AWS_SECRET, issued.secret_access_key)
         self._issued.add(AWS_SECRET, issued.session_token)

@@ -41,6 +41,7 @@ from devstack.tokenservice.registry_tokens import (
     denied,
     parse_scopes,
     registry_token_response,
+    unexpired,
 )
 from devstack.tokenservice.state import ServiceState
 
@@ -172,11 +173,11 @@ class AcrFront:
             return admin_principal(self._state, password)
         if login != USERNAME:
             raise denied(f"username must be {USERNAME}")
-        refresh = self._ledger.refresh_tokens.get(password)
-        if refresh is None:
-            raise denied("not a refresh token this registry issued")
-        if refresh.expires_at <= time.time():
-            raise denied("the refresh token has expired")
+        refresh = unexpired(
+            self._ledger.refresh_tokens.get(password),
+            unknown="not a refresh token this registry issued",
+            expired="the refresh token has expired",
+        )
         if refresh.registry != registry:
             raise denied("the refresh token is for another registry")
         return Principal(refresh.client_id, admin=False, may_pull=True,

@@ -10,11 +10,10 @@ registry signer, never outliving the access token. The ``admin`` user may push.
 from __future__ import annotations
 
 import re
-import time
 from typing import Final
 
 from devstack.tokenservice.gcp.ledger import Ledger
-from devstack.tokenservice.registry_tokens import CloudRegistryTokens, Principal, denied
+from devstack.tokenservice.registry_tokens import CloudRegistryTokens, Principal, Realm, unexpired
 
 GAR_TOKEN_PATH: Final = "/gar/token"
 USERNAME: Final = "oauth2accesstoken"
@@ -22,16 +21,13 @@ _SERVICE = re.compile(r"[a-z]+(?:-[a-z]+[0-9]+)?-docker\.pkg\.dev(:\d+)?")
 
 
 class GarRegistryTokens(CloudRegistryTokens[Ledger]):
-    path = GAR_TOKEN_PATH
-    username = USERNAME
-    services = _SERVICE
-    registries = "an Artifact Registry host"
+    realm = Realm(GAR_TOKEN_PATH, USERNAME, _SERVICE, what="an Artifact Registry host")
 
     def _principal(self, registry: re.Match[str], *, credential: str) -> Principal:
-        token = self._ledger.get(credential)
-        if token is None:
-            raise denied("not an access token Google issued")
-        if token.expires_at <= time.time():
-            raise denied("the access token has expired")
+        token = unexpired(
+            self._ledger.get(credential),
+            unknown="not an access token Google issued",
+            expired="the access token has expired",
+        )
         who = token.service_account or token.principal
         return Principal(who, admin=False, may_pull=True, expires_at=int(token.expires_at))
