@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import base64
 import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import boto3
 
 from devstack.aws.standin import STS_AUDIENCE
 from devstack.azure.standin import AUDIENCE as AZURE_AUDIENCE
 from devstack.controller import NAMESPACE, SERVICE_ACCOUNT
-from devstack.registry import TEST_IMAGE_REPOSITORY, TEST_IMAGE_TAG, skopeo_inspect
+from devstack.registry import TEST_IMAGE_REPOSITORY, TEST_IMAGE_TAG, Registry, skopeo_inspect
 from devstack.stack import LocalStack
 from pull_secret_updater.providers.gar import DEFAULT_AUDIENCE as GOOGLE_AUDIENCE
 from tests.helpers import ClusterHelper, Start, unique
@@ -78,11 +80,21 @@ def planted_config(host: str, username: str, password: str) -> str:
     return json.dumps({"auths": {host: {"auth": auth}}})
 
 
+class StandIn(Protocol):
+    """What every cloud stand-in of the stack has: a registry, under the cloud's name."""
+
+    registry: Registry
+
+    @property
+    def registry_host(self) -> str: ...
+
+
 #: What a Secret names to be filled from a cloud: a role, a pool provider, an app.
 IdentityT = TypeVar("IdentityT")
 
 
-class Cloud(Protocol[IdentityT]):
+@dataclass(frozen=True)
+class Cloud(ABC, Generic[IdentityT]):
     """A cloud provider and its stand-in, as the scenarios every cloud shares need them."""
 
     #: The provider's kind, and the prefix of the controllers' and namespaces' names.
@@ -91,64 +103,66 @@ class Cloud(Protocol[IdentityT]):
     audience: str
     #: The user name of the entries the provider writes.
     username: str
-    #: What a credential is called in its cloud, for failure messages.
-    credential: str
-    #: A password the cloud never issued, in its credentials' form.
+    #: A password the cloud never issued, in the form of its credentials.
     made_up: str
     #: The words of the refusal of a subject the identity does not trust; the first is what
     #: the Warning Event says.
     refusal: tuple[str, ...]
-    #: Seconds a shortened credential lives, and how long its refresh may take to show.
+    #: Seconds a shortened credential lives.
     short_lifetime: int
+    #: The cloud's stand-in in the stack.
+    standin: Callable[[LocalStack], StandIn]
 
     def host(self, stack: LocalStack) -> str:
         """The registry's name, as pull Secrets hold it."""
-        ...
+        return self.standin(stack).registry_host
 
     def section(self, stack: LocalStack, name: str) -> dict[str, object]:
         """The PSU_PROVIDERS section of controller `name`."""
-        ...
+        token = token_path(stack, name, self.audience)
+        return {"kind": self.kind, **self.endpoints(stack), "ca_bundle": str(stack.ca_file),
+                "token_path": str(token)}  # fmt: skip
 
     def pull(self, stack: LocalStack, entry: dict[str, Any], tmp_path: Path) -> int:
         """skopeo inspect of the registry's test image with `entry` (see `pull_at`)."""
-        ...
+        return pull_at(self.standin(stack).registry.address, stack, entry, tmp_path)
 
+    @abstractmethod
+    def endpoints(self, stack: LocalStack) -> dict[str, object]:
+        """The provider's settings of where the cloud answers."""
+
+    @abstractmethod
     def trusting(self, stack: LocalStack, subject: str) -> IdentityT:
         """A new identity that trusts `subject` (and no other), with nothing more."""
-        ...
 
+    @abstractmethod
     def puller(self, stack: LocalStack) -> IdentityT:
         """A new identity that trusts the controller and may pull from the registry."""
-        ...
 
+    @abstractmethod
     def trust(self, stack: LocalStack, identity: IdentityT, subject: str) -> None:
         """`identity` trusts `subject` from now on."""
-        ...
 
+    @abstractmethod
     def ask(self, cluster: ClusterHelper, namespace: str, identity: IdentityT) -> None:
         """Annotate the namespace's pull Secret to be filled from `identity`."""
-        ...
 
+    @abstractmethod
     def refused_calls(self, stack: LocalStack, identity: IdentityT) -> int:
         """How many of the first exchange's calls for `identity` the cloud refused."""
-        ...
 
+    @abstractmethod
     def issued(self, stack: LocalStack, identity: IdentityT) -> int:
         """How many registry credentials the cloud issued for `identity`."""
-        ...
 
-    def set_short_lifetime(self, stack: LocalStack) -> None:
-        """Shorten the registry credentials' lifetime to `short_lifetime`."""
-        ...
+    @abstractmethod
+    def set_lifetime(self, stack: LocalStack, seconds: int | None) -> None:
+        """Registry credentials live `seconds` from now on (None: the cloud's own lifetime)."""
 
-    def reset_lifetime(self, stack: LocalStack) -> None:
-        """The cloud's own lifetime again."""
-        ...
-
+    @abstractmethod
     def genuine(self, stack: LocalStack, identity: IdentityT, tmp_path: Path) -> str:
         """A password for the registry, obtained for `identity` outside the controller with
         the vendor's SDK (as anyone holding a token of the controller's ServiceAccount could)."""
-        ...
 
 
 def controller_token(stack: LocalStack, audience: str) -> str:
@@ -164,34 +178,11 @@ class Role:
     arn: str
 
 
-class Ecr:
+class Ecr(Cloud[Role]):
     """AWS: an IAM role's web identity, then ECR's GetAuthorizationToken."""
 
-    kind = "ecr"
-    audience = STS_AUDIENCE
-    username = "AWS"
-    credential = "password"
-    made_up = "made-up-password"
-    refusal: tuple[str, ...] = ("AccessDenied", "AssumeRoleWithWebIdentity")
-    short_lifetime = 30
-    role_arn = "ecr.pull-secret-updater.chainguard.dev/role-arn"
-    registries = "ecr.pull-secret-updater.chainguard.dev/registries"
-
-    def host(self, stack: LocalStack) -> str:
-        return stack.aws.registry_host
-
-    def section(self, stack: LocalStack, name: str, **fields: object) -> dict[str, object]:
-        return {
-            "kind": "ecr",
-            "sts_endpoint": stack.aws.endpoint,
-            "ecr_endpoint": stack.aws.endpoint,
-            "ca_bundle": str(stack.ca_file),
-            "token_path": str(token_path(stack, name, STS_AUDIENCE)),
-            **fields,
-        }
-
-    def pull(self, stack: LocalStack, entry: dict[str, Any], tmp_path: Path) -> int:
-        return pull_at(stack.aws.registry.address, stack, entry, tmp_path)
+    def endpoints(self, stack: LocalStack) -> dict[str, object]:
+        return dict.fromkeys(("sts_endpoint", "ecr_endpoint"), stack.aws.endpoint)
 
     def trusting(self, stack: LocalStack, subject: str) -> Role:
         name = unique("trusting")
@@ -211,13 +202,11 @@ class Ecr:
         return stack.aws.assumed(identity.arn, "error")
 
     def issued(self, stack: LocalStack, identity: Role) -> int:
+        """GetAuthorizationToken's answers for the role."""
         return stack.aws.authorizations(identity.arn)
 
-    def set_short_lifetime(self, stack: LocalStack) -> None:
-        stack.aws.set_ecr_token_lifetime(self.short_lifetime)
-
-    def reset_lifetime(self, stack: LocalStack) -> None:
-        stack.aws.set_ecr_token_lifetime(None)
+    def set_lifetime(self, stack: LocalStack, seconds: int | None) -> None:
+        stack.aws.set_ecr_token_lifetime(seconds)
 
     def genuine(self, stack: LocalStack, identity: Role, tmp_path: Path) -> str:
         """A genuine password of the account, with boto3: STS, then ECR."""
@@ -237,10 +226,16 @@ class Ecr:
         return base64.b64decode(data["authorizationToken"]).decode().partition(":")[2]
 
 
+ECR = Ecr(kind="ecr", audience=STS_AUDIENCE, username="AWS", made_up="made-up-password",
+          refusal=("AccessDenied", "AssumeRoleWithWebIdentity"), short_lifetime=30,
+          standin=lambda stack: stack.aws)  # fmt: skip
+
+
 def ask_ecr(cluster: ClusterHelper, namespace: str, role: str, host: str) -> None:
     """Annotate the namespace's pull Secret to be filled from `role` for `host`."""
     cluster.kubectl("-n", namespace, "annotate", "--overwrite", "secret", "pull-secret",
-                    f"{Ecr.role_arn}={role}", f"{Ecr.registries}={host}")  # fmt: skip
+                    f"ecr.pull-secret-updater.chainguard.dev/role-arn={role}",
+                    f"ecr.pull-secret-updater.chainguard.dev/registries={host}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -252,37 +247,14 @@ class GoogleIdentity:
     email: str | None = None
 
 
-class Gar:
+class Gar(Cloud[GoogleIdentity]):
     """Google: STS's token exchange, then IAM Credentials' generateAccessToken."""
 
-    kind = "gar"
-    audience = GOOGLE_AUDIENCE
-    username = "oauth2accesstoken"
-    credential = "token"
-    made_up = "ya29.made-up"
-    refusal: tuple[str, ...] = ("unauthorized_client", "attribute condition")
-    short_lifetime = 40
-    provider = "gar.pull-secret-updater.chainguard.dev/workload-identity-provider"
-    service_account = "gar.pull-secret-updater.chainguard.dev/service-account"
-    registries = "gar.pull-secret-updater.chainguard.dev/registries"
-
-    def host(self, stack: LocalStack) -> str:
-        return stack.gcp.registry_host
-
-    def section(self, stack: LocalStack, name: str, **fields: object) -> dict[str, object]:
-        return {
-            "kind": "gar",
-            "sts_endpoint": stack.gcp.endpoint,
-            "iamcredentials_endpoint": stack.gcp.endpoint,
-            "ca_bundle": str(stack.ca_file),
-            "token_path": str(token_path(stack, name, GOOGLE_AUDIENCE)),
-            **fields,
-        }
-
-    def pull(self, stack: LocalStack, entry: dict[str, Any], tmp_path: Path) -> int:
-        return pull_at(stack.gcp.registry.address, stack, entry, tmp_path)
+    def endpoints(self, stack: LocalStack) -> dict[str, object]:
+        return dict.fromkeys(("sts_endpoint", "iamcredentials_endpoint"), stack.gcp.endpoint)
 
     def trusting(self, stack: LocalStack, subject: str) -> GoogleIdentity:
+        """A provider admitting `subject`, and no service account."""
         return GoogleIdentity(new_provider(stack, [subject]))
 
     def puller(self, stack: LocalStack) -> GoogleIdentity:
@@ -308,21 +280,26 @@ class Gar:
             return stack.gcp.generations(identity.email)
         return stack.gcp.exchanges(identity.provider)
 
-    def set_short_lifetime(self, stack: LocalStack) -> None:
-        stack.gcp.set_lifetimes(access_token=self.short_lifetime)
-
-    def reset_lifetime(self, stack: LocalStack) -> None:
-        stack.gcp.set_lifetimes()
+    def set_lifetime(self, stack: LocalStack, seconds: int | None) -> None:
+        if seconds is None:
+            stack.gcp.set_lifetimes()
+        else:
+            stack.gcp.set_lifetimes(access_token=seconds)
 
     def genuine(self, stack: LocalStack, identity: GoogleIdentity, tmp_path: Path) -> str:
         """A genuine token of the service account, with google-auth."""
+        assert identity.email is not None, "the service account to impersonate"
         token_file = tmp_path / "token"
         token_file.write_text(controller_token(stack, GOOGLE_AUDIENCE))
-        assert identity.email is not None, "the service account to impersonate"
         workload = gcp_support.Workload(
             NAMESPACE, SERVICE_ACCOUNT, identity.provider, identity.email
         )
         return gcp_support.refresh(stack, gcp_support.sdk_credentials(stack, workload, token_file))
+
+
+GAR = Gar(kind="gar", audience=GOOGLE_AUDIENCE, username="oauth2accesstoken",
+          made_up="ya29.made-up", refusal=("unauthorized_client", "attribute condition"),
+          short_lifetime=40, standin=lambda stack: stack.gcp)  # fmt: skip
 
 
 def new_provider(stack: LocalStack, subjects: list[str]) -> str:
@@ -334,10 +311,11 @@ def new_provider(stack: LocalStack, subjects: list[str]) -> str:
 
 def ask_gar(cluster: ClusterHelper, namespace: str, identity: GoogleIdentity, host: str) -> None:
     """Annotate the namespace's pull Secret to be filled from `identity` for `host`."""
-    extra = [f"{Gar.service_account}={identity.email}"] if identity.email else []
+    prefix = "gar.pull-secret-updater.chainguard.dev/"
+    email = [f"{prefix}service-account={identity.email}"] if identity.email else []
     cluster.kubectl("-n", namespace, "annotate", "--overwrite", "secret", "pull-secret",
-                    f"{Gar.provider}={identity.provider}", f"{Gar.registries}={host}",
-                    *extra)  # fmt: skip
+                    f"{prefix}workload-identity-provider={identity.provider}",
+                    f"{prefix}registries={host}", *email)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -347,29 +325,15 @@ class App:
     client_id: str
 
 
-class Acr:
+ACR_PREFIX = "acr.pull-secret-updater.chainguard.dev/"
+
+
+class Acr(Cloud[App]):
     """Azure: Entra's token for an app, then the registry's exchange for a refresh token."""
 
-    kind = "acr"
-    audience = AZURE_AUDIENCE
-    #: ACR's user name for a refresh token.
-    username = "00000000-0000-0000-0000-000000000000"
-    credential = "refresh token"
-    made_up = "made-up-refresh-token"
-    refusal: tuple[str, ...] = ("AADSTS700213", "invalid_client")
-    short_lifetime = 30
-    prefix = "acr.pull-secret-updater.chainguard.dev/"
-    tenant_id, client_id, registry = prefix + "tenant-id", prefix + "client-id", prefix + "registry"
-
-    def host(self, stack: LocalStack) -> str:
-        return stack.azure.registry_host
-
-    def section(self, stack: LocalStack, name: str) -> dict[str, object]:
-        token = token_path(stack, name, AZURE_AUDIENCE)
-        return {**stack.azure.section(), "ca_bundle": str(stack.ca_file), "token_path": str(token)}
-
-    def pull(self, stack: LocalStack, entry: dict[str, Any], tmp_path: Path) -> int:
-        return pull_at(stack.azure.registry.address, stack, entry, tmp_path)
+    def endpoints(self, stack: LocalStack) -> dict[str, object]:
+        """The stand-in's own section: its tenant, its authority and its registry."""
+        return dict(stack.azure.section())
 
     def trusting(self, stack: LocalStack, subject: str) -> App:
         """An app trusting `subject`, with AcrPull on the registry."""
@@ -382,23 +346,21 @@ class Acr:
         stack.azure.add_federated_credential(identity.client_id, subject=subject)
 
     def ask(self, cluster: ClusterHelper, namespace: str, identity: App) -> None:
-        stack = cluster.stack
+        azure = cluster.stack.azure
         cluster.kubectl("-n", namespace, "annotate", "--overwrite", "secret", "pull-secret",
-                        f"{self.tenant_id}={stack.azure.tenant}",
-                        f"{self.client_id}={identity.client_id}",
-                        f"{self.registry}={stack.azure.registry_host}")  # fmt: skip
+                        f"{ACR_PREFIX}tenant-id={azure.tenant}",
+                        f"{ACR_PREFIX}client-id={identity.client_id}",
+                        f"{ACR_PREFIX}registry={azure.registry_host}")  # fmt: skip
 
     def refused_calls(self, stack: LocalStack, identity: App) -> int:
         return stack.azure.tokens(identity.client_id, "error")
 
     def issued(self, stack: LocalStack, identity: App) -> int:
+        """The registry's exchanges for the app's access tokens."""
         return stack.azure.exchanges(identity.client_id)
 
-    def set_short_lifetime(self, stack: LocalStack) -> None:
-        stack.azure.set_lifetimes(refresh_token=self.short_lifetime)
-
-    def reset_lifetime(self, stack: LocalStack) -> None:
-        stack.azure.set_lifetimes(refresh_token=0)
+    def set_lifetime(self, stack: LocalStack, seconds: int | None) -> None:
+        stack.azure.set_lifetimes(refresh_token=seconds or 0)
 
     def genuine(self, stack: LocalStack, identity: App, tmp_path: Path) -> str:
         """A genuine refresh token for the app, with azure-identity and the registry's
@@ -411,7 +373,10 @@ class Acr:
         return str(azure_support.exchange(stack, access).json()["refresh_token"])
 
 
-ECR, GAR, ACR = Ecr(), Gar(), Acr()
+ACR = Acr(kind="acr", audience=AZURE_AUDIENCE, username="00000000-0000-0000-0000-000000000000",
+          made_up="made-up-refresh-token", refusal=("AADSTS700213", "invalid_client"),
+          short_lifetime=30, standin=lambda stack: stack.azure)  # fmt: skip
+
 CLOUDS: tuple[Cloud[Any], ...] = (ECR, GAR, ACR)
 
 

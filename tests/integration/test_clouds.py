@@ -113,7 +113,7 @@ def test_short_lived_credentials_are_refreshed_before_they_expire(
     identity = cloud.puller(stack)
     host = cloud.host(stack)
     lifetime = cloud.short_lifetime
-    cloud.set_short_lifetime(stack)
+    cloud.set_lifetime(stack, lifetime)
     try:
         start_with(cloud, stack, start_controller, f"{cloud.kind}-short")
         ns = cluster.namespace(f"{cloud.kind}-short")
@@ -125,16 +125,14 @@ def test_short_lived_credentials_are_refreshed_before_they_expire(
 
         def refreshed() -> dict[str, Any] | None:
             entry = entry_of(cluster, ns, host)
-            assert time.time() < filled_at + lifetime, (
-                f"the {cloud.credential} expired before its refresh"
-            )
+            assert time.time() < filled_at + lifetime, "the credential expired before its refresh"
             return entry if entry is not None and entry != first else None
 
         eventually(refreshed, timeout=lifetime + 10,
-                   what=f"a new {cloud.credential} before the first expires")  # fmt: skip
+                   what="a new credential before the first expires")  # fmt: skip
         assert cluster.annotations(ns)[EXPIRES_AT] > expires
     finally:
-        cloud.reset_lifetime(stack)
+        cloud.set_lifetime(stack, None)
 
 
 @pytest.mark.usefixtures("namespace_scoped")
