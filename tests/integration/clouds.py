@@ -81,12 +81,28 @@ def planted_config(host: str, username: str, password: str) -> str:
 
 
 class StandIn(Protocol):
-    """What every cloud stand-in of the stack has: a registry, under the cloud's name."""
+    """What every cloud stand-in of the stack has: a registry, under the cloud's name, and
+    faults a test switches on and off."""
 
     registry: Registry
 
     @property
     def registry_host(self) -> str: ...
+
+    def set_fault(
+        self, mode: str, *, api: str | None = None, count: int | None = None, delay: float = 5.0
+    ) -> None: ...
+
+    def clear_faults(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Throttled:
+    """Which of its APIs a cloud throttles in the throttling scenario (its stand-in's name),
+    and the words in which the controller reports it."""
+
+    api: str
+    words: str
 
 
 #: What a Secret names to be filled from a cloud: a role, a pool provider, an app.
@@ -112,6 +128,8 @@ class Cloud(ABC, Generic[IdentityT]):
     short_lifetime: int
     #: The cloud's stand-in in the stack.
     standin: Callable[[LocalStack], StandIn]
+    #: How the cloud is throttled, where the controller's backoff can be seen against it.
+    throttled: Throttled | None = None
 
     def host(self, stack: LocalStack) -> str:
         """The registry's name, as pull Secrets hold it."""
@@ -146,6 +164,11 @@ class Cloud(ABC, Generic[IdentityT]):
     @abstractmethod
     def ask(self, cluster: ClusterHelper, namespace: str, identity: IdentityT) -> None:
         """Annotate the namespace's pull Secret to be filled from `identity`."""
+
+    @abstractmethod
+    def want_identity(self, stack: LocalStack, identity: IdentityT) -> str:
+        """`identity` as the provider names it: in the controller's log lines of its
+        exchanges and in the filled-identity annotation."""
 
     @abstractmethod
     def refused_calls(self, stack: LocalStack, identity: IdentityT) -> int:
@@ -198,6 +221,9 @@ class Ecr(Cloud[Role]):
     def ask(self, cluster: ClusterHelper, namespace: str, identity: Role) -> None:
         ask_ecr(cluster, namespace, identity.arn, cluster.stack.aws.registry_host)
 
+    def want_identity(self, stack: LocalStack, identity: Role) -> str:
+        return identity.arn
+
     def refused_calls(self, stack: LocalStack, identity: Role) -> int:
         return stack.aws.assumed(identity.arn, "error")
 
@@ -228,7 +254,8 @@ class Ecr(Cloud[Role]):
 
 ECR = Ecr(kind="ecr", audience=STS_AUDIENCE, username="AWS", made_up="made-up-password",
           refusal=("AccessDenied", "AssumeRoleWithWebIdentity"), short_lifetime=30,
-          standin=lambda stack: stack.aws)  # fmt: skip
+          standin=lambda stack: stack.aws,
+          throttled=Throttled(api="ecr", words="ThrottlingException"))  # fmt: skip
 
 
 def ask_ecr(cluster: ClusterHelper, namespace: str, role: str, host: str) -> None:
@@ -271,6 +298,9 @@ class Gar(Cloud[GoogleIdentity]):
     def ask(self, cluster: ClusterHelper, namespace: str, identity: GoogleIdentity) -> None:
         ask_gar(cluster, namespace, identity, cluster.stack.gcp.registry_host)
 
+    def want_identity(self, stack: LocalStack, identity: GoogleIdentity) -> str:
+        return identity.email or identity.provider
+
     def refused_calls(self, stack: LocalStack, identity: GoogleIdentity) -> int:
         return stack.gcp.exchanges(identity.provider, "error")
 
@@ -299,7 +329,8 @@ class Gar(Cloud[GoogleIdentity]):
 
 GAR = Gar(kind="gar", audience=GOOGLE_AUDIENCE, username="oauth2accesstoken",
           made_up="ya29.made-up", refusal=("unauthorized_client", "attribute condition"),
-          short_lifetime=40, standin=lambda stack: stack.gcp)  # fmt: skip
+          short_lifetime=40, standin=lambda stack: stack.gcp,
+          throttled=Throttled(api="iamcredentials", words="429 RESOURCE_EXHAUSTED"))  # fmt: skip
 
 
 def new_provider(stack: LocalStack, subjects: list[str]) -> str:
@@ -352,6 +383,9 @@ class Acr(Cloud[App]):
                         f"{ACR_PREFIX}client-id={identity.client_id}",
                         f"{ACR_PREFIX}registry={azure.registry_host}")  # fmt: skip
 
+    def want_identity(self, stack: LocalStack, identity: App) -> str:
+        return f"{stack.azure.tenant}/{identity.client_id}"
+
     def refused_calls(self, stack: LocalStack, identity: App) -> int:
         return stack.azure.tokens(identity.client_id, "error")
 
@@ -378,6 +412,9 @@ ACR = Acr(kind="acr", audience=AZURE_AUDIENCE, username="00000000-0000-0000-0000
           short_lifetime=30, standin=lambda stack: stack.azure)  # fmt: skip
 
 CLOUDS: tuple[Cloud[Any], ...] = (ECR, GAR, ACR)
+#: The clouds throttled in the throttling scenario: ACR answers its throttling with
+#: Retry-After, which sets the retries' pace instead of the backoff the scenario counts.
+THROTTLED = tuple(cloud for cloud in CLOUDS if cloud.throttled is not None)
 
 
 def start_with(

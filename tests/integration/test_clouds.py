@@ -8,6 +8,7 @@ test_<kind>.py.
 - A planted credential (a genuine one this controller did not obtain, with the vendor's SDK,
   or a made-up one) is replaced.
 - Short-lived credentials are refreshed before they expire.
+- Throttling (ECR's, IAM Credentials') is retried with backoff until it passes.
 - Namespace-scoped: an identity trusting one namespace's ServiceAccount is refused for another
   by the cloud itself.
 """
@@ -28,6 +29,7 @@ from tests.integration.clouds import (
     CONTROLLER_SUBJECT,
     DEADLINE,
     EXPIRES_AT,
+    THROTTLED,
     Cloud,
     entry_of,
     planted_config,
@@ -40,6 +42,7 @@ from tests.integration.test_namespace_scoped import (  # noqa: F401 (fixtures)
     as_controller,
     namespace_scoped,
 )
+from tests.reliability.support import exchanges_logged
 
 pytestmark = pytest.mark.stack
 
@@ -133,6 +136,39 @@ def test_short_lived_credentials_are_refreshed_before_they_expire(
         assert cluster.annotations(ns)[EXPIRES_AT] > expires
     finally:
         cloud.set_lifetime(stack, None)
+
+
+@pytest.mark.parametrize("cloud", THROTTLED, ids=lambda cloud: cloud.kind)
+def test_throttling_is_retried_with_backoff_until_it_passes(
+    cloud: Cloud[Any], stack: LocalStack, cluster: ClusterHelper, start_controller: Start,
+) -> None:  # fmt: skip
+    throttled = cloud.throttled
+    assert throttled is not None
+    identity = cloud.puller(stack)
+    host = cloud.host(stack)
+    ns = cluster.namespace(f"{cloud.kind}-throttled")
+    cluster.create_pull_secret(ns, None)
+    cloud.ask(cluster, ns, identity)
+    cloud.standin(stack).set_fault("throttle", api=throttled.api)
+    try:
+        controller = start_with(cloud, stack, start_controller, f"{cloud.kind}-throttled")
+        error = eventually(lambda: cluster.annotations(ns).get(LAST_ERROR), timeout=DEADLINE,
+                           what="the throttling reported")  # fmt: skip
+        assert throttled.words in error
+        started = time.monotonic()
+        time.sleep(6)
+        tried = len(exchanges_logged(controller, [cloud.want_identity(stack, identity)]))
+        window = time.monotonic() - started + 6
+    finally:
+        cloud.standin(stack).clear_faults()
+    # Backoff: base 0.5 s, doubling, capped at 4 s (the tests' settings), so a handful of
+    # attempts in the window, not the hundreds of a retry loop.
+    assert 2 <= tried <= window, f"{tried} attempts in {window:.0f} s"
+    eventually(lambda: entry_of(cluster, ns, host), timeout=DEADLINE, what="filled")
+    eventually(lambda: LAST_ERROR not in cluster.annotations(ns), timeout=DEADLINE,
+               what="last-error cleared")  # fmt: skip
+    assert cloud.issued(stack, identity) == 1
+    assert any(throttled.words in e["message"] for e in cluster.events(ns))
 
 
 @pytest.mark.usefixtures("namespace_scoped")

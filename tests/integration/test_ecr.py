@@ -1,11 +1,10 @@
 """The ECR provider against the real API server and the local AWS (moto behind a front that
 checks what AWS checks), with a registry that takes only the passwords that AWS issued. What
 every cloud provider does alike (a refused role, a planted credential, short lifetimes,
-namespace-scoped refusals) is in test_clouds.py.
+throttling, namespace-scoped refusals) is in test_clouds.py.
 
 - A Secret asking for cgr.dev and ECR gets both entries, and each pulls from its registry; one
   AssumeRoleWithWebIdentity and one GetAuthorizationToken serve all the Secrets of a role.
-- Throttling is retried with backoff until it passes.
 - An ECR outage ending shortly before the passwords expire is bridged.
 """
 
@@ -76,37 +75,6 @@ def test_one_secret_gets_a_cgr_and_an_ecr_entry_and_pulls_from_both(
     assert all(password_of(entry_of(cluster, ns, host) or {}) == (user, password)
                for ns in namespaces)  # fmt: skip
     assert (stack.aws.assumed(role), stack.aws.authorizations(role)) == (1, 1)
-
-
-def test_throttling_is_retried_with_backoff_until_it_passes(
-    stack: LocalStack, cluster: ClusterHelper, start_controller: Start,
-    controller_role: Callable[[], str],
-) -> None:  # fmt: skip
-    role = controller_role()
-    host = stack.aws.registry_host
-    ns = cluster.namespace("ecr-throttled")
-    cluster.create_pull_secret(ns, None)
-    ask_ecr(cluster, ns, role, host)
-    stack.aws.set_fault("throttle", api="ecr")
-    try:
-        controller = start_with(ECR, stack, start_controller, "ecr-throttled")
-        error = eventually(lambda: cluster.annotations(ns).get(LAST_ERROR), timeout=DEADLINE,
-                           what="the throttling reported")  # fmt: skip
-        assert "ThrottlingException" in error
-        started = time.monotonic()
-        time.sleep(6)
-        tried = len(exchanges_logged(controller, [role]))
-        window = time.monotonic() - started + 6
-    finally:
-        stack.aws.clear_faults()
-    # Backoff: base 0.5 s, doubling, capped at 4 s (the tests' settings), so a handful of
-    # attempts in the window, not the hundreds of a retry loop.
-    assert 2 <= tried <= window, f"{tried} attempts in {window:.0f} s"
-    eventually(lambda: entry_of(cluster, ns, host), timeout=DEADLINE, what="filled")
-    eventually(lambda: LAST_ERROR not in cluster.annotations(ns), timeout=DEADLINE,
-               what="last-error cleared")  # fmt: skip
-    assert stack.aws.authorizations(role) == 1
-    assert any("ThrottlingException" in e["message"] for e in cluster.events(ns))
 
 
 def test_an_ecr_outage_ending_shortly_before_expiry_is_bridged(

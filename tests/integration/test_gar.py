@@ -1,18 +1,17 @@
 """The Google provider against the real API server and the local Google (STS and IAM
 Credentials that check what Google checks), with an Artifact Registry that takes only the
 access tokens that Google issued. What every cloud provider does alike (a refused provider, a
-planted credential, short lifetimes, namespace-scoped refusals) is in test_clouds.py.
+planted credential, short lifetimes, throttling, namespace-scoped refusals) is in
+test_clouds.py.
 
 - A Secret asking for cgr.dev and Artifact Registry (impersonating a service account) gets both
   entries, and each pulls; one STS exchange and one generateAccessToken serve all the Secrets
   of a service account. Without a service account, the federated token itself is written.
 - A service account without the controller's binding: IAM's PERMISSION_DENIED, nothing written.
-- IAM Credentials' throttling is retried with backoff until it passes.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -32,7 +31,6 @@ from tests.integration.clouds import (
     password_of,
     start_with,
 )
-from tests.reliability.support import exchanges_logged
 
 pytestmark = pytest.mark.stack
 
@@ -122,32 +120,3 @@ def test_a_service_account_without_the_binding_is_refused_with_iams_words(
     assert "403 PERMISSION_DENIED" in error
     assert "ya29." not in error
     assert host not in cluster.docker_config(ns).get("auths", {})
-
-
-def test_throttling_is_retried_with_backoff_until_it_passes(
-    stack: LocalStack, cluster: ClusterHelper, start_controller: Start,
-    controller_identity: Callable[[], tuple[str, str]],
-) -> None:  # fmt: skip
-    provider, email = controller_identity()
-    host = stack.gcp.registry_host
-    ns = cluster.namespace("gar-throttled")
-    cluster.create_pull_secret(ns, None)
-    ask_gar(cluster, ns, GoogleIdentity(provider, email), host)
-    stack.gcp.set_fault("throttle", api="iamcredentials")
-    try:
-        controller = start_with(GAR, stack, start_controller, "gar-throttled")
-        error = eventually(lambda: cluster.annotations(ns).get(LAST_ERROR), timeout=DEADLINE,
-                           what="the throttling reported")  # fmt: skip
-        assert "429 RESOURCE_EXHAUSTED" in error
-        started = time.monotonic()
-        time.sleep(6)
-        tried = len(exchanges_logged(controller, [email]))
-        window = time.monotonic() - started + 6
-    finally:
-        stack.gcp.clear_faults()
-    # Backoff: base 0.5 s, doubling, capped at 4 s (the tests' settings).
-    assert 2 <= tried <= window, f"{tried} attempts in {window:.0f} s"
-    eventually(lambda: entry_of(cluster, ns, host), timeout=DEADLINE, what="filled")
-    eventually(lambda: LAST_ERROR not in cluster.annotations(ns), timeout=DEADLINE,
-               what="last-error cleared")  # fmt: skip
-    assert stack.gcp.generations(email) == 1
