@@ -84,6 +84,14 @@ def sections(stack: LocalStack, *, ca_bundle: str, token_path: Callable[[str], s
     return json.dumps(listed)
 
 
+def variables(stack: LocalStack, *, ca_bundle: str) -> dict[str, str]:
+    """The three stand-ins' sections as the kustomize components set them, one variable per
+    provider (`PSU_PROVIDERS_ECR`, `_GAR`, `_ACR`), each token at the provider's default path
+    (where the component projects it)."""
+    listed = json.loads(sections(stack, ca_bundle=ca_bundle, token_path=lambda _: None))
+    return {f"PSU_PROVIDERS_{section['kind'].upper()}": json.dumps(section) for section in listed}
+
+
 def controller_token_path(workdir: Path, name: str) -> Callable[[str], str]:
     """Where a `ControllerProcess` named `name` writes its projected token of an audience."""
     return lambda audience: str(workdir / "controllers" / name / "tokens" / audience / "token")

@@ -39,7 +39,6 @@ from devstack.deployment import (
 from devstack.node import Node
 from devstack.registry import skopeo_inspect
 from devstack.stack import LocalStack
-from pull_secret_updater.providers import acr, gar
 
 BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
 if not sys.stdout.isatty():
@@ -323,17 +322,12 @@ def install_as_pod(stack: LocalStack, lifetime: int) -> None:
     image = push_controller_image(stack)
     print(f"{image.reference} ready in {image.build_seconds:.0f}s")
     step("Installing the controller: kubectl apply -k config/")
-    providers = clouds.sections(stack, ca_bundle=f"{CA_DIR}/ca.crt", token_path=lambda _: None)
-    env = {**demo_env(lifetime), "PSU_PROVIDERS": providers}
-    # The ECR component projects its token (and turns the provider on: the overlay's
-    # PSU_PROVIDERS replaces its value); Google's and Azure's are projected by the overlay.
+    # The three providers' components, each turning its provider on and projecting its token;
+    # the overlay points each at its stand-in by the component's own variable.
+    env = {**demo_env(lifetime), **clouds.variables(stack, ca_bundle=f"{CA_DIR}/ca.crt")}
     overlay = write_overlay(
         stack, stack.workdir / "demo-overlay", image=image.reference, env=env,
-        components=(REPO / "config" / "components" / "ecr",),
-        projected=(
-            (gar.DEFAULT_AUDIENCE, gar.DEFAULT_TOKEN_PATH),
-            (acr.DEFAULT_AUDIENCE, acr.DEFAULT_TOKEN_PATH),
-        ),
+        components=tuple(REPO / "config" / "components" / k for k in ("ecr", "gar", "acr")),
     )  # fmt: skip
     print("   (through a local overlay: the image above, host networking and the loopback")
     print("    addresses of the API server, token service and registry)")

@@ -28,6 +28,8 @@ Modules, by noun:
 - ``identities``: ``Identity``, its parsing and the ``IdentityStore``;
 - ``oidc``: verifying a service-account token for an identity (``IssuerKeys``);
 - ``faults``, ``stats``: what tests switch on and read back;
+- ``cloud``: what the cloud stand-ins (``aws``, ``gcp``, ``azure``) keep alike: credentials
+  issued, their faults and their calls;
 - ``minting``: the claims of the STS tokens;
 - ``sts``, ``registry_tokens``, ``admin_api``: the handlers; ``server``: ``TokenService``,
   which puts them on ``listeners``; ``wire``: aiohttp request and error plumbing;

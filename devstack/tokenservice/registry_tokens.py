@@ -10,14 +10,18 @@ distribution 2.8 requires), granting pull only, and never outliving the STS toke
 from __future__ import annotations
 
 import hmac
+import re
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar, Generic, TypeVar
 
 import aiohttp
 from aiohttp import web
 
+from devstack.tokenservice.cloud import Expiring
 from devstack.tokenservice.oidc import audiences, decode, unverified_kid
 from devstack.tokenservice.protocol import (
     ADMIN_USERNAME,
@@ -29,6 +33,7 @@ from devstack.tokenservice.protocol import (
     unauthenticated,
 )
 from devstack.tokenservice.state import ServiceState
+from devstack.tokenservice.wire import api_error_response
 
 REGISTRY_TOKEN_PATH = "/registry/token"
 
@@ -138,6 +143,79 @@ class RegistryTokens:
             raise unauthenticated("token's identity no longer exists")
         may_pull = REGISTRY_PULL in identity.roles
         return Principal(identity.uid, admin=False, may_pull=may_pull, expires_at=claims["exp"])
+
+
+L = TypeVar("L")
+C = TypeVar("C", bound=Expiring)
+
+
+def unexpired(credential: C | None, *, unknown: str, expired: str) -> C:
+    """The issued credential a client sent, found; ``denied`` with ``unknown`` when it was
+    not found, with ``expired`` when it has expired."""
+    if credential is None:
+        raise denied(unknown)
+    if credential.expires_at <= time.time():
+        raise denied(expired)
+    return credential
+
+
+@dataclass(frozen=True)
+class Realm:
+    """Where a cloud's registries send pulling clients (``path``), the user name their
+    credentials go with, and which services are its registries (``what``, for an error:
+    "an ECR registry")."""
+
+    path: str
+    username: str
+    services: re.Pattern[str]
+    what: str
+
+
+class CloudRegistryTokens(ABC, Generic[L]):
+    """The token realm of a cloud stand-in's registries: ``GET <path>?service=<registry>``.
+
+    A pulling client authenticates with HTTP Basic ``<username>:<credential>``, as a pull
+    Secret filled by that cloud's provider holds it, or as the ``admin`` user, who may push
+    (the stack puts its test image there). A subclass names its ``realm`` and what a
+    credential in its ``ledger`` (of type ``L``) is good for. The
+    answer is a pull-only registry token signed by the stack's registry signer, never
+    outliving the credential; errors are in the token service's ``{"code", "message"}`` shape.
+    """
+
+    realm: ClassVar[Realm]
+
+    def __init__(self, state: ServiceState, ledger: L) -> None:
+        self._state = state
+        self._ledger = ledger
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get(self.realm.path, self.handle_token)
+
+    async def handle_token(self, request: web.Request) -> web.Response:
+        try:
+            service = request.query.get("service") or ""
+            registry = self.realm.services.fullmatch(service)
+            if registry is None:
+                raise bad_request(f"service {service!r} is not {self.realm.what}")
+            principal = self._authenticate(request, registry)
+            scopes = parse_scopes(request.query.getall("scope", []))
+            return registry_token_response(self._state, principal, scopes, service=service)
+        except ApiError as e:
+            return api_error_response(e)
+
+    def _authenticate(self, request: web.Request, registry: re.Match[str]) -> Principal:
+        credentials = basic_credentials(request)
+        if credentials.login == ADMIN_USERNAME:
+            return admin_principal(self._state, credentials.password)
+        if credentials.login != self.realm.username:
+            raise denied(f"username must be {self.realm.username}")
+        return self._principal(registry, credential=credentials.password)
+
+    @abstractmethod
+    def _principal(self, registry: re.Match[str], *, credential: str) -> Principal:
+        """Who ``credential`` stands for at ``registry`` (the service, matched by the realm's
+        ``services``); raise ``denied`` when it is not one the stand-in issued, has expired,
+        or is for another registry."""
 
 
 def registry_token_response(

@@ -16,24 +16,23 @@ import pytest
 
 from pull_secret_updater.cli import main
 from pull_secret_updater.providers.acr.spec import CLIENT_ID, REGISTRY, TENANT_ID
-from tests.cli.test_identity_command_ecr import KIND, issuer  # noqa: F401 (fixture)
+from tests.cli.identity_support import KIND, identity_command
 
 AKS = "https://westeurope.oic.prod-aks.azure.com/72f988bf-86f1-41af-91ab-2d7cd011db47/1234abcd/"
 AUDIENCE = "api://AzureADTokenExchange"
 
 
 @pytest.fixture
-def cluster(issuer: list[str]) -> list[str]:  # noqa: F811 (the ECR tests' fake API server)
+def cluster(issuer: list[str]) -> list[str]:
     """The cluster's issuer, AKS's unless a test changes it."""
     issuer[0] = AKS
     return issuer
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[list[list[str]], str]:
-    assert main(["identity-command", "--provider", "acr", *args]) == 0, capsys.readouterr().err
-    captured = capsys.readouterr()
-    commands = [shlex.split(p.replace("\\\n", " ")) for p in captured.out.strip().split("\n\n")]
-    return commands, " ".join(captured.err.split())
+    out, notes = identity_command(capsys, "acr", *args)
+    commands = [shlex.split(p.replace("\\\n", " ")) for p in out.strip().split("\n\n")]
+    return commands, notes
 
 
 def options(argv: list[str]) -> dict[str, str]:

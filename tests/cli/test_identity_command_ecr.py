@@ -19,47 +19,21 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx2
 import pytest
 
-from pull_secret_updater.cli import identity, main
+from pull_secret_updater.cli import main
 from pull_secret_updater.providers.ecr.spec import REGISTRIES, ROLE_ARN
 from pull_secret_updater.tools.awsrole import READ_ONLY_POLICY
-from pull_secret_updater.tools.kubeconfig import Cluster
 from tests.cli.awscli import aws_calls, options
-from tests.cli.fakes import fake_client
+from tests.cli.identity_support import EKS, KIND, identity_command
 
-EKS = "https://oidc.eks.eu-west-1.amazonaws.com/id/5C0FFEE"
-KIND = "https://kubernetes.default.svc.cluster.local"
 EKS_PATH = EKS.removeprefix("https://")
-JWKS = {"keys": [{"kty": "RSA", "kid": "k", "n": "q83v", "e": "AQAB"}]}
 ACCOUNT = "111122223333"
 PROG = "pull-secret-updater identity-command"
 
 
-@pytest.fixture
-def issuer(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The cluster's issuer (EKS unless a test changes it), served by a fake API server."""
-    current = [EKS]
-
-    def handle(request: httpx2.Request) -> httpx2.Response:
-        if request.url.path == "/.well-known/openid-configuration":
-            return httpx2.Response(200, json={"issuer": current[0]})
-        if request.url.path == "/openid/v1/jwks":
-            return httpx2.Response(200, json=JWKS)
-        return httpx2.Response(404)
-
-    def open_cluster(**_: object) -> Cluster:
-        return Cluster(client=fake_client(handle), namespace="default", context="x", source="x")
-
-    monkeypatch.setattr(identity, "open_cluster", open_cluster)
-    return current
-
-
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[str, str]:
-    assert main(["identity-command", "--provider", "ecr", *args]) == 0, capsys.readouterr().err
-    captured = capsys.readouterr()
-    return captured.out, " ".join(captured.err.split())
+    return identity_command(capsys, "ecr", *args)
 
 
 def trust_policy(argv: list[str]) -> dict[str, object]:

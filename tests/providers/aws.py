@@ -20,6 +20,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.fakes import FakeClock
+from tests.providers.cloud import Failure, FakeCloud
 
 ACCOUNT = "111122223333"
 REGION = "eu-west-1"
@@ -60,7 +61,7 @@ class Session:
 
 
 @dataclass
-class FakeAws:
+class FakeAws(FakeCloud):
     """STS and ECR for `roles` (role ARN -> the web identity token it trusts)."""
 
     clock: FakeClock
@@ -70,20 +71,14 @@ class FakeAws:
     issued: list[str] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=lambda: {"sts": 0, "ecr": 0})
     #: Answer the next requests to this service ("sts" or "ecr") with (status, body, headers).
-    failing: dict[str, tuple[int, bytes, dict[str, str]]] = field(default_factory=dict)
+    failing: dict[str, Failure] = field(default_factory=dict)
     #: Replace ECR's answer document (a lying or broken service).
     ecr_answer: object | None = None
 
-    def transport(self) -> httpx2.MockTransport:
-        return httpx2.MockTransport(self.handle)
+    def service_of(self, request: httpx2.Request) -> str:
+        return "ecr" if request.headers.get("x-amz-target") else "sts"
 
-    async def handle(self, request: httpx2.Request) -> httpx2.Response:
-        body = await request.aread()
-        service = "ecr" if request.headers.get("x-amz-target") else "sts"
-        self.calls[service] += 1
-        if service in self.failing:
-            status, content, headers = self.failing[service]
-            return httpx2.Response(status, content=content, headers=headers)
+    def answer(self, service: str, request: httpx2.Request, body: bytes) -> httpx2.Response:
         if service == "sts":
             return self._sts(request, body)
         return self._ecr(request, body)

@@ -20,6 +20,7 @@ import httpx2
 import jwt
 
 from tests.fakes import FakeClock
+from tests.providers.cloud import Failure, FakeCloud
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT = "11111111-2222-3333-4444-555555555555"
@@ -37,7 +38,7 @@ class AccessToken:
 
 
 @dataclass
-class FakeAzure:
+class FakeAzure(FakeCloud):
     """Entra ID for `apps` ((tenant, client) -> the one assertion its federated credential
     accepts) and registries where `pullers` ((client, registry) pairs) have AcrPull."""
 
@@ -50,21 +51,15 @@ class FakeAzure:
     issued: list[str] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=lambda: {"entra": 0, "acr": 0})
     #: Answer the next requests to this service ("entra" or "acr") with (status, body, headers).
-    failing: dict[str, tuple[int, bytes, dict[str, str]]] = field(default_factory=dict)
+    failing: dict[str, Failure] = field(default_factory=dict)
     #: Replace the registry's answer document (a lying or broken service).
     acr_answer: object | None = None
     key: str = field(default_factory=lambda: secrets.token_hex(32))
 
-    def transport(self) -> httpx2.MockTransport:
-        return httpx2.MockTransport(self.handle)
+    def service_of(self, request: httpx2.Request) -> str:
+        return "entra" if request.url.host == "login.microsoftonline.com" else "acr"
 
-    async def handle(self, request: httpx2.Request) -> httpx2.Response:
-        body = await request.aread()
-        service = "entra" if request.url.host == "login.microsoftonline.com" else "acr"
-        self.calls[service] += 1
-        if service in self.failing:
-            status, content, headers = self.failing[service]
-            return httpx2.Response(status, content=content, headers=headers)
+    def answer(self, service: str, request: httpx2.Request, body: bytes) -> httpx2.Response:
         assert request.method == "POST"
         assert request.headers["content-type"] == "application/x-www-form-urlencoded"
         assert "authorization" not in request.headers

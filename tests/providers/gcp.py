@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, unquote
 import httpx2
 
 from tests.fakes import FakeClock
+from tests.providers.cloud import Failure, FakeCloud
 
 PROJECT_NUMBER = "123456789012"
 POOL = "cluster-pool"
@@ -39,7 +40,7 @@ class Federated:
 
 
 @dataclass
-class FakeGoogle:
+class FakeGoogle(FakeCloud):
     """STS for `providers` (resource name -> the Kubernetes token it trusts) and IAM
     Credentials for `bindings` (service account email -> pool providers whose principals hold
     roles/iam.workloadIdentityUser on it)."""
@@ -52,20 +53,14 @@ class FakeGoogle:
     issued: list[str] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=lambda: {"sts": 0, "iam": 0})
     #: Answer the next requests to this service ("sts" or "iam") with (status, body, headers).
-    failing: dict[str, tuple[int, bytes, dict[str, str]]] = field(default_factory=dict)
+    failing: dict[str, Failure] = field(default_factory=dict)
     #: Replace an answer document (a lying or broken service), per service.
     answers: dict[str, object] = field(default_factory=dict)
 
-    def transport(self) -> httpx2.MockTransport:
-        return httpx2.MockTransport(self.handle)
+    def service_of(self, request: httpx2.Request) -> str:
+        return "iam" if request.url.host.startswith("iamcredentials") else "sts"
 
-    async def handle(self, request: httpx2.Request) -> httpx2.Response:
-        body = await request.aread()
-        service = "iam" if request.url.host.startswith("iamcredentials") else "sts"
-        self.calls[service] += 1
-        if service in self.failing:
-            status, content, headers = self.failing[service]
-            return httpx2.Response(status, content=content, headers=headers)
+    def answer(self, service: str, request: httpx2.Request, body: bytes) -> httpx2.Response:
         if service == "sts":
             return self._sts(request, body)
         return self._iam(request, body)

@@ -9,12 +9,15 @@ provider to the suite is one more `Contract` in `CONTRACTS`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import jwt
+import pytest
 
-from pull_secret_updater.core.providers import Want
+from pull_secret_updater.core.credential import Credential
+from pull_secret_updater.core.errors import BadInput
+from pull_secret_updater.core.providers import ProviderSpec, Want
 from pull_secret_updater.core.schedule import Schedule
 from pull_secret_updater.providers.acr.exchange import AcrExchange
 from pull_secret_updater.providers.acr.spec import CLIENT_ID as ACR_CLIENT_ID
@@ -32,7 +35,7 @@ from pull_secret_updater.providers.gar.exchange import GarExchange
 from pull_secret_updater.providers.gar.spec import REGISTRIES as GAR_REGISTRIES
 from pull_secret_updater.providers.gar.spec import SERVICE_ACCOUNT as GAR_SERVICE_ACCOUNT
 from pull_secret_updater.providers.gar.spec import WORKLOAD_IDENTITY_PROVIDER as GAR_PROVIDER
-from pull_secret_updater.tokens import Subject, TokenCache, TokenSourceError
+from pull_secret_updater.tokens import ExchangeError, Subject, TokenCache, TokenSourceError
 from pull_secret_updater.tokens.provider import TokenProvider
 from tests.fakes import REGISTRY, FakeClock
 from tests.providers import gcp
@@ -275,3 +278,22 @@ def acr() -> Contract:
 
 
 CONTRACTS = {"acr": acr, "chainguard": chainguard, "ecr": ecr, "fake": fake, "gar": gar}
+
+
+def refusal(spec: ProviderSpec, annotations: Mapping[str, str]) -> str:
+    """The message with which `spec` refuses `annotations` (a `BadInput`, or the test fails)."""
+    with pytest.raises(BadInput) as caught:
+        spec.wants(annotations)
+    return caught.value.message
+
+
+async def outcome(exchange: TokenProvider, want: Want | None) -> Credential | ExchangeError:
+    """What `exchange` answers for `want` asked by the controller's own ServiceAccount: the
+    credential, or the ExchangeError it raised. The exchange is closed after."""
+    assert want is not None
+    try:
+        return await exchange.issue(want=want, subject=OWN)
+    except ExchangeError as e:
+        return e
+    finally:
+        await exchange.aclose()

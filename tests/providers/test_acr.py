@@ -7,7 +7,6 @@ import httpx2
 import jwt
 import pytest
 
-from pull_secret_updater.core.errors import BadInput
 from pull_secret_updater.core.redaction import REDACTED
 from pull_secret_updater.providers.acr import MAX_LIFETIME, SCOPE, USERNAME
 from pull_secret_updater.providers.acr.exchange import AcrExchange
@@ -18,7 +17,8 @@ from pull_secret_updater.tokens import ExchangeError
 from tests.fakes import NOW, FakeClock
 from tests.providers.azure import CLIENT, IDENTITY, TENANT, FakeAzure, acr_error, entra_error
 from tests.providers.azure import REGISTRY as HOST
-from tests.tokens.fakes import OWN, SA_TOKEN, SubjectTokenMap, everything_printed
+from tests.providers.support import outcome, refusal
+from tests.tokens.fakes import SA_TOKEN, SubjectTokenMap, everything_printed
 
 SPEC = AcrSpec()
 
@@ -73,9 +73,7 @@ def test_public_and_sovereign_cloud_registries_are_accepted(host: str) -> None:
 def test_what_cannot_be_right_is_refused_naming_the_problem(
     annotations: dict[str, str], problem: str
 ) -> None:
-    with pytest.raises(BadInput) as caught:
-        SPEC.wants(annotations)
-    assert problem in caught.value.message
+    assert problem in refusal(SPEC, annotations)
 
 
 def test_none_of_its_annotations_asks_nothing() -> None:
@@ -123,20 +121,13 @@ def azure(**kwargs: object) -> FakeAzure:
 
 
 async def issue(fake: FakeAzure, *, min_lifetime: float = 30.0, registry: str = HOST) -> object:
-    want = SPEC.wants(ask(registry=registry))
-    assert want is not None
     exchange = AcrExchange(
         sa_tokens=SubjectTokenMap(),
         clock=fake.clock,
         transport=fake.transport(),
         min_lifetime=min_lifetime,
     )
-    try:
-        return await exchange.issue(want=want, subject=OWN)
-    except ExchangeError as e:
-        return e
-    finally:
-        await exchange.aclose()
+    return await outcome(exchange, SPEC.wants(ask(registry=registry)))
 
 
 async def test_a_refresh_token_lives_until_its_exp_and_is_written_with_the_nil_user() -> None:

@@ -7,7 +7,6 @@ import base64
 
 import pytest
 
-from pull_secret_updater.core.errors import BadInput
 from pull_secret_updater.providers.ecr import MAX_LIFETIME
 from pull_secret_updater.providers.ecr.exchange import EcrExchange, session_name
 from pull_secret_updater.providers.ecr.section import EcrSection
@@ -16,6 +15,7 @@ from pull_secret_updater.providers.table import parse_section
 from pull_secret_updater.tokens import ExchangeError, Subject
 from tests.fakes import NOW, FakeClock
 from tests.providers.aws import ACCOUNT, HOST, REGION, ROLE, FakeAws, ecr_error, sts_error
+from tests.providers.support import outcome, refusal
 from tests.tokens.fakes import OWN, SA_TOKEN, SubjectTokenMap, everything_printed
 
 SPEC = EcrSpec()
@@ -86,9 +86,7 @@ def test_every_kind_of_ecr_host_is_accepted(host: str) -> None:
 def test_what_cannot_be_right_is_refused_naming_the_problem(
     annotations: dict[str, str], problem: str
 ) -> None:
-    with pytest.raises(BadInput) as caught:
-        SPEC.wants(annotations)
-    assert problem in caught.value.message
+    assert problem in refusal(SPEC, annotations)
 
 
 def test_neither_annotation_asks_nothing() -> None:
@@ -145,13 +143,7 @@ def exchange_against(aws: FakeAws, *, min_lifetime: float = 30.0) -> EcrExchange
 
 
 async def issue(aws: FakeAws, **kwargs: float) -> object:
-    want = SPEC.wants(ask())
-    assert want is not None
-    exchange = exchange_against(aws, **kwargs)
-    try:
-        return await exchange.issue(want=want, subject=OWN)
-    except ExchangeError as e:
-        return e
+    return await outcome(exchange_against(aws, **kwargs), SPEC.wants(ask()))
 
 
 async def test_a_password_lives_as_long_as_ecr_says_and_is_written_as_aws() -> None:

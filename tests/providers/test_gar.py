@@ -34,6 +34,7 @@ from tests.providers.gcp import (
 from tests.providers.gcp import (
     SERVICE_ACCOUNT as EMAIL,
 )
+from tests.providers.support import outcome, refusal
 from tests.tokens.fakes import OWN, SA_TOKEN, SubjectTokenMap, everything_printed
 
 SPEC = GarSpec()
@@ -95,9 +96,7 @@ def test_every_kind_of_google_host_is_accepted(host: str) -> None:
 def test_what_cannot_be_right_is_refused_naming_the_problem(
     annotations: dict[str, str], problem: str
 ) -> None:
-    with pytest.raises(BadInput) as caught:
-        SPEC.wants(annotations)
-    assert problem in caught.value.message
+    assert problem in refusal(SPEC, annotations)
 
 
 def test_an_audience_naming_a_provider_binds_secrets_to_it() -> None:
@@ -135,17 +134,10 @@ def google(**kwargs: object) -> FakeGoogle:
 async def issue(
     fake: FakeGoogle, *, account: str | None = EMAIL, sa_token: str = SA_TOKEN
 ) -> Credential | ExchangeError:
-    want = SPEC.wants(ask(account=account))
-    assert want is not None
     exchange = GarExchange(
         sa_tokens=SubjectTokenMap({OWN: sa_token}), clock=fake.clock, transport=fake.transport()
     )
-    try:
-        return await exchange.issue(want=want, subject=OWN)
-    except ExchangeError as e:
-        return e
-    finally:
-        await exchange.aclose()
+    return await outcome(exchange, SPEC.wants(ask(account=account)))
 
 
 async def test_the_federated_token_itself_lives_as_long_as_sts_says() -> None:

@@ -18,15 +18,26 @@ from prometheus_client import generate_latest
 
 from pull_secret_updater.core import annotations as ann
 from pull_secret_updater.core.policy import parse_policy
+from pull_secret_updater.core.providers import Want
 from pull_secret_updater.providers.chainguard import spec as chainguard_spec
 from pull_secret_updater.providers.fake import spec as fake_spec
 from pull_secret_updater.providers.fake.exchange import FakeProvider
 from pull_secret_updater.providers.fake.spec import FakeSpec
 from pull_secret_updater.runtime.controller import DONE
 from pull_secret_updater.tokens import TokenSourceError
+from pull_secret_updater.tokens.errors import TransientExchangeError
 from pull_secret_updater.tokens.provider import Subject, TokenProvider
 from tests.fakes import NOW, REGISTRY, FakeClock
-from tests.runtime.fakes import CONTROLLER, IDENTITY, Harness, auth_of, entry, harness
+from tests.runtime.fakes import (
+    CONTROLLER,
+    IDENTITY,
+    SCHEDULE,
+    Harness,
+    auth_of,
+    config_holding,
+    entry,
+    harness,
+)
 
 FAKE_REGISTRY = "registry.fake.invalid"
 FAKE_IDENTITY = "team-a/puller"
@@ -315,3 +326,87 @@ async def test_removing_every_provider_annotation_clears_each_providers_status(
     # The credentials stay until they expire: the controller never deletes an entry.
     assert base64.b64decode(world.server.raw_data("team-a")[".dockerconfigjson"]) == kept
     assert world.controller.store.managed == 0
+
+
+def _due_soon(world: Harness) -> tuple[str, float]:
+    """A cgr.dev token of IDENTITY that comes due 100 s from now (the clock is moved to
+    that moment): within the jitter share of its lifetime (360 s of an hour)."""
+    issued_at = world.clock.now
+    held = world.provider.mint(IDENTITY, issued_at=issued_at)
+    due = SCHEDULE.refresh_at(token=held.token, issued_at=issued_at, expires_at=held.expires_at)
+    world.clock.now = due - 100
+    return held.token, due
+
+
+async def test_a_part_due_soon_is_refreshed_in_the_write_of_another(
+    make: Callable[..., tuple[Harness, FakeProvider, FailingTokens]],
+) -> None:
+    world, fake, _ = make()
+    held, _ = _due_soon(world)
+    world.server.create_secret("team-a", annotations=BOTH, docker_config=config_holding(held))
+
+    await world.reconcile("team-a")
+
+    # The fake's entry was empty; the cgr.dev token, 100 s from due, went along: one write,
+    # one exchange for each, and one Event naming both.
+    assert len(world.server.secret_writes) == 1
+    assert world.provider.issues == [(IDENTITY, CONTROLLER)]
+    assert fake.issued == {FAKE_IDENTITY: 1}
+    fresh = world.password("team-a")
+    assert fresh is not None
+    assert fresh != held
+    await world.controller.events.aclose()
+    ((_, reason, message),) = world.server.recorded_events()
+    assert reason == "Filled"
+    assert "due soon" in message
+    assert ann.LAST_ERROR not in world.server.annotations("team-a")
+
+
+async def test_a_part_due_soon_that_cannot_be_refreshed_keeps_its_token_and_reports_nothing(
+    make: Callable[..., tuple[Harness, FakeProvider, FailingTokens]],
+) -> None:
+    world, fake, _ = make()
+    held, due = _due_soon(world)
+    world.provider.issue_error = TransientExchangeError(
+        "token service unavailable (503)", cause="unavailable"
+    )
+    world.server.create_secret("team-a", annotations=BOTH, docker_config=config_holding(held))
+
+    outcome = await world.reconcile("team-a")
+
+    # The fake's entry is written; the cgr.dev token stays, valid, and nothing failed yet:
+    # it is looked at again when it comes due, as if it had not gone along.
+    assert len(world.server.secret_writes) == 1
+    assert world.password("team-a") == held
+    assert fake.issued == {FAKE_IDENTITY: 1}
+    assert ann.LAST_ERROR not in world.server.annotations("team-a")
+    assert outcome.requeue_after == pytest.approx(due - world.clock.now)
+    await world.controller.events.aclose()
+    assert world.server.recorded_events("Warning") == []
+
+
+async def test_a_part_takes_a_newer_token_at_hand_in_the_write_of_another(
+    make: Callable[..., tuple[Harness, FakeProvider, FailingTokens]],
+) -> None:
+    world, fake, _ = make()
+    world.server.create_secret("team-a", annotations=BOTH)
+    first = await world.reconcile("team-a")
+    held = world.password("team-a")
+    assert first.requeue_after is not None
+    # Another Secret of the same identity had its token refreshed (a new one is in the
+    # cache), long before team-a's is due.
+    world.clock.now += 60
+    want = Want(provider="chainguard", identity=IDENTITY, registries=(REGISTRY,))
+    newer = await world.controller.tokens.get(want=want, subject=CONTROLLER, stale=held)
+
+    # The fake's credential comes due: its write takes the newer cgr.dev token along, with
+    # no exchange of its own.
+    world.clock.now = NOW + first.requeue_after
+    await world.reconcile("team-a")
+
+    assert len(world.server.secret_writes) == 2
+    assert world.password("team-a") == newer.token
+    assert len(world.provider.issues) == 2
+    assert fake.issued == {FAKE_IDENTITY: 2}
+    await world.controller.events.aclose()
+    assert "newer token at hand" in world.server.recorded_events()[-1][2]

@@ -35,6 +35,7 @@ def test_public_api_is_pinned() -> None:
         "Wait",
         "cache_duration",
         "check_claims",
+        "along_with",
         "cleared_status",
         "decide",
         "error_annotation",

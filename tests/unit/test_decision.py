@@ -25,6 +25,7 @@ from pull_secret_updater.core.decision import (
     Untrusted,
     Verdict,
     Wait,
+    along_with,
     decide,
     inspect,
 )
@@ -541,6 +542,18 @@ def test_every_fill_reason_is_reachable_and_has_an_event_reason() -> None:
         ),
         _decide(secret, _verified(), now=EXPIRES),
         _decide(secret, _verified(), now=EXPIRES - 1),
+        along_with(
+            Wait(want=WANT, token=_verified(), refresh_at=EXPIRES - 100),
+            newer=_verified(token="newer-token", expires_at=EXPIRES + 600),
+            now=ISSUED + 10,
+            schedule=SCHEDULE,
+        ),
+        along_with(
+            Wait(want=WANT, token=_verified(), refresh_at=ISSUED + 2400),
+            newer=None,
+            now=ISSUED + 2400 - 1,
+            schedule=SCHEDULE,
+        ),
     ]
     assert all(isinstance(fill, Fill) for fill in fills)
     reasons = [fill.reason for fill in fills if isinstance(fill, Fill)]
@@ -553,7 +566,49 @@ def test_every_fill_reason_is_reachable_and_has_an_event_reason() -> None:
         "identity changed": "Filled",
         "expired": "Refreshed",
         "due for refresh": "Refreshed",
+        "newer token at hand": "Refreshed",
+        "due soon": "Refreshed",
     }
+
+
+def test_a_part_not_due_takes_a_newer_token_at_hand_and_only_a_newer_one() -> None:
+    held = _verified()
+    now = ISSUED + 10  # long before the part comes due
+    wait = Wait(want=WANT, token=held, refresh_at=ISSUED + 2400)
+    newer = _verified(token="newer-token", expires_at=EXPIRES + 600)
+
+    def along(candidate: Credential | None) -> Fill | None:
+        return along_with(wait, newer=candidate, now=now, schedule=SCHEDULE)
+
+    assert along(newer) == Fill(
+        want=WANT,
+        reason="newer token at hand",
+        stale=held.token,
+        stale_expires_at=held.expires_at,
+    )
+    # Nothing at hand, the same token, or one that expires no later: the part waits.
+    assert along(None) is None
+    assert along(held) is None
+    assert along(_verified(token="older-token", expires_at=EXPIRES)) is None
+    assert along(_verified(token="older-token", expires_at=EXPIRES - 5)) is None
+    # Nor one of another provider, whatever it is.
+    assert along(replace(newer, provider="fake")) is None
+
+
+def test_a_part_due_within_the_jitter_share_of_its_lifetime_is_refreshed_along() -> None:
+    held = _verified()  # ISSUED .. EXPIRES
+    share = SCHEDULE.jitter * (EXPIRES - ISSUED)
+    due = ISSUED + 2400
+    wait = Wait(want=WANT, token=held, refresh_at=due)
+
+    soon = along_with(wait, newer=None, now=due - share, schedule=SCHEDULE)
+    assert soon == Fill(
+        want=WANT, reason="due soon", stale=held.token, stale_expires_at=held.expires_at
+    )
+    assert along_with(wait, newer=None, now=due - share - 1, schedule=SCHEDULE) is None
+    # A schedule without jitter refreshes nothing early.
+    still = replace(SCHEDULE, jitter=0.0)
+    assert along_with(wait, newer=None, now=due - 1, schedule=still) is None
 
 
 def test_reprs_hide_the_tokens_and_the_data() -> None:

@@ -7,7 +7,8 @@ and does what AWS does and moto does not.
 
 Modules, by noun: ``trust`` (a trust policy judged, pure), ``sigv4`` (a request's signature
 checked), ``errors`` (AWS's error shapes), ``ledger`` (credentials and passwords issued,
-config, faults, stats), ``moto_backend`` (boto3 against moto), ``sts_front`` and
-``ecr_front`` (the two calls), ``ecr_registry`` (the registries' token realm) and ``front``
-(the app and its admin routes). Only ``trust`` is imported by the stack (no aiohttp, no boto3).
+config, stats, kept by the token service's ``cloud``), ``moto_backend`` (boto3 against moto),
+``sts_front`` and ``ecr_front`` (the two calls), ``ecr_registry`` (the registries' token
+realm) and ``front`` (the app and its admin routes). Only ``trust`` is imported by the stack
+(no aiohttp, no boto3).
 """

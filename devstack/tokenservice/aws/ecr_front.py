@@ -93,7 +93,7 @@ class EcrFront:
                 role_arn=caller.session.role_arn,
                 expires_at=expires_at,
             )
-            self._ledger.add_password(password)
+            self._ledger.passwords.add(password.password, password)
             self._issued.add(AWS_SECRET, password.password)
             token = base64.b64encode(f"{USERNAME}:{password.password}".encode()).decode()
             if self._registry_port is not None:

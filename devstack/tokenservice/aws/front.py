@@ -10,7 +10,7 @@ Admin routes (on the admin listener, behind its bearer token):
 
     GET  /admin/aws/stats, POST /admin/aws/stats/reset
     GET  /admin/aws/passwords                       every ECR password issued
-    GET  /admin/aws/faults, POST /admin/aws/faults  (``ledger.AwsFault``)
+    GET  /admin/aws/faults, POST /admin/aws/faults  (``cloud.ApiFault``)
     GET  /admin/aws/config, POST /admin/aws/config  (``ledger.AwsConfig``)
     POST /admin/aws/issuers                         ``{"issuer", "jwks"}``: an issuer's keys,
                                                     for one whose discovery is unreachable
@@ -28,18 +28,17 @@ from devstack.tokenservice.aws.ecr_front import GET_AUTHORIZATION_TOKEN, TARGET_
 from devstack.tokenservice.aws.ecr_registry import EcrRegistryTokens
 from devstack.tokenservice.aws.errors import AwsError, json_error, request_id, sts_error
 from devstack.tokenservice.aws.ledger import (
+    APIS,
     ECR,
     STS,
     AwsConfig,
-    AwsFault,
-    AwsFaults,
     AwsStats,
     Ledger,
-    parse_aws_fault,
 )
 from devstack.tokenservice.aws.moto_backend import MotoBackend, MotoError
 from devstack.tokenservice.aws.sigv4 import SignedRequest
 from devstack.tokenservice.aws.sts_front import StsFront
+from devstack.tokenservice.cloud import ApiFault, ApiFaults, parse_api_fault
 from devstack.tokenservice.identities import parse_jwks
 from devstack.tokenservice.oidc import IssuerKeys
 from devstack.tokenservice.protocol import bad_request, optional_str
@@ -65,7 +64,7 @@ class AwsFront:
         self.settings = settings
         self.ledger = Ledger()
         self.config = AwsConfig()
-        self.faults = AwsFaults()
+        self.faults = ApiFaults()
         self.stats = AwsStats()
         self._known_keys: dict[str, str] = {}
         self._moto = moto = MotoBackend(
@@ -151,7 +150,7 @@ class AwsFront:
             code = "ServerException" if api == ECR else "InternalFailure"
             raise AwsError(code, f"the backend failed: {type(e).__name__}", 500) from None
 
-    async def _act_out(self, fault: AwsFault, api: str) -> None:
+    async def _act_out(self, fault: ApiFault, api: str) -> None:
         if fault.mode == "slow":
             await asyncio.sleep(fault.delay)
             return
@@ -179,13 +178,13 @@ class AwsFront:
         return web.json_response(self.stats.to_json())
 
     async def handle_passwords(self, request: web.Request) -> web.Response:
-        return web.json_response({"items": [p.to_json() for p in self.ledger.passwords()]})
+        return web.json_response({"items": [p.to_json() for p in self.ledger.passwords.all()]})
 
     async def handle_get_faults(self, request: web.Request) -> web.Response:
         return web.json_response(self.faults.to_json())
 
     async def handle_set_fault(self, request: web.Request) -> web.Response:
-        fault = parse_aws_fault(await json_object(request))
+        fault = parse_api_fault(await json_object(request), APIS)
         self.faults.set(fault)
         log.info("AWS fault set to %s", fault.to_json() if fault else "none")
         return web.json_response(self.faults.to_json())

@@ -3,20 +3,20 @@
 ``Ledger``: the temporary credentials STS issued (the access key finds the secret, the
 session token, the role and the expiry, which is how ECR's signature check knows them) and
 the ECR passwords issued (each for one account's registries in one region, until its expiry).
-``AwsConfig``: lifetimes a test may change. ``AwsFaults``: the next calls' misbehaviour.
-``AwsStats``: calls per role ARN and outcome. Nothing here is persisted: a restart of the
-token service forgets every credential, as a test would expect of a fresh AWS account.
+``AwsConfig``: lifetimes a test may change. ``AwsStats``: calls per role ARN and outcome.
+Faults are ``cloud.ApiFault`` on ``STS`` or ``ECR``: ``throttle`` answers Throttling /
+ThrottlingException, ``unavailable`` 503 ServiceUnavailable, ``server_error`` 500
+InternalFailure / ServerException. Nothing here is persisted (see ``cloud``).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Final
 
-from devstack.tokenservice.faults import CountedSwitch
-from devstack.tokenservice.protocol import JSONObject, bad_request, unknown_fields
+from devstack.tokenservice.cloud import ApiCalls, Issued, positive_seconds
+from devstack.tokenservice.protocol import JSONObject, unknown_fields
 
 STS: Final = "sts"
 ECR: Final = "ecr"
@@ -54,39 +54,15 @@ class Password:
 
 
 class Ledger:
+    """What STS and ECR issued: sessions by access key ID, passwords by themselves."""
+
     def __init__(self) -> None:
-        self._sessions: dict[str, Session] = {}
-        self._passwords: dict[str, Password] = {}
-
-    def add_session(self, session: Session) -> None:
-        self._sessions[session.access_key_id] = session
-
-    def session(self, access_key_id: str) -> Session | None:
-        return self._sessions.get(access_key_id)
-
-    def add_password(self, password: Password) -> None:
-        self._passwords[password.password] = password
-
-    def password(self, password: str) -> Password | None:
-        return self._passwords.get(password)
-
-    def passwords(self) -> list[Password]:
-        return list(self._passwords.values())
+        self.sessions: Issued[Session] = Issued()
+        self.passwords: Issued[Password] = Issued()
 
     def forget_expired(self, now: float | None = None) -> None:
-        """Drop what expired more than an hour ago (what tests still ask about is younger)."""
-        horizon = (time.time() if now is None else now) - 3600
-        self._sessions = {k: s for k, s in self._sessions.items() if s.expires_at > horizon}
-        self._passwords = {k: p for k, p in self._passwords.items() if p.expires_at > horizon}
-
-
-def _positive_int(body: Mapping[str, Any], key: str) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise bad_request(f"{key} must be a positive number of seconds or null")
-    return value
+        self.sessions.forget_expired(now)
+        self.passwords.forget_expired(now)
 
 
 @dataclass(frozen=True)
@@ -106,74 +82,17 @@ class AwsConfig:
         unknown_fields(body, frozenset({"ecr_token_lifetime", "session_lifetime_cap"}))
         config = self
         if "ecr_token_lifetime" in body:
-            lifetime = _positive_int(body, "ecr_token_lifetime")
+            lifetime = positive_seconds(body, "ecr_token_lifetime")
             config = replace(config, ecr_token_lifetime=lifetime or DEFAULT_ECR_TOKEN_LIFETIME)
         if "session_lifetime_cap" in body:
             config = replace(
-                config, session_lifetime_cap=_positive_int(body, "session_lifetime_cap")
+                config, session_lifetime_cap=positive_seconds(body, "session_lifetime_cap")
             )
         return config
 
 
-FAULT_MODES: Final = ("none", "throttle", "unavailable", "server_error", "slow")
-
-
-@dataclass(frozen=True)
-class AwsFault:
-    """How calls to ``api`` (``sts``, ``ecr`` or both when None) misbehave: ``throttle``
-    (Throttling / ThrottlingException), ``unavailable`` (503 ServiceUnavailable),
-    ``server_error`` (500 InternalFailure / ServerException) or ``slow`` (answer after
-    ``delay`` seconds), for the next ``count`` calls or until cleared."""
-
-    mode: str
-    api: str | None = None
-    count: int | None = None
-    delay: float = 5.0
-
-    def to_json(self) -> JSONObject:
-        return asdict(self)
-
-
-def parse_aws_fault(body: Mapping[str, Any]) -> AwsFault | None:
-    unknown_fields(body, frozenset({"mode", "api", "count", "delay"}))
-    mode = body.get("mode")
-    if mode not in FAULT_MODES:
-        raise bad_request(f"mode must be one of {', '.join(FAULT_MODES)}")
-    api = body.get("api")
-    if api is not None and api not in APIS:
-        raise bad_request(f"api must be one of {', '.join(APIS)} or null (both)")
-    count = body.get("count")
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-        raise bad_request("count must be a positive integer or null")
-    delay = body.get("delay", 5.0)
-    if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
-        raise bad_request("delay must be a number of seconds >= 0")
-    return None if mode == "none" else AwsFault(mode, api=api, count=count, delay=float(delay))
-
-
-class AwsFaults(CountedSwitch[AwsFault]):
-    """The one active fault, counted down by each call to its API."""
-
-    def take(self, api: str) -> AwsFault | None:
-        fault = self.current
-        return self.take_if(fault is not None and fault.api in (None, api))
-
-
-class AwsStats:
+class AwsStats(ApiCalls):
     """Calls per API, per role ARN (``""`` when the call named none) and outcome."""
 
     def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.calls: dict[str, dict[str, dict[str, int]]] = {api: {} for api in APIS}
-
-    def record(self, api: str, role_arn: str | None, *, ok: bool) -> None:
-        per_role = self.calls[api].setdefault(role_arn or "", {"ok": 0, "error": 0})
-        per_role["ok" if ok else "error"] += 1
-
-    def to_json(self) -> JSONObject:
-        return {
-            "assume_role_with_web_identity": self.calls[STS],
-            "get_authorization_token": self.calls[ECR],
-        }
+        super().__init__({STS: "assume_role_with_web_identity", ECR: "get_authorization_token"})

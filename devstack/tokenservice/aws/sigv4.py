@@ -75,7 +75,7 @@ def verify(
             "InvalidSignatureException",
             f"Credential should be scoped to correct service: '{service}'.",
         )
-    session = ledger.session(access_key)
+    session = ledger.sessions.get(access_key)
     token = _header(request.headers, "X-Amz-Security-Token")
     if session is None or token is None or not hmac.compare_digest(token, session.session_token):
         raise _forbidden(

@@ -131,7 +131,8 @@ class StsFront:
         config = self._config()
         lifetime = min(ask.duration, config.session_lifetime_cap or ask.duration)
         expires_at = int(time.time()) + lifetime
-        self._ledger.add_session(
+        self._ledger.sessions.add(
+            issued.access_key_id,
             Session(
                 access_key_id=issued.access_key_id,
                 secret_access_key=issued.secret_access_key,
@@ -139,7 +140,7 @@ class StsFront:
                 role_arn=ask.role_arn,
                 account=ask.account,
                 expires_at=expires_at,
-            )
+            ),
         )
         # For the leak scans: what a client must never log.
         self._issued.add(AWS_SECRET, issued.secret_access_key)

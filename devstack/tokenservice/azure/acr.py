@@ -41,6 +41,7 @@ from devstack.tokenservice.registry_tokens import (
     denied,
     parse_scopes,
     registry_token_response,
+    unexpired,
 )
 from devstack.tokenservice.state import ServiceState
 
@@ -92,7 +93,7 @@ class AcrFront:
         if form.get("grant_type") != "access_token":
             raise AcrError(400, "UNSUPPORTED", "grant_type must be access_token")
         registry = registry_of(form.get("service", ""))
-        access = self._ledger.access_token(form.get("access_token", ""))
+        access = self._ledger.access_tokens.get(form.get("access_token", ""))
         if access is None:
             raise AcrError(401, "UNAUTHORIZED", "the access token is not valid")
         on_client(access.client_id)
@@ -131,8 +132,8 @@ class AcrFront:
             self._key,
             algorithm="HS256",
         )
-        self._ledger.add_refresh_token(
-            RefreshToken(token, registry, access.client_id, access.tenant, expires_at)
+        self._ledger.refresh_tokens.add(
+            token, RefreshToken(token, registry, access.client_id, access.tenant, expires_at)
         )
         self._state.issued.add(AZURE_SECRET, token)
         return web.json_response({"refresh_token": token})
@@ -172,11 +173,11 @@ class AcrFront:
             return admin_principal(self._state, password)
         if login != USERNAME:
             raise denied(f"username must be {USERNAME}")
-        refresh = self._ledger.refresh_token(password)
-        if refresh is None:
-            raise denied("not a refresh token this registry issued")
-        if refresh.expires_at <= time.time():
-            raise denied("the refresh token has expired")
+        refresh = unexpired(
+            self._ledger.refresh_tokens.get(password),
+            unknown="not a refresh token this registry issued",
+            expired="the refresh token has expired",
+        )
         if refresh.registry != registry:
             raise denied("the refresh token is for another registry")
         return Principal(refresh.client_id, admin=False, may_pull=True,

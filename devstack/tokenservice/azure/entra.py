@@ -177,7 +177,7 @@ class EntraFront:
             algorithm="HS256",
             headers={"kid": "standin"},
         )
-        self._ledger.add_access_token(
+        self._ledger.access_tokens.add(
             access_token, AccessToken(client_id, tenant, resource, now + lifetime)
         )
         self._issued.add(AZURE_SECRET, access_token)

@@ -12,7 +12,7 @@ Admin routes (on the admin listener, behind its bearer token):
                                                     for one whose discovery is unreachable
     GET  /admin/azure/stats, POST /admin/azure/stats/reset
     GET  /admin/azure/refresh-tokens                every refresh token issued
-    GET  /admin/azure/faults, POST /admin/azure/faults  (``directory.AzureFault``)
+    GET  /admin/azure/faults, POST /admin/azure/faults  (``cloud.ApiFault``)
     GET  /admin/azure/config, POST /admin/azure/config  (``directory.AzureConfig``)
 """
 
@@ -26,18 +26,17 @@ from aiohttp import web
 from devstack.tokenservice.azure.acr import AcrError, AcrFront, registry_of
 from devstack.tokenservice.azure.directory import (
     ACR,
+    APIS,
     ENTRA,
     TENANT,
     AzureConfig,
-    AzureFault,
-    AzureFaults,
     AzureStats,
     Directory,
     FederatedCredential,
     Ledger,
-    parse_azure_fault,
 )
 from devstack.tokenservice.azure.entra import EntraError, EntraFront, discovery
+from devstack.tokenservice.cloud import ApiFaults, parse_api_fault
 from devstack.tokenservice.identities import parse_jwks
 from devstack.tokenservice.oidc import IssuerKeys
 from devstack.tokenservice.protocol import bad_request, not_found, optional_str
@@ -52,7 +51,7 @@ class AzureFront:
         self.directory = Directory()
         self.ledger = Ledger()
         self.config = AzureConfig()
-        self.faults = AzureFaults()
+        self.faults = ApiFaults()
         self.stats = AzureStats()
         self._entra = EntraFront(
             directory=self.directory,
@@ -115,7 +114,7 @@ class AzureFront:
         return response
 
     async def _fault(self, api: str) -> None:
-        fault: AzureFault | None = self.faults.take(api)
+        fault = self.faults.take(api)
         if fault is None:
             return
         if fault.mode == "slow":
@@ -213,14 +212,14 @@ class AzureFront:
         return web.json_response(self.stats.to_json())
 
     async def handle_refresh_tokens(self, request: web.Request) -> web.Response:
-        items = [r.to_json() for r in self.ledger.refresh_tokens()]
+        items = [r.to_json() for r in self.ledger.refresh_tokens.all()]
         return web.json_response({"items": items})
 
     async def handle_get_faults(self, request: web.Request) -> web.Response:
         return web.json_response(self.faults.to_json())
 
     async def handle_set_fault(self, request: web.Request) -> web.Response:
-        self.faults.set(parse_azure_fault(await json_object(request)))
+        self.faults.set(parse_api_fault(await json_object(request), APIS))
         return web.json_response(self.faults.to_json())
 
     async def handle_get_config(self, request: web.Request) -> web.Response:

@@ -6,7 +6,7 @@ protocols (``sts.googleapis.com/v1/token``, RFC 8693; ``iamcredentials.googleapi
 
 Modules, by noun: ``errors`` (Google's two error shapes), ``directory`` (what an admin
 creates: pools' OIDC providers, service accounts, IAM bindings; pure), ``ledger`` (tokens
-issued, config, faults, stats), ``sts`` and ``iamcredentials`` (the two calls), ``registry``
-(the Artifact Registry realm: ``oauth2accesstoken`` with an access token issued here) and
-``front`` (the app and its admin routes).
+issued, config, stats, kept by the token service's ``cloud``), ``sts`` and ``iamcredentials``
+(the two calls), ``registry`` (the Artifact Registry realm: ``oauth2accesstoken`` with an
+access token issued here) and ``front`` (the app and its admin routes).
 """

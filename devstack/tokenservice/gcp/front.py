@@ -15,7 +15,7 @@ Admin routes (on the admin listener, behind its bearer token):
     POST /admin/gcp/bindings                    ``{"email", "member", "role"}``
     GET  /admin/gcp/stats, POST /admin/gcp/stats/reset
     GET  /admin/gcp/tokens                      every access token issued
-    GET  /admin/gcp/faults, POST /admin/gcp/faults  (``ledger.GcpFault``)
+    GET  /admin/gcp/faults, POST /admin/gcp/faults  (``cloud.ApiFault``)
     GET  /admin/gcp/config, POST /admin/gcp/config  (``ledger.GcpConfig``)
 """
 
@@ -29,6 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
+from devstack.tokenservice.cloud import ApiFault, ApiFaults, parse_api_fault
 from devstack.tokenservice.gcp.directory import (
     IMPERSONATING_ROLES,
     PROVIDER_NAME,
@@ -38,16 +39,7 @@ from devstack.tokenservice.gcp.directory import (
 )
 from devstack.tokenservice.gcp.errors import GoogleError, api_error, api_response, oauth_response
 from devstack.tokenservice.gcp.iamcredentials import GenerateAccessToken
-from devstack.tokenservice.gcp.ledger import (
-    IAM,
-    STS,
-    GcpConfig,
-    GcpFault,
-    GcpFaults,
-    GcpStats,
-    Ledger,
-    parse_gcp_fault,
-)
+from devstack.tokenservice.gcp.ledger import APIS, IAM, STS, GcpConfig, GcpStats, Ledger
 from devstack.tokenservice.gcp.registry import GarRegistryTokens
 from devstack.tokenservice.gcp.sts import TokenExchange, read_fields
 from devstack.tokenservice.identities import parse_jwks
@@ -75,7 +67,7 @@ class GcpFront:
         self.directory = Directory()
         self.ledger = Ledger()
         self.config = GcpConfig()
-        self.faults = GcpFaults()
+        self.faults = ApiFaults()
         self.stats = GcpStats()
         self._sts = TokenExchange(
             directory=self.directory,
@@ -142,7 +134,7 @@ class GcpFront:
         self.stats.record(api, identities[0] if identities else None, ok=True)
         return response
 
-    async def _act_out(self, fault: GcpFault, api: str) -> None:
+    async def _act_out(self, fault: ApiFault, api: str) -> None:
         if fault.mode == "slow":
             await asyncio.sleep(fault.delay)
             return
@@ -235,7 +227,7 @@ class GcpFront:
         return web.json_response(self.faults.to_json())
 
     async def handle_set_fault(self, request: web.Request) -> web.Response:
-        fault = parse_gcp_fault(await json_object(request))
+        fault = parse_api_fault(await json_object(request), APIS)
         self.faults.set(fault)
         log.info("Google fault set to %s", fault.to_json() if fault else "none")
         return web.json_response(self.faults.to_json())

@@ -93,13 +93,14 @@ class GenerateAccessToken:
         expires_at = int(time.time()) + min(requested, cap)
         token = "ya29.c." + secrets.token_urlsafe(96)
         self._ledger.add(
+            token,
             AccessToken(
                 token=token,
                 principal=caller.principal,
                 provider=caller.provider,
                 service_account=email,
                 expires_at=expires_at,
-            )
+            ),
         )
         self._issued.add(GCP_SECRET, token)
         return web.json_response({"accessToken": token, "expireTime": rfc3339_seconds(expires_at)})

@@ -114,13 +114,14 @@ class TokenExchange:
             raise invalid_grant("The ID Token has expired.")
         token = "ya29.d." + secrets.token_urlsafe(96)
         self._ledger.add(
+            token,
             AccessToken(
                 token=token,
                 principal=principal(provider.name, subject),
                 provider=provider.name,
                 service_account=None,
                 expires_at=now + lifetime,
-            )
+            ),
         )
         self._issued.add(GCP_SECRET, token)
         return web.json_response(

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         Untrusted,
         Verdict,
         Wait,
+        along_with,
         decide,
         inspect,
     )
@@ -73,6 +74,7 @@ __all__ = [
     "Verdict",
     "Wait",
     "Want",
+    "along_with",
     "cache_duration",
     "check_claims",
     "cleared_status",
@@ -107,6 +109,7 @@ _HOMES = {
     "Untrusted": "pull_secret_updater.core.decision",
     "Verdict": "pull_secret_updater.core.decision",
     "Wait": "pull_secret_updater.core.decision",
+    "along_with": "pull_secret_updater.core.decision",
     "decide": "pull_secret_updater.core.decision",
     "inspect": "pull_secret_updater.core.decision",
     "DockerConfig": "pull_secret_updater.core.dockerconfig",

@@ -56,6 +56,8 @@ FillReason = Literal[
     "identity changed",
     "expired",
     "due for refresh",
+    "newer token at hand",
+    "due soon",
 ]
 
 _EVENT_REASON: dict[FillReason, Reason] = {
@@ -65,6 +67,8 @@ _EVENT_REASON: dict[FillReason, Reason] = {
     "identity changed": Reason.FILLED,
     "expired": Reason.REFRESHED,
     "due for refresh": Reason.REFRESHED,
+    "newer token at hand": Reason.REFRESHED,
+    "due soon": Reason.REFRESHED,
 }
 
 
@@ -176,6 +180,33 @@ class Wait:
     @property
     def identity(self) -> str:
         return self.want.identity
+
+
+def along_with(
+    wait: Wait, *, newer: Credential | None, now: float, schedule: Schedule
+) -> Fill | None:
+    """A part that holds a trusted credential, refreshed anyway because the Secret is being
+    written for its other parts: the write costs nothing more, and saves the part a write of
+    its own later.
+
+    It is, when `newer` (a credential of the same want and subject that the caller holds,
+    obtained for another Secret, not due) is another one that expires later ("newer token at
+    hand"); or when the part comes due within the schedule's jitter share of its lifetime
+    ("due soon": a refresh that early is one the jitter could have chosen). Else None.
+    """
+    held = wait.token
+    if (
+        newer is not None
+        and newer.provider == wait.want.provider
+        and newer.token != held.token
+        and newer.expires_at > held.expires_at
+    ):
+        reason: FillReason = "newer token at hand"
+    elif wait.refresh_at - now <= schedule.jitter * (held.expires_at - held.issued_at):
+        reason = "due soon"
+    else:
+        return None
+    return Fill(want=wait.want, reason=reason, stale=held.token, stale_expires_at=held.expires_at)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,9 +15,10 @@ data or tokens; they are cut to `MAX_MESSAGE` characters all the same.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,7 +44,11 @@ MAX_MESSAGE = 1024
 MAX_INSTANCE = 128
 AGGREGATION_WINDOW = 600.0
 MAX_RECENT = 4096
-MAX_BACKGROUND = 8
+#: Events waiting to be written in the background; past that, new ones are dropped (counted and
+#: logged), as client-go's broadcaster drops Events when its queue of 1,000 is full.
+MAX_QUEUED = 4096
+#: How long `aclose` lets the queued Events be written before it drops the rest.
+DRAIN_TIMEOUT = 10.0
 
 EventType = Literal["Normal", "Warning"]
 
@@ -67,6 +72,9 @@ class EventRecorder:
 
     `instance` names this replica (the pod name, say) as `reportingInstance`. `clock` is a
     monotonic clock for the aggregation window; `now` gives the timestamps written.
+    `max_queued` bounds the Events waiting to be written in the background (`emit_soon`),
+    `on_dropped` is called for each one dropped past that, and `drain_timeout` is how long
+    `aclose` waits for the queue to drain.
     """
 
     def __init__(
@@ -77,6 +85,9 @@ class EventRecorder:
         instance: str,
         window: float = AGGREGATION_WINDOW,
         max_recent: int = MAX_RECENT,
+        max_queued: int = MAX_QUEUED,
+        on_dropped: Callable[[], object] = lambda: None,
+        drain_timeout: float = DRAIN_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = _utcnow,
     ) -> None:
@@ -93,8 +104,13 @@ class EventRecorder:
         # NB: one write at a time per Event key, so two repeats racing cannot both create an
         # Event; Events about different things are written concurrently.
         self._locks: dict[_Key, asyncio.Lock] = {}
-        self._background: set[asyncio.Task[None]] = set()
-        self._background_slots = asyncio.Semaphore(MAX_BACKGROUND)
+        self._max_queued = max_queued
+        self._on_dropped = on_dropped
+        self._drain_timeout = drain_timeout
+        self._queued: deque[tuple[SecretObject | SecretRef, EventType, str, str]] = deque()
+        self._sender: asyncio.Task[None] | None = None
+        #: Events dropped because the queue was full, since start.
+        self.dropped = 0
 
     async def emit(
         self,
@@ -135,24 +151,53 @@ class EventRecorder:
         reason: str,
         message: str,
     ) -> None:
-        """Record an Event in the background, at most `MAX_BACKGROUND` writes at a time.
+        """Record an Event in the background, for Events that report success.
 
-        For Events that report success: a worker waiting for one would halve the write rate
-        of a mass fill or refresh. Call `aclose` at shutdown to let them finish.
+        They are written one at a time, in order, by one task: a report of work done must not
+        take the API requests and the CPU that the work itself needs, so a mass fill or
+        refresh writes its Secrets first and its Events as it goes and after. At most
+        `max_queued` wait; past that an Event is dropped (counted in `dropped`, logged once
+        per 100). Call `aclose` at shutdown to let the queue drain.
         """
+        if len(self._queued) >= self._max_queued:
+            self.dropped += 1
+            self._on_dropped()
+            if self.dropped % 100 == 1:
+                log.warning(
+                    "Events are being dropped: too many waiting to be written",
+                    waiting=len(self._queued),
+                    dropped=self.dropped,
+                )
+            return
+        self._queued.append((secret, type, reason, message))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send(), name="events")
 
-        async def emit() -> None:
-            async with self._background_slots:
-                await self.emit(secret=secret, type=type, reason=reason, message=message)
-
-        task = asyncio.create_task(emit(), name="event")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    @property
+    def waiting(self) -> int:
+        """Events queued and not yet written."""
+        return len(self._queued)
 
     async def aclose(self) -> None:
-        """Wait for the Events still being written in the background."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        """Let the Events queued in the background be written, for at most `drain_timeout`
+        seconds; then drop the rest."""
+        sender = self._sender
+        if sender is None or sender.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(sender), self._drain_timeout)
+        except TimeoutError:
+            log.warning("Events not written at shutdown", dropped=len(self._queued))
+            self._queued.clear()
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    async def _send(self) -> None:
+        # Ends when the queue is empty; `emit_soon` starts another when there is more.
+        while self._queued:
+            secret, type, reason, message = self._queued.popleft()
+            await self.emit(secret=secret, type=type, reason=reason, message=message)
 
     async def _bump(self, key: _Key) -> bool:
         recent = self._recent.get(key)

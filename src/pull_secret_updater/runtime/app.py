@@ -70,7 +70,7 @@ async def run(settings: Settings) -> None:
     )
     health = Health()
     identity = f"{settings.pod_name}_{secrets.token_hex(4)}"
-    events = EventRecorder(client, instance=identity)
+    events = EventRecorder(client, instance=identity, on_dropped=metrics.events_dropped.inc)
     controller = Controller(
         config=ControllerConfig(
             secret_names=tuple(settings.secret_names),

@@ -50,6 +50,8 @@ class PartFailure:
     retry_after: float | None = None
     before: float | None = None
     awaits: object | None = None
+    #: The fill whose credential could not be obtained, if that was the failure.
+    fill: Fill | None = None
 
 
 @dataclass(kw_only=True)
@@ -112,6 +114,7 @@ class Filler:
                     retry_after=result.retry_after,
                     before=fill.stale_expires_at,
                     awaits=(fill.want.exchange_key, subject),
+                    fill=fill,
                 )
             )
         return obtained, failed
@@ -206,6 +209,7 @@ class Filler:
         # One Event per write, whatever the number of entries it filled: each Event is an
         # API request, and a write of two providers' entries is one change to the Secret.
         reported: list[tuple[Reason, str]] = []
+        logged: list[tuple[Fill, str]] = []
         for fill, credential in obtained:
             when = self.schedule.refresh_at(
                 token=credential.token,
@@ -236,14 +240,28 @@ class Filler:
                     self.wake(waiting)
             expires = ann.format_time(credential.expires_at)
             hosts = ", ".join(fill.want.registries)
-            log.info("token written", namespace=key[0], name=key[1], provider=fill.want.provider,
-                     identity=fill.identity, why=fill.why, expires_at=expires)  # fmt: skip
+            logged.append((fill, expires))
             reported.append(
                 (
                     fill.event_reason,
                     f"{fill.event_reason} {hosts} token for identity {fill.identity} "
                     f"({fill.why}); expires at {expires}",
                 )
+            )
+        # One log line per write too: a mass fill or refresh logs as many lines as it writes.
+        if len(logged) == 1:
+            fill, expires = logged[0]
+            log.info("token written", namespace=key[0], name=key[1], provider=fill.want.provider,
+                     identity=fill.identity, why=fill.why, expires_at=expires)  # fmt: skip
+        elif logged:
+            log.info(
+                "tokens written",
+                namespace=key[0],
+                name=key[1],
+                provider=[fill.want.provider for fill, _ in logged],
+                identity=[fill.identity for fill, _ in logged],
+                why=[fill.why for fill, _ in logged],
+                expires_at=[expires for _, expires in logged],
             )
         if reported:
             reasons = {reason for reason, _ in reported}

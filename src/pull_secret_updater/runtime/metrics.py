@@ -79,6 +79,16 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.events_waiting = Gauge(
+            f"{_PREFIX}_events_waiting",
+            "Normal Events (Filled, Refreshed) queued to be written in the background.",
+            registry=r,
+        )
+        self.events_dropped = Counter(
+            f"{_PREFIX}_events_dropped",
+            "Normal Events dropped because too many were waiting to be written.",
+            registry=r,
+        )
         self.leader = Gauge(
             f"{_PREFIX}_leader",
             "1 while this replica holds the leader Lease and may write, else 0.",

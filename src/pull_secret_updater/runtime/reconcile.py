@@ -39,6 +39,7 @@ from pull_secret_updater.core.decision import (
     SecretView,
     Verdict,
     Wait,
+    along_with,
     decide,
     inspect,
 )
@@ -198,9 +199,22 @@ class Reconciler:
                 self.tokens.offer(subject=subject, want=decision.want, token=decision.token)
             else:
                 fills.append(decision)
+        # The Secret is written anyway: its other parts that a newer credential is at hand for,
+        # or that come due soon, are refreshed in the same write rather than each in a write
+        # of its own later (`along_with`). Should one of those fail, it keeps what it holds.
+        early: dict[int, Wait] = {}
+        if fills:
+            for wait in list(waits):
+                newer = self.tokens.newer(subject=subject, want=wait.want, than=wait.token)
+                fill = along_with(wait, newer=newer, now=now, schedule=self.config.schedule)
+                if fill is not None:
+                    waits.remove(wait)
+                    fills.append(fill)
+                    early[id(fill)] = wait
         trusted = [w.token for w in waits]
         if fills and not self.may_write():
-            self.store.manage(key, expires_at=earliest_expiry(trusted))
+            held = [*trusted, *(w.token for w in early.values())]
+            self.store.manage(key, expires_at=earliest_expiry(held))
             return self.not_writing()
         outcome = DONE
         for wait in waits:
@@ -209,7 +223,14 @@ class Reconciler:
             obtained, exchange_failures = await self._filler.obtain(
                 fills, subject=subject, namespace=secret.namespace
             )
-            failed += exchange_failures
+            for failure in exchange_failures:
+                kept = early.get(id(failure.fill))
+                if kept is None:
+                    failed.append(failure)
+                    continue
+                waits.append(kept)
+                trusted.append(kept.token)
+                outcome = outcome.sooner(Outcome(kept.refresh_at - now))
             if obtained:
                 written = await self._filler.write(
                     secret, request, obtained, trusted=trusted, clear_error=not failed

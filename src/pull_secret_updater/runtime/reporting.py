@@ -105,6 +105,7 @@ class Reporter:
     def update_gauges(self) -> None:
         self.metrics.managed_secrets.set(self.store.managed)
         self.metrics.failing_secrets.set(len(self.failures))
+        self.metrics.events_waiting.set(self.events.waiting)
         earliest = self.store.earliest_expiry()
         if earliest is not None:
             self.metrics.earliest_expiry.set(earliest - self.clock())

@@ -5,13 +5,19 @@ Chainguard provider's section as it was configured before there were several pro
 stay its default entry; `providers` adds the others (or replaces the default with an explicit
 `{"kind": "chainguard", ...}` entry). Each provider's own fields are documented in its
 section (`pull_secret_updater.providers.<name>.section`).
+
+`PSU_PROVIDERS_<NAME>` variables (any name) each add a section, or a list of them, to
+`providers`: one per provider, so that kustomize components, each turning one provider on,
+combine in any number and order where a single `PSU_PROVIDERS` could be set by one alone.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -48,7 +54,9 @@ class RegistrySettings(Section):
             f"with a kind ({', '.join(sorted(SECTIONS))}) and that provider's fields, e.g. "
             '[{"kind": "fake", "registry": "registry.example"}]. The flat settings issuer, '
             "registry, sa_audience, token_path and ca_bundle are the chainguard entry unless "
-            "the list has one. One entry per kind. "
+            "the list has one. One entry per kind. Each variable PSU_PROVIDERS_<NAME> (any "
+            "name) adds one more section, or a JSON list of them, so that several can be set "
+            "independently (one kustomize component per provider). "
             "Default: none (Chainguard alone)."
         ),
     )
@@ -86,17 +94,25 @@ class RegistrySettings(Section):
     @field_validator("providers", mode="before")
     @classmethod
     def _parse_providers(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            if not text:
-                return []
+        return _sections(value, single=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _add_provider_variables(cls, data: Any) -> Any:
+        parts = provider_variables(os.environ)
+        if not parts or not isinstance(data, dict):
+            return data
+        try:
+            listed = _sections(data.get("providers", []), single=False)
+        except ValueError:
+            return data  # the field's own check says what is wrong with it
+        added = []
+        for name, value in parts:
             try:
-                value = json.loads(text)
-            except ValueError:
-                raise ValueError("is not a JSON list of provider sections") from None
-        if not isinstance(value, list):
-            raise ValueError("must be a list of provider sections")
-        return [parse_section(item) for item in value]
+                added += _sections(value, single=True)
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+        return {**data, "providers": [*listed, *added]}
 
     @field_validator("issuer")
     @classmethod
@@ -128,5 +144,40 @@ class RegistrySettings(Section):
     def _check_providers(self) -> Self:
         kinds = [section.spec().name for section in self.sections]
         if len(set(kinds)) != len(kinds):
-            raise ValueError("providers: one entry per kind")
+            raise ValueError(
+                "providers: one entry per kind (counting those of the PSU_PROVIDERS_<NAME> "
+                "variables)"
+            )
         return self
+
+
+#: Variables that each add provider sections to `providers` (`provider_variables`).
+PROVIDER_VARIABLES_PREFIX = "PSU_PROVIDERS_"
+
+
+def provider_variables(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The `PSU_PROVIDERS_<NAME>` variables set in `environ`, sorted by name, with values."""
+    return sorted(
+        (name, value)
+        for name, value in environ.items()
+        if name.upper().startswith(PROVIDER_VARIABLES_PREFIX)
+        and len(name) > len(PROVIDER_VARIABLES_PREFIX)
+    )
+
+
+def _sections(value: object, *, single: bool) -> list[ProviderSection]:
+    """Provider sections from a JSON list (or, if `single`, one JSON object) or a list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        try:
+            value = json.loads(text)
+        except ValueError:
+            shape = "section or list of them" if single else "list of provider sections"
+            raise ValueError(f"is not a JSON {shape}") from None
+    if single and isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError("must be a list of provider sections")
+    return [parse_section(item) for item in value]

@@ -153,6 +153,14 @@ class TokenCache:
         if cached is None or token.expires_at > cached.expires_at:
             self._keep(key, token)
 
+    def newer(self, *, subject: Subject, want: Want, than: Credential) -> Credential | None:
+        """The credential held for `want` as `subject`, if it is usable (not due, still
+        trusted) and expires later than `than`; never exchanges."""
+        cached = self._tokens.get((subject, want.exchange_key))
+        if cached is None or cached.expires_at <= than.expires_at:
+            return None
+        return cached if self._usable(cached, stale=than.token) else None
+
     def known(self, *, subject: Subject, want: Want, token: str) -> Credential | None:
         """The credential this cache obtained (or was offered) for `want` as `subject` whose
         password is byte-identical to `token`: the one held, or the one it replaced."""
