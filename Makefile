@@ -44,7 +44,8 @@ docs: setup
 image: setup
 	bash hack/build-image.sh
 
-# The kubelet plugin as one executable with its own Python: dist/pull-secret-updater-credential-provider
+# The kubelet plugin as one directory with its own Python: dist/pull-secret-updater-credential-provider/
+# (the executable of the same name inside, and _internal/; link it once per provider name)
 credential-provider: setup
 	bash hack/build-credential-provider.sh --out dist
 
