@@ -1,7 +1,8 @@
-"""The plugin's HTTPS/1.1 transport against a TLS server that answers with exactly the bytes
-each case needs: bodies by length, chunks and close, kept connections (and one the server
-closed meanwhile), answers too large or malformed, timeouts, and a certificate nobody trusts,
-each ending as httpx2 (and so `tokens.http.send`) knows it."""
+"""The plugin's HTTPS/1.1 transport (h11 on asyncio's streams) against a TLS server that
+answers with exactly the bytes each case needs, at once or byte by byte: bodies by length,
+chunks and close, kept connections (and one the server closed meanwhile, or asked to close),
+answers too large, malformed or cut short, timeouts, and a certificate nobody trusts, each
+ending as httpx2 (and so `tokens.http.send`) knows it."""
 
 from __future__ import annotations
 
@@ -40,7 +41,11 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pki.CertPair]
 
 
 async def serve(
-    certs: tuple[Path, pki.CertPair], answer: Answer, *, close_after: bool = False
+    certs: tuple[Path, pki.CertPair],
+    answer: Answer,
+    *,
+    close_after: bool = False,
+    byte_by_byte: bool = False,
 ) -> AsyncIterator[Server]:
     ca_file, pair = certs
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -60,8 +65,13 @@ async def serve(
                 if reply is None:
                     await asyncio.sleep(5)
                     return
-                writer.write(reply)
-                await writer.drain()
+                for piece in (
+                    [reply[i : i + 1] for i in range(len(reply))] if byte_by_byte else [reply]
+                ):
+                    writer.write(piece)
+                    await writer.drain()
+                    if byte_by_byte:
+                        await asyncio.sleep(0)
                 if close_after:
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -81,6 +91,10 @@ def client(server: Server, *, timeout: float = 5.0, max_body: int = 1024) -> htt
         ssl_context=ssl.create_default_context(cafile=str(server.ca_file)), max_body=max_body
     )
     return httpx2.AsyncClient(transport=transport, timeout=timeout)
+
+
+def always(reply: bytes) -> Answer:
+    return lambda request: reply
 
 
 def ok(body: bytes, *extra: bytes) -> bytes:
@@ -130,10 +144,23 @@ async def test_a_kept_connection_the_server_closed_is_replaced(
     ("reply", "error"),
     [
         (ok(b"x" * 2000), "too large"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk size"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "transfer encoding"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk header"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "Transfer-Encoding"),
         (b"SMTP ready\r\n\r\n", "status line"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "ended early"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab", "ended early"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "ended early"),
+        (b"", "without answering"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n"
+            + b"x" * 2000
+            + b"\r\n0\r\n\r\n",
+            "too large",
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length : 1\r\n\r\nx", "header line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx", "Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * (70 * 1024) + b"\r\n\r\n", "headers are too long"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X-Many: a\r\n" * 6000 + b"\r\n", "headers are too long"),
     ],
 )
 async def test_a_malformed_or_oversized_answer_is_a_protocol_error(
@@ -143,6 +170,47 @@ async def test_a_malformed_or_oversized_answer_is_a_protocol_error(
         async with client(server) as http:
             with pytest.raises(httpx2.RemoteProtocolError, match=error):
                 await http.get(server.url)
+
+
+async def test_an_answer_byte_by_byte_and_what_keeps_a_connection(
+    certs: tuple[Path, pki.CertPair],
+) -> None:
+    # Each answer's bytes arrive one TLS record at a time; h11 waits for what it needs.
+    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"3\r\nabc\r\n0\r\nT: 1\r\n\r\n")  # fmt: skip
+    replies = iter([
+        ok(b"first"),
+        b"HTTP/1.1 100 Continue\r\n\r\n" + chunked,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",  # HEAD: no body follows
+    ])  # fmt: skip
+    async for server in serve(certs, lambda request: next(replies), byte_by_byte=True):
+        async with client(server) as http:
+            assert (await http.get(server.url)).content == b"first"
+            second = await http.get(server.url)
+            assert (second.status_code, second.content) == (200, b"abc")
+            head = await http.head(server.url)
+            assert (head.status_code, head.content, head.headers["content-length"]) == (
+                200, b"", "9")  # fmt: skip
+        assert server.connections == 1
+    # A head just within the limit, and a body that fills it.
+    async for server in serve(certs, always(ok(b"a" * 4096, b"X-Large: " + b"h" * 60 * 1024))):
+        async with client(server, max_body=4096) as http:
+            assert len((await http.get(server.url)).content) == 4096
+            assert len((await http.get(server.url)).content) == 4096
+        assert server.connections == 1
+    # Asked to close, HTTP/1.0, or framed both ways (read as chunked, RFC 9112 section 6.3,
+    # but never trusted again): each answer on a new connection.
+    for reply in (
+        ok(b"x", b"Connection: close"),
+        b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"1\r\nx\r\n0\r\n\r\n",
+    ):
+        async for server in serve(certs, always(reply)):
+            async with client(server) as http:
+                assert (await http.get(server.url)).content == b"x"
+                assert (await http.get(server.url)).content == b"x"
+            assert server.connections == 2, reply
 
 
 async def test_a_silent_server_is_a_read_timeout(certs: tuple[Path, pki.CertPair]) -> None:

@@ -259,8 +259,8 @@ async def _exchange(
     if described.keeps_keys and options.key_cache is not None:
         arguments["key_cache"] = options.key_cache
     if transport is None:
-        # NB: asyncio's streams, not httpcore2: a call makes one to three requests, fewer than
-        # httpcore2's import and set-up cost (see tokens.streams).
+        # NB: h11 on asyncio's streams, not httpcore2: a call makes one to three requests,
+        # fewer than httpcore2's import and set-up cost (see tokens.streams).
         transport = StreamTransport(
             ssl_context=ssl_context(options.ca_bundle)
             if options.ca_bundle is not None

@@ -1,21 +1,35 @@
-"""A small HTTPS/1.1 transport on asyncio's streams, for the kubelet plugin's one short call.
+"""HTTPS/1.1 for the kubelet plugin's one short call: h11 on asyncio's streams.
 
 The plugin is a new process at every pull the kubelet has no cached credential for, and makes
-one to three requests. httpx2's default transport (httpcore2, with anyio, h11 and truststore)
-costs more to import and set up than those requests take, so the plugin hands its clients
+one to three requests. httpx2's default transport (httpcore2, with anyio and truststore besides
+h11) costs more to import and set up than those requests take, so the plugin hands its clients
 this transport instead: the same ``httpx2`` requests and responses and the same exceptions
 (`tokens.http.send` translates them as always), over one kept-alive TLS connection per origin.
 
-What it speaks: HTTP/1.1 over TLS only (never clear text), bodies by ``Content-Length``,
-``chunked`` or up to the connection's close; at most `max_body` bytes of body and 64 KiB of
-headers; no proxies (httpx2 still sends a request to an environment proxy through its own
-transport). Timeouts are the request's (``connect``, ``read``, ``write``), each per operation,
-as httpcore2's are. Content encodings are httpx2's business (the body is handed on as sent).
+The HTTP/1.1 itself is h11's (python-hyper's state machine, also what httpcore2 speaks it
+with): the request's bytes, the status line and headers, framing by ``Content-Length``,
+``chunked`` or the connection's close, and whether the connection may carry another request.
+What is ours is the glue: the TLS connection (asyncio's streams with the given
+`ssl.SSLContext`), the timeouts, the limits, keeping one idle connection per origin, and
+translating failures into httpx2's exceptions.
+
+What it speaks: HTTP/1.1 over TLS only (never clear text); at most `max_body` bytes of body and
+`MAX_HEADERS` bytes of status line and headers (h11's ``max_incomplete_event_size``); no
+proxies (httpx2 still sends a request to an environment proxy through its own transport).
+Timeouts are the request's (``connect``, ``read``, ``write``), each per operation, as
+httpcore2's are. Content encodings are httpx2's business (the body is handed on as sent). A
+connection is kept only when h11 says it can carry another request (its state is ``IDLE``
+after ``start_next_cycle()``: not after ``Connection: close``, HTTP/1.0 or a body read to the
+close), and not after an answer with both ``Content-Length`` and ``Transfer-Encoding`` (read
+as chunked, as RFC 9112 section 6.3 says, but a sign of a confused intermediary). A kept
+connection the server closed meanwhile is replaced once, if it failed before any byte of the
+answer.
 
 Failures, as httpx2 raises them: ``ConnectError`` (refused, unresolvable, TLS: the certificate
 error stays the ``__cause__``, which is how a verification failure is told apart),
 ``ConnectTimeout``, ``ReadTimeout``, ``WriteTimeout``, ``ReadError``, ``WriteError``,
-``RemoteProtocolError`` (a malformed or oversized answer).
+``RemoteProtocolError`` (whatever h11 finds malformed, an answer that ends early or never
+starts, an oversized answer), ``LocalProtocolError`` (a request h11 will not send).
 """
 
 from __future__ import annotations
@@ -27,14 +41,18 @@ import ssl
 from collections.abc import Awaitable
 from typing import TypeVar
 
+import h11
 import httpx2
 
 __all__ = ["StreamTransport", "system_ssl_context"]
 
 T = TypeVar("T")
 
+#: The most bytes of status line and headers read before the head is complete.
 MAX_HEADERS = 64 * 1024
 DEFAULT_MAX_BODY = 1024 * 1024
+#: The most bytes asked of the connection at once for a body.
+READ_SIZE = 64 * 1024
 #: Where Linux distributions keep the system's CA certificates, when OpenSSL's compiled-in
 #: paths hold none (as truststore and httpcore2 look for them).
 CA_FILE_CANDIDATES = (
@@ -44,8 +62,6 @@ CA_FILE_CANDIDATES = (
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/ssl/ca-bundle.pem",
 )
-
-Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 def system_ssl_context() -> ssl.SSLContext:
@@ -71,7 +87,7 @@ class StreamTransport(httpx2.AsyncBaseTransport):
     def __init__(self, *, ssl_context: ssl.SSLContext, max_body: int = DEFAULT_MAX_BODY) -> None:
         self._ssl = ssl_context
         self._max_body = max_body
-        self._idle: dict[tuple[str, int], Connection] = {}
+        self._idle: dict[tuple[str, int], _Connection] = {}
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         url = request.url
@@ -80,204 +96,197 @@ class StreamTransport(httpx2.AsyncBaseTransport):
         origin = (url.host, url.port or 443)
         timeouts = request.extensions.get("timeout", {})
         body = await request.aread()
-        head = _head(request)
-        reused = self._idle.pop(origin, None)
-        if reused is not None:
+        kept = self._idle.pop(origin, None)
+        if kept is not None and kept.open():
             try:
-                return await self._exchange(reused, origin, request, head, body, timeouts)
+                return await self._exchange(kept, origin, request, body, timeouts, kept=True)
             except _StaleConnection:
                 pass  # closed by the server while idle: once more on a new connection
+        elif kept is not None:
+            await _close(kept.writer)
         connection = await self._connect(origin, request, timeouts.get("connect"))
-        try:
-            return await self._exchange(connection, origin, request, head, body, timeouts)
-        except _StaleConnection:
-            raise httpx2.RemoteProtocolError(
-                "the server closed the connection without answering", request=request
-            ) from None
+        return await self._exchange(connection, origin, request, body, timeouts, kept=False)
 
     async def aclose(self) -> None:
         idle, self._idle = list(self._idle.values()), {}
-        for _, writer in idle:
-            await _close(writer)
+        for connection in idle:
+            await _close(connection.writer)
 
     async def _connect(
         self, origin: tuple[str, int], request: httpx2.Request, seconds: float | None
-    ) -> Connection:
+    ) -> _Connection:
         host, port = origin
         try:
-            return await _within(
+            reader, writer = await _within(
                 seconds,
                 asyncio.open_connection(host, port, ssl=self._ssl, server_hostname=host),
             )
         except TimeoutError:
             raise httpx2.ConnectTimeout(f"connecting to {host}:{port} timed out",
                                         request=request) from None  # fmt: skip
-        except (OSError, ssl.SSLError) as e:
+        except OSError as e:  # ssl.SSLError included
             raise httpx2.ConnectError(str(e) or type(e).__name__, request=request) from e
+        return _Connection(reader, writer)
 
     async def _exchange(
         self,
-        connection: Connection,
+        connection: _Connection,
         origin: tuple[str, int],
         request: httpx2.Request,
-        head: bytes,
         body: bytes,
         timeouts: dict[str, float | None],
+        *,
+        kept: bool,
     ) -> httpx2.Response:
-        reader, writer = connection
+        """`request`'s answer on `connection`; `_StaleConnection` if `kept` and it failed
+        before any byte of an answer (the caller tries a new one)."""
         try:
-            try:
-                writer.write(head + body)
-                await _within(timeouts.get("write"), writer.drain())
-            except TimeoutError:
-                raise httpx2.WriteTimeout(
-                    "writing the request timed out", request=request
-                ) from None
-            except (OSError, ssl.SSLError) as e:
-                raise _StaleConnection from e
-            read = timeouts.get("read")
-            try:
-                status_line = await _within(read, reader.readuntil(b"\r\n"))
-            except asyncio.IncompleteReadError as e:
-                if not e.partial:
-                    raise _StaleConnection from None
-                raise httpx2.RemoteProtocolError(
-                    "the answer ended early", request=request
-                ) from None
-            except (ConnectionError, ssl.SSLError) as e:
-                raise _StaleConnection from e
-            status, keep = _status(status_line, request)
-            headers = await self._headers(reader, read, request)
-            content, delimited = await self._body(reader, read, request, status, headers)
-        except TimeoutError:
-            await _close(writer)
-            raise httpx2.ReadTimeout("reading the answer timed out", request=request) from None
-        except asyncio.LimitOverrunError:
-            await _close(writer)
-            raise httpx2.RemoteProtocolError("a line of the answer is too long",
-                                             request=request) from None  # fmt: skip
-        except asyncio.IncompleteReadError:
-            await _close(writer)
-            raise httpx2.RemoteProtocolError("the answer ended early", request=request) from None
-        except (OSError, ssl.SSLError) as e:
-            await _close(writer)
-            raise httpx2.ReadError(str(e) or type(e).__name__, request=request) from e
+            await self._send(connection, request, body, timeouts.get("write"), kept=kept)
+            head, content = await self._receive(connection, request, timeouts.get("read"),
+                                                kept=kept)  # fmt: skip
         except BaseException:
-            await _close(writer)
+            await _close(connection.writer)
             raise
-        closing = any(
-            name == b"connection" and value.lower() == b"close" for name, value in headers
-        )
-        if keep and delimited and not closing:
+        state = connection.state
+        if state.our_state is h11.DONE and state.their_state is h11.DONE:
+            state.start_next_cycle()
+        names = {name for name, _ in head.headers}
+        framed_twice = b"content-length" in names and b"transfer-encoding" in names
+        if state.our_state is h11.IDLE and not framed_twice and connection.open():
             previous = self._idle.pop(origin, None)
             if previous is not None:
-                await _close(previous[1])
+                await _close(previous.writer)
             self._idle[origin] = connection
         else:
-            await _close(writer)
+            await _close(connection.writer)
         return httpx2.Response(
-            status,
-            headers=headers,
+            head.status_code,
+            headers=head.headers.raw_items(),
             content=content,
             request=request,
-            extensions={"http_version": b"HTTP/1.1"},
+            extensions={
+                "http_version": b"HTTP/" + head.http_version,
+                "reason_phrase": head.reason,
+            },
         )
 
-    async def _headers(
-        self, reader: asyncio.StreamReader, seconds: float | None, request: httpx2.Request
-    ) -> list[tuple[bytes, bytes]]:
-        headers: list[tuple[bytes, bytes]] = []
-        size = 0
-        while True:
-            line = await _within(seconds, reader.readuntil(b"\r\n"))
-            size += len(line)
-            if size > MAX_HEADERS:
-                raise httpx2.RemoteProtocolError("the answer's headers are too long",
-                                                 request=request)  # fmt: skip
-            if line == b"\r\n":
-                return headers
-            name, colon, value = line.partition(b":")
-            if not colon or not name.strip() or name != name.strip():
-                raise httpx2.RemoteProtocolError("a malformed header line", request=request)
-            headers.append((name.lower(), value.strip()))
-
-    async def _body(
+    async def _send(
         self,
-        reader: asyncio.StreamReader,
-        seconds: float | None,
+        connection: _Connection,
         request: httpx2.Request,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-    ) -> tuple[bytes, bool]:
-        """The body, and whether its end was delimited (so the connection may be reused)."""
-        if request.method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-            return b"", True
-        found = dict(headers)
-        coding = found.get(b"transfer-encoding", b"").lower()
-        if coding:
-            if coding != b"chunked":
-                raise httpx2.RemoteProtocolError("an unknown transfer encoding", request=request)
-            return await self._chunked(reader, seconds, request), True
-        if b"content-length" in found:
-            text = found[b"content-length"]
-            if not text.isdigit():
-                raise httpx2.RemoteProtocolError("a malformed Content-Length", request=request)
-            length = int(text)
-            if length > self._max_body:
-                raise httpx2.RemoteProtocolError("the answer is too large", request=request)
-            return await _within(seconds, reader.readexactly(length)), True
-        content = await _within(seconds, reader.read(self._max_body + 1))
-        while content and len(content) <= self._max_body:
-            more = await _within(seconds, reader.read(self._max_body + 1 - len(content)))
-            if not more:
-                break
-            content += more
-        if len(content) > self._max_body:
-            raise httpx2.RemoteProtocolError("the answer is too large", request=request)
-        return content, False
+        body: bytes,
+        seconds: float | None,
+        *,
+        kept: bool,
+    ) -> None:
+        state = connection.state
+        try:
+            events: list[h11.Event] = [
+                h11.Request(
+                    method=request.method,
+                    target=request.url.raw_path or b"/",
+                    headers=request.headers.raw,
+                )
+            ]
+            if body:
+                events.append(h11.Data(data=body))
+            events.append(h11.EndOfMessage())
+            data = b"".join(state.send(event) or b"" for event in events)
+        except h11.LocalProtocolError as e:
+            raise httpx2.LocalProtocolError(str(e), request=request) from e
+        try:
+            connection.writer.write(data)
+            await _within(seconds, connection.writer.drain())
+        except TimeoutError:
+            raise httpx2.WriteTimeout("writing the request timed out", request=request) from None
+        except OSError as e:  # ssl.SSLError included
+            if kept:
+                raise _StaleConnection from e
+            raise httpx2.WriteError(str(e) or type(e).__name__, request=request) from e
 
-    async def _chunked(
-        self, reader: asyncio.StreamReader, seconds: float | None, request: httpx2.Request
-    ) -> bytes:
+    async def _receive(
+        self,
+        connection: _Connection,
+        request: httpx2.Request,
+        seconds: float | None,
+        *,
+        kept: bool,
+    ) -> tuple[h11.Response, bytes]:
+        """The answer's head and body, read with h11 within the limits."""
+        state = connection.state
+        head: h11.Response | None = None
         chunks: list[bytes] = []
-        size = 0
+        received = size = 0
+        ended = False
         while True:
-            line = await _within(seconds, reader.readuntil(b"\r\n"))
-            text = line.split(b";", 1)[0].strip()
             try:
-                length = int(text, 16)
-            except ValueError:
-                raise httpx2.RemoteProtocolError("a malformed chunk size",
-                                                 request=request) from None  # fmt: skip
-            if length == 0:
-                while await _within(seconds, reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass  # trailers
-                return b"".join(chunks)
-            size += length
-            if size > self._max_body:
-                raise httpx2.RemoteProtocolError("the answer is too large", request=request)
-            chunks.append(await _within(seconds, reader.readexactly(length)))
-            if await _within(seconds, reader.readexactly(2)) != b"\r\n":
-                raise httpx2.RemoteProtocolError("a malformed chunk", request=request)
+                event = state.next_event()
+            except h11.RemoteProtocolError as e:
+                if ended:
+                    raise httpx2.RemoteProtocolError(f"the answer ended early ({e})",
+                                                     request=request) from e  # fmt: skip
+                if head is None and received > MAX_HEADERS:
+                    raise httpx2.RemoteProtocolError(f"the answer's headers are too long ({e})",
+                                                     request=request) from e  # fmt: skip
+                raise httpx2.RemoteProtocolError(f"a malformed answer ({e})",
+                                                 request=request) from e  # fmt: skip
+            if event is h11.NEED_DATA:
+                # Until the head is complete, no more than h11 may hold of it: h11's limit is
+                # on what it holds unparsed, and one large read could hold a whole long head.
+                wanted = READ_SIZE if head is not None else max(1, MAX_HEADERS - received)
+                try:
+                    data = await _within(seconds, connection.reader.read(wanted))
+                except TimeoutError:
+                    raise httpx2.ReadTimeout("reading the answer timed out",
+                                             request=request) from None  # fmt: skip
+                except OSError as e:  # ssl.SSLError included
+                    if kept and not received:
+                        raise _StaleConnection from e
+                    raise httpx2.ReadError(str(e) or type(e).__name__, request=request) from e
+                if not data and not received:
+                    if kept:
+                        raise _StaleConnection
+                    raise httpx2.RemoteProtocolError(
+                        "the server closed the connection without answering", request=request
+                    )
+                received += len(data)
+                ended = not data
+                state.receive_data(data)  # b"": the server closed its side
+            elif isinstance(event, h11.Response):
+                head = event
+                length = dict(event.headers).get(b"content-length")
+                if length is not None and int(length) > self._max_body:
+                    raise httpx2.RemoteProtocolError("the answer is too large", request=request)
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > self._max_body:
+                    raise httpx2.RemoteProtocolError("the answer is too large", request=request)
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                assert head is not None  # h11 ends no message it did not start
+                return head, b"".join(chunks)
+            elif not isinstance(event, h11.InformationalResponse):  # 1xx: the answer follows
+                raise httpx2.RemoteProtocolError(f"an unexpected {type(event).__name__}",
+                                                 request=request)  # fmt: skip
+
+
+class _Connection:
+    """A TLS connection and h11's state of the HTTP/1.1 on it."""
+
+    __slots__ = ("reader", "state", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.state = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
+
+    def open(self) -> bool:
+        """Neither side has closed it (as far as has arrived)."""
+        return not self.reader.at_eof() and not self.writer.is_closing()
 
 
 class _StaleConnection(Exception):
-    """The connection failed before any byte of an answer: a kept one the server closed."""
-
-
-def _head(request: httpx2.Request) -> bytes:
-    target = request.url.raw_path or b"/"
-    lines = [request.method.encode() + b" " + target + b" HTTP/1.1"]
-    lines += [name + b": " + value for name, value in request.headers.raw]
-    return b"\r\n".join(lines) + b"\r\n\r\n"
-
-
-def _status(line: bytes, request: httpx2.Request) -> tuple[int, bool]:
-    """The status code, and whether the connection may be kept (HTTP/1.1)."""
-    parts = line.rstrip(b"\r\n").split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        raise httpx2.RemoteProtocolError("a malformed status line", request=request)
-    return int(parts[1]), parts[0] == b"HTTP/1.1"
+    """A kept connection failed before any byte of an answer: the server closed it idle."""
 
 
 async def _within(seconds: float | None, awaitable: Awaitable[T]) -> T:
