@@ -10,13 +10,18 @@
 #   hack/build-testbins.sh helm
 #   hack/build-testbins.sh ecr        # the official AWS ECR kubelet credential provider
 #   PSU_CACHE_DIR=/somewhere hack/build-testbins.sh
+#   KUBERNETES_VERSION=v1.30.14 hack/build-testbins.sh node   # another Kubernetes version
 #
 # Each build holds a lock, so two checkouts sharing the cache never build the same thing at once.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# KUBERNETES_VERSION from the environment wins over the pinned default (the version matrix).
+requested_kubernetes=${KUBERNETES_VERSION:-}
 # shellcheck source=versions.env
 source "$here/versions.env"
+KUBERNETES_VERSION=${requested_kubernetes:-$KUBERNETES_VERSION}
+KUBERNETES_VERSION=v${KUBERNETES_VERSION#v}
 
 cache=${PSU_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pull-secret-updater}
 bindir="$cache/bin"
