@@ -25,6 +25,7 @@ __all__ = [
     "ADMISSION_POLICY",
     "ENDPOINT_RECONCILER_NEEDS_ROUTABLE_IP",
     "KUBELET_FAIL_CGROUP_V1",
+    "NODE_AUDIENCE_RESTRICTION",
     "PLUGIN_SERVICE_ACCOUNT_TOKENS",
     "PLUGIN_SERVICE_ACCOUNT_TOKENS_GATE",
     "KubeVersion",
@@ -80,6 +81,10 @@ PLUGIN_SERVICE_ACCOUNT_TOKENS_GATE = (
     KubeVersion(1, 33),
     "KubeletServiceAccountTokenForCredentialProviders",
 )
+
+#: NodeRestriction lets a kubelet request ServiceAccount tokens only for audiences its Pods
+#: mount or RBAC grants it (``ServiceAccountNodeAudienceRestriction``, on by default from 1.33).
+NODE_AUDIENCE_RESTRICTION = KubeVersion(1, 33)
 
 #: From 1.37 kube-apiserver refuses a loopback ``--advertise-address`` while it reconciles the
 #: ``kubernetes`` Service's endpoints ("may not be in the loopback range"). Nothing on this
