@@ -5,7 +5,9 @@
 #   PyPI: uv, then the project and its dev dependencies (uv sync --frozen)
 #   Go modules, cached by version: kube-apiserver, etcd, helm (and kubectl if missing); for the
 #        node kubelet, kube-controller-manager, kube-scheduler, containerd, crictl; the official
-#        AWS ECR credential provider (about a minute on a fresh machine)
+#        AWS ECR credential provider (about a minute on a fresh machine); kube-apiserver and the
+#        node's Kubernetes binaries again for each older version of the test matrix
+#        (KUBERNETES_COMPAT_VERSIONS in hack/versions.env; empty builds none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,5 +36,13 @@ export PATH="$HOME/.local/bin:$PATH"
 uv sync --frozen -q
 bash hack/build-testbins.sh >/dev/null
 bash hack/build-testbins.sh node >/dev/null
+# The older Kubernetes versions of the test matrix (make test): the same binaries, per version.
+requested_compat=${KUBERNETES_COMPAT_VERSIONS-unset}
+KUBERNETES_COMPAT_VERSIONS=$(source hack/versions.env && echo "$KUBERNETES_COMPAT_VERSIONS")
+[ "$requested_compat" = unset ] || KUBERNETES_COMPAT_VERSIONS=$requested_compat
+for version in ${KUBERNETES_COMPAT_VERSIONS//,/ }; do
+  KUBERNETES_VERSION=$version bash hack/build-testbins.sh >/dev/null
+  KUBERNETES_VERSION=$version bash hack/build-testbins.sh node >/dev/null
+done
 bash hack/build-testbins.sh helm >/dev/null
 bash hack/build-testbins.sh ecr >/dev/null

@@ -122,7 +122,7 @@ def _record() -> Path:
     version = KubeVersion.parse(binaries.kubernetes_version)
     with tempfile.TemporaryDirectory(prefix="psu-discovery-") as tmp:
         workdir = Path(tmp)
-        control_plane = ControlPlane(workdir, binaries=binaries, ca=pki.create_ca(workdir / "ca"))
+        control_plane = ControlPlane(workdir, binaries=binaries, ca=pki.create_ca(workdir))
         control_plane.start()
         try:
             with control_plane.admin.client() as client:
