@@ -35,6 +35,8 @@ COMPAT_SUBSET = (
     # What the controller logs about the server, and the APIs it uses are all served.
     "tests/kube/test_server_facts.py",
     "tests/kube/test_served_apis.py",
+    # The stack runs the version asked for, kubelet included.
+    "tests/stack/test_kubernetes_versions.py",
 )
 
 #: Tests that need a version newer than the oldest supported, with that version.

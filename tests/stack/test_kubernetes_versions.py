@@ -3,6 +3,7 @@ applied where it exists, and what a version cannot do is deselected rather than 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -17,6 +18,8 @@ from devstack.kubeversions import (
     oldest,
     selected,
 )
+from devstack.node import Node
+from devstack.stack import LocalStack
 from tests import matrix
 
 V1_30 = KubeVersion.parse("v1.30.14")
@@ -116,3 +119,11 @@ def test_every_test_the_matrix_names_exists() -> None:
         assert (root / path).is_file(), pattern
         if name:
             assert f"def {name}(" in (root / path).read_text(), pattern
+
+
+@pytest.mark.node
+def test_the_node_runs_the_selected_version(stack: LocalStack, node: Node) -> None:
+    info = json.loads(stack.control_plane.kubectl("get", "node", node.name, "-o", "json"))
+    versions = info["status"]["nodeInfo"]
+    assert versions["kubeletVersion"] == str(selected())
+    assert stack.control_plane.version == selected()
