@@ -105,7 +105,8 @@ def find_binaries(*, build: bool = False) -> Binaries:
             raise MissingBinary(
                 f"{path} is missing: run KUBERNETES_VERSION={k8s} hack/build-testbins.sh"
             )
-    built_kubectl = bindir / f"kubectl-{k8s}"
+    # One kubectl for every version of the matrix: the pinned version's when it was built.
+    built_kubectl = bindir / f"kubectl-{v['KUBERNETES_VERSION']}"
     kubectl = (
         built_kubectl
         if built_kubectl.exists()
