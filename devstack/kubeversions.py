@@ -59,10 +59,6 @@ class KubeVersion:
     def at_least(self, other: KubeVersion) -> bool:
         return (self.major, self.minor) >= (other.major, other.minor)
 
-    @property
-    def minor_version(self) -> str:
-        return f"{self.major}.{self.minor}"
-
     def __str__(self) -> str:
         return f"v{self.major}.{self.minor}.{self.patch}"
 

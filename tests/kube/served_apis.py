@@ -1,6 +1,6 @@
 """Which Kubernetes APIs the project uses, and which an API server serves.
 
-Used: every lightkube resource that ``src/`` imports (the controller, its helper commands and
+Used: every lightkube resource that ``src/`` imports (the controller, its CLI commands and
 the plugin; a subresource such as ``serviceaccounts/token`` under its parent's group version),
 and every kind the shipped manifests and the chart's default render create. The plugin talks
 to the kubelet only (``credentialprovider.kubelet.k8s.io/v1``), which no API server serves.
