@@ -29,6 +29,8 @@ COMPAT_SUBSET = (
     "test_a_planted_token_is_replaced_at_once_and_never_reaches_another_namespace",
     # The ValidatingAdmissionPolicy that config/ ships (1.30+).
     "tests/deploy/test_admission_policy.py",
+    # The chart, installed by helm as a user would, and the controller it configures.
+    "tests/deploy/test_helm_install.py",
     "tests/reliability/test_leader_failover.py",
     # The kubelet plugin with the Pod's ServiceAccount token (1.34+).
     "tests/credentialprovider/test_kubelet_plugin.py",
