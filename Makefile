@@ -1,9 +1,11 @@
 # The two commands: `make demo` (a local stack with the controller, following the quickstart)
-# and `make test` (lint, types, unit, integration and end-to-end tests on the local stack).
+# and `make test` (lint, types, unit, integration and end-to-end tests on the local stack; the
+# whole suite on the newest Kubernetes version, a compatibility subset on older ones).
+# `KUBERNETES_VERSION=v1.34.4 make test` runs the whole suite on another version.
 SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: setup test test-loaded lint unit devstack demo clean-host bench bench-quick docs image credential-provider
+.PHONY: setup test test-compat test-loaded lint unit devstack demo clean-host bench bench-quick docs image credential-provider
 
 setup:
 	@bash hack/setup.sh
@@ -14,8 +16,13 @@ lint: setup
 	uv run mypy
 	uv run lint-imports
 
+# The version matrix (hack/test-matrix.sh, hack/versions.env); the whole suite runs last.
 test: setup lint
-	uv run pytest -q
+	bash hack/test-matrix.sh
+
+# Only the compatibility subset (tests/matrix.py), on KUBERNETES_VERSION (default the newest).
+test-compat: setup
+	uv run pytest -q --compat
 
 # The suite three times in a row next to one busy loop per core (hack/loaded-test.sh).
 test-loaded: setup

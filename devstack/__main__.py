@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
         if args.node:
             stack.start_node()
-        print(f"\nLocal stack up in {time.monotonic() - started:.1f}s ({stack.workdir})")
+        version = stack.control_plane.version
+        took = time.monotonic() - started
+        print(f"\nLocal stack (Kubernetes {version}) up in {took:.1f}s ({stack.workdir})")
         print(f"  {stack.timings}\n")
         for key, value in stack.env().items():
             print(f"  export {key}={value}")

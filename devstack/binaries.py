@@ -24,6 +24,15 @@ def versions() -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
+def kubernetes_version() -> str:
+    """The Kubernetes version whose binaries the stack runs: ``KUBERNETES_VERSION`` from the
+    environment, else the one pinned in hack/versions.env (``devstack.kubeversions``)."""
+    chosen = os.environ.get("KUBERNETES_VERSION", "").strip()
+    if not chosen:
+        return versions()["KUBERNETES_VERSION"]
+    return chosen if chosen.startswith("v") else f"v{chosen}"
+
+
 def cache_dir() -> Path:
     if "PSU_CACHE_DIR" in os.environ:
         return Path(os.environ["PSU_CACHE_DIR"])
@@ -39,6 +48,7 @@ class Binaries:
     registry: Path
     skopeo: Path
     tiny: Path  # hack/tiny: the program in the test image and the pause image
+    kubernetes_version: str  # of kube-apiserver (and of kubectl when built)
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class NodeBinaries:
     runc: Path
     cni_dir: Path
     tiny: Path
+    kubernetes_version: str  # of the kubelet, controller-manager and scheduler
 
     @property
     def containerd(self) -> Path:
@@ -85,12 +96,16 @@ def find_binaries(*, build: bool = False) -> Binaries:
     if build:
         subprocess.run(["bash", str(_BUILD_SCRIPT)], check=True, stdout=subprocess.DEVNULL)
     v = versions()
+    k8s = kubernetes_version()
     bindir = cache_dir() / "bin"
     etcd = bindir / f"etcd-{v['ETCD_VERSION']}"
-    apiserver = bindir / f"kube-apiserver-{v['KUBERNETES_VERSION']}"
+    apiserver = bindir / f"kube-apiserver-{k8s}"
     for path in (etcd, apiserver, tiny_path()):
         if not path.exists():
-            raise MissingBinary(f"{path} is missing: run hack/build-testbins.sh")
+            raise MissingBinary(
+                f"{path} is missing: run KUBERNETES_VERSION={k8s} hack/build-testbins.sh"
+            )
+    # One kubectl for every version of the matrix: the pinned version's when it was built.
     built_kubectl = bindir / f"kubectl-{v['KUBERNETES_VERSION']}"
     kubectl = (
         built_kubectl
@@ -106,6 +121,7 @@ def find_binaries(*, build: bool = False) -> Binaries:
         registry=_system("docker-registry", "apt-get install docker-registry"),
         skopeo=_system("skopeo", "apt-get install skopeo"),
         tiny=tiny_path(),
+        kubernetes_version=k8s,
     )
 
 
@@ -120,7 +136,7 @@ def find_node_binaries(*, build: bool = False) -> NodeBinaries:
         subprocess.run(["bash", str(_BUILD_SCRIPT), "node"], check=True, stdout=subprocess.DEVNULL)
     v = versions()
     bindir = cache_dir() / "bin"
-    k8s = v["KUBERNETES_VERSION"]
+    k8s = kubernetes_version()
     built = {
         "kubelet": bindir / f"kubelet-{k8s}",
         "kube_controller_manager": bindir / f"kube-controller-manager-{k8s}",
@@ -137,7 +153,8 @@ def find_node_binaries(*, build: bool = False) -> NodeBinaries:
     ]
     if missing:
         raise MissingBinary(
-            f"{', '.join(missing)} missing: run hack/build-testbins.sh node (or hack/setup.sh)"
+            f"{', '.join(missing)} missing: run KUBERNETES_VERSION={k8s} "
+            "hack/build-testbins.sh node (or hack/setup.sh)"
         )
     cni_dir = next((d for d in CNI_DIRS if (d / "loopback").exists()), None)
     if cni_dir is None:
@@ -149,6 +166,7 @@ def find_node_binaries(*, build: bool = False) -> NodeBinaries:
         containerd_dir=containerd_dir,
         runc=_system("runc", "apt-get install runc"),
         cni_dir=cni_dir,
+        kubernetes_version=k8s,
         **built,
     )
 

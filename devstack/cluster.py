@@ -21,6 +21,7 @@ import yaml
 
 from devstack import pki
 from devstack.binaries import Binaries
+from devstack.kubeversions import KubeVersion, apiserver_args
 from devstack.procs import Process, free_port, wait_until
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -121,6 +122,7 @@ class ControlPlane:
         self.workdir = workdir
         self._bin = binaries
         self._ca = ca
+        self.version = KubeVersion.parse(binaries.kubernetes_version)
         self.pki_dir = workdir / "pki"
         self.pki_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir = workdir / "logs"
@@ -200,7 +202,7 @@ class ControlPlane:
                 str(self._bin.kube_apiserver),
                 f"--etcd-servers={self.etcd_url}",
                 "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                *apiserver_args(self.version),
                 f"--secure-port={self.port}",
                 f"--tls-cert-file={serving.cert}",
                 f"--tls-private-key-file={serving.key}",

@@ -41,6 +41,7 @@ import yaml
 from devstack import hoststate, oci, pki, shutdown
 from devstack.binaries import NodeBinaries
 from devstack.cluster import ControlPlane, write_kubeconfig
+from devstack.kubeversions import KubeVersion, kubelet_config
 from devstack.procs import Process, free_port, wait_until
 
 NODE_NAME = "psu-node"
@@ -237,6 +238,8 @@ imports = []
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
         }
+        # Fields and feature gates that differ by version: devstack.kubeversions.
+        config = kubelet_config(KubeVersion.parse(self._bin.kubernetes_version), config)
         path = self.workdir / "kubelet-config.yaml"
         path.write_text(yaml.safe_dump(config))
         return path

@@ -383,6 +383,7 @@ class LocalStack:
         summary = {
             "workdir": str(self.workdir),
             "apiserver": self.control_plane.server,
+            "kubernetes_version": str(self.control_plane.version),
             "node": self.node.name if self.node is not None else None,
             "timings_seconds": self.timings,
             "node_timings_seconds": self.node.timings if self.node is not None else {},

@@ -3,20 +3,27 @@
 # repository keyed by version. A second run with the same versions is a no-op. Prints the bin
 # directory on stdout.
 #
-#   hack/build-testbins.sh            # control plane: kube-apiserver, etcd (kubectl if missing),
+#   hack/build-testbins.sh            # control plane: kube-apiserver, etcd (kubectl of the
+#                                     # pinned version if the machine has none),
 #                                     # and tiny (hack/tiny, the test image's only program)
 #   hack/build-testbins.sh node       # the node: kubelet, kube-controller-manager,
 #                                     # kube-scheduler, containerd (+ shim, ctr), crictl
 #   hack/build-testbins.sh helm
 #   hack/build-testbins.sh ecr        # the official AWS ECR kubelet credential provider
 #   PSU_CACHE_DIR=/somewhere hack/build-testbins.sh
+#   KUBERNETES_VERSION=v1.30.14 hack/build-testbins.sh node   # another Kubernetes version
 #
 # Each build holds a lock, so two checkouts sharing the cache never build the same thing at once.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# KUBERNETES_VERSION from the environment wins over the pinned default (the version matrix).
+requested_kubernetes=${KUBERNETES_VERSION:-}
 # shellcheck source=versions.env
 source "$here/versions.env"
+pinned_kubernetes=$KUBERNETES_VERSION
+KUBERNETES_VERSION=${requested_kubernetes:-$KUBERNETES_VERSION}
+KUBERNETES_VERSION=v${KUBERNETES_VERSION#v}
 
 cache=${PSU_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pull-secret-updater}
 bindir="$cache/bin"
@@ -205,13 +212,16 @@ build_tiny() {
   mv "$out.tmp" "$out"
 }
 
-k8s=(kube-apiserver)
-if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$bindir/kubectl-$KUBERNETES_VERSION" ]; then
-  k8s+=(kubectl)
-fi
+# One kubectl, the pinned version's, serves every version of the matrix (or the machine's).
+build_kubectl() {
+  command -v kubectl >/dev/null 2>&1 && return 0
+  [ -x "$bindir/kubectl-$pinned_kubernetes" ] && return 0
+  (KUBERNETES_VERSION=$pinned_kubernetes; build_kubernetes kubectl)
+}
+
 what=${1:-all}
 case "$what" in
-  all) build_tiny; build_etcd; build_kubernetes "${k8s[@]}" ;;
+  all) build_tiny; build_etcd; build_kubernetes kube-apiserver; build_kubectl ;;
   node) build_tiny; build_containerd; build_crictl
     build_kubernetes kubelet kube-controller-manager kube-scheduler ;;
   helm) build_helm ;;

@@ -5,9 +5,30 @@
 #   PyPI: uv, then the project and its dev dependencies (uv sync --frozen)
 #   Go modules, cached by version: kube-apiserver, etcd, helm (and kubectl if missing); for the
 #        node kubelet, kube-controller-manager, kube-scheduler, containerd, crictl; the official
-#        AWS ECR credential provider (about a minute on a fresh machine)
+#        AWS ECR credential provider (about a minute on a fresh machine); kube-apiserver and the
+#        node's Kubernetes binaries again for each older version of the test matrix
+#        (KUBERNETES_COMPAT_VERSIONS in hack/versions.env; empty builds none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The Go builds need neither the apt packages nor Python: on a fresh machine they run (on every
+# core) while apt and uv download.
+build_all() {
+  bash hack/build-testbins.sh >/dev/null
+  bash hack/build-testbins.sh node >/dev/null
+  # The older Kubernetes versions of the test matrix (make test): the same binaries, per version.
+  local requested_compat=${KUBERNETES_COMPAT_VERSIONS-unset} compat version
+  compat=$(source hack/versions.env && echo "$KUBERNETES_COMPAT_VERSIONS")
+  [ "$requested_compat" = unset ] || compat=$requested_compat
+  for version in ${compat//,/ }; do
+    KUBERNETES_VERSION=$version bash hack/build-testbins.sh >/dev/null
+    KUBERNETES_VERSION=$version bash hack/build-testbins.sh node >/dev/null
+  done
+  bash hack/build-testbins.sh helm >/dev/null
+  bash hack/build-testbins.sh ecr >/dev/null
+}
+build_all &
+builds=$!
 
 need_apt=()
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
@@ -32,7 +53,4 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 export PATH="$HOME/.local/bin:$PATH"
 uv sync --frozen -q
-bash hack/build-testbins.sh >/dev/null
-bash hack/build-testbins.sh node >/dev/null
-bash hack/build-testbins.sh helm >/dev/null
-bash hack/build-testbins.sh ecr >/dev/null
+wait "$builds" || { echo "[setup] building the test binaries failed (see above)" >&2; exit 1; }

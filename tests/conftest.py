@@ -21,9 +21,11 @@ from devstack import shutdown
 from devstack.binaries import MissingBinary
 from devstack.controller import NAMESPACE, SERVICE_ACCOUNT, ControllerProcess, install_manifests
 from devstack.hoststate import HostError
+from devstack.kubeversions import selected
 from devstack.node import Node, NodeError
 from devstack.procs import StartupError
 from devstack.stack import LocalStack
+from tests import matrix
 from tests.helpers import (
     ClusterHelper,
     LogEvents,
@@ -69,7 +71,41 @@ def node(stack: LocalStack) -> Node:
         pytest.fail(f"the node did not start: {e}", pytrace=False)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kubernetes versions (tests/matrix.py)")
+    group.addoption(
+        "--kubernetes-version",
+        help="the Kubernetes version the stack runs (as KUBERNETES_VERSION does; default: the "
+        "newest pinned in hack/versions.env); its binaries come from hack/build-testbins.sh",
+    )
+    group.addoption(
+        "--compat",
+        action="store_true",
+        help="only the compatibility subset that make test runs on the older versions",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The environment carries the choice, so the stack, the build script and every process
+    # the tests start agree on it.
+    chosen = config.getoption("--kubernetes-version")
+    if chosen:
+        os.environ["KUBERNETES_VERSION"] = chosen
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    subset = " (compatibility subset)" if config.getoption("--compat") else ""
+    return f"kubernetes: {selected()}{subset}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # What this version cannot do is deselected, not skipped: under CI a skip fails the run.
+    kept, dropped = matrix.select(
+        items, version=selected(), compat=bool(config.getoption("--compat"))
+    )
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
     # Marked by what they use, so `-m "not stack"` (make unit) runs every test that needs no
     # stack, whether or not its module says so.
     for item in items:

@@ -107,7 +107,10 @@ def test_without_the_rbac_the_kubelet_cannot_request_the_plugins_audience(
     audience, _ = audience_rbac
     refused = kubelet_token_request(stack, node_pod, audience)
     assert refused.returncode != 0
-    assert f'audience "{audience}" not found in pod spec volume' in refused.stderr
+    # NodeRestriction's wording changed in 1.37 ("not authorized to request tokens for
+    # audience ..." instead of "audience ... not found in pod spec volume").
+    assert "forbidden" in refused.stderr
+    assert f'audience "{audience}"' in refused.stderr
 
 
 def test_with_the_rbac_the_kubelet_gets_a_pod_bound_token_with_that_audience(

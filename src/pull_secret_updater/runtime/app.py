@@ -21,7 +21,7 @@ from pull_secret_updater.kube.events import EventRecorder
 from pull_secret_updater.kube.leader import LeaderElector
 from pull_secret_updater.kube.namespaces import NamespaceLabels
 from pull_secret_updater.kube.secrets import WatchEvent, list_and_watch
-from pull_secret_updater.kube.server import read_server_facts
+from pull_secret_updater.kube.server import limitations, read_server_facts
 from pull_secret_updater.runtime import health as health_server
 from pull_secret_updater.runtime.controller import Controller, ControllerConfig
 from pull_secret_updater.runtime.failures import Failures
@@ -164,14 +164,9 @@ async def _log_server(client: AsyncClient, metrics: Metrics) -> None:
         return
     metrics.admission_policy_api.set(1 if facts.admission_policies else 0)
     log.info("API server", version=facts.version)
-    if not facts.admission_policies:
-        log.warning(
-            "this API server does not serve admissionregistration.k8s.io/v1 "
-            "ValidatingAdmissionPolicies (Kubernetes 1.30+): the admission policy that confines "
-            "this controller's writes to its own Secrets' credentials cannot be installed here, "
-            "so a compromised controller could rewrite any managed Secret's content",
-            version=facts.version,
-        )
+    for limitation in limitations(facts):
+        report = log.warning if limitation.severe else log.info
+        report(limitation.message, version=facts.version)
 
 
 async def _watch(controller: Controller, name: str, server_timeout: int) -> None:
