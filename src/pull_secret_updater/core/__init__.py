@@ -5,7 +5,9 @@ so the layers that talk to Kubernetes and the token service stay thin, and the b
 that matters is tested here, fast and deterministically.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pull_secret_updater.core.lazy import exports
 
 if TYPE_CHECKING:
     from pull_secret_updater.core.backoff import Backoff
@@ -132,14 +134,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # NB: loaded at first use, so that importing one module of the package (the kubelet
-    # plugin's start-up path) does not load them all.
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__ = exports(__name__, _HOMES)

@@ -8,7 +8,9 @@ and verifies that token against the token service's published keys (`TokenVerifi
 Everything that goes wrong is an `ExchangeError` (see `errors` for the tree).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pull_secret_updater.core.lazy import exports
 
 if TYPE_CHECKING:
     from pull_secret_updater.tokens.cache import TokenCache
@@ -70,14 +72,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # NB: loaded at first use, so that importing one module of the package (the kubelet
-    # plugin's start-up path) does not load them all.
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__ = exports(__name__, _HOMES)
