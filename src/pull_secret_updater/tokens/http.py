@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +117,27 @@ def make_client(
         timeout=httpx2.Timeout(timeout),
         follow_redirects=False,
         headers={"User-Agent": user_agent, "Accept": "application/json"},
+    )
+
+
+def checked_client(
+    *,
+    endpoints: Mapping[str, str | None],
+    timeout: float,
+    user_agent: str,
+    ca_bundle: Path | None = None,
+    transport: httpx2.AsyncBaseTransport | None = None,
+) -> httpx2.AsyncClient:
+    """`make_client` for a provider configured with `endpoints` (setting name: URL, None for
+    the service's own): ValueError unless each given one is https and `timeout` is a finite
+    number of seconds > 0."""
+    for name, url in endpoints.items():
+        if url is not None and not url.startswith("https://"):
+            raise ValueError(f"{name} must be an https:// URL; credentials are never sent in clear")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError("timeout must be a finite number of seconds > 0")
+    return make_client(
+        timeout=timeout, user_agent=user_agent, ca_bundle=ca_bundle, transport=transport
     )
 
 

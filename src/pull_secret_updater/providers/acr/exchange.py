@@ -20,7 +20,6 @@ refusal are not.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +39,13 @@ from pull_secret_updater.providers.acr import (
 from pull_secret_updater.providers.acr.answers import acr_error, entra_error
 from pull_secret_updater.providers.acr.spec import AcrSpec, service_of, split_identity
 from pull_secret_updater.tokens.errors import Cause, MalformedResponse
-from pull_secret_updater.tokens.http import NOT_JSON, Answer, load_json, make_client, send
+from pull_secret_updater.tokens.http import (
+    NOT_JSON,
+    Answer,
+    checked_client,
+    load_json,
+    send,
+)
 from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource, Unverifiable
 from pull_secret_updater.version import user_agent
 
@@ -72,13 +77,13 @@ class AcrExchange(Unverifiable):
         clock: Callable[[], float] = time.time,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
-        for name, url in (("authority_host", authority_host), ("acr_endpoint", acr_endpoint)):
-            if url is not None and not url.startswith("https://"):
-                raise ValueError(
-                    f"{name} must be an https:// URL; credentials are never sent in clear"
-                )
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise ValueError("timeout must be a finite number of seconds > 0")
+        self._client = checked_client(
+            endpoints={"authority_host": authority_host, "acr_endpoint": acr_endpoint},
+            timeout=timeout,
+            user_agent=user_agent(),
+            ca_bundle=ca_bundle,
+            transport=transport,
+        )
         self.authority_host = authority_host.rstrip("/")
         self.acr_endpoint = acr_endpoint.rstrip("/") if acr_endpoint else None
         self.timeout = timeout
@@ -86,9 +91,6 @@ class AcrExchange(Unverifiable):
         self.spec = AcrSpec()
         self._sa_tokens = sa_tokens
         self._clock = clock
-        self._client = make_client(
-            timeout=timeout, user_agent=user_agent(), ca_bundle=ca_bundle, transport=transport
-        )
 
     def __repr__(self) -> str:
         return (

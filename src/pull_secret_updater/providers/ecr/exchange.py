@@ -54,8 +54,8 @@ from pull_secret_updater.tokens.errors import (
 from pull_secret_updater.tokens.http import (
     NOT_JSON,
     Answer,
+    checked_client,
     load_json,
-    make_client,
     send,
 )
 from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource, Unverifiable
@@ -90,13 +90,13 @@ class EcrExchange(Unverifiable):
         clock: Callable[[], float] = time.time,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
-        for name, url in (("sts_endpoint", sts_endpoint), ("ecr_endpoint", ecr_endpoint)):
-            if url is not None and not url.startswith("https://"):
-                raise ValueError(
-                    f"{name} must be an https:// URL; credentials are never sent in clear"
-                )
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise ValueError("timeout must be a finite number of seconds > 0")
+        self._client = checked_client(
+            endpoints={"sts_endpoint": sts_endpoint, "ecr_endpoint": ecr_endpoint},
+            timeout=timeout,
+            user_agent=user_agent(),
+            ca_bundle=ca_bundle,
+            transport=transport,
+        )
         self.sts_endpoint = sts_endpoint.rstrip("/") if sts_endpoint else None
         self.ecr_endpoint = ecr_endpoint.rstrip("/") if ecr_endpoint else None
         self.session_duration = session_duration
@@ -105,9 +105,6 @@ class EcrExchange(Unverifiable):
         self.spec = EcrSpec()
         self._sa_tokens = sa_tokens
         self._clock = clock
-        self._client = make_client(
-            timeout=timeout, user_agent=user_agent(), ca_bundle=ca_bundle, transport=transport
-        )
 
     def __repr__(self) -> str:
         return (

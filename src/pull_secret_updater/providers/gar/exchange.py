@@ -48,7 +48,13 @@ from pull_secret_updater.providers.gar.answers import (
 )
 from pull_secret_updater.providers.gar.spec import IAM_PREFIXES, GarSpec, provider_resource
 from pull_secret_updater.tokens.errors import Cause, MalformedResponse
-from pull_secret_updater.tokens.http import NOT_JSON, Answer, load_json, make_client, send
+from pull_secret_updater.tokens.http import (
+    NOT_JSON,
+    Answer,
+    checked_client,
+    load_json,
+    send,
+)
 from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource, Unverifiable
 from pull_secret_updater.version import user_agent
 
@@ -80,16 +86,16 @@ class GarExchange(Unverifiable):
         clock: Callable[[], float] = time.time,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
-        for name, url in (
-            ("sts_endpoint", sts_endpoint),
-            ("iamcredentials_endpoint", iamcredentials_endpoint),
-        ):
-            if not url.startswith("https://"):
-                raise ValueError(
-                    f"{name} must be an https:// URL; credentials are never sent in clear"
-                )
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise ValueError("timeout must be a finite number of seconds > 0")
+        self._client = checked_client(
+            endpoints={
+                "sts_endpoint": sts_endpoint,
+                "iamcredentials_endpoint": iamcredentials_endpoint,
+            },
+            timeout=timeout,
+            user_agent=user_agent(),
+            ca_bundle=ca_bundle,
+            transport=transport,
+        )
         self.sts_endpoint = sts_endpoint.rstrip("/")
         self.iamcredentials_endpoint = iamcredentials_endpoint.rstrip("/")
         self.timeout = timeout
@@ -97,9 +103,6 @@ class GarExchange(Unverifiable):
         self.spec = GarSpec(audience=audience)
         self._sa_tokens = sa_tokens
         self._clock = clock
-        self._client = make_client(
-            timeout=timeout, user_agent=user_agent(), ca_bundle=ca_bundle, transport=transport
-        )
 
     def __repr__(self) -> str:
         return (
