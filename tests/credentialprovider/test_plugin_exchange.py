@@ -4,9 +4,14 @@ with a cache duration from the token's verified expiry."""
 
 from __future__ import annotations
 
+import io
+import json
+import socket
+
 import httpx2
 import pytest
 
+from pull_secret_updater.credentialprovider import plugin
 from pull_secret_updater.credentialprovider.protocol import API_GROUP
 from pull_secret_updater.providers.chainguard.spec import IDENTITY as IDENTITY_KEY
 from tests.credentialprovider.support import IMAGE, POD_SA_TOKEN, call, request
@@ -171,18 +176,21 @@ def test_an_outage_is_one_line_and_a_failure() -> None:
 
 
 def test_a_token_service_that_does_not_answer_in_time_fails_before_the_kubelet_kills_us() -> None:
-    service = FakeTokenService(clock=FakeClock())
-
-    async def hang(request: httpx2.Request) -> httpx2.Response:
-        import asyncio
-
-        await asyncio.sleep(30)
-        raise AssertionError("not reached")
-
-    service.exchange = hang
-    outcome = call(service, request(), "--deadline=0.2", "--timeout=5")
-    assert outcome.status == 1
-    assert "within the deadline of 0.2s" in outcome.stderr
+    # A real socket that takes the connection and never says a word: the TLS handshake waits,
+    # on the plugin's own transport, until the call's deadline (not the 5 s request timeout).
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        stdout, stderr = io.BytesIO(), io.StringIO()
+        status = plugin.run(
+            [f"--issuer=https://127.0.0.1:{port}", f"--registry={REGISTRY}", "--deadline=0.2",
+             "--timeout=5"],
+            stdin=io.BytesIO(json.dumps(request()).encode()), stdout=stdout, stderr=stderr,
+        )  # fmt: skip
+    assert status == 1
+    assert stdout.getvalue() == b""
+    assert stderr.getvalue().endswith(
+        "failed: no answer from the token service within the deadline of 0.2s\n"
+    )
 
 
 def test_an_image_on_another_registry_is_not_exchanged_for() -> None:

@@ -35,7 +35,6 @@ the controller, the settings model or the other providers (import-linter holds i
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
 import sys
@@ -63,10 +62,11 @@ from pull_secret_updater.credentialprovider.protocol import (
 )
 from pull_secret_updater.providers.chainguard.spec import IDENTITY
 from pull_secret_updater.providers.kubelet import KubeletProvider, kubelet_provider
+from pull_secret_updater.tokens import loop
+from pull_secret_updater.tokens.blocking import BlockingTransport, system_ssl_context
 from pull_secret_updater.tokens.errors import ExchangeError, TransientExchangeError
 from pull_secret_updater.tokens.http import ssl_context
 from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource, TokenProvider
-from pull_secret_updater.tokens.streams import StreamTransport, system_ssl_context
 from pull_secret_updater.tokens.tokenfile import ProjectedFileTokenSource
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ def run(
         described = kubelet_provider(options.provider)
         _check_registry(request, options, described)
         plan = plan_exchange(request, options, described)
-        token = asyncio.run(_exchange(plan, options, described, transport=transport, clock=clock))
+        token = loop.run(_exchange(plan, options, described, transport=transport, clock=clock))
         response = answer(request, token, options, now=clock(), username=described.username)
     except UsageError as e:
         return _fail(err, str(e), USAGE, request)
@@ -259,9 +259,10 @@ async def _exchange(
     if described.keeps_keys and options.key_cache is not None:
         arguments["key_cache"] = options.key_cache
     if transport is None:
-        # NB: h11 on asyncio's streams, not httpcore2: a call makes one to three requests,
-        # fewer than httpcore2's import and set-up cost (see tokens.streams).
-        transport = StreamTransport(
+        # NB: h11 on a blocking socket, run without an event loop: a call makes one to three
+        # requests, one after the other, which cost less than importing and setting up
+        # httpcore2 or asyncio (see tokens.blocking and tokens.loop).
+        transport = BlockingTransport(
             ssl_context=ssl_context(options.ca_bundle)
             if options.ca_bundle is not None
             else system_ssl_context()
@@ -276,7 +277,7 @@ async def _exchange(
         **arguments,
     )
     try:
-        async with asyncio.timeout(options.deadline):
+        async with loop.within(options.deadline):
             return await provider.issue(want=plan.want, subject=plan.subject)
     except TimeoutError:
         raise TransientExchangeError(

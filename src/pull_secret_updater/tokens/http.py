@@ -9,7 +9,6 @@ service-account token along.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import ssl
@@ -20,6 +19,7 @@ from pathlib import Path
 import httpx2
 
 from pull_secret_updater.core.redaction import redact, truncate
+from pull_secret_updater.tokens import loop
 from pull_secret_updater.tokens.errors import (
     ExchangeError,
     MalformedResponse,
@@ -67,7 +67,7 @@ async def send(
     the whole request; `secrets` are what the request carries, scrubbed from any message.
     """
     try:
-        async with asyncio.timeout(deadline):
+        async with loop.within(deadline):
             response = await client.send(request, stream=True)
             try:
                 body = await read_bounded(response, limit=MAX_RESPONSE_BYTES)

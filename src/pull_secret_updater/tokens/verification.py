@@ -33,7 +33,6 @@ state; splitting them would put the reasons for each refetch rule far from the r
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -48,6 +47,7 @@ import jwt
 
 from pull_secret_updater.core.claims import InvalidToken, check_claims
 from pull_secret_updater.core.credential import Credential
+from pull_secret_updater.tokens import loop
 from pull_secret_updater.tokens.errors import KeysUnavailable
 from pull_secret_updater.tokens.http import NOT_JSON, load_json, read_bounded, verification_failure
 from pull_secret_updater.tokens.keyfile import KeyFile
@@ -109,7 +109,7 @@ class TokenVerifier:
         self._fetched_at = 0.0
         self._attempted_at: float | None = None
         self._failure: KeysUnavailable | None = None
-        self._lock = asyncio.Lock()
+        self._lock = loop.Lock()
         # token -> (verdict, fingerprint of the key it verified with)
         self._verdicts: OrderedDict[str, tuple[Credential, str]] = OrderedDict()
         #: Key-set fetches that succeeded, for tests and metrics.
@@ -213,7 +213,7 @@ class TokenVerifier:
                 try:
                     # NB: bounded as a whole, not only per request: verifications of tokens
                     # not yet seen and exchanges wait for this lock.
-                    async with asyncio.timeout(self.fetch_deadline):
+                    async with loop.within(self.fetch_deadline):
                         fresh = await self._fetch()
                 except (KeysUnavailable, TimeoutError) as e:
                     self._failure = (

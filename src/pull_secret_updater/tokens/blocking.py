@@ -1,15 +1,18 @@
-"""HTTPS/1.1 for the kubelet plugin's one short call: h11 on asyncio's streams.
+"""HTTPS/1.1 for the kubelet plugin's one short call: h11 on a blocking TLS socket.
 
 The plugin is a new process at every pull the kubelet has no cached credential for, and makes
-one to three requests. httpx2's default transport (httpcore2, with anyio and truststore besides
-h11) costs more to import and set up than those requests take, so the plugin hands its clients
-this transport instead: the same ``httpx2`` requests and responses and the same exceptions
-(`tokens.http.send` translates them as always), over one kept-alive TLS connection per origin.
+one to three requests, one after the other. httpx2's default transport (httpcore2, with anyio
+and truststore besides h11) and asyncio's event loop cost more to import and set up than those
+requests take, so the plugin runs its exchange without a loop (`tokens.loop.run`) and hands its
+clients this transport: the same ``httpx2`` requests and responses and the same exceptions
+(`tokens.http.send` translates them as always), over one kept-alive TLS connection per origin,
+with blocking sockets inside coroutines that never suspend. NB: under an event loop it would
+block the loop, so it refuses to run there (the controller uses httpx2's own transport).
 
 The HTTP/1.1 itself is h11's (python-hyper's state machine, also what httpcore2 speaks it
 with): the request's bytes, the status line and headers, framing by ``Content-Length``,
 ``chunked`` or the connection's close, and whether the connection may carry another request.
-What is ours is the glue: the TLS connection (asyncio's streams with the given
+What is ours is the glue: the TLS connection (a socket wrapped with the given
 `ssl.SSLContext`), the timeouts, the limits, keeping one idle connection per origin, and
 translating failures into httpx2's exceptions.
 
@@ -17,13 +20,15 @@ What it speaks: HTTP/1.1 over TLS only (never clear text); at most `max_body` by
 `MAX_HEADERS` bytes of status line and headers (h11's ``max_incomplete_event_size``); no
 proxies (httpx2 still sends a request to an environment proxy through its own transport).
 Timeouts are the request's (``connect``, ``read``, ``write``), each per operation, as
-httpcore2's are. Content encodings are httpx2's business (the body is handed on as sent). A
-connection is kept only when h11 says it can carry another request (its state is ``IDLE``
-after ``start_next_cycle()``: not after ``Connection: close``, HTTP/1.0 or a body read to the
-close), and not after an answer with both ``Content-Length`` and ``Transfer-Encoding`` (read
-as chunked, as RFC 9112 section 6.3 says, but a sign of a confused intermediary). A kept
-connection the server closed meanwhile is replaced once, if it failed before any byte of the
-answer.
+httpcore2's are, and never past the deadline of the `tokens.loop.within` block the request is
+made in (the plugin's overall deadline, `tokens.http.send`'s per request): there the operation
+raises `tokens.loop.DeadlineExceeded`, which that block turns into TimeoutError. Content
+encodings are httpx2's business (the body is handed on as sent). A connection is kept only when
+h11 says it can carry another request (its state is ``IDLE`` after ``start_next_cycle()``: not
+after ``Connection: close``, HTTP/1.0 or a body read to the close), and not after an answer with
+both ``Content-Length`` and ``Transfer-Encoding`` (read as chunked, as RFC 9112 section 6.3
+says, but a sign of a confused intermediary). A kept connection the server closed meanwhile is
+replaced once, if it failed before any byte of the answer.
 
 Failures, as httpx2 raises them: ``ConnectError`` (refused, unresolvable, TLS: the certificate
 error stays the ``__cause__``, which is how a verification failure is told apart),
@@ -34,19 +39,19 @@ starts, an oversized answer), ``LocalProtocolError`` (a request h11 will not sen
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
+import select
+import socket
 import ssl
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import Callable
+from typing import NoReturn
 
 import h11
 import httpx2
 
-__all__ = ["StreamTransport", "system_ssl_context"]
+from pull_secret_updater.tokens import loop
 
-T = TypeVar("T")
+__all__ = ["BlockingTransport", "system_ssl_context"]
 
 #: The most bytes of status line and headers read before the head is complete.
 MAX_HEADERS = 64 * 1024
@@ -81,7 +86,7 @@ def system_ssl_context() -> ssl.SSLContext:
     return context
 
 
-class StreamTransport(httpx2.AsyncBaseTransport):
+class BlockingTransport(httpx2.AsyncBaseTransport):
     """HTTPS/1.1 with `ssl_context`, one idle connection kept per origin (module docstring)."""
 
     def __init__(self, *, ssl_context: ssl.SSLContext, max_body: int = DEFAULT_MAX_BODY) -> None:
@@ -90,6 +95,11 @@ class StreamTransport(httpx2.AsyncBaseTransport):
         self._idle: dict[tuple[str, int], _Connection] = {}
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if loop.running():
+            raise RuntimeError(
+                "BlockingTransport blocks its thread: it is for coroutines run without an event "
+                "loop (tokens.loop.run)"
+            )
         url = request.url
         if url.scheme != "https":
             raise httpx2.UnsupportedProtocol("only https is spoken here", request=request)
@@ -99,36 +109,48 @@ class StreamTransport(httpx2.AsyncBaseTransport):
         kept = self._idle.pop(origin, None)
         if kept is not None and kept.open():
             try:
-                return await self._exchange(kept, origin, request, body, timeouts, kept=True)
+                return self._exchange(kept, origin, request, body, timeouts, kept=True)
             except _StaleConnection:
                 pass  # closed by the server while idle: once more on a new connection
         elif kept is not None:
-            await _close(kept.writer)
-        connection = await self._connect(origin, request, timeouts.get("connect"))
-        return await self._exchange(connection, origin, request, body, timeouts, kept=False)
+            kept.close()
+        connection = self._connect(origin, request, timeouts.get("connect"))
+        return self._exchange(connection, origin, request, body, timeouts, kept=False)
 
     async def aclose(self) -> None:
         idle, self._idle = list(self._idle.values()), {}
         for connection in idle:
-            await _close(connection.writer)
+            connection.close()
 
-    async def _connect(
+    def _connect(
         self, origin: tuple[str, int], request: httpx2.Request, seconds: float | None
     ) -> _Connection:
         host, port = origin
+        wait, block = loop.limit(seconds)
         try:
-            reader, writer = await _within(
-                seconds,
-                asyncio.open_connection(host, port, ssl=self._ssl, server_hostname=host),
-            )
+            raw = socket.create_connection((host, port), timeout=wait)
         except TimeoutError:
-            raise httpx2.ConnectTimeout(f"connecting to {host}:{port} timed out",
-                                        request=request) from None  # fmt: skip
-        except OSError as e:  # ssl.SSLError included
+            _timed_out(block, httpx2.ConnectTimeout, f"connecting to {host}:{port} timed out",
+                       request)  # fmt: skip
+        except OSError as e:
             raise httpx2.ConnectError(str(e) or type(e).__name__, request=request) from e
-        return _Connection(reader, writer)
+        try:
+            # The handshake, within the connect timeout too (and the deadline).
+            wait, block = loop.limit(seconds)
+            raw.settimeout(wait)
+            tls = self._ssl.wrap_socket(raw, server_hostname=host)
+        except TimeoutError:
+            raw.close()
+            _timed_out(block, httpx2.ConnectTimeout, f"connecting to {host}:{port} timed out",
+                       request)  # fmt: skip
+        except BaseException as e:
+            raw.close()
+            if isinstance(e, OSError):  # ssl.SSLError included
+                raise httpx2.ConnectError(str(e) or type(e).__name__, request=request) from e
+            raise
+        return _Connection(tls)
 
-    async def _exchange(
+    def _exchange(
         self,
         connection: _Connection,
         origin: tuple[str, int],
@@ -141,11 +163,10 @@ class StreamTransport(httpx2.AsyncBaseTransport):
         """`request`'s answer on `connection`; `_StaleConnection` if `kept` and it failed
         before any byte of an answer (the caller tries a new one)."""
         try:
-            await self._send(connection, request, body, timeouts.get("write"), kept=kept)
-            head, content = await self._receive(connection, request, timeouts.get("read"),
-                                                kept=kept)  # fmt: skip
+            self._send(connection, request, body, timeouts.get("write"), kept=kept)
+            head, content = self._receive(connection, request, timeouts.get("read"), kept=kept)
         except BaseException:
-            await _close(connection.writer)
+            connection.close()
             raise
         state = connection.state
         if state.our_state is h11.DONE and state.their_state is h11.DONE:
@@ -155,10 +176,10 @@ class StreamTransport(httpx2.AsyncBaseTransport):
         if state.our_state is h11.IDLE and not framed_twice and connection.open():
             previous = self._idle.pop(origin, None)
             if previous is not None:
-                await _close(previous.writer)
+                previous.close()
             self._idle[origin] = connection
         else:
-            await _close(connection.writer)
+            connection.close()
         return httpx2.Response(
             head.status_code,
             headers=head.headers.raw_items(),
@@ -170,7 +191,7 @@ class StreamTransport(httpx2.AsyncBaseTransport):
             },
         )
 
-    async def _send(
+    def _send(
         self,
         connection: _Connection,
         request: httpx2.Request,
@@ -194,17 +215,18 @@ class StreamTransport(httpx2.AsyncBaseTransport):
             data = b"".join(state.send(event) or b"" for event in events)
         except h11.LocalProtocolError as e:
             raise httpx2.LocalProtocolError(str(e), request=request) from e
+        wait, block = loop.limit(seconds)
         try:
-            connection.writer.write(data)
-            await _within(seconds, connection.writer.drain())
+            connection.socket.settimeout(wait)
+            connection.socket.sendall(data)
         except TimeoutError:
-            raise httpx2.WriteTimeout("writing the request timed out", request=request) from None
+            _timed_out(block, httpx2.WriteTimeout, "writing the request timed out", request)
         except OSError as e:  # ssl.SSLError included
             if kept:
                 raise _StaleConnection from e
             raise httpx2.WriteError(str(e) or type(e).__name__, request=request) from e
 
-    async def _receive(
+    def _receive(
         self,
         connection: _Connection,
         request: httpx2.Request,
@@ -234,11 +256,12 @@ class StreamTransport(httpx2.AsyncBaseTransport):
                 # Until the head is complete, no more than h11 may hold of it: h11's limit is
                 # on what it holds unparsed, and one large read could hold a whole long head.
                 wanted = READ_SIZE if head is not None else max(1, MAX_HEADERS - received)
+                wait, block = loop.limit(seconds)
                 try:
-                    data = await _within(seconds, connection.reader.read(wanted))
+                    connection.socket.settimeout(wait)
+                    data = connection.socket.recv(wanted)
                 except TimeoutError:
-                    raise httpx2.ReadTimeout("reading the answer timed out",
-                                             request=request) from None  # fmt: skip
+                    _timed_out(block, httpx2.ReadTimeout, "reading the answer timed out", request)
                 except OSError as e:  # ssl.SSLError included
                     if kept and not received:
                         raise _StaleConnection from e
@@ -273,28 +296,39 @@ class StreamTransport(httpx2.AsyncBaseTransport):
 class _Connection:
     """A TLS connection and h11's state of the HTTP/1.1 on it."""
 
-    __slots__ = ("reader", "state", "writer")
+    __slots__ = ("socket", "state")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, tls: ssl.SSLSocket) -> None:
+        self.socket = tls
         self.state = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
 
     def open(self) -> bool:
-        """Neither side has closed it (as far as has arrived)."""
-        return not self.reader.at_eof() and not self.writer.is_closing()
+        """Neither side has closed it, as far as can be seen: an idle connection has nothing
+        to read, unless the server closed it (or sent what nobody asked for)."""
+        if self.socket.fileno() < 0:
+            return False
+        try:
+            readable, _, _ = select.select([self.socket], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable and not self.socket.pending()
+
+    def close(self) -> None:
+        self.socket.close()
 
 
 class _StaleConnection(Exception):
     """A kept connection failed before any byte of an answer: the server closed it idle."""
 
 
-async def _within(seconds: float | None, awaitable: Awaitable[T]) -> T:
-    async with asyncio.timeout(seconds):
-        return await awaitable
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(writer.wait_closed(), 0.5)
+def _timed_out(
+    block: loop.Deadline | None,
+    kind: Callable[..., httpx2.TimeoutException],
+    message: str,
+    request: httpx2.Request,
+) -> NoReturn:
+    """The operation's own timeout as httpx2's `kind`, or, when a `within` deadline cut it
+    short, `loop.DeadlineExceeded` for that deadline's block."""
+    if block is not None:
+        raise loop.DeadlineExceeded(block)
+    raise kind(message, request=request) from None

@@ -1,0 +1,365 @@
+"""The plugin's HTTPS/1.1 transport (h11 on a blocking TLS socket, run without an event loop)
+against a TLS server (in a thread of its own) that answers with exactly the bytes each case
+needs, at once or byte by byte: bodies by length, chunks and close, kept connections (and one
+the server closed meanwhile, or asked to close), answers too large, malformed or cut short,
+timeouts and deadlines, and a certificate nobody trusts, each ending as httpx2 (and so
+`tokens.http.send`) knows it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx2
+import pytest
+
+from devstack import pki
+from pull_secret_updater.tokens import loop
+from pull_secret_updater.tokens.blocking import BlockingTransport
+from pull_secret_updater.tokens.errors import ExchangeError, TransientExchangeError
+from pull_secret_updater.tokens.http import send
+
+T = TypeVar("T")
+Answer = Callable[[bytes], bytes | None]
+
+
+@dataclass
+class Server:
+    url: str
+    ca_file: Path
+    connections: int = 0
+    requests: list[bytes] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pki.CertPair]:
+    directory = tmp_path_factory.mktemp("pki")
+    ca = pki.create_ca(directory)
+    pair = pki.issue_cert(ca, directory, stem="server", common_name="localhost",
+                          hosts=("127.0.0.1", "localhost"))  # fmt: skip
+    return ca.cert_file, pair
+
+
+@contextlib.contextmanager
+def serve(
+    certs: tuple[Path, pki.CertPair],
+    answer: Answer,
+    *,
+    close_after: bool = False,
+    byte_by_byte: bool = False,
+) -> Iterator[Server]:
+    """A TLS server on its own event loop in a thread, while the test's client blocks."""
+    ca_file, pair = certs
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pair.cert, pair.key)
+    server_state = Server(url="", ca_file=ca_file)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server_state.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)  # fmt: skip
+                request = head + await reader.readexactly(length)
+                server_state.requests.append(request)
+                reply = answer(request)
+                if reply is None:
+                    await asyncio.sleep(5)
+                    return
+                for piece in (
+                    [reply[i : i + 1] for i in range(len(reply))] if byte_by_byte else [reply]
+                ):
+                    writer.write(piece)
+                    await writer.drain()
+                    if byte_by_byte:
+                        await asyncio.sleep(0)
+                if close_after:
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            writer.close()
+
+    aio = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def serving() -> None:
+        asyncio.set_event_loop(aio)
+        server = aio.run_until_complete(asyncio.start_server(handle, "127.0.0.1", 0, ssl=context))
+        server_state.url = f"https://localhost:{server.sockets[0].getsockname()[1]}"
+        started.set()
+        aio.run_forever()
+        server.close()
+        for task in asyncio.all_tasks(aio):
+            task.cancel()
+        aio.run_until_complete(asyncio.sleep(0.05))
+        aio.close()
+
+    thread = threading.Thread(target=serving, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    try:
+        yield server_state
+    finally:
+        aio.call_soon_threadsafe(aio.stop)
+        thread.join(10)
+
+
+def client(server: Server, *, timeout: float = 5.0, max_body: int = 1024) -> httpx2.AsyncClient:
+    transport = BlockingTransport(
+        ssl_context=ssl.create_default_context(cafile=str(server.ca_file)), max_body=max_body
+    )
+    return httpx2.AsyncClient(transport=transport, timeout=timeout)
+
+
+def talk(server: Server, what: Callable[[httpx2.AsyncClient], Awaitable[T]], **options: Any) -> T:
+    """`what` done with a client of `server`, without an event loop (as the plugin does)."""
+
+    async def session() -> T:
+        async with client(server, **options) as http:
+            return await what(http)
+
+    return loop.run(session())
+
+
+def pause(seconds: float) -> None:
+    """Waits as the plugin's blocking calls do (there is no event loop to wait with)."""
+    time.sleep(seconds)
+
+
+def always(reply: bytes) -> Answer:
+    return lambda request: reply
+
+
+def ok(body: bytes, *extra: bytes) -> bytes:
+    headers = [b"HTTP/1.1 200 OK", b"Content-Length: " + str(len(body)).encode(), *extra]
+    return b"\r\n".join(headers) + b"\r\n\r\n" + body
+
+
+def test_bodies_by_length_chunks_and_close_and_a_kept_connection(
+    certs: tuple[Path, pki.CertPair],
+) -> None:
+    replies = iter([
+        ok(b'{"a":1}', b"Content-Type: application/json"),
+        b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nT: 1\r\n\r\n",
+    ])  # fmt: skip
+    with serve(certs, lambda request: next(replies)) as server:
+
+        async def two(http: httpx2.AsyncClient) -> tuple[httpx2.Response, httpx2.Response]:
+            first = await http.post(f"{server.url}/sts?x=1", content=b"token=t")
+            return first, await http.get(f"{server.url}/keys")
+
+        first, second = talk(server, two)
+        assert (first.status_code, first.json()) == (200, {"a": 1})
+        assert (second.status_code, second.content) == (201, b"abcde")
+        assert server.connections == 1  # the second request reused the first's connection
+        assert server.requests[0].startswith(b"POST /sts?x=1 HTTP/1.1\r\n")
+        assert b"\r\nhost: localhost:" in server.requests[0].lower()
+        assert server.requests[0].endswith(b"\r\n\r\ntoken=t")
+    with serve(certs, lambda request: b"HTTP/1.0 200 OK\r\n\r\nuntil the end",
+               close_after=True) as server:  # fmt: skip
+        assert talk(server, lambda http: twice(http, server.url)) == [b"until the end"] * 2
+        assert server.connections == 2
+
+
+async def twice(http: httpx2.AsyncClient, url: str) -> list[bytes]:
+    return [(await http.get(url)).content, (await http.get(url)).content]
+
+
+def test_a_kept_connection_the_server_closed_is_replaced(
+    certs: tuple[Path, pki.CertPair],
+) -> None:
+    # Keep-alive announced, but the server closes after each answer.
+    with serve(certs, lambda request: ok(b"x"), close_after=True) as server:
+
+        async def with_a_pause(http: httpx2.AsyncClient) -> list[bytes]:
+            first = (await http.get(server.url)).content
+            pause(0.1)
+            return [first, (await http.get(server.url)).content]
+
+        assert talk(server, with_a_pause) == [b"x", b"x"]
+        assert server.connections == 2
+    # Closed by the server without the client seeing it before it sends: the answer never
+    # starts, and the request goes once more on a new connection.
+    with serve(certs, lambda request: ok(b"y"), close_after=True) as server:
+
+        async def at_once(http: httpx2.AsyncClient) -> list[bytes]:
+            return await twice(http, server.url)
+
+        assert talk(server, at_once) == [b"y", b"y"]
+        assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (ok(b"x" * 2000), "too large"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk header"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "Transfer-Encoding"),
+        (b"SMTP ready\r\n\r\n", "status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "ended early"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab", "ended early"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "ended early"),
+        (b"", "without answering"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n"
+            + b"x" * 2000
+            + b"\r\n0\r\n\r\n",
+            "too large",
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length : 1\r\n\r\nx", "header line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx", "Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * (70 * 1024) + b"\r\n\r\n", "headers are too long"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X-Many: a\r\n" * 6000 + b"\r\n", "headers are too long"),
+    ],
+)
+def test_a_malformed_or_oversized_answer_is_a_protocol_error(
+    certs: tuple[Path, pki.CertPair], reply: bytes, error: str
+) -> None:
+    with (
+        serve(certs, lambda request: reply, close_after=True) as server,
+        pytest.raises(httpx2.RemoteProtocolError, match=error),
+    ):
+        talk(server, lambda http: http.get(server.url))
+
+
+def test_an_answer_byte_by_byte_and_what_keeps_a_connection(
+    certs: tuple[Path, pki.CertPair],
+) -> None:
+    # Each answer's bytes arrive one TLS record at a time; h11 waits for what it needs.
+    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"3\r\nabc\r\n0\r\nT: 1\r\n\r\n")  # fmt: skip
+    replies = iter([
+        ok(b"first"),
+        b"HTTP/1.1 100 Continue\r\n\r\n" + chunked,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",  # HEAD: no body follows
+    ])  # fmt: skip
+    with serve(certs, lambda request: next(replies), byte_by_byte=True) as server:
+
+        async def three(http: httpx2.AsyncClient) -> list[httpx2.Response]:
+            return [await http.get(server.url), await http.get(server.url),
+                    await http.head(server.url)]  # fmt: skip
+
+        first, second, head = talk(server, three)
+        assert first.content == b"first"
+        assert (second.status_code, second.content) == (200, b"abc")
+        assert (head.status_code, head.content, head.headers["content-length"]) == (
+            200, b"", "9")  # fmt: skip
+        assert server.connections == 1
+    # A head just within the limit, and a body that fills it.
+    with serve(certs, always(ok(b"a" * 4096, b"X-Large: " + b"h" * 60 * 1024))) as server:
+        bodies = talk(server, lambda http: twice(http, server.url), max_body=4096)
+        assert [len(body) for body in bodies] == [4096, 4096]
+        assert server.connections == 1
+    # Asked to close, HTTP/1.0, or framed both ways (read as chunked, RFC 9112 section 6.3,
+    # but never trusted again): each answer on a new connection.
+    for reply in (
+        ok(b"x", b"Connection: close"),
+        b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"1\r\nx\r\n0\r\n\r\n",
+    ):
+        with serve(certs, always(reply)) as server:
+            assert talk(server, lambda http: twice(http, server.url)) == [b"x", b"x"]
+            assert server.connections == 2, reply
+
+
+def test_a_silent_server_is_a_read_timeout(certs: tuple[Path, pki.CertPair]) -> None:
+    with serve(certs, lambda request: None) as server, pytest.raises(httpx2.ReadTimeout):
+        talk(server, lambda http: http.get(server.url), timeout=0.3)
+
+
+def test_a_deadline_cuts_a_wait_short_and_is_told_from_the_requests_own_timeout(
+    certs: tuple[Path, pki.CertPair],
+) -> None:
+    # tokens.http.send bounds each request (here 5 s); an outer block's deadline (the plugin's
+    # overall one, here 0.3 s) cuts the read short and reaches that block as TimeoutError,
+    # not as the request's own "did not answer within 5s".
+    with serve(certs, lambda request: None) as server:
+
+        async def bounded(http: httpx2.AsyncClient) -> str:
+            try:
+                async with loop.within(0.3):
+                    await send(http, http.build_request("GET", server.url),
+                               where="the service", deadline=5)  # fmt: skip
+            except TimeoutError:
+                return "outer deadline"
+            return "answered"
+
+        started = time.monotonic()
+        assert talk(server, bounded, timeout=10) == "outer deadline"
+        assert time.monotonic() - started < 4  # neither the 5 s nor the 10 s waited for
+        # The request's own deadline, when it is the sooner: send's message.
+
+        async def own(http: httpx2.AsyncClient) -> None:
+            async with loop.within(30):
+                await send(http, http.build_request("GET", server.url), where="the service",
+                           deadline=0.3)  # fmt: skip
+
+        with pytest.raises(TransientExchangeError, match=r"did not answer within 0\.3s"):
+            talk(server, own, timeout=10)
+    # The connection itself (a listener that never accepts: the handshake waits).
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"https://127.0.0.1:{silent.getsockname()[1]}/"
+
+        async def handshake() -> None:
+            transport = BlockingTransport(ssl_context=ssl.create_default_context())
+            async with (
+                httpx2.AsyncClient(transport=transport, timeout=10) as http,
+                loop.within(0.3),
+            ):
+                await http.get(url)
+
+        with pytest.raises(TimeoutError):
+            loop.run(handshake())
+
+
+def test_an_untrusted_certificate_is_told_apart_and_nothing_is_sent(
+    certs: tuple[Path, pki.CertPair], tmp_path: Path
+) -> None:
+    (tmp_path / "other").mkdir()
+    other = pki.create_ca(tmp_path / "other")
+    with serve(certs, lambda request: ok(b"x")) as server:
+
+        async def secret() -> None:
+            transport = BlockingTransport(
+                ssl_context=ssl.create_default_context(cafile=str(other.cert_file))
+            )
+            async with httpx2.AsyncClient(transport=transport, timeout=5) as http:
+                await send(http, http.build_request("POST", server.url, content=b"secret"),
+                           where="the service", deadline=5)  # fmt: skip
+
+        with pytest.raises(ExchangeError) as caught:
+            loop.run(secret())
+        assert caught.value.cause == "tls"
+        assert "could not be verified" in caught.value.message
+        assert server.requests == []
+
+
+def test_a_refused_connection_is_a_connect_error() -> None:
+    async def refused(url: str) -> None:
+        transport = BlockingTransport(ssl_context=ssl.create_default_context())
+        async with httpx2.AsyncClient(transport=transport, timeout=5) as http:
+            await http.get(url)
+
+    with pytest.raises(httpx2.ConnectError):
+        loop.run(refused("https://127.0.0.1:1/"))
+    with pytest.raises(httpx2.UnsupportedProtocol):
+        loop.run(refused("http://127.0.0.1:1/"))
+
+
+async def test_under_an_event_loop_it_refuses_to_block_it() -> None:
+    transport = BlockingTransport(ssl_context=ssl.create_default_context())
+    async with httpx2.AsyncClient(transport=transport, timeout=5) as http:
+        with pytest.raises(RuntimeError, match="without an event loop"):
+            await http.get("https://127.0.0.1:1/")
