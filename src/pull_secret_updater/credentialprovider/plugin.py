@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -204,7 +205,13 @@ def answer(
 
 def main() -> None:
     """The console script: the kubelet's stdin, stdout and stderr."""
-    sys.exit(run(sys.argv[1:], stdin=sys.stdin.buffer, stdout=sys.stdout.buffer))
+    status = run(sys.argv[1:], stdin=sys.stdin.buffer, stdout=sys.stdout.buffer)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # NB: the call is over (its answer or error line written and flushed, its connections
+    # closed): the interpreter's orderly exit would only free every module's objects one by
+    # one, about a tenth of a call's CPU.
+    os._exit(status)
 
 
 def run(
