@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -23,7 +24,7 @@ import pytest
 
 from devstack import pki
 from pull_secret_updater.tokens import loop
-from pull_secret_updater.tokens.blocking import BlockingTransport
+from pull_secret_updater.tokens.blocking import BlockingTransport, system_ssl_context
 from pull_secret_updater.tokens.errors import ExchangeError, TransientExchangeError
 from pull_secret_updater.tokens.http import send
 
@@ -363,3 +364,58 @@ async def test_under_an_event_loop_it_refuses_to_block_it() -> None:
     async with httpx2.AsyncClient(transport=transport, timeout=5) as http:
         with pytest.raises(RuntimeError, match="without an event loop"):
             await http.get("https://127.0.0.1:1/")
+
+
+def hashed_directory(ca_file: Path, directory: Path) -> Path:
+    """`directory` holding `ca_file` under its subject hash, as update-ca-certificates does."""
+    directory.mkdir()
+    subject_hash = subprocess.run(
+        ["openssl", "x509", "-hash", "-noout", "-in", str(ca_file)],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.strip()  # fmt: skip
+    (directory / f"{subject_hash}.0").write_bytes(ca_file.read_bytes())
+    return directory
+
+
+def test_the_system_trust_store_is_read_lazily_from_its_hashed_directory(
+    certs: tuple[Path, pki.CertPair], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca_file, _ = certs
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", str(hashed_directory(ca_file, tmp_path / "certs")))
+    context = system_ssl_context()
+    assert context.cert_store_stats()["x509"] == 0  # nothing read when the context is made
+    with serve(certs, always(ok(b"x"))) as server:
+
+        async def get() -> bytes:
+            transport = BlockingTransport(ssl_context=context)
+            async with httpx2.AsyncClient(transport=transport, timeout=5) as http:
+                return (await http.get(server.url)).content
+
+        assert loop.run(get()) == b"x"
+    assert context.cert_store_stats()["x509_ca"] == 1  # the one CA the handshake needed
+    assert context.verify_mode is ssl.CERT_REQUIRED
+    assert context.check_hostname
+
+
+def test_without_a_hashed_directory_the_file_is_read(
+    certs: tuple[Path, pki.CertPair], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca_file, _ = certs
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "ca.pem").write_bytes(ca_file.read_bytes())  # not a hashed name
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    paths = ssl.get_default_verify_paths()
+    monkeypatch.setattr(
+        ssl,
+        "get_default_verify_paths",
+        lambda: paths._replace(
+            openssl_capath=str(tmp_path / "plain"), openssl_cafile=str(ca_file)
+        ),  # fmt: skip
+    )
+    context = system_ssl_context()
+    assert context.cert_store_stats()["x509_ca"] == 1  # the file, read whole
+    # SSL_CERT_FILE named: OpenSSL's own reading of the environment, as ssl does it.
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    assert system_ssl_context().cert_store_stats()["x509_ca"] == 1

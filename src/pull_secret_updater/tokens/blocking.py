@@ -40,6 +40,7 @@ starts, an oversized answer), ``LocalProtocolError`` (a request h11 will not sen
 from __future__ import annotations
 
 import os
+import re
 import select
 import socket
 import ssl
@@ -67,23 +68,45 @@ CA_FILE_CANDIDATES = (
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/ssl/ca-bundle.pem",
 )
+#: A certificate's name in a directory OpenSSL looks CAs up in by subject (c_rehash,
+#: update-ca-certificates): the subject's hash and a sequence number.
+HASHED_NAME = re.compile(r"[0-9a-f]{8}\.[0-9]+")
 
 
 def system_ssl_context() -> ssl.SSLContext:
-    """A client context trusting the system's CA certificates (``SSL_CERT_FILE`` and
-    ``SSL_CERT_DIR`` as OpenSSL reads them, else OpenSSL's paths, else the distributions')."""
-    context = ssl.create_default_context()
-    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
-        return context
+    """A client context trusting the system's CA certificates: ``SSL_CERT_FILE`` (and
+    ``SSL_CERT_DIR``) as OpenSSL reads them when the file is named; else the directory of
+    hashed certificates (``SSL_CERT_DIR``, else OpenSSL's); else OpenSSL's file, else the
+    distributions' files.
+
+    NB: the directory first, alone: OpenSSL reads from it the one CA a handshake needs, while a
+    file is read whole when the context is made (``ssl.create_default_context`` loads both):
+    every CA of the system parsed at every call of the plugin, 24 ms of CPU here for 144
+    certificates, against 0.6 ms for the directory. Distributions that keep the directory
+    (Debian, Ubuntu, Alpine, SUSE) keep the same certificates in the file.
+    """
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # certificates and host names verified
     paths = ssl.get_default_verify_paths()
-    if os.path.isfile(paths.openssl_cafile) or (
-        os.path.isdir(paths.openssl_capath) and os.listdir(paths.openssl_capath)
-    ):
+    directories = os.environ.get("SSL_CERT_DIR") or paths.openssl_capath
+    if any(map(_hashed, directories.split(os.pathsep))):
+        context.load_verify_locations(capath=directories)
         return context
-    cafile = next(filter(os.path.isfile, CA_FILE_CANDIDATES), None)
+    candidates = (paths.openssl_cafile, *CA_FILE_CANDIDATES)
+    cafile = next(filter(os.path.isfile, candidates), None)
     if cafile is not None:
         context.load_verify_locations(cafile)
     return context
+
+
+def _hashed(directory: str) -> bool:
+    """Whether `directory` holds certificates under their subject hashes."""
+    try:
+        with os.scandir(directory) as entries:
+            return any(HASHED_NAME.fullmatch(entry.name) for entry in entries)
+    except OSError:
+        return False
 
 
 class BlockingTransport(httpx2.AsyncBaseTransport):
