@@ -410,9 +410,7 @@ def test_without_a_hashed_directory_the_file_is_read(
     monkeypatch.setattr(
         ssl,
         "get_default_verify_paths",
-        lambda: paths._replace(
-            openssl_capath=str(tmp_path / "plain"), openssl_cafile=str(ca_file)
-        ),
+        lambda: paths._replace(openssl_capath=str(tmp_path / "plain"), openssl_cafile=str(ca_file)),
     )
     context = system_ssl_context()
     assert context.cert_store_stats()["x509_ca"] == 1  # the file, read whole
