@@ -14,8 +14,8 @@ Series, in one run:
   ``--key-cache`` (verified keys kept between calls: no key discovery once the file holds them);
 - the official ECR plugin (``k8s.io/cloud-provider-aws/cmd/ecr-credential-provider``, Go) on
   the same ECR stand-in with the same kind of token: the ratio is ours over theirs;
-- start-up alone (``--help``, no network), and the project's own Python running the same
-  module, for reference.
+- ``--help`` (every import, the help text and an orderly exit; no network), and the
+  project's own Python running the same module, for reference.
 
 The target is each provider's p99 at most `TARGET_COLD_P99_S`; a missed one is reported as
 MISSED (and fails the run with ``--strict``).

@@ -2,8 +2,8 @@
 # Build the kubelet credential-provider plugin as one self-contained directory: a PyInstaller
 # one-dir bundle of the plugin and the locked runtime dependencies it imports, with its own
 # Python, for nodes that have none: DIR/pull-secret-updater-credential-provider (the executable)
-# and DIR/_internal/ (its Python, libraries and archive of bytecode). Built once per input into a
-# cache outside the repository (keyed by uv.lock, the plugin's sources, the Python and this
+# and DIR/_internal/ (its Python, libraries and bytecode). Built once per input into a cache
+# outside the repository (keyed by uv.lock, the plugin's sources, the Python, the spec and this
 # script); a second run is a no-op. Prints the executable's path on stdout.
 #
 # One-dir, not one-file: a one-file bundle unpacks its whole Python into a temporary directory
