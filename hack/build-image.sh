@@ -106,7 +106,8 @@ builder_tar=$(base_tar builder)
 runtime_tar=$(base_tar runtime)
 
 # -- the image ---------------------------------------------------------------------------------
-version=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$repo/pyproject.toml")
+# The release, where pyproject.toml reads it from (hatch's dynamic version).
+version=$(python3 -c 'import re, sys; print(re.search(r"^__version__ = \"([^\"]+)\"$", open(sys.argv[1]).read(), re.M).group(1))' "$repo/src/pull_secret_updater/__init__.py")
 app_key=$(
   cd "$repo"
   {

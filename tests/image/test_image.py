@@ -10,7 +10,6 @@ import json
 import os
 import re
 import subprocess
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from devstack.binaries import REPO
 from devstack.controller import NAMESPACE, ControllerProcess
 from devstack.procs import Process
 from devstack.stack import LocalStack
+from pull_secret_updater import __version__
 from tests.conftest import FAST
 from tests.helpers import ClusterHelper, unique
 from tests.image.oci import OciImage
@@ -27,7 +27,7 @@ from tests.image.runners import Runner
 
 pytestmark = pytest.mark.stack
 
-VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+VERSION = __version__
 SHELLS = {"sh", "bash", "dash", "ash", "zsh", "ksh", "busybox", "toybox"}
 CONFIG_DIR = "/etc/pull-secret-updater"
 # The Deployment's projected token volume, where PSU_TOKEN_PATH points by default.

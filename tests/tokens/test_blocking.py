@@ -29,7 +29,16 @@ from pull_secret_updater.tokens.errors import ExchangeError, TransientExchangeEr
 from pull_secret_updater.tokens.http import send
 
 T = TypeVar("T")
-Answer = Callable[[bytes], bytes | None]
+
+
+@dataclass(frozen=True)
+class Close:
+    """An answer after which the server closes the connection (b"": without answering)."""
+
+    reply: bytes
+
+
+Answer = Callable[[bytes], "bytes | Close | None"]
 
 
 @dataclass
@@ -76,6 +85,9 @@ def serve(
                 if reply is None:
                     await asyncio.sleep(5)
                     return
+                closing = isinstance(reply, Close)
+                if isinstance(reply, Close):
+                    reply = reply.reply
                 for piece in (
                     [reply[i : i + 1] for i in range(len(reply))] if byte_by_byte else [reply]
                 ):
@@ -83,7 +95,7 @@ def serve(
                     await writer.drain()
                     if byte_by_byte:
                         await asyncio.sleep(0)
-                if close_after:
+                if close_after or closing:
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
             return
@@ -190,15 +202,18 @@ def test_a_kept_connection_the_server_closed_is_replaced(
 
         assert talk(server, with_a_pause) == [b"x", b"x"]
         assert server.connections == 2
-    # Closed by the server without the client seeing it before it sends: the answer never
-    # starts, and the request goes once more on a new connection.
-    with serve(certs, lambda request: ok(b"y"), close_after=True) as server:
-
-        async def at_once(http: httpx2.AsyncClient) -> list[bytes]:
-            return await twice(http, server.url)
-
-        assert talk(server, at_once) == [b"y", b"y"]
-        assert server.connections == 2
+    # Closed by the server once the second request arrives on the kept connection, without a
+    # byte of answer: sent once more, on a new connection.
+    replies: Iterator[bytes | Close] = iter([ok(b"x"), Close(b""), ok(b"y")])
+    with serve(certs, lambda request: next(replies)) as server:
+        assert talk(server, lambda http: twice(http, server.url)) == [b"x", b"y"]
+        assert (len(server.requests), server.connections) == (3, 2)
+    # An answer begun on the kept connection and cut short: an error, never sent again.
+    replies = iter([ok(b"x"), Close(b"HTTP/1.1 200 OK\r\nContent-Le")])
+    with serve(certs, lambda request: next(replies)) as server:
+        with pytest.raises(httpx2.RemoteProtocolError, match="ended early"):
+            talk(server, lambda http: twice(http, server.url))
+        assert (len(server.requests), server.connections) == (2, 1)
 
 
 @pytest.mark.parametrize(
@@ -377,43 +392,130 @@ def hashed_directory(ca_file: Path, directory: Path) -> Path:
     return directory
 
 
+def verify_paths(monkeypatch: pytest.MonkeyPatch, *, capath: Path, cafile: Path) -> None:
+    """OpenSSL's compiled-in locations, as `system_ssl_context` reads them, replaced."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    paths = ssl.get_default_verify_paths()
+    replaced = paths._replace(openssl_capath=str(capath), openssl_cafile=str(cafile))
+    monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: replaced)
+
+
+def fetch_with(context: ssl.SSLContext, server: Server) -> bytes:
+    async def get() -> bytes:
+        transport = BlockingTransport(ssl_context=context)
+        async with httpx2.AsyncClient(transport=transport, timeout=5) as http:
+            return (await http.get(server.url)).content
+
+    return loop.run(get())
+
+
+def two_cas(ca_file: Path, directory: Path) -> Path:
+    """A file holding `ca_file`'s CA and another one."""
+    directory.mkdir()
+    other = pki.create_ca(directory)
+    bundle = directory / "two.pem"
+    bundle.write_bytes(ca_file.read_bytes() + other.cert_file.read_bytes())
+    return bundle
+
+
 def test_the_system_trust_store_is_read_lazily_from_its_hashed_directory(
     certs: tuple[Path, pki.CertPair], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ca_file, _ = certs
-    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    monkeypatch.setenv("SSL_CERT_DIR", str(hashed_directory(ca_file, tmp_path / "certs")))
+    verify_paths(monkeypatch, capath=hashed_directory(ca_file, tmp_path / "certs"),
+                 cafile=ca_file)  # fmt: skip
     context = system_ssl_context()
     assert context.cert_store_stats()["x509"] == 0  # nothing read when the context is made
     with serve(certs, always(ok(b"x"))) as server:
-
-        async def get() -> bytes:
-            transport = BlockingTransport(ssl_context=context)
-            async with httpx2.AsyncClient(transport=transport, timeout=5) as http:
-                return (await http.get(server.url)).content
-
-        assert loop.run(get()) == b"x"
+        assert fetch_with(context, server) == b"x"
     assert context.cert_store_stats()["x509_ca"] == 1  # the one CA the handshake needed
     assert context.verify_mode is ssl.CERT_REQUIRED
     assert context.check_hostname
+    # A host name the certificate does not name is refused, though its CA is trusted.
+    resolve = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *rest, **named: resolve(
+        "127.0.0.1" if host == "wrong.example" else host, *rest, **named))  # fmt: skip
+    with serve(certs, always(ok(b"x"))) as server:
+        server.url = server.url.replace("localhost", "wrong.example")
+        with pytest.raises(httpx2.ConnectError, match="mismatch"):
+            fetch_with(system_ssl_context(), server)
 
 
-def test_without_a_hashed_directory_the_file_is_read(
+def test_a_directory_that_holds_fewer_than_the_file_is_not_read_alone(
     certs: tuple[Path, pki.CertPair], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ca_file, _ = certs
-    (tmp_path / "plain").mkdir()
-    (tmp_path / "plain" / "ca.pem").write_bytes(ca_file.read_bytes())  # not a hashed name
-    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    paths = ssl.get_default_verify_paths()
-    monkeypatch.setattr(
-        ssl,
-        "get_default_verify_paths",
-        lambda: paths._replace(openssl_capath=str(tmp_path / "plain"), openssl_cafile=str(ca_file)),
-    )
+    bundle = two_cas(ca_file, tmp_path / "two")
+    verify_paths(monkeypatch, capath=hashed_directory(ca_file, tmp_path / "certs"),
+                 cafile=bundle)  # fmt: skip
+    # OpenSSL's own reading, as ssl.create_default_context: its compiled-in file (not the
+    # replaced name above, which only the choice reads) and the directory.
     context = system_ssl_context()
-    assert context.cert_store_stats()["x509_ca"] == 1  # the file, read whole
-    # SSL_CERT_FILE named: OpenSSL's own reading of the environment, as ssl does it.
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
-    assert system_ssl_context().cert_store_stats()["x509_ca"] == 1
+    assert (
+        context.cert_store_stats()["x509_ca"]
+        == ssl.create_default_context().cert_store_stats()["x509_ca"]
+    )
+    # No hashed names at all, and no file: the distributions' files.
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "ca.pem").write_bytes(ca_file.read_bytes())
+    verify_paths(monkeypatch, capath=tmp_path / "plain", cafile=tmp_path / "none.pem")
+    monkeypatch.setattr("pull_secret_updater.tokens.blocking.CA_FILE_CANDIDATES", (str(bundle),))
+    assert system_ssl_context().cert_store_stats()["x509_ca"] == 2
+
+
+def test_the_environment_names_the_trust_store_as_openssl_reads_it(
+    certs: tuple[Path, pki.CertPair], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca_file, _ = certs
+    bundle = two_cas(ca_file, tmp_path / "two")
+    verify_paths(monkeypatch, capath=tmp_path / "nowhere", cafile=tmp_path / "none.pem")
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    assert system_ssl_context().cert_store_stats()["x509_ca"] == 2  # the file named, whole
+    # SSL_CERT_DIR: its CAs trusted (looked up there at the handshake), with OpenSSL's file.
+    monkeypatch.delenv("SSL_CERT_FILE")
+    monkeypatch.setenv("SSL_CERT_DIR", str(hashed_directory(ca_file, tmp_path / "certs")))
+    with serve(certs, always(ok(b"x"))) as server:
+        assert fetch_with(system_ssl_context(), server) == b"x"
+
+
+def test_one_connect_budget_for_every_address_and_the_deadline_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A listener that never accepts, its backlog full: further connects wait unanswered.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        address = listener.getsockname()
+        waiting = []
+        for _ in range(8):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(address)
+            waiting.append(filler)
+        # The host has five addresses, all that listener.
+        entry = (socket.AF_INET, socket.SOCK_STREAM, 6, "", address)
+        monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: [entry] * 5)
+        url = f"https://many.example:{address[1]}/"
+
+        async def connect(deadline: float | None) -> None:
+            transport = BlockingTransport(ssl_context=ssl.create_default_context())
+            async with (
+                httpx2.AsyncClient(
+                    transport=transport, timeout=httpx2.Timeout(5, connect=0.5)
+                ) as http,
+                loop.within(deadline),
+            ):
+                await http.get(url)
+
+        try:
+            started = time.monotonic()
+            with pytest.raises(httpx2.ConnectTimeout):
+                loop.run(connect(None))
+            assert time.monotonic() - started < 2  # one 0.5 s budget, not 0.5 s per address
+            with pytest.raises(TimeoutError):
+                loop.run(connect(0.2))  # the deadline, sooner than the budget
+        finally:
+            for filler in waiting:
+                filler.close()

@@ -66,6 +66,7 @@ def test_limit_is_the_operations_own_timeout_until_a_deadline_is_sooner() -> Non
                 wait, inner = loop.limit(5)
                 assert wait is not None
                 assert wait <= 1
+                assert inner is not None
                 assert inner is not block
             async with loop.within(120):  # a later one leaves the sooner in force
                 assert loop.limit(None)[1] is block
@@ -134,6 +135,20 @@ def test_the_lock_without_an_event_loop() -> None:
 
     with pytest.raises(RuntimeError, match="taken twice"):
         loop.run(twice())
+
+    async def failing() -> None:
+        async with lock:
+            raise ValueError("inside")
+
+    lock = loop.Lock()
+    with pytest.raises(ValueError, match="inside"):
+        loop.run(failing())
+
+    async def again() -> str:
+        async with lock:
+            return "taken again"
+
+    assert loop.run(again()) == "taken again"  # released on the way out of the error
 
 
 async def test_under_an_event_loop_asyncio_does_the_work() -> None:

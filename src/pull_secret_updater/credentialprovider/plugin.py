@@ -206,11 +206,15 @@ def answer(
 def main() -> None:
     """The console script: the kubelet's stdin, stdout and stderr."""
     status = run(sys.argv[1:], stdin=sys.stdin.buffer, stdout=sys.stdout.buffer)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # the kubelet stopped reading: whatever was left is lost
+        status = status or FAILURE
     # NB: the call is over (its answer or error line written and flushed, its connections
     # closed): the interpreter's orderly exit would only free every module's objects one by
-    # one, about a tenth of a call's CPU.
+    # one, about a tenth of a call's CPU. (--help and anything run() lets escape still end
+    # the orderly way, with their own status.)
     os._exit(status)
 
 

@@ -18,7 +18,8 @@ translating failures into httpx2's exceptions.
 
 What it speaks: HTTP/1.1 over TLS only (never clear text); at most `max_body` bytes of body and
 `MAX_HEADERS` bytes of status line and headers (h11's ``max_incomplete_event_size``); no
-proxies (httpx2 still sends a request to an environment proxy through its own transport).
+proxies (httpx2 reads no proxy from the environment for a client given a transport, so
+``HTTPS_PROXY`` is not used: the token services must be reachable directly).
 Timeouts are the request's (``connect``, ``read``, ``write``), each per operation, as
 httpcore2's are, and never past the deadline of the `tokens.loop.within` block the request is
 made in (the plugin's overall deadline, `tokens.http.send`'s per request): there the operation
@@ -44,6 +45,7 @@ import re
 import select
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -74,39 +76,46 @@ HASHED_NAME = re.compile(r"[0-9a-f]{8}\.[0-9]+")
 
 
 def system_ssl_context() -> ssl.SSLContext:
-    """A client context trusting the system's CA certificates: ``SSL_CERT_FILE`` (and
-    ``SSL_CERT_DIR``) as OpenSSL reads them when the file is named; else the directory of
-    hashed certificates (``SSL_CERT_DIR``, else OpenSSL's); else OpenSSL's file, else the
-    distributions' files.
+    """A client context trusting the system's CA certificates, as ``ssl.create_default_context``
+    does (OpenSSL's file and directory, or ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``), else the
+    distributions' files; but OpenSSL's directory of hashed certificates alone when it holds
+    at least as many certificates as its file.
 
-    NB: the directory first, alone: OpenSSL reads from it the one CA a handshake needs, while a
-    file is read whole when the context is made (``ssl.create_default_context`` loads both):
-    every CA of the system parsed at every call of the plugin, 24 ms of CPU here for 144
-    certificates, against 0.6 ms for the directory. Distributions that keep the directory
-    (Debian, Ubuntu, Alpine, SUSE) keep the same certificates in the file.
+    NB: OpenSSL reads from a hashed directory the one CA a handshake needs, while a file is
+    read whole when the context is made: every CA of the system parsed at every call of the
+    plugin, 21-24 ms of CPU here for 144 certificates, against 0.6-1.0 ms for the directory.
+    Distributions that keep the directory (Debian, Ubuntu, Alpine, SUSE) keep the same
+    certificates in both; where the directory holds fewer (or none), or the environment names
+    either, the file is read as OpenSSL would.
     """
-    if os.environ.get("SSL_CERT_FILE"):
+    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
         return ssl.create_default_context()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # certificates and host names verified
     paths = ssl.get_default_verify_paths()
-    directories = os.environ.get("SSL_CERT_DIR") or paths.openssl_capath
-    if any(map(_hashed, directories.split(os.pathsep))):
-        context.load_verify_locations(capath=directories)
-        return context
-    candidates = (paths.openssl_cafile, *CA_FILE_CANDIDATES)
-    cafile = next(filter(os.path.isfile, candidates), None)
-    if cafile is not None:
-        context.load_verify_locations(cafile)
-    return context
+    hashed = _hashed(paths.openssl_capath)
+    if hashed and hashed >= _certificates(paths.openssl_cafile):
+        return ssl.create_default_context(capath=paths.openssl_capath)
+    if hashed or os.path.isfile(paths.openssl_cafile):
+        return ssl.create_default_context()
+    cafile = next(filter(os.path.isfile, CA_FILE_CANDIDATES), None)
+    return ssl.create_default_context(cafile=cafile)
 
 
-def _hashed(directory: str) -> bool:
-    """Whether `directory` holds certificates under their subject hashes."""
+def _hashed(directory: str) -> int:
+    """How many certificates `directory` holds under their subject hashes."""
     try:
         with os.scandir(directory) as entries:
-            return any(HASHED_NAME.fullmatch(entry.name) for entry in entries)
+            return sum(1 for entry in entries if HASHED_NAME.fullmatch(entry.name))
     except OSError:
-        return False
+        return 0
+
+
+def _certificates(path: str) -> int:
+    """How many PEM certificates the file at `path` holds (0 when there is none)."""
+    try:
+        with open(path, "rb") as file:
+            return file.read().count(b"-----BEGIN CERTIFICATE-----")
+    except OSError:
+        return 0
 
 
 class BlockingTransport(httpx2.AsyncBaseTransport):
@@ -148,28 +157,48 @@ class BlockingTransport(httpx2.AsyncBaseTransport):
     def _connect(
         self, origin: tuple[str, int], request: httpx2.Request, seconds: float | None
     ) -> _Connection:
+        """A TLS connection to `origin`: its addresses tried in turn, with `seconds` (the
+        connect timeout) one budget for all of them and the handshake, and never past the
+        deadline. NB: the name is resolved by the system's resolver, unbounded (as it was in
+        asyncio's executor): a resolver that hangs is the kubelet's timeout's business."""
         host, port = origin
-        wait, block = loop.limit(seconds)
+        ends = None if seconds is None else time.monotonic() + seconds
+        late = f"connecting to {host}:{port} timed out"
         try:
-            raw = socket.create_connection((host, port), timeout=wait)
-        except TimeoutError:
-            _timed_out(block, httpx2.ConnectTimeout, f"connecting to {host}:{port} timed out",
-                       request)  # fmt: skip
+            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as e:
             raise httpx2.ConnectError(str(e) or type(e).__name__, request=request) from e
+        failure: OSError | None = None
+        for family, kind, protocol, _, address in addresses:
+            wait, block = _within_budget(ends, late, request)
+            raw = socket.socket(family, kind, protocol)
+            try:
+                raw.settimeout(wait)
+                raw.connect(address)
+            except OSError as e:
+                raw.close()
+                if _our_timeout(e):  # the budget or the deadline is spent
+                    _timed_out(block, httpx2.ConnectTimeout, late, request)
+                failure = e  # refused, unreachable: the next address
+                continue
+            except BaseException:
+                raw.close()
+                raise
+            break
+        else:
+            reason = str(failure) if failure is not None else f"{host} has no address"
+            raise httpx2.ConnectError(reason, request=request) from failure
         try:
-            # The handshake, within the connect timeout too (and the deadline).
-            wait, block = loop.limit(seconds)
+            wait, block = _within_budget(ends, late, request)
             raw.settimeout(wait)
             tls = self._ssl.wrap_socket(raw, server_hostname=host)
-        except TimeoutError:
+        except OSError as e:  # ssl.SSLError included
             raw.close()
-            _timed_out(block, httpx2.ConnectTimeout, f"connecting to {host}:{port} timed out",
-                       request)  # fmt: skip
-        except BaseException as e:
+            if _our_timeout(e):
+                _timed_out(block, httpx2.ConnectTimeout, late, request)
+            raise httpx2.ConnectError(str(e) or type(e).__name__, request=request) from e
+        except BaseException:
             raw.close()
-            if isinstance(e, OSError):  # ssl.SSLError included
-                raise httpx2.ConnectError(str(e) or type(e).__name__, request=request) from e
             raise
         return _Connection(tls)
 
@@ -242,9 +271,9 @@ class BlockingTransport(httpx2.AsyncBaseTransport):
         try:
             connection.socket.settimeout(wait)
             connection.socket.sendall(data)
-        except TimeoutError:
-            _timed_out(block, httpx2.WriteTimeout, "writing the request timed out", request)
         except OSError as e:  # ssl.SSLError included
+            if _our_timeout(e):
+                _timed_out(block, httpx2.WriteTimeout, "writing the request timed out", request)
             if kept:
                 raise _StaleConnection from e
             raise httpx2.WriteError(str(e) or type(e).__name__, request=request) from e
@@ -283,9 +312,10 @@ class BlockingTransport(httpx2.AsyncBaseTransport):
                 try:
                     connection.socket.settimeout(wait)
                     data = connection.socket.recv(wanted)
-                except TimeoutError:
-                    _timed_out(block, httpx2.ReadTimeout, "reading the answer timed out", request)
                 except OSError as e:  # ssl.SSLError included
+                    if _our_timeout(e):
+                        _timed_out(block, httpx2.ReadTimeout, "reading the answer timed out",
+                                   request)  # fmt: skip
                     if kept and not received:
                         raise _StaleConnection from e
                     raise httpx2.ReadError(str(e) or type(e).__name__, request=request) from e
@@ -344,14 +374,34 @@ class _StaleConnection(Exception):
     """A kept connection failed before any byte of an answer: the server closed it idle."""
 
 
+def _our_timeout(error: OSError) -> bool:
+    """Whether `error` is a socket's own timeout (the wait it was given ran out), not the
+    system's ETIMEDOUT (a connection that failed)."""
+    return isinstance(error, TimeoutError) and error.errno is None
+
+
+def _within_budget(
+    ends: float | None, message: str, request: httpx2.Request
+) -> tuple[float | None, loop.Deadline | None]:
+    """How long the next step of a connect may wait: what is left of its budget (ending at
+    `ends`), or less when the deadline comes sooner (see `loop.limit`)."""
+    if ends is None:
+        return loop.limit(None)
+    left = ends - time.monotonic()
+    if left <= 0:
+        raise httpx2.ConnectTimeout(message, request=request)
+    return loop.limit(left)
+
+
 def _timed_out(
     block: loop.Deadline | None,
     kind: Callable[..., httpx2.TimeoutException],
     message: str,
     request: httpx2.Request,
 ) -> NoReturn:
-    """The operation's own timeout as httpx2's `kind`, or, when a `within` deadline cut it
-    short, `loop.DeadlineExceeded` for that deadline's block."""
+    """The operation's own timeout as httpx2's `kind`, or, when a `within` deadline bounded
+    the wait (its time left was shorter than the operation's timeout, and has run out),
+    `loop.DeadlineExceeded` for that deadline's block."""
     if block is not None:
         raise loop.DeadlineExceeded(block)
     raise kind(message, request=request) from None
