@@ -68,10 +68,11 @@ from pull_secret_updater.tokens.blocking import BlockingTransport, system_ssl_co
 from pull_secret_updater.tokens.errors import ExchangeError, TransientExchangeError
 from pull_secret_updater.tokens.http import ssl_context
 from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource, TokenProvider
-from pull_secret_updater.tokens.tokenfile import ProjectedFileTokenSource
 
 if TYPE_CHECKING:
     import httpx2
+
+    from pull_secret_updater.tokens.tokenfile import ProjectedFileTokenSource
 
 __all__ = ["FAILURE", "USAGE", "Plan", "answer", "main", "plan_exchange", "run"]
 
@@ -152,6 +153,9 @@ def plan_exchange(
         )
         return Plan(want=want, subject=subject or NODE, tokens=GivenToken(token), who=who)
     if options.node_token_file is not None and options.node_identity is not None:
+        # NB: loaded here, for the node's fallback alone (a module fewer for every other call).
+        from pull_secret_updater.tokens.tokenfile import ProjectedFileTokenSource
+
         node_want = described.want({primary: options.node_identity}, registry, options.audience)
         assert node_want is not None  # options checked the identity
         return Plan(
