@@ -83,10 +83,9 @@ def system_ssl_context() -> ssl.SSLContext:
 
     NB: OpenSSL reads from a hashed directory the one CA a handshake needs, while a file is
     read whole when the context is made: every CA of the system parsed at every call of the
-    plugin, 21-24 ms of CPU here for 144 certificates, against 0.6-1.0 ms for the directory.
-    Distributions that keep the directory (Debian, Ubuntu, Alpine, SUSE) keep the same
-    certificates in both; where the directory holds fewer (or none), or the environment names
-    either, the file is read as OpenSSL would.
+    plugin, 21-24 ms of CPU here for 144 certificates, against about 1 ms for the directory.
+    Debian and Ubuntu keep the same certificates in both; where the directory holds fewer (or
+    none), or the environment names either, the file is read as OpenSSL would.
     """
     if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
         return ssl.create_default_context()
