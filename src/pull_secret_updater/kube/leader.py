@@ -174,7 +174,7 @@ class LeaderElector:
         """Give up the Lease if we hold it, so another replica takes over at once.
 
         Call it after cancelling `run()`. Returns whether a release was written; a Lease that
-        someone else has taken meanwhile is left alone (its resourceVersion no longer matches).
+        someone else has taken meanwhile is left alone.
         """
         if self._running:
             raise RuntimeError("cancel run() before release()")
@@ -182,8 +182,39 @@ class LeaderElector:
         if lease is None or LeaseRecord.of(lease).holder != self.identity:
             return False
         await self._stop_leading(reason="released")
+        what = f"release Lease {self.namespace}/{self.name}"
+        try:
+            try:
+                with translated(what):
+                    written = await self._client.replace(self._released(lease))
+            except Conflict:
+                # NB: written since our last remembered write. A renewal cancelled after the
+                # API server applied it but before its answer arrived does that, and so does
+                # anyone else. Read it: still ours (the holder is this process's own identity),
+                # it is ours to free; the PUT's resourceVersion check covers whoever might
+                # take it between the read and the write.
+                with translated(what):
+                    fresh = await self._client.get(Lease, self.name, namespace=self.namespace)
+                if LeaseRecord.of(fresh).holder != self.identity:
+                    self._remember(fresh, at=self._clock())
+                    self._log.info("the leader Lease was taken meanwhile: not released",
+                                   holder=self.holder)  # fmt: skip
+                    return False
+                with translated(what):
+                    written = await self._client.replace(self._released(fresh))
+        except (Conflict, NotFound):
+            return False  # someone else has written (or deleted) the Lease: not ours to free
+        except KubeError as e:
+            self._log.warning("could not release the leader Lease", error=str(e))
+            return False
+        self._remember(written, at=self._clock())
+        self._log.info("released the leader Lease")
+        return True
+
+    def _released(self, lease: Lease) -> Lease:
+        """`lease` given up: as client-go's ReleaseOnCancel writes it, an empty holder and a
+        one-second duration, the transitions kept."""
         stamp = _micro(self._now())
-        # NB: client-go's ReleaseOnCancel: empty holder, one-second duration, same transitions.
         spec = LeaseSpec(
             holderIdentity="",
             leaseDurationSeconds=1,
@@ -191,17 +222,7 @@ class LeaderElector:
             renewTime=stamp,
             leaseTransitions=LeaseRecord.of(lease).transitions,
         )
-        try:
-            with translated(f"release Lease {self.namespace}/{self.name}"):
-                written = await self._client.replace(Lease(metadata=lease.metadata, spec=spec))
-        except (Conflict, NotFound):
-            return False  # someone else has written the Lease since: it is not ours to free
-        except KubeError as e:
-            self._log.warning("could not release the leader Lease", error=str(e))
-            return False
-        self._remember(written, at=self._clock())
-        self._log.info("released the leader Lease")
-        return True
+        return Lease(metadata=lease.metadata, spec=spec)
 
     # -- the protocol ---------------------------------------------------------------------
 
