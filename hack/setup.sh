@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the demo and the tests need on a fresh Debian machine; quick when done.
 #   apt: docker-registry (CNCF distribution 2.8), skopeo, buildah, podman, runc, mmdebstrap,
-#        containernetworking-plugins and iproute2 (the node's Pod network)
+#        containernetworking-plugins and iproute2 (the node's Pod network), tinyproxy (an HTTP
+#        proxy for the plugin's tests)
 #   PyPI: uv, then the project and its dev dependencies (uv sync --frozen)
 #   Go modules, cached by version: kube-apiserver, etcd, helm (and kubectl if missing); for the
 #        node kubelet, kube-controller-manager, kube-scheduler, containerd, crictl; the official
@@ -41,6 +42,8 @@ command -v mmdebstrap >/dev/null 2>&1 || need_apt+=(mmdebstrap)
 # The node: runc (above) runs its containers; the CNI plugins give its Pods a network.
 [ -x /usr/lib/cni/loopback ] || [ -x /opt/cni/bin/loopback ] || need_apt+=(containernetworking-plugins)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# An HTTP proxy, as a node behind one has, for the plugin's tests.
+command -v tinyproxy >/dev/null 2>&1 || need_apt+=(tinyproxy)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] apt-get install ${need_apt[*]}" >&2
   sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_=sudo

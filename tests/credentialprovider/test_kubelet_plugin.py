@@ -12,7 +12,8 @@ provider: Chainguard's token service, ECR, Artifact Registry, ACR), the shipped 
 ``--image-credential-provider-config`` and ``--image-credential-provider-bin-dir``; at the end
 it is restarted as it was. Every Pod pulls
 with ``imagePullPolicy: Always``, so the kubelet asks for credentials at each Pod even though
-the image is on the node already.
+the image is on the node already. Last, the entries get ``HTTPS_PROXY`` in their ``env``, and
+every provider's pull goes through a forward proxy (tinyproxy) to its token services.
 
 What the kubelet sent to the Chainguard entry is recorded by a wrapper in front of the bundle
 (the requests, tokens included, go to a file in the stack's directory, which is removed with
@@ -29,12 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import jwt
 import pytest
 import yaml
 
 from devstack import kubeletplugin
 from devstack.node import Node
+from devstack.proxy import HttpProxy
 from devstack.stack import LocalStack
 from pull_secret_updater.credentialprovider.install import credential_provider_config
 from pull_secret_updater.credentialprovider.options import PROG
@@ -460,3 +463,36 @@ def test_an_outage_of_every_cloud_leaves_cached_credentials_pulling(
             cloud.clear_faults()
     assert cloud_exchanges(stack, cached) == {"ecr": 1, "gar": 1, "acr": 1}
     assert cloud_exchanges(stack, fresh) == {"ecr": 0, "gar": 0, "acr": 0}
+
+
+def test_behind_a_forward_proxy_every_entry_pulls_through_it(
+    plugin_node: PluginNode, stack: LocalStack, cluster: ClusterHelper
+) -> None:
+    # A node that reaches the token services through a proxy: each entry of the kubelet's config
+    # gives the plugin HTTPS_PROXY (a proxy demanding a user and password), and every call of
+    # the plugin tunnels to its services through it. Last in the module: it restarts the
+    # kubelet twice, which empties its cache of credentials.
+    config = plugin_node.bin_dir.parent / "config.yaml"
+    original = config.read_text()
+    argv = list(plugin_node.node.kubelet.argv)
+    with HttpProxy(stack.workdir / "proxy", credentials=("node", "pr0xy-s3cret")) as proxy:
+        proxied = yaml.safe_load(original)
+        for entry in proxied["providers"]:
+            entry["env"] = [{"name": "HTTPS_PROXY", "value": proxy.url}]
+        config.write_text(yaml.safe_dump(proxied, sort_keys=False))
+        _restart_kubelet(plugin_node.node, argv)
+        try:
+            namespace = cluster.namespace("kubelet-proxy")
+            made = annotated(stack, cluster, namespace, "proxied", trusts="proxied")
+            assert made is not None
+            pulls_all(plugin_node, stack, namespace, "proxied", kubeletplugin.PROVIDERS)
+            assert cloud_exchanges(stack, made) == {"ecr": 1, "gar": 1, "acr": 1}
+            services = {
+                f"{url.host}:{url.port}"
+                for url in map(httpx2.URL, (stack.token_service.url, stack.aws.endpoint,
+                                            stack.gcp.endpoint, stack.azure.endpoint))
+            }  # fmt: skip
+            assert set(proxy.tunnels()) == services
+        finally:
+            config.write_text(original)
+            _restart_kubelet(plugin_node.node, argv)

@@ -3,12 +3,15 @@ against a TLS server (in a thread of its own) that answers with exactly the byte
 needs, at once or byte by byte: bodies by length, chunks and close, kept connections (and one
 the server closed meanwhile, or asked to close), answers too large, malformed or cut short,
 timeouts and deadlines, and a certificate nobody trusts, each ending as httpx2 (and so
-`tokens.http.send`) knows it."""
+`tokens.http.send`) knows it. Then through a proxy: a real one (tinyproxy, demanding a user and
+password) tunnelling to that server, chosen from the environment as httpx2 chooses, and fake
+ones that answer CONNECT wrongly or never."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import ssl
 import subprocess
@@ -23,8 +26,13 @@ import httpx2
 import pytest
 
 from devstack import pki
+from devstack.proxy import HttpProxy
 from pull_secret_updater.tokens import loop
-from pull_secret_updater.tokens.blocking import BlockingTransport, system_ssl_context
+from pull_secret_updater.tokens.blocking import (
+    BlockingTransport,
+    environment_proxies,
+    system_ssl_context,
+)
 from pull_secret_updater.tokens.errors import ExchangeError, TransientExchangeError
 from pull_secret_updater.tokens.http import send
 
@@ -519,3 +527,178 @@ def test_one_connect_budget_for_every_address_and_the_deadline_before_it(
         finally:
             for filler in waiting:
                 filler.close()
+
+
+# -- through a proxy (tinyproxy, as a node behind a forward proxy has one) ------------------------
+
+PROXY_CREDENTIALS = ("node", "pr0xy-s3cret")
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[HttpProxy]:
+    with HttpProxy(tmp_path / "proxy", credentials=PROXY_CREDENTIALS) as running:
+        yield running
+
+
+def through(
+    server: Server,
+    proxies: dict[str, str | None],
+    what: Callable[[httpx2.AsyncClient], Awaitable[T]],
+    *,
+    timeout: httpx2.Timeout | float = 5.0,
+) -> T:
+    async def session() -> T:
+        transport = BlockingTransport(
+            ssl_context=ssl.create_default_context(cafile=str(server.ca_file)), proxies=proxies
+        )
+        async with httpx2.AsyncClient(transport=transport, timeout=timeout) as http:
+            return await what(http)
+
+    return loop.run(session())
+
+
+def origin_of(server: Server) -> str:
+    return server.url.removeprefix("https://")
+
+
+def test_through_a_proxy_a_tunnel_carries_tls_to_the_service_and_is_kept(
+    certs: tuple[Path, pki.CertPair], proxy: HttpProxy
+) -> None:
+    with serve(certs, lambda request: ok(request.split(b" ")[1])) as server:
+        answers = through(server, {"https://": proxy.url}, lambda http: twice(http, server.url))
+        assert answers == [b"/", b"/"]
+        # One tunnel for both requests (the connection kept), to the service's name and port.
+        assert proxy.tunnels() == [origin_of(server)]
+        assert server.connections == 1
+
+
+def test_a_proxy_that_refuses_the_tunnel_is_a_proxy_error_without_its_password(
+    certs: tuple[Path, pki.CertPair], proxy: HttpProxy
+) -> None:
+    wrong = proxy.url.replace(PROXY_CREDENTIALS[1], "not-the-password")
+    with serve(certs, lambda request: ok(b"x")) as server:
+        for url in (wrong, f"http://127.0.0.1:{proxy.port}"):
+
+            async def get(http: httpx2.AsyncClient) -> None:
+                await send(http, http.build_request("GET", server.url), where="the service",
+                           deadline=5)  # fmt: skip
+
+            with pytest.raises(TransientExchangeError) as caught:
+                through(server, {"https://": url}, get)
+            message = caught.value.message
+            assert f"the proxy at 127.0.0.1:{proxy.port} refused a tunnel" in message
+            # NB: tinyproxy answers a CONNECT without the right credentials 401, not 407.
+            assert re.search(r"refused a tunnel to localhost:\d+: 40[17] ", message)
+            assert "not-the-password" not in message
+            assert PROXY_CREDENTIALS[1] not in message
+            assert "not-the-password" not in repr(caught.value.__cause__)
+        assert server.requests == []
+
+
+def test_no_proxy_and_the_environment_are_read_as_httpx2_reads_them(
+    certs: tuple[Path, pki.CertPair], proxy: HttpProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    with serve(certs, lambda request: ok(b"direct or not")) as server:
+        monkeypatch.setenv("https_proxy", proxy.url)
+        assert through(server, environment_proxies(), lambda http: twice(http, server.url))
+        assert proxy.tunnels() == [origin_of(server)]
+        monkeypatch.setenv("NO_PROXY", "example.com,localhost")
+        assert through(server, environment_proxies(), lambda http: twice(http, server.url))
+        assert proxy.tunnels() == [origin_of(server)]  # not through the proxy this time
+        monkeypatch.delenv("NO_PROXY")
+        monkeypatch.delenv("https_proxy")
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)  # for http:// alone: not these requests
+        assert through(server, environment_proxies(), lambda http: twice(http, server.url))
+        assert proxy.tunnels() == [origin_of(server)]
+        assert server.connections == 3
+
+
+def test_through_a_proxy_the_service_certificate_is_verified_as_without(
+    certs: tuple[Path, pki.CertPair], proxy: HttpProxy, tmp_path: Path
+) -> None:
+    (tmp_path / "other").mkdir()
+    other = pki.create_ca(tmp_path / "other")
+    with serve(certs, lambda request: ok(b"x")) as server:
+
+        async def secret(http: httpx2.AsyncClient) -> None:
+            await send(http, http.build_request("POST", server.url, content=b"secret"),
+                       where="the service", deadline=5)  # fmt: skip
+
+        untrusted = Server(url=server.url, ca_file=other.cert_file)
+        with pytest.raises(ExchangeError) as caught:
+            through(untrusted, {"https://": proxy.url}, secret)
+        assert caught.value.cause == "tls"
+        assert proxy.tunnels() == [origin_of(server)]
+        assert server.requests == []
+
+
+@contextlib.contextmanager
+def fake_proxy(answer: bytes | None) -> Iterator[str]:
+    """A proxy that reads a CONNECT and answers `answer` (None: never), then waits."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+
+    def serving() -> None:
+        while not stop.is_set():
+            try:
+                peer, _ = listener.accept()
+            except OSError:
+                return
+            with peer:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = peer.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                if answer is not None:
+                    peer.sendall(answer)
+                stop.wait(3)
+
+    thread = threading.Thread(target=serving, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "says"),
+    [
+        (b"HTTP/1.1 200 OK\r\n\r\n\x16\x03\x01", httpx2.ProxyError, "more than its answer"),
+        (b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n", httpx2.ProxyError, "502"),
+        (b"SSH-2.0-OpenSSH\r\n\r\n", httpx2.ProxyError, "malformed"),
+        (b"HTTP/1.1 200 OK\r\n", httpx2.ConnectTimeout, "timed out"),  # a head never ended
+        (None, httpx2.ConnectTimeout, "timed out"),
+    ],
+)
+def test_a_proxy_that_answers_wrongly_or_never_ends_the_connect_within_its_budget(
+    certs: tuple[Path, pki.CertPair], answer: bytes | None, error: type[Exception], says: str
+) -> None:
+    with serve(certs, lambda request: ok(b"x")) as server, fake_proxy(answer) as url:
+        started = time.monotonic()
+        with pytest.raises(error, match=says):
+            through(server, {"https://": url}, lambda http: http.get(server.url),
+                    timeout=httpx2.Timeout(5, connect=0.5))  # fmt: skip
+        assert time.monotonic() - started < 4  # the connect budget, not the read timeout
+        assert server.requests == []
+
+
+def test_a_proxy_down_or_of_a_scheme_not_spoken_is_an_error(
+    certs: tuple[Path, pki.CertPair],
+) -> None:
+    with serve(certs, lambda request: ok(b"x")) as server:
+        with pytest.raises(httpx2.ConnectError, match=r"the proxy at 127\.0\.0\.1:1"):
+            through(server, {"https://": "http://127.0.0.1:1"}, lambda http: http.get(server.url))
+        for url in ("https://127.0.0.1:1", "socks5://127.0.0.1:1"):
+            with pytest.raises(httpx2.ProxyError, match="not supported here, only at http://"):
+                through(server, {"https://": url}, lambda http: http.get(server.url))
+        assert server.connections == 0

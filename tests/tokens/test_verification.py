@@ -536,7 +536,8 @@ async def test_an_unreachable_token_service_is_keys_unavailable() -> None:
 
     error = await keys_unavailable(handler)
     assert str(error) == (
-        f"cannot fetch the discovery document at {ISSUER}{DISCOVERY_PATH}: ConnectError"
+        f"cannot fetch the discovery document at {ISSUER}{DISCOVERY_PATH}: "
+        "ConnectError: [Errno 111] Connection refused"
     )
     assert error.__cause__ is None
 

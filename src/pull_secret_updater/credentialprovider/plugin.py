@@ -64,7 +64,11 @@ from pull_secret_updater.credentialprovider.protocol import (
 from pull_secret_updater.providers.chainguard.spec import IDENTITY
 from pull_secret_updater.providers.kubelet import KubeletProvider, kubelet_provider
 from pull_secret_updater.tokens import loop
-from pull_secret_updater.tokens.blocking import BlockingTransport, system_ssl_context
+from pull_secret_updater.tokens.blocking import (
+    BlockingTransport,
+    environment_proxies,
+    system_ssl_context,
+)
 from pull_secret_updater.tokens.errors import ExchangeError, TransientExchangeError
 from pull_secret_updater.tokens.http import ssl_context
 from pull_secret_updater.tokens.provider import Subject, SubjectTokenSource, TokenProvider
@@ -277,10 +281,13 @@ async def _exchange(
         # NB: h11 on a blocking socket, run without an event loop: a call makes one to three
         # requests, one after the other, which cost less than importing and setting up
         # httpcore2 or asyncio (see tokens.blocking and tokens.loop).
+        # The proxies are the environment's (the kubelet's own, with what its
+        # CredentialProviderConfig's `env` adds), read as the controller's httpx2 client does.
         transport = BlockingTransport(
             ssl_context=ssl_context(options.ca_bundle)
             if options.ca_bundle is not None
-            else system_ssl_context()
+            else system_ssl_context(),
+            proxies=environment_proxies(),
         )
     provider: TokenProvider = getattr(importlib.import_module(module), name)(
         sa_tokens=plan.tokens,

@@ -17,9 +17,12 @@ What is ours is the glue: the TLS connection (a socket wrapped with the given
 translating failures into httpx2's exceptions.
 
 What it speaks: HTTP/1.1 over TLS only (never clear text); at most `max_body` bytes of body and
-`MAX_HEADERS` bytes of status line and headers (h11's ``max_incomplete_event_size``); no
-proxies (httpx2 reads no proxy from the environment for a client given a transport, so
-``HTTPS_PROXY`` is not used: the token services must be reachable directly).
+`MAX_HEADERS` bytes of status line and headers (h11's ``max_incomplete_event_size``). Through
+an ``http://`` proxy it tunnels with ``CONNECT`` (the proxy's user and password, if its URL has
+them, sent as ``Proxy-Authorization: Basic``), and TLS is then spoken with the service itself,
+verified as without a proxy. Which requests go through which proxy is decided as httpx2 decides
+it for the controller (`environment_proxies`: ``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, in
+either case); other proxy schemes (``https://``, ``socks5://``) are refused with an error.
 Timeouts are the request's (``connect``, ``read``, ``write``), each per operation, as
 httpcore2's are, and never past the deadline of the `tokens.loop.within` block the request is
 made in (the plugin's overall deadline, `tokens.http.send`'s per request): there the operation
@@ -40,21 +43,28 @@ starts, an oversized answer), ``LocalProtocolError`` (a request h11 will not sen
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import select
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NoReturn
 
 import h11
 import httpx2
 
+# NB: httpx2's own reading of the proxy variables and its own matching of a URL to them, so that
+# the plugin goes through the proxies the controller's httpx2 client goes through (both are
+# private to httpx2; the lock file pins its version, and tests/tokens/test_blocking.py checks
+# the behaviour through a real proxy).
+from httpx2._utils import URLPattern, get_environment_proxies
+
 from pull_secret_updater.tokens import loop
 
-__all__ = ["BlockingTransport", "system_ssl_context"]
+__all__ = ["BlockingTransport", "environment_proxies", "system_ssl_context"]
 
 #: The most bytes of status line and headers read before the head is complete.
 MAX_HEADERS = 64 * 1024
@@ -117,13 +127,31 @@ def _certificates(path: str) -> int:
         return 0
 
 
-class BlockingTransport(httpx2.AsyncBaseTransport):
-    """HTTPS/1.1 with `ssl_context`, one idle connection kept per origin (module docstring)."""
+def environment_proxies() -> dict[str, str | None]:
+    """The proxies the environment names, as httpx2 reads them for a client it makes itself (the
+    controller's): URL patterns (``https://``, ``all://*.example.com``) to a proxy's URL, or to
+    None for the hosts of ``NO_PROXY``."""
+    return get_environment_proxies()
 
-    def __init__(self, *, ssl_context: ssl.SSLContext, max_body: int = DEFAULT_MAX_BODY) -> None:
+
+class BlockingTransport(httpx2.AsyncBaseTransport):
+    """HTTPS/1.1 with `ssl_context`, one idle connection kept per origin (module docstring);
+    through the proxy `proxies` names for a URL (as `environment_proxies` returns them, matched
+    as httpx2 matches its mounts), if any."""
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext,
+        max_body: int = DEFAULT_MAX_BODY,
+        proxies: Mapping[str, str | None] | None = None,
+    ) -> None:
         self._ssl = ssl_context
         self._max_body = max_body
         self._idle: dict[tuple[str, int], _Connection] = {}
+        routes = ((URLPattern(key), None if url is None else httpx2.Proxy(url))
+                  for key, url in (proxies or {}).items())  # fmt: skip
+        self._routes = sorted(routes, key=lambda route: route[0])
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if loop.running():
@@ -148,6 +176,13 @@ class BlockingTransport(httpx2.AsyncBaseTransport):
         connection = self._connect(origin, request, timeouts.get("connect"))
         return self._exchange(connection, origin, request, body, timeouts, kept=False)
 
+    def _proxy(self, url: httpx2.URL) -> httpx2.Proxy | None:
+        """The proxy for `url`: the first route whose pattern matches it, most specific first."""
+        for pattern, proxy in self._routes:
+            if pattern.matches(url):
+                return proxy
+        return None
+
     async def aclose(self) -> None:
         idle, self._idle = list(self._idle.values()), {}
         for connection in idle:
@@ -156,37 +191,30 @@ class BlockingTransport(httpx2.AsyncBaseTransport):
     def _connect(
         self, origin: tuple[str, int], request: httpx2.Request, seconds: float | None
     ) -> _Connection:
-        """A TLS connection to `origin`: its addresses tried in turn, with `seconds` (the
-        connect timeout) one budget for all of them and the handshake, and never past the
-        deadline. NB: the name is resolved by the system's resolver, unbounded (as it was in
-        asyncio's executor): a resolver that hangs is the kubelet's timeout's business."""
+        """A TLS connection to `origin`, directly or tunnelled through its proxy: with `seconds`
+        (the connect timeout) one budget for the TCP connection (all the addresses tried in
+        turn), the tunnel and the handshake, and never past the deadline. NB: the name is
+        resolved by the system's resolver, unbounded (as it was in asyncio's executor): a
+        resolver that hangs is the kubelet's timeout's business."""
         host, port = origin
         ends = None if seconds is None else time.monotonic() + seconds
-        late = f"connecting to {host}:{port} timed out"
-        try:
-            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as e:
-            raise httpx2.ConnectError(str(e) or type(e).__name__, request=request) from e
-        failure: OSError | None = None
-        for family, kind, protocol, _, address in addresses:
-            wait, block = _within_budget(ends, late, request)
-            raw = socket.socket(family, kind, protocol)
+        proxy = self._proxy(request.url)
+        if proxy is None:
+            raw = _open(host, port, ends, request, what=f"{host}:{port}")
+        else:
+            if proxy.url.scheme != "http":
+                raise httpx2.ProxyError(
+                    f"a proxy at {proxy.url.scheme}:// is not supported here, only at http://",
+                    request=request,
+                )
+            where = f"the proxy at {proxy.url.host}:{proxy.url.port or 80}"
+            raw = _open(proxy.url.host, proxy.url.port or 80, ends, request, what=where)
             try:
-                raw.settimeout(wait)
-                raw.connect(address)
-            except OSError as e:
-                raw.close()
-                if _our_timeout(e):  # the budget or the deadline is spent
-                    _timed_out(block, httpx2.ConnectTimeout, late, request)
-                failure = e  # refused, unreachable: the next address
-                continue
+                _tunnel(raw, proxy, origin, ends, request, where=where)
             except BaseException:
                 raw.close()
                 raise
-            break
-        else:
-            reason = str(failure) if failure is not None else f"{host} has no address"
-            raise httpx2.ConnectError(reason, request=request) from failure
+        late = f"connecting to {host}:{port} timed out"
         try:
             wait, block = _within_budget(ends, late, request)
             raw.settimeout(wait)
@@ -343,6 +371,102 @@ class BlockingTransport(httpx2.AsyncBaseTransport):
             elif not isinstance(event, h11.InformationalResponse):  # 1xx: the answer follows
                 raise httpx2.RemoteProtocolError(f"an unexpected {type(event).__name__}",
                                                  request=request)  # fmt: skip
+
+
+def _open(
+    host: str, port: int, ends: float | None, request: httpx2.Request, *, what: str
+) -> socket.socket:
+    """A TCP connection to `host`:`port` (`what`, in errors), its addresses tried in turn until
+    `ends` (the connect budget) or the deadline."""
+    late = f"connecting to {what} timed out"
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise httpx2.ConnectError(str(e) or type(e).__name__, request=request) from e
+    failure: OSError | None = None
+    for family, kind, protocol, _, address in addresses:
+        wait, block = _within_budget(ends, late, request)
+        raw = socket.socket(family, kind, protocol)
+        try:
+            raw.settimeout(wait)
+            raw.connect(address)
+        except OSError as e:
+            raw.close()
+            if _our_timeout(e):  # the budget or the deadline is spent
+                _timed_out(block, httpx2.ConnectTimeout, late, request)
+            failure = e  # refused, unreachable: the next address
+            continue
+        except BaseException:
+            raw.close()
+            raise
+        return raw
+    reason = str(failure) if failure is not None else f"{host} has no address"
+    if what != f"{host}:{port}":
+        reason = f"{what}: {reason}"
+    raise httpx2.ConnectError(reason, request=request) from failure
+
+
+def _tunnel(
+    raw: socket.socket,
+    proxy: httpx2.Proxy,
+    origin: tuple[str, int],
+    ends: float | None,
+    request: httpx2.Request,
+    *,
+    where: str,
+) -> None:
+    """Ask the proxy on `raw` for a tunnel to `origin` (HTTP ``CONNECT``, RFC 9110 section 9.3.6)
+    within the connect budget; return once it answered 2xx, the socket then being the tunnel."""
+    raw_host, port = request.url.raw_host, origin[1]
+    authority = (b"[" + raw_host + b"]" if b":" in raw_host else raw_host) + b":%d" % port
+    target = authority.decode("ascii")
+    headers: list[tuple[bytes, bytes]] = [(b"Host", authority)]
+    if proxy.raw_auth is not None:
+        credentials = b":".join(proxy.raw_auth)
+        headers.append((b"Proxy-Authorization", b"Basic " + base64.b64encode(credentials)))
+    headers += proxy.headers.raw
+    state = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
+    data = state.send(h11.Request(method="CONNECT", target=authority, headers=headers)) or b""
+    data += state.send(h11.EndOfMessage()) or b""
+    late = f"asking {where} for a tunnel to {target} timed out"
+    try:
+        wait, block = _within_budget(ends, late, request)
+        raw.settimeout(wait)
+        raw.sendall(data)
+        while True:
+            try:
+                event = state.next_event()
+            except h11.RemoteProtocolError as e:
+                raise httpx2.ProxyError(f"{where} answered CONNECT malformed ({e})",
+                                        request=request) from e  # fmt: skip
+            if event is h11.NEED_DATA:
+                wait, block = _within_budget(ends, late, request)
+                raw.settimeout(wait)
+                chunk = raw.recv(MAX_HEADERS)
+                if not chunk:
+                    raise httpx2.ProxyError(f"{where} closed the connection instead of a tunnel to "
+                                            f"{target}", request=request)  # fmt: skip
+                state.receive_data(chunk)
+            elif isinstance(event, h11.Response):
+                if not 200 <= event.status_code < 300:
+                    reason = event.reason.decode("ascii", "replace")[:100]
+                    raise httpx2.ProxyError(
+                        f"{where} refused a tunnel to {target}: {event.status_code} {reason}",
+                        request=request,
+                    )
+            elif event is h11.PAUSED:  # the 2xx was the last of HTTP on this connection
+                extra, _ = state.trailing_data
+                if extra:  # nothing may come before the service's TLS
+                    raise httpx2.ProxyError(f"{where} sent more than its answer to CONNECT",
+                                            request=request)  # fmt: skip
+                return
+            elif not isinstance(event, h11.InformationalResponse):
+                raise httpx2.ProxyError(f"{where} answered CONNECT with a "
+                                        f"{type(event).__name__}", request=request)  # fmt: skip
+    except OSError as e:
+        if _our_timeout(e):
+            _timed_out(block, httpx2.ConnectTimeout, late, request)
+        raise httpx2.ProxyError(f"{where}: {e or type(e).__name__}", request=request) from e
 
 
 class _Connection:
