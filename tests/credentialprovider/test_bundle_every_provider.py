@@ -44,7 +44,8 @@ def call(
     [plan] = kubeletplugin.plans(stack, providers=(provider,))
     return subprocess.run(
         [str(bundle), *kubeletplugin.args_of(plan)],
-        input=request, capture_output=True, text=True, timeout=90, check=False, env=env,
+        input=request, capture_output=True, text=True, timeout=90, check=False,
+        env=environment() if env is None else env,
     )  # fmt: skip
 
 

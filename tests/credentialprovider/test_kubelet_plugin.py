@@ -488,7 +488,7 @@ def test_behind_a_forward_proxy_every_entry_pulls_through_it(
             pulls_all(plugin_node, stack, namespace, "proxied", kubeletplugin.PROVIDERS)
             assert cloud_exchanges(stack, made) == {"ecr": 1, "gar": 1, "acr": 1}
             services = {
-                f"{url.host}:{url.port}"
+                f"{url.host}:{url.port or 443}"
                 for url in map(httpx2.URL, (stack.token_service.url, stack.aws.endpoint,
                                             stack.gcp.endpoint, stack.azure.endpoint))
             }  # fmt: skip

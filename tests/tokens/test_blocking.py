@@ -10,7 +10,9 @@ ones that answer CONNECT wrongly or never."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import os
 import re
 import socket
 import ssl
@@ -21,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx2
 import pytest
@@ -636,8 +639,9 @@ def test_through_a_proxy_the_service_certificate_is_verified_as_without(
 
 
 @contextlib.contextmanager
-def fake_proxy(answer: bytes | None) -> Iterator[str]:
-    """A proxy that reads a CONNECT and answers `answer` (None: never), then waits."""
+def fake_proxy(answer: bytes | None, heads: list[bytes] | None = None) -> Iterator[str]:
+    """A proxy that reads a CONNECT (kept in `heads`) and answers `answer` (None: never), then
+    waits."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(4)
@@ -656,6 +660,8 @@ def fake_proxy(answer: bytes | None) -> Iterator[str]:
                     if not chunk:
                         break
                     head += chunk
+                if heads is not None:
+                    heads.append(head)
                 if answer is not None:
                     peer.sendall(answer)
                 stop.wait(3)
@@ -702,3 +708,112 @@ def test_a_proxy_down_or_of_a_scheme_not_spoken_is_an_error(
             with pytest.raises(httpx2.ProxyError, match="not supported here, only at http://"):
                 through(server, {"https://": url}, lambda http: http.get(server.url))
         assert server.connections == 0
+
+
+def test_a_user_and_password_are_percent_decoded_for_the_proxy_and_never_shown(
+    certs: tuple[Path, pki.CertPair],
+) -> None:
+    password = "p@ss:w/rd%#?"
+    heads: list[bytes] = []
+    refusal = b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"
+    with serve(certs, lambda request: ok(b"x")) as server, fake_proxy(refusal, heads) as url:
+        proxy = url.replace("http://", f"http://n%C3%B6de:{quote(password, safe='')}@")
+
+        async def get(http: httpx2.AsyncClient) -> None:
+            await send(http, http.build_request("GET", server.url), where="the service",
+                       deadline=5)  # fmt: skip
+
+        with pytest.raises(TransientExchangeError) as caught:
+            through(server, {"https://": proxy}, get)
+        [head] = heads
+        assert head.startswith(f"CONNECT {origin_of(server)} HTTP/1.1\r\n".encode())
+        expected = base64.b64encode(f"n\u00f6de:{password}".encode())
+        assert b"\r\nProxy-Authorization: Basic " + expected + b"\r\n" in head
+        for shown in (caught.value.message, repr(caught.value), repr(caught.value.__cause__)):
+            assert "p@ss" not in shown
+            assert quote(password, safe="") not in shown
+        assert "refused a tunnel" in caught.value.message
+
+
+def test_a_proxy_url_that_is_not_one_is_an_error_that_quotes_none_of_it(
+    certs: tuple[Path, pki.CertPair],
+) -> None:
+    broken = "http://node:s3cr#t@127.0.0.1:3128"  # the password's "#" not percent-encoded
+    with serve(certs, lambda request: ok(b"direct")) as server:
+        for key, variable in (("https://", "HTTPS_PROXY"), ("all://", "ALL_PROXY")):
+            with pytest.raises(httpx2.ProxyError) as caught:
+                through(server, {key: broken}, lambda http: http.get(server.url))
+            assert str(caught.value) == (
+                f"the proxy {variable} names is not a valid URL (a user or password in it must "
+                "be percent-encoded)"
+            )
+        # HTTP_PROXY's route is for http:// alone, which is never spoken here: not even read.
+        answer = through(server, {"http://": broken}, lambda http: http.get(server.url))
+        assert answer.content == b"direct"
+
+
+def test_a_deadline_sooner_than_the_connect_budget_ends_the_wait_for_the_tunnel(
+    certs: tuple[Path, pki.CertPair],
+) -> None:
+    with serve(certs, lambda request: ok(b"x")) as server, fake_proxy(None) as url:
+
+        async def get() -> None:
+            transport = BlockingTransport(ssl_context=ssl.create_default_context(),
+                                          proxies={"https://": url})  # fmt: skip
+            async with (
+                httpx2.AsyncClient(transport=transport, timeout=httpx2.Timeout(5)) as http,
+                loop.within(0.3),
+            ):
+                await http.get(server.url)
+
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            loop.run(get())
+        assert time.monotonic() - started < 3  # the deadline, not the five-second budget
+
+
+ENVIRONMENTS = [
+    {"HTTPS_PROXY": "http://a.proxy:3128", "NO_PROXY": "localhost"},
+    {"https_proxy": "http://a.proxy:3128", "HTTPS_PROXY": "http://b.proxy:3128"},
+    {"ALL_PROXY": "http://b.proxy:8080", "HTTPS_PROXY": "http://a.proxy:3128",
+     "NO_PROXY": ".amazonaws.com,10.0.0.0/8,example.com:8443"},
+    {"ALL_PROXY": "http://b.proxy:8080", "NO_PROXY": "sts.googleapis.com,[::1]"},
+    {"HTTPS_PROXY": "http://a.proxy:3128", "NO_PROXY": "*"},
+    {"HTTP_PROXY": "http://c.proxy:3128"},
+]  # fmt: skip
+URLS = [
+    "https://localhost/",
+    "https://sts.amazonaws.com/",
+    "https://amazonaws.com/",
+    "https://api.ecr.eu-west-1.amazonaws.com/",
+    "https://10.1.2.3:8443/",
+    "https://11.1.2.3/",
+    "https://example.com:8443/",
+    "https://example.com/",
+    "https://sts.googleapis.com/",
+    "https://[::1]:8443/",
+]
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_the_proxy_chosen_for_each_url_is_the_one_httpx2s_own_client_chooses(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    proxies = environment_proxies()
+    ours = BlockingTransport(ssl_context=ssl.create_default_context(), proxies=proxies)
+    theirs = httpx2.AsyncClient()  # trust_env: the environment's proxies, as the controller
+    for url in URLS:
+        request = httpx2.Request("GET", url)
+        chosen = theirs._transport_for_url(request.url)
+        expected = next(
+            (str(httpx2.Proxy(proxies[pattern.pattern] or "").url)
+             for pattern, transport in theirs._mounts.items() if transport is chosen),
+            None,
+        )  # fmt: skip
+        got = ours._proxy(request)
+        assert (None if got is None else str(got.url)) == expected, url

@@ -149,9 +149,13 @@ class BlockingTransport(httpx2.AsyncBaseTransport):
         self._ssl = ssl_context
         self._max_body = max_body
         self._idle: dict[tuple[str, int], _Connection] = {}
-        routes = ((URLPattern(key), None if url is None else httpx2.Proxy(url))
-                  for key, url in (proxies or {}).items())  # fmt: skip
-        self._routes = sorted(routes, key=lambda route: route[0])
+        # NB: only https is spoken here, so an http:// route (HTTP_PROXY) never applies: it is
+        # left out, and so is what might be wrong with it.
+        self._routes = sorted(
+            ((URLPattern(key), _route(key, url)) for key, url in (proxies or {}).items()
+             if not key.startswith("http://")),
+            key=lambda route: route[0],
+        )  # fmt: skip
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if loop.running():
@@ -162,7 +166,9 @@ class BlockingTransport(httpx2.AsyncBaseTransport):
         url = request.url
         if url.scheme != "https":
             raise httpx2.UnsupportedProtocol("only https is spoken here", request=request)
-        origin = (url.host, url.port or 443)
+        # NB: the host's ASCII form (IDNA's A-labels) for the address, the tunnel and the
+        # certificate's name alike, so that they cannot disagree on a name.
+        origin = (url.raw_host.decode("ascii"), url.port or 443)
         timeouts = request.extensions.get("timeout", {})
         body = await request.aread()
         kept = self._idle.pop(origin, None)
@@ -176,10 +182,13 @@ class BlockingTransport(httpx2.AsyncBaseTransport):
         connection = self._connect(origin, request, timeouts.get("connect"))
         return self._exchange(connection, origin, request, body, timeouts, kept=False)
 
-    def _proxy(self, url: httpx2.URL) -> httpx2.Proxy | None:
-        """The proxy for `url`: the first route whose pattern matches it, most specific first."""
+    def _proxy(self, request: httpx2.Request) -> httpx2.Proxy | None:
+        """The proxy for the request's URL: the first route whose pattern matches it, most
+        specific first (as httpx2 orders its mounts)."""
         for pattern, proxy in self._routes:
-            if pattern.matches(url):
+            if pattern.matches(request.url):
+                if isinstance(proxy, str):
+                    raise httpx2.ProxyError(proxy, request=request)
                 return proxy
         return None
 
@@ -198,7 +207,7 @@ class BlockingTransport(httpx2.AsyncBaseTransport):
         resolver that hangs is the kubelet's timeout's business."""
         host, port = origin
         ends = None if seconds is None else time.monotonic() + seconds
-        proxy = self._proxy(request.url)
+        proxy = self._proxy(request)
         if proxy is None:
             raw = _open(host, port, ends, request, what=f"{host}:{port}")
         else:
@@ -371,6 +380,21 @@ class BlockingTransport(httpx2.AsyncBaseTransport):
             elif not isinstance(event, h11.InformationalResponse):  # 1xx: the answer follows
                 raise httpx2.RemoteProtocolError(f"an unexpected {type(event).__name__}",
                                                  request=request)  # fmt: skip
+
+
+def _route(key: str, url: str | None) -> httpx2.Proxy | str | None:
+    """The proxy `url` names for the requests of pattern `key` (None: none), or why it cannot be
+    used: a message that quotes nothing of the URL, which may hold a password."""
+    if url is None:
+        return None
+    try:
+        return httpx2.Proxy(url)
+    except (ValueError, httpx2.InvalidURL):
+        variable = "ALL_PROXY" if key.startswith("all://") else "HTTPS_PROXY"
+        return (
+            f"the proxy {variable} names is not a valid URL (a user or password in it must be "
+            "percent-encoded)"
+        )
 
 
 def _open(
