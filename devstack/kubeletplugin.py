@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx2
+
 from devstack import clouds
 from devstack.stack import LocalStack
 from pull_secret_updater.credentialprovider.install import ProviderPlan, credential_provider_config
@@ -34,6 +36,7 @@ __all__ = [
     "image_of",
     "plans",
     "request",
+    "service_origins",
     "trusted_workload",
 ]
 
@@ -76,6 +79,14 @@ def plans(
         ),
     }
     return [made[provider]() for provider in providers]
+
+
+def service_origins(stack: LocalStack, provider: str) -> set[str]:
+    """The ``host:port`` of each token service the provider's plugin calls (what a forward
+    proxy is asked to tunnel to)."""
+    [plan] = plans(stack, providers=(provider,))
+    urls = [plan.issuer] if provider == "chainguard" else [url for _, url in plan.endpoints]
+    return {f"{httpx2.URL(url).host}:{httpx2.URL(url).port or 443}" for url in urls if url}
 
 
 def image_of(stack: LocalStack, provider: str) -> str:

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 
 from devstack import kubeletplugin
@@ -54,13 +53,6 @@ def environment(**proxies: str) -> dict[str, str]:
     kept = {name: value for name, value in os.environ.items()
             if not name.lower().endswith("_proxy")}  # fmt: skip
     return {**kept, **proxies}
-
-
-def origins(stack: LocalStack, provider: str) -> set[str]:
-    """The ``host:port`` of each token service the provider's plugin calls."""
-    [plan] = kubeletplugin.plans(stack, providers=(provider,))
-    urls = [plan.issuer] if provider == "chainguard" else [url for _, url in plan.endpoints]
-    return {f"{httpx2.URL(url).host}:{httpx2.URL(url).port or 443}" for url in urls if url}
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +114,7 @@ def test_behind_a_forward_proxy_each_provider_reaches_its_services_through_it(
                 env=environment(HTTPS_PROXY=proxy.url))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["auth"]
-    assert set(proxy.tunnels()[before:]) == origins(stack, provider)
+    assert set(proxy.tunnels()[before:]) == kubeletplugin.service_origins(stack, provider)
 
 
 def test_a_proxy_that_is_down_is_the_line_the_kubelet_logs_and_no_proxy_bypasses_it(
@@ -136,7 +128,7 @@ def test_a_proxy_that_is_down_is_the_line_the_kubelet_logs_and_no_proxy_bypasses
     [line] = done.stderr.splitlines()
     assert "the proxy at 127.0.0.1:1" in line, line
     assert "pr0xy-s3cret" not in line
-    [host] = {origin.split(":")[0] for origin in origins(stack, "chainguard")}
+    [host] = {origin.split(":")[0] for origin in kubeletplugin.service_origins(stack, "chainguard")}
     bypassed = environment(https_proxy=down, no_proxy=f"example.com,{host}")
     done = call(bundle, stack, "chainguard", request, env=bypassed)
     assert done.returncode == 0, done.stderr

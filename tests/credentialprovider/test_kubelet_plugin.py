@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import jwt
 import pytest
 import yaml
@@ -487,11 +486,9 @@ def test_behind_a_forward_proxy_every_entry_pulls_through_it(
             assert made is not None
             pulls_all(plugin_node, stack, namespace, "proxied", kubeletplugin.PROVIDERS)
             assert cloud_exchanges(stack, made) == {"ecr": 1, "gar": 1, "acr": 1}
-            services = {
-                f"{url.host}:{url.port or 443}"
-                for url in map(httpx2.URL, (stack.token_service.url, stack.aws.endpoint,
-                                            stack.gcp.endpoint, stack.azure.endpoint))
-            }  # fmt: skip
+            services = set().union(
+                *(kubeletplugin.service_origins(stack, p) for p in kubeletplugin.PROVIDERS)
+            )
             assert set(proxy.tunnels()) == services
         finally:
             config.write_text(original)

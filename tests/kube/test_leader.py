@@ -198,20 +198,33 @@ async def test_a_released_lease_is_taken_over_at_the_next_retry(
     assert not await leader.elector.release()  # not ours any more: nothing to give up
 
 
+async def _stopped_leader(candidates: Candidates) -> Candidate:
+    """A replica that led (with a long Lease) and was stopped without releasing it yet."""
+    leader = candidates("replica-a", lease=LONG_LEASE, renew=LONG_RENEW)
+    leader.start()
+    async with asyncio.timeout(DEADLINE):
+        await leader.elector.wait_leading()
+    await leader.kill()
+    return leader
+
+
+async def _write_behind(
+    admin: lightkube.AsyncClient, namespace: str, patch: dict[str, Any]
+) -> None:
+    """`patch` written to the Lease behind the leader's back (a write it never saw)."""
+    await admin.patch(
+        Lease, "pull-secret-updater", patch, namespace=namespace, patch_type=PatchType.MERGE
+    )
+
+
 async def test_a_release_frees_the_lease_even_when_a_renewal_answer_was_lost(
     admin: lightkube.AsyncClient, namespace: str, candidates: Candidates
 ) -> None:
     # A renewal cancelled by the stop after the API server applied it, before its answer came
     # back: the Lease is still ours, but its resourceVersion is newer than the one we know.
-    a = candidates("replica-a", lease=LONG_LEASE, renew=LONG_RENEW)
-    a.start()
-    async with asyncio.timeout(DEADLINE):
-        await a.elector.wait_leading()
-    await a.kill()
+    a = await _stopped_leader(candidates)
     renewal = {"spec": {"renewTime": datetime.now(UTC).isoformat(timespec="microseconds")}}
-    await admin.patch(
-        Lease, "pull-secret-updater", renewal, namespace=namespace, patch_type=PatchType.MERGE
-    )
+    await _write_behind(admin, namespace, renewal)
     assert await _holder(admin, namespace) == a.elector.identity
     assert await a.elector.release()
     lease = await _lease(admin, namespace)
@@ -223,18 +236,8 @@ async def test_a_release_frees_the_lease_even_when_a_renewal_answer_was_lost(
 async def test_a_release_leaves_alone_a_lease_taken_meanwhile(
     admin: lightkube.AsyncClient, namespace: str, candidates: Candidates
 ) -> None:
-    a = candidates("replica-a", lease=LONG_LEASE, renew=LONG_RENEW)
-    a.start()
-    async with asyncio.timeout(DEADLINE):
-        await a.elector.wait_leading()
-    await a.kill()
-    await admin.patch(
-        Lease,
-        "pull-secret-updater",
-        {"spec": {"holderIdentity": "intruder"}},
-        namespace=namespace,
-        patch_type=PatchType.MERGE,
-    )
+    a = await _stopped_leader(candidates)
+    await _write_behind(admin, namespace, {"spec": {"holderIdentity": "intruder"}})
     assert not await a.elector.release()
     assert await _holder(admin, namespace) == "intruder"
     assert a.elector.holder == "intruder"

@@ -138,9 +138,17 @@ def serve(
         thread.join(10)
 
 
-def client(server: Server, *, timeout: float = 5.0, max_body: int = 1024) -> httpx2.AsyncClient:
+def client(
+    server: Server,
+    *,
+    timeout: httpx2.Timeout | float = 5.0,
+    max_body: int = 1024,
+    proxies: dict[str, str | None] | None = None,
+) -> httpx2.AsyncClient:
     transport = BlockingTransport(
-        ssl_context=ssl.create_default_context(cafile=str(server.ca_file)), max_body=max_body
+        ssl_context=ssl.create_default_context(cafile=str(server.ca_file)),
+        max_body=max_body,
+        proxies=proxies,
     )
     return httpx2.AsyncClient(transport=transport, timeout=timeout)
 
@@ -547,17 +555,10 @@ def through(
     server: Server,
     proxies: dict[str, str | None],
     what: Callable[[httpx2.AsyncClient], Awaitable[T]],
-    *,
-    timeout: httpx2.Timeout | float = 5.0,
+    **options: Any,
 ) -> T:
-    async def session() -> T:
-        transport = BlockingTransport(
-            ssl_context=ssl.create_default_context(cafile=str(server.ca_file)), proxies=proxies
-        )
-        async with httpx2.AsyncClient(transport=transport, timeout=timeout) as http:
-            return await what(http)
-
-    return loop.run(session())
+    """`talk` through the `proxies`."""
+    return talk(server, what, proxies=proxies, **options)
 
 
 def origin_of(server: Server) -> str:

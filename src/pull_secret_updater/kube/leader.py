@@ -193,10 +193,10 @@ class LeaderElector:
                 # anyone else. Read it: still ours (the holder is this process's own identity),
                 # it is ours to free; the PUT's resourceVersion check covers whoever might
                 # take it between the read and the write.
-                with translated(what):
-                    fresh = await self._client.get(Lease, self.name, namespace=self.namespace)
+                fresh = await self._read()  # a GET, now that we lead no more
+                if fresh is None:
+                    return False  # deleted: nothing to free
                 if LeaseRecord.of(fresh).holder != self.identity:
-                    self._remember(fresh, at=self._clock())
                     self._log.info("the leader Lease was taken meanwhile: not released",
                                    holder=self.holder)  # fmt: skip
                     return False

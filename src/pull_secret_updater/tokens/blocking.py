@@ -209,15 +209,10 @@ class BlockingTransport(httpx2.AsyncBaseTransport):
         ends = None if seconds is None else time.monotonic() + seconds
         proxy = self._proxy(request)
         if proxy is None:
-            raw = _open(host, port, ends, request, what=f"{host}:{port}")
+            raw = _open(host, port, ends, request)
         else:
-            if proxy.url.scheme != "http":
-                raise httpx2.ProxyError(
-                    f"a proxy at {proxy.url.scheme}:// is not supported here, only at http://",
-                    request=request,
-                )
             where = f"the proxy at {proxy.url.host}:{proxy.url.port or 80}"
-            raw = _open(proxy.url.host, proxy.url.port or 80, ends, request, what=where)
+            raw = _open(proxy.url.host, proxy.url.port or 80, ends, request, proxy=where)
             try:
                 _tunnel(raw, proxy, origin, ends, request, where=where)
             except BaseException:
@@ -225,8 +220,7 @@ class BlockingTransport(httpx2.AsyncBaseTransport):
                 raise
         late = f"connecting to {host}:{port} timed out"
         try:
-            wait, block = _within_budget(ends, late, request)
-            raw.settimeout(wait)
+            block = _budget(raw, ends, late, request)
             tls = self._ssl.wrap_socket(raw, server_hostname=host)
         except OSError as e:  # ssl.SSLError included
             raw.close()
@@ -388,31 +382,33 @@ def _route(key: str, url: str | None) -> httpx2.Proxy | str | None:
     if url is None:
         return None
     try:
-        return httpx2.Proxy(url)
+        proxy = httpx2.Proxy(url)
     except (ValueError, httpx2.InvalidURL):
         variable = "ALL_PROXY" if key.startswith("all://") else "HTTPS_PROXY"
         return (
             f"the proxy {variable} names is not a valid URL (a user or password in it must be "
             "percent-encoded)"
         )
+    if proxy.url.scheme != "http":
+        return f"a proxy at {proxy.url.scheme}:// is not supported here, only at http://"
+    return proxy
 
 
 def _open(
-    host: str, port: int, ends: float | None, request: httpx2.Request, *, what: str
+    host: str, port: int, ends: float | None, request: httpx2.Request, *, proxy: str | None = None
 ) -> socket.socket:
-    """A TCP connection to `host`:`port` (`what`, in errors), its addresses tried in turn until
-    `ends` (the connect budget) or the deadline."""
-    late = f"connecting to {what} timed out"
+    """A TCP connection to `host`:`port` (the proxy `proxy` describes, when given, and names in
+    errors), its addresses tried in turn until `ends` (the connect budget) or the deadline."""
+    late = f"connecting to {proxy or f'{host}:{port}'} timed out"
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as e:
         raise httpx2.ConnectError(str(e) or type(e).__name__, request=request) from e
     failure: OSError | None = None
     for family, kind, protocol, _, address in addresses:
-        wait, block = _within_budget(ends, late, request)
         raw = socket.socket(family, kind, protocol)
         try:
-            raw.settimeout(wait)
+            block = _budget(raw, ends, late, request)
             raw.connect(address)
         except OSError as e:
             raw.close()
@@ -425,8 +421,8 @@ def _open(
             raise
         return raw
     reason = str(failure) if failure is not None else f"{host} has no address"
-    if what != f"{host}:{port}":
-        reason = f"{what}: {reason}"
+    if proxy is not None:
+        reason = f"{proxy}: {reason}"
     raise httpx2.ConnectError(reason, request=request) from failure
 
 
@@ -441,9 +437,9 @@ def _tunnel(
 ) -> None:
     """Ask the proxy on `raw` for a tunnel to `origin` (HTTP ``CONNECT``, RFC 9110 section 9.3.6)
     within the connect budget; return once it answered 2xx, the socket then being the tunnel."""
-    raw_host, port = request.url.raw_host, origin[1]
-    authority = (b"[" + raw_host + b"]" if b":" in raw_host else raw_host) + b":%d" % port
-    target = authority.decode("ascii")
+    host, port = origin
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    authority = target.encode("ascii")
     headers: list[tuple[bytes, bytes]] = [(b"Host", authority)]
     if proxy.raw_auth is not None:
         credentials = b":".join(proxy.raw_auth)
@@ -454,8 +450,7 @@ def _tunnel(
     data += state.send(h11.EndOfMessage()) or b""
     late = f"asking {where} for a tunnel to {target} timed out"
     try:
-        wait, block = _within_budget(ends, late, request)
-        raw.settimeout(wait)
+        block = _budget(raw, ends, late, request)
         raw.sendall(data)
         while True:
             try:
@@ -464,8 +459,7 @@ def _tunnel(
                 raise httpx2.ProxyError(f"{where} answered CONNECT malformed ({e})",
                                         request=request) from e  # fmt: skip
             if event is h11.NEED_DATA:
-                wait, block = _within_budget(ends, late, request)
-                raw.settimeout(wait)
+                block = _budget(raw, ends, late, request)
                 chunk = raw.recv(MAX_HEADERS)
                 if not chunk:
                     raise httpx2.ProxyError(f"{where} closed the connection instead of a tunnel to "
@@ -527,17 +521,22 @@ def _our_timeout(error: OSError) -> bool:
     return isinstance(error, TimeoutError) and error.errno is None
 
 
-def _within_budget(
-    ends: float | None, message: str, request: httpx2.Request
-) -> tuple[float | None, loop.Deadline | None]:
-    """How long the next step of a connect may wait: what is left of its budget (ending at
-    `ends`), or less when the deadline comes sooner (see `loop.limit`)."""
+def _budget(
+    raw: socket.socket, ends: float | None, message: str, request: httpx2.Request
+) -> loop.Deadline | None:
+    """`raw`'s timeout set for the next step of a connect: what is left of its budget (ending
+    at `ends`), or less when the deadline comes sooner (see `loop.limit`); returns that
+    deadline's block when it bounds the wait. ConnectTimeout (`message`) once the budget is
+    spent."""
     if ends is None:
-        return loop.limit(None)
-    left = ends - time.monotonic()
-    if left <= 0:
-        raise httpx2.ConnectTimeout(message, request=request)
-    return loop.limit(left)
+        wait, block = loop.limit(None)
+    else:
+        left = ends - time.monotonic()
+        if left <= 0:
+            raise httpx2.ConnectTimeout(message, request=request)
+        wait, block = loop.limit(left)
+    raw.settimeout(wait)
+    return block
 
 
 def _timed_out(

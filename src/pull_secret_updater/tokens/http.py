@@ -53,6 +53,12 @@ class Answer:
         return float(text)
 
 
+def reason_of(error: httpx2.HTTPError, *, known: Iterable[str] = ()) -> str:
+    """Why a request failed, for a message: the error's text (its class's name if it has none),
+    on one line, with the `known` secrets and anything credential-like redacted."""
+    return truncate(redact(str(error) or type(error).__name__, known=known), limit=MAX_DETAIL)
+
+
 async def send(
     client: httpx2.AsyncClient,
     request: httpx2.Request,
@@ -90,7 +96,7 @@ async def send(
                 cause="tls",
                 retryable=False,
             ) from e
-        reason = truncate(redact(str(e) or type(e).__name__, known=secrets), limit=MAX_DETAIL)
+        reason = reason_of(e, known=secrets)
         raise TransientExchangeError(
             f"could not reach {where}: {reason}", cause="connection"
         ) from e

@@ -47,14 +47,13 @@ import jwt
 
 from pull_secret_updater.core.claims import InvalidToken, check_claims
 from pull_secret_updater.core.credential import Credential
-from pull_secret_updater.core.redaction import redact, truncate
 from pull_secret_updater.tokens import loop
 from pull_secret_updater.tokens.errors import KeysUnavailable
 from pull_secret_updater.tokens.http import (
-    MAX_DETAIL,
     NOT_JSON,
     load_json,
     read_bounded,
+    reason_of,
     verification_failure,
 )
 from pull_secret_updater.tokens.keyfile import KeyFile
@@ -321,8 +320,7 @@ class TokenVerifier:
                 ) from None
             # NB: the reason as `tokens.http.send` gives it (a refused connection, a proxy's
             # refusal), with anything credential-like in it redacted.
-            reason = truncate(redact(str(e)), limit=MAX_DETAIL)
-            detail = f"{type(e).__name__}: {reason}" if reason else type(e).__name__
+            detail = f"{type(e).__name__}: {reason_of(e)}" if str(e) else type(e).__name__
             raise KeysUnavailable(f"cannot fetch the {what} at {url}: {detail}") from None
         if status != 200:
             raise KeysUnavailable(f"the {what} at {url} answered {status}")
